@@ -1,0 +1,260 @@
+//! The command line: the only place that knows about processes, exit codes and `anyhow`.
+//!
+//! Exit codes (a documented contract): 0 the run completed (rejected rows are data, not a
+//! failure), 1 any other failure, 2 a configuration or recipe error, 3 the run was held by
+//! the delete guard.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::pipeline::{self, PipelineError, RunOptions, RunStatus};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    Failure = 1,
+    Config = 2,
+    Held = 3,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dropsync",
+    version,
+    about = "Full-snapshot file drops in, a clean CRM out"
+)]
+pub struct Cli {
+    /// Only warnings and errors on stderr, no progress bars.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Process the files present in the inbox once.
+    Run {
+        #[command(flatten)]
+        ws: Workspace,
+        /// Folder holding this drop's exports.
+        #[arg(long, default_value = "watch/inbox")]
+        inbox: PathBuf,
+        /// Plan only: counts and a sample of changes; nothing is written.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print exactly one JSON object on stdout (logs stay on stderr).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply the deletes that the guard held in a run.
+    Approve {
+        run_id: String,
+        #[command(flatten)]
+        ws: Workspace,
+    },
+    /// List recent runs with status and counts.
+    Runs {
+        #[command(flatten)]
+        ws: Workspace,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the recipes and print the load order.
+    Check {
+        #[command(flatten)]
+        ws: Workspace,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct Workspace {
+    /// Folder with `<entity>.toml` recipes and `pipeline.toml`.
+    #[arg(long, default_value = "recipes")]
+    recipes: PathBuf,
+    /// Where staging.sqlite, staging.xlsx, crm.sqlite and state/ live.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
+        if cli.quiet {
+            "warn".into()
+        } else {
+            "info".into()
+        }
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let code = match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit_for(&e)
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+fn exit_for(e: &anyhow::Error) -> Exit {
+    match e.downcast_ref::<PipelineError>() {
+        Some(PipelineError::Recipe(_)) | Some(PipelineError::Usage(_)) => Exit::Config,
+        _ => Exit::Failure,
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
+    match cli.command {
+        Command::Run {
+            ws,
+            inbox,
+            dry_run,
+            json,
+        } => {
+            let opts = RunOptions {
+                recipes: ws.recipes,
+                inbox,
+                out: ws.out,
+                dry_run,
+                progress: !json && !cli.quiet,
+            };
+            match pipeline::run(&opts) {
+                Ok(report) => {
+                    if json {
+                        println!("{}", report.to_json());
+                    } else {
+                        print_table(&report);
+                    }
+                    Ok(match report.status {
+                        RunStatus::Ok => Exit::Ok,
+                        RunStatus::Held => Exit::Held,
+                    })
+                }
+                Err(e) => {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"run_id": null, "status": "failed", "error": e.to_string(), "entities": {}})
+                        );
+                    }
+                    Err(e.into())
+                }
+            }
+        }
+        Command::Approve { run_id, ws } => {
+            let done = pipeline::approve(&ws.recipes, &ws.out, &run_id)?;
+            for (entity, n) in done {
+                println!("{entity}: {n} held delete(s) applied");
+            }
+            Ok(Exit::Ok)
+        }
+        Command::Runs { ws, limit, json } => {
+            let state = crate::state::State::open(&ws.out)?;
+            let runs = state.runs(limit)?;
+            if json {
+                println!("{}", serde_json::to_string(&runs)?);
+            } else {
+                println!("{:<28} {:<10} {:<25} entities", "run", "status", "started");
+                for r in runs {
+                    let counts = r
+                        .summary
+                        .as_ref()
+                        .and_then(|s| s.get("entities"))
+                        .and_then(|e| e.as_object())
+                        .map(|m| {
+                            m.iter()
+                                .filter(|(_, v)| v["status"] != "no_file")
+                                .map(|(k, v)| {
+                                    format!(
+                                        "{k} +{} ~{} -{} !{}",
+                                        v["inserted"], v["updated"], v["deleted"], v["rejected"]
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "{:<28} {:<10} {:<25} {counts}",
+                        r.run_id, r.status, r.started_at
+                    );
+                }
+            }
+            Ok(Exit::Ok)
+        }
+        Command::Check { ws } => {
+            let recipes = crate::recipe::load_dir(&ws.recipes).map_err(PipelineError::from)?;
+            println!(
+                "recipes OK: {}",
+                recipes
+                    .entities
+                    .iter()
+                    .map(|r| r.entity.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" -> ")
+            );
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+fn print_table(report: &pipeline::RunReport) {
+    println!(
+        "run {}  status {}{}",
+        report.run_id,
+        report.status.as_str(),
+        if report.dry_run {
+            "  (dry run: nothing written)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "{:<12} {:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>6}",
+        "entity",
+        "status",
+        "read",
+        "accepted",
+        "rejected",
+        "warnings",
+        "inserted",
+        "updated",
+        "unchanged",
+        "deleted",
+        "held"
+    );
+    for (e, s) in &report.entities {
+        println!(
+            "{:<12} {:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>6}",
+            e,
+            s.status,
+            s.read,
+            s.accepted,
+            s.rejected,
+            s.warnings,
+            s.inserted,
+            s.updated,
+            s.unchanged,
+            s.deleted,
+            s.held_deletes
+        );
+        if let Some(r) = &s.reason {
+            println!("    {r}");
+        }
+    }
+    if report.status == RunStatus::Held {
+        println!(
+            "deletes held by the guard: review, then `dropsync approve {}`",
+            report.run_id
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! Diff of this run's accepted rows against the entity's last accepted snapshot.
+//!
+//! Each row carries a hash of its comparable fields (create-only fields excluded: they are
+//! written once and never count as a change), so an unchanged row costs one hash lookup.
+//! A row rejected in this run is not a delete: its last accepted version is carried into
+//! the next snapshot, as are deletes held by the guard (they are still in the CRM).
+
+use std::collections::{HashMap, HashSet};
+
+use polars::prelude::*;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::recipe::plan::ID;
+use crate::recipe::Recipe;
+
+/// Snapshot column with the row hash.
+pub const HASH: &str = "__hash";
+
+/// What changed in one entity, as row positions in the new frame and IDs of the old one.
+#[derive(Debug, Default)]
+pub struct ChangeSet {
+    pub inserted: Vec<u32>,
+    /// Row in the new frame and the fields whose value changed.
+    pub updated: Vec<(u32, Vec<String>)>,
+    pub unchanged: usize,
+    /// IDs gone from the file (not rejected this run), in snapshot order.
+    pub deleted: Vec<String>,
+    /// Rows of the previous snapshot kept because their ID was rejected this run.
+    pub carried: Vec<u32>,
+}
+
+impl ChangeSet {
+    /// Rows to write to the CRM (inserts then updates).
+    pub fn upsert_rows(&self) -> Vec<u32> {
+        self.inserted
+            .iter()
+            .copied()
+            .chain(self.updated.iter().map(|(r, _)| *r))
+            .collect()
+    }
+}
+
+/// Hash of each row's comparable fields; stable across runs and machines.
+pub fn row_hashes(df: &DataFrame, recipe: &Recipe) -> PolarsResult<Vec<u64>> {
+    let mut h = vec![0x5eed_u64; df.height()];
+    for f in recipe.fields.iter().filter(|f| !f.create_only) {
+        let c = df.column(&f.name)?.as_materialized_series().clone();
+        // The name goes in too, so a field added to the recipe changes every hash.
+        let tag = xxh3_64_with_seed(f.name.as_bytes(), 1);
+        let mix = |h: &mut u64, bytes: Option<&[u8]>| {
+            *h = match bytes {
+                Some(b) => xxh3_64_with_seed(b, *h ^ tag),
+                None => xxh3_64_with_seed(b"\0null", *h ^ tag),
+            }
+        };
+        match c.dtype() {
+            DataType::String => {
+                for (h, v) in h.iter_mut().zip(c.str()?.iter()) {
+                    mix(h, v.map(str::as_bytes))
+                }
+            }
+            DataType::Int64 => {
+                for (h, v) in h.iter_mut().zip(c.i64()?.iter()) {
+                    mix(h, v.map(|v| v.to_le_bytes()).as_ref().map(|b| &b[..]))
+                }
+            }
+            DataType::Float64 => {
+                for (h, v) in h.iter_mut().zip(c.f64()?.iter()) {
+                    mix(h, v.map(|v| v.to_le_bytes()).as_ref().map(|b| &b[..]))
+                }
+            }
+            DataType::Boolean => {
+                for (h, v) in h.iter_mut().zip(c.bool()?.iter()) {
+                    mix(h, v.map(|v| if v { &b"1"[..] } else { &b"0"[..] }))
+                }
+            }
+            _ => {
+                let s = c.cast(&DataType::String)?;
+                for (h, v) in h.iter_mut().zip(s.str()?.iter()) {
+                    mix(h, v.map(str::as_bytes))
+                }
+            }
+        }
+    }
+    Ok(h)
+}
+
+/// Compares `new` (accepted rows with `__hash`) with the previous snapshot.
+pub fn diff(
+    recipe: &Recipe,
+    new: &DataFrame,
+    prev: Option<&DataFrame>,
+    rejected_ids: &HashSet<String>,
+) -> PolarsResult<ChangeSet> {
+    let mut cs = ChangeSet::default();
+    let new_ids = new.column(ID)?.str()?;
+    let new_hash = new.column(HASH)?.u64()?;
+    let Some(prev) = prev else {
+        cs.inserted = (0..new.height() as u32).collect();
+        return Ok(cs);
+    };
+    let prev_ids = prev.column(ID)?.str()?;
+    let prev_hash = prev.column(HASH)?.u64()?;
+    let index: HashMap<&str, u32> = prev_ids
+        .iter()
+        .enumerate()
+        .filter_map(|(i, id)| id.map(|id| (id, i as u32)))
+        .collect();
+    let mut seen: HashSet<&str> = HashSet::with_capacity(new.height());
+    for (i, (id, h)) in new_ids.iter().zip(new_hash.iter()).enumerate() {
+        let id = id.unwrap_or("");
+        seen.insert(id);
+        match index.get(id) {
+            None => cs.inserted.push(i as u32),
+            Some(&j) if prev_hash.get(j as usize) == h => cs.unchanged += 1,
+            Some(&j) => {
+                let changed = changed_fields(recipe, new, i, prev, j as usize);
+                cs.updated.push((i as u32, changed));
+            }
+        }
+    }
+    for (j, id) in prev_ids.iter().enumerate() {
+        let Some(id) = id else { continue };
+        if seen.contains(id) {
+            continue;
+        }
+        if rejected_ids.contains(id) {
+            cs.carried.push(j as u32);
+        } else {
+            cs.deleted.push(id.to_string());
+        }
+    }
+    Ok(cs)
+}
+
+/// Names of the comparable fields whose values differ between two rows.
+fn changed_fields(
+    recipe: &Recipe,
+    new: &DataFrame,
+    i: usize,
+    prev: &DataFrame,
+    j: usize,
+) -> Vec<String> {
+    recipe
+        .fields
+        .iter()
+        .filter(|f| !f.create_only)
+        .filter(|f| {
+            let a = new.column(&f.name).ok().and_then(|c| c.get(i).ok());
+            let b = prev.column(&f.name).ok().and_then(|c| c.get(j).ok());
+            match (a, b) {
+                (Some(a), Some(b)) => a.to_string() != b.to_string(),
+                _ => true,
+            }
+        })
+        .map(|f| f.name.clone())
+        .collect()
+}
+
+/// The snapshot to keep after this run: the accepted rows plus `extra` rows of the old
+/// snapshot (rejected this run, or held deletes), aligned to the new columns.
+pub fn next_snapshot(
+    new: &DataFrame,
+    prev: Option<&DataFrame>,
+    extra: &[u32],
+) -> PolarsResult<DataFrame> {
+    let (Some(prev), false) = (prev, extra.is_empty()) else {
+        return Ok(new.clone());
+    };
+    let idx = IdxCa::from_vec("idx".into(), extra.iter().map(|&i| i as IdxSize).collect());
+    let kept = prev.take(&idx)?;
+    let mut cols = Vec::with_capacity(new.width());
+    for c in new.columns() {
+        let col = match kept.column(c.name()) {
+            Ok(k) => k.cast(c.dtype())?,
+            Err(_) => Column::full_null(c.name().clone(), kept.height(), c.dtype()),
+        };
+        cols.push(col);
+    }
+    let kept = DataFrame::new(kept.height(), cols)?;
+    new.vstack(&kept)
+}
+
+/// Positions in `prev` of the given IDs.
+pub fn positions(prev: &DataFrame, ids: &[String]) -> PolarsResult<Vec<u32>> {
+    let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    Ok(prev
+        .column(ID)?
+        .str()?
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| id.is_some_and(|id| wanted.contains(id)))
+        .map(|(i, _)| i as u32)
+        .collect())
+}

@@ -1,0 +1,23 @@
+//! dropsync: full-snapshot file drops in, a clean CRM out.
+//!
+//! Data flows one way through the modules, in this order:
+//! `sources` (which files are in the drop) → `read` (bytes → raw text columns with line numbers)
+//! → `recipe` (declarative TOML compiled into a polars plan: types, cleanup, maps)
+//! → `validate` (IDs, required fields, references, row rules → accepted rows and rejects)
+//! → `stage` (staging.sqlite + staging.xlsx for analysts) → `diff` (against the last accepted
+//! snapshot) → `sinks` (the CRM) → `state` (runs, snapshots, held deletes).
+//! `pipeline` wires the stages for one run; `cli` is the only place that knows about processes,
+//! exit codes and `anyhow`.
+
+pub mod cli;
+pub mod diff;
+// pub mod gen;
+pub mod pipeline;
+pub mod read;
+pub mod recipe;
+pub mod sinks;
+pub mod sources;
+pub mod stage;
+pub mod state;
+pub mod table;
+pub mod validate;

@@ -1,0 +1,751 @@
+//! One run, start to end: read → plan → validate (per entity, parents first) → stage →
+//! diff → CRM → snapshots. The order of the durable steps is what makes a run atomic: the
+//! CRM is written with idempotent upserts, and an entity's snapshot advances only after its
+//! CRM writes committed, so a run killed anywhere is redone by the next one with the same
+//! result and nothing doubled.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use polars::prelude::*;
+use serde_json::{json, Map, Value};
+
+use crate::diff::{self, ChangeSet, HASH};
+use crate::read::{self, ReadError};
+use crate::recipe::plan::{Plan, ID};
+use crate::recipe::{self, DeletePolicy, Recipe, RecipeError, Recipes};
+use crate::sinks::sqlite::SqliteCrm;
+use crate::sinks::{Sink, SinkError};
+use crate::sources::{self, SourceError};
+use crate::stage::sheets::{self, SheetInput};
+use crate::stage::sqlite::Staging;
+use crate::stage::{EntitySummary, StageError};
+use crate::state::{State, StateError};
+use crate::validate::{self, Issue, RefSets, Severity};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Recipe(#[from] RecipeError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Stage(#[from] StageError),
+    #[error("run {run_id}: CRM write failed at {entity}: {source}; the snapshot of {entity} and later entities did not advance, the next run redoes them")]
+    Sink {
+        run_id: String,
+        entity: String,
+        source: SinkError,
+    },
+    #[error("run {run_id}, {entity}: {source}")]
+    Frame {
+        run_id: String,
+        entity: String,
+        source: PolarsError,
+    },
+    #[error("{0}")]
+    Io(String),
+    #[error("{0}")]
+    Usage(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub recipes: PathBuf,
+    pub inbox: PathBuf,
+    pub out: PathBuf,
+    pub dry_run: bool,
+    /// Show progress bars (a terminal, not `--json`/`--quiet`).
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Ok,
+    Held,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Ok => "ok",
+            RunStatus::Held => "held",
+        }
+    }
+}
+
+/// Time spent per stage, summed over entities (seconds).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Timings {
+    pub read: f64,
+    pub transform: f64,
+    pub validate: f64,
+    pub diff: f64,
+    pub stage_sqlite: f64,
+    pub stage_xlsx: f64,
+    pub crm: f64,
+    pub snapshot: f64,
+    pub total: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub run_id: String,
+    pub status: RunStatus,
+    pub dry_run: bool,
+    pub entities: Vec<(String, EntitySummary)>,
+    /// Dry run only: a few changes of each kind per entity.
+    pub samples: Vec<(String, Value)>,
+    pub issues: Vec<Issue>,
+    pub timings: Timings,
+    pub crm_rows_written: usize,
+}
+
+impl RunReport {
+    /// The `--json` contract: one object, entities in load order.
+    pub fn to_json(&self) -> Value {
+        let mut entities = Map::new();
+        for (e, s) in &self.entities {
+            entities.insert(e.clone(), serde_json::to_value(s).unwrap_or(Value::Null));
+        }
+        let mut out = json!({
+            "run_id": self.run_id,
+            "status": self.status.as_str(),
+            "dry_run": self.dry_run,
+            "entities": entities,
+            "crm_rows_written": self.crm_rows_written,
+            "timings": self.timings,
+        });
+        if self.dry_run {
+            let samples: Map<String, Value> = self.samples.iter().cloned().collect();
+            out["samples"] = Value::Object(samples);
+        }
+        out
+    }
+}
+
+/// Crash injection for tests: `DROPSYNC_FAILPOINT=<name>` aborts the process right there,
+/// as a kill would (no cleanup, no flush).
+pub fn failpoint(name: &str) {
+    if std::env::var("DROPSYNC_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
+    }
+}
+
+fn new_run_id() -> String {
+    let now = chrono::Utc::now();
+    let salt =
+        blake3::hash(format!("{:?}{}", now.timestamp_nanos_opt(), std::process::id()).as_bytes());
+    format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), &salt.to_hex()[..6])
+}
+
+/// Everything one entity carries from validation to the CRM.
+struct EntityWork<'r> {
+    recipe: &'r Recipe,
+    file: Option<PathBuf>,
+    /// Accepted rows with `__hash`.
+    accepted: DataFrame,
+    lines: Vec<u32>,
+    changes: ChangeSet,
+    /// Deletes to apply now (policy soft/hard, not held).
+    deletes: Vec<String>,
+    snapshot: DataFrame,
+}
+
+pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
+    let started = Instant::now();
+    let recipes = recipe::load_dir(&opts.recipes)?;
+    let (files, unmatched) = sources::scan_inbox(&opts.inbox, &recipes)?;
+    for u in &unmatched {
+        tracing::warn!(file = %u.display(), "no recipe takes this file; left alone");
+    }
+    std::fs::create_dir_all(&opts.out)
+        .map_err(|e| PipelineError::Io(format!("cannot create {}: {e}", opts.out.display())))?;
+    let state = State::open(&opts.out)?;
+    let run_id = new_run_id();
+    if !opts.dry_run {
+        let stale = state.begin_run(&run_id, &crate::state::now())?;
+        if stale > 0 {
+            tracing::warn!(
+                stale,
+                "earlier run(s) were interrupted; this run redoes their work"
+            );
+        }
+    }
+    tracing::info!(run_id = %run_id, files = files.len(), "run started");
+    let progress = Progress::new(opts.progress, recipes.entities.len());
+
+    let mut timings = Timings::default();
+    let mut refs: RefSets = RefSets::new();
+    let mut summaries: Vec<(String, EntitySummary)> = Vec::new();
+    let mut issues: Vec<Issue> = Vec::new();
+    let mut work: Vec<EntityWork> = Vec::new();
+    let mut held_any = false;
+    let mut holds: Vec<(String, Vec<String>)> = Vec::new();
+    let frame_err = |entity: &str| {
+        let run_id = run_id.clone();
+        let entity = entity.to_string();
+        move |source| PipelineError::Frame {
+            run_id: run_id.clone(),
+            entity: entity.clone(),
+            source,
+        }
+    };
+
+    for recipe in &recipes.entities {
+        let entity = recipe.entity.as_str();
+        let prev = state.load_snapshot(entity)?;
+        let mut summary = EntitySummary::default();
+        let Some(file) = files.iter().find(|f| f.entity == entity) else {
+            summary.status = "no_file".into();
+            refs.insert(
+                entity.to_string(),
+                ids_of(prev.as_ref()).map_err(frame_err(entity))?,
+            );
+            summaries.push((entity.to_string(), summary));
+            continue;
+        };
+        for ignored in &file.ignored {
+            tracing::warn!(entity, file = %ignored.display(), "another file matched this entity; ignored");
+        }
+        progress.set(entity, "reading");
+        let file_name = file
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        summary.file = Some(file_name.clone());
+        let t = Instant::now();
+        let raw = match read::read_file(&file.path, recipe) {
+            Ok(raw) => raw,
+            Err(e) => {
+                timings.read += t.elapsed().as_secs_f64();
+                quarantine(&state, opts, &run_id, entity, &file.path, &e)?;
+                summary.status = "quarantined".into();
+                summary.reason = Some(e.to_string());
+                issues.push(Issue {
+                    entity: entity.to_string(),
+                    file: file_name,
+                    line: read_error_line(&e),
+                    id: String::new(),
+                    severity: Severity::Error,
+                    rule: "file.unreadable".into(),
+                    reason: e.to_string(),
+                });
+                // The entity keeps its last accepted state; children check against it.
+                refs.insert(
+                    entity.to_string(),
+                    ids_of(prev.as_ref()).map_err(frame_err(entity))?,
+                );
+                summaries.push((entity.to_string(), summary));
+                continue;
+            }
+        };
+        timings.read += t.elapsed().as_secs_f64();
+        summary.encoding = Some(raw.encoding.to_string());
+        if !opts.dry_run {
+            state.record_file(
+                &run_id,
+                entity,
+                &file_name,
+                &raw.hash,
+                raw.bytes,
+                Some(raw.encoding),
+                "read",
+                None,
+            )?;
+        }
+        for m in &raw.missing_columns {
+            tracing::warn!(entity, column = %m, "optional column not in the file; its field stays empty");
+        }
+
+        progress.set(entity, "transforming");
+        let t = Instant::now();
+        let typed = Plan::new(recipe)
+            .apply(raw.frame.clone())
+            .map_err(frame_err(entity))?;
+        timings.transform += t.elapsed().as_secs_f64();
+
+        progress.set(entity, "validating");
+        let t = Instant::now();
+        let v = validate::validate(recipe, &file_name, &typed, &raw.frame, &refs)
+            .map_err(frame_err(entity))?;
+        drop(typed);
+        drop(raw);
+        timings.validate += t.elapsed().as_secs_f64();
+        refs.insert(entity.to_string(), v.accepted_ids);
+
+        progress.set(entity, "diffing");
+        let t = Instant::now();
+        let mut accepted = v.accepted;
+        let hashes = diff::row_hashes(&accepted, recipe).map_err(frame_err(entity))?;
+        accepted
+            .with_column(UInt64Chunked::from_vec(HASH.into(), hashes).into_column())
+            .map_err(frame_err(entity))?;
+        let changes = diff::diff(recipe, &accepted, prev.as_ref(), &v.rejected_ids)
+            .map_err(frame_err(entity))?;
+        let prev_rows = prev.as_ref().map(|p| p.height()).unwrap_or(0);
+        let mut keep_rows = changes.carried.clone();
+        let mut deletes = Vec::new();
+        if !changes.deleted.is_empty() && recipe.delete_policy != DeletePolicy::Ignore {
+            let too_many =
+                changes.deleted.len() as f64 > recipe.max_delete_share * prev_rows as f64;
+            if v.counts.read == 0 || too_many {
+                held_any = true;
+                summary.held_deletes = changes.deleted.len();
+                tracing::warn!(
+                    entity,
+                    deletes = changes.deleted.len(),
+                    of = prev_rows,
+                    "deletes held: {} (approve with `dropsync approve {run_id}`)",
+                    if v.counts.read == 0 {
+                        "the file has no rows"
+                    } else {
+                        "over the guard's share"
+                    }
+                );
+                if let Some(p) = prev.as_ref() {
+                    keep_rows
+                        .extend(diff::positions(p, &changes.deleted).map_err(frame_err(entity))?);
+                }
+                holds.push((entity.to_string(), changes.deleted.clone()));
+            } else {
+                deletes = changes.deleted.clone();
+            }
+        }
+        keep_rows.sort_unstable();
+        let snapshot =
+            diff::next_snapshot(&accepted, prev.as_ref(), &keep_rows).map_err(frame_err(entity))?;
+        timings.diff += t.elapsed().as_secs_f64();
+
+        summary.status = if summary.held_deletes > 0 {
+            "held".into()
+        } else {
+            "ok".into()
+        };
+        summary.read = v.counts.read;
+        summary.accepted = v.counts.accepted;
+        summary.rejected = v.counts.rejected;
+        summary.skipped = v.counts.skipped;
+        summary.warnings = v.counts.warnings;
+        summary.inserted = changes.inserted.len();
+        summary.updated = changes.updated.len();
+        summary.unchanged = changes.unchanged;
+        summary.deleted = deletes.len();
+        issues.extend(v.issues);
+        summaries.push((entity.to_string(), summary));
+        work.push(EntityWork {
+            recipe,
+            file: Some(file.path.clone()),
+            accepted,
+            lines: v.lines,
+            changes,
+            deletes,
+            snapshot,
+        });
+        progress.done(entity);
+    }
+
+    let status = if held_any {
+        RunStatus::Held
+    } else {
+        RunStatus::Ok
+    };
+    let mut report = RunReport {
+        run_id: run_id.clone(),
+        status,
+        dry_run: opts.dry_run,
+        entities: summaries,
+        samples: Vec::new(),
+        issues,
+        timings,
+        crm_rows_written: 0,
+    };
+    if opts.dry_run {
+        report.samples = work
+            .iter()
+            .map(|w| (w.recipe.entity.clone(), samples(w)))
+            .collect();
+        report.timings.total = started.elapsed().as_secs_f64();
+        progress.finish();
+        return Ok(report);
+    }
+
+    // Stage: analysts see this run's accepted rows and every reject, before the CRM moves.
+    progress.message("staging");
+    let t = Instant::now();
+    let mut staging = Staging::open(&opts.out.join("staging.sqlite"))?;
+    for w in &work {
+        let rows = without_hash(&w.accepted).map_err(frame_err(&w.recipe.entity))?;
+        staging.replace_entity(&w.recipe.entity, &rows)?;
+    }
+    staging.write_rejects(&run_id, &report.issues)?;
+    report.timings.stage_sqlite = t.elapsed().as_secs_f64();
+    failpoint("after-stage");
+
+    // CRM: upserts parents first, deletes children first; then snapshots advance.
+    progress.message("writing CRM");
+    let t = Instant::now();
+    let mut crm =
+        SqliteCrm::open(&opts.out.join("crm.sqlite")).map_err(|source| PipelineError::Sink {
+            run_id: run_id.clone(),
+            entity: "-".into(),
+            source,
+        })?;
+    let sink_err = |entity: &str| {
+        let run_id = run_id.clone();
+        let entity = entity.to_string();
+        move |source| PipelineError::Sink {
+            run_id: run_id.clone(),
+            entity: entity.clone(),
+            source,
+        }
+    };
+    let mut written = 0;
+    for w in &work {
+        let entity = w.recipe.entity.as_str();
+        let rows = without_hash(&w.accepted).map_err(frame_err(entity))?;
+        crm.prepare(w.recipe, &rows).map_err(sink_err(entity))?;
+        let upserts = w.changes.upsert_rows();
+        if !upserts.is_empty() {
+            let idx = IdxCa::from_vec(
+                "idx".into(),
+                upserts.iter().map(|&i| i as IdxSize).collect(),
+            );
+            let subset = rows.take(&idx).map_err(frame_err(entity))?;
+            crm.upsert(w.recipe, &subset, &run_id)
+                .map_err(sink_err(entity))?;
+            written += upserts.len();
+        }
+    }
+    failpoint("after-upserts");
+    for w in work.iter().rev() {
+        if !w.deletes.is_empty() {
+            let entity = w.recipe.entity.as_str();
+            crm.delete(w.recipe, &w.deletes, w.recipe.delete_policy, &run_id)
+                .map_err(sink_err(entity))?;
+            written += w.deletes.len();
+        }
+    }
+    report.crm_rows_written = written;
+    report.timings.crm = t.elapsed().as_secs_f64();
+    failpoint("before-snapshots");
+
+    let t = Instant::now();
+    for w in &mut work {
+        let entity = w.recipe.entity.clone();
+        state.save_snapshot(&entity, &mut w.snapshot)?;
+        state.supersede_holds(&entity, &run_id)?;
+        record_changes(&state, &run_id, w)?;
+    }
+    for (entity, ids) in &holds {
+        state.hold_deletes(&run_id, entity, ids)?;
+    }
+    report.timings.snapshot = t.elapsed().as_secs_f64();
+
+    // Workbook last: it mirrors the staged tables (entities without a file this run show
+    // their last accepted snapshot).
+    if recipes.pipeline.staging.xlsx {
+        progress.message("writing staging.xlsx");
+        let t = Instant::now();
+        write_xlsx(&recipes, &state, opts, &work, &report)?;
+        report.timings.stage_xlsx = t.elapsed().as_secs_f64();
+    }
+    staging.write_run(&run_id, &report.entities)?;
+    report.timings.total = started.elapsed().as_secs_f64();
+    state.finish_run(&run_id, status.as_str(), &report.to_json())?;
+    progress.finish();
+    tracing::info!(run_id = %run_id, status = status.as_str(), crm_rows = written, seconds = report.timings.total, "run finished");
+    Ok(report)
+}
+
+fn ids_of(df: Option<&DataFrame>) -> PolarsResult<HashSet<String>> {
+    let Some(df) = df else {
+        return Ok(HashSet::new());
+    };
+    Ok(df
+        .column(ID)?
+        .str()?
+        .iter()
+        .flatten()
+        .map(str::to_string)
+        .collect())
+}
+
+fn without_hash(df: &DataFrame) -> PolarsResult<DataFrame> {
+    df.drop(HASH)
+}
+
+fn read_error_line(e: &ReadError) -> u32 {
+    match e {
+        ReadError::Csv { line, .. } | ReadError::Xml { line, .. } => *line as u32,
+        _ => 0,
+    }
+}
+
+/// Copies an unreadable file to `<out>/quarantine/<run_id>/` with a `.reason.txt` beside it.
+/// The inbox file itself is left where it is.
+fn quarantine(
+    state: &State,
+    opts: &RunOptions,
+    run_id: &str,
+    entity: &str,
+    path: &Path,
+    e: &ReadError,
+) -> Result<(), PipelineError> {
+    tracing::error!(entity, file = %path.display(), reason = %e, "file quarantined; the entity keeps its last accepted state");
+    if opts.dry_run {
+        return Ok(());
+    }
+    let dir = opts.out.join("quarantine").join(run_id);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let io = |x: std::io::Error| PipelineError::Io(format!("quarantine {}: {x}", dir.display()));
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    std::fs::copy(path, dir.join(&name)).map_err(io)?;
+    std::fs::write(dir.join(format!("{name}.reason.txt")), format!("{e}\n")).map_err(io)?;
+    let bytes = std::fs::read(path).unwrap_or_default();
+    state.record_file(
+        run_id,
+        entity,
+        &name,
+        &blake3::hash(&bytes).to_hex(),
+        bytes.len() as u64,
+        None,
+        "quarantined",
+        Some(&e.to_string()),
+    )?;
+    Ok(())
+}
+
+fn record_changes(state: &State, run_id: &str, w: &EntityWork) -> Result<(), PipelineError> {
+    let ids = w
+        .accepted
+        .column(ID)
+        .and_then(|c| c.str().cloned())
+        .map_err(|source| PipelineError::Frame {
+            run_id: run_id.to_string(),
+            entity: w.recipe.entity.clone(),
+            source,
+        })?;
+    let id_at = |i: u32| ids.get(i as usize).unwrap_or("").to_string();
+    let mut rows: Vec<(String, &str, Option<String>, Option<u32>)> = Vec::new();
+    for &i in &w.changes.inserted {
+        rows.push((id_at(i), "inserted", None, w.lines.get(i as usize).copied()));
+    }
+    for (i, fields) in &w.changes.updated {
+        rows.push((
+            id_at(*i),
+            "updated",
+            Some(fields.join(",")),
+            w.lines.get(*i as usize).copied(),
+        ));
+    }
+    for id in &w.deletes {
+        rows.push((id.clone(), "deleted", None, None));
+    }
+    let _ = &w.file;
+    state.record_changes(run_id, &w.recipe.entity, &rows)?;
+    Ok(())
+}
+
+fn write_xlsx(
+    recipes: &Recipes,
+    state: &State,
+    opts: &RunOptions,
+    work: &[EntityWork],
+    report: &RunReport,
+) -> Result<(), PipelineError> {
+    let mut frames: Vec<(String, DataFrame)> = Vec::new();
+    for recipe in &recipes.entities {
+        let df = match work.iter().find(|w| w.recipe.entity == recipe.entity) {
+            Some(w) => without_hash(&w.accepted),
+            None => match state.load_snapshot(&recipe.entity)? {
+                Some(s) => without_hash(&s),
+                None => continue,
+            },
+        }
+        .map_err(|source| PipelineError::Frame {
+            run_id: report.run_id.clone(),
+            entity: recipe.entity.clone(),
+            source,
+        })?;
+        frames.push((recipe.entity.clone(), df));
+    }
+    let inputs: Vec<SheetInput> = frames
+        .iter()
+        .map(|(n, df)| SheetInput { name: n, rows: df })
+        .collect();
+    sheets::write_workbook(
+        &opts.out.join("staging.xlsx"),
+        &inputs,
+        &report.issues,
+        &report.entities,
+        recipes.pipeline.staging.xlsx_max_rows,
+    )?;
+    Ok(())
+}
+
+/// A few changes of each kind, for `--dry-run`.
+fn samples(w: &EntityWork) -> Value {
+    let ids = w
+        .accepted
+        .column(ID)
+        .ok()
+        .and_then(|c| c.str().ok().cloned());
+    let id_at = |i: u32| {
+        ids.as_ref()
+            .and_then(|c| c.get(i as usize))
+            .unwrap_or("")
+            .to_string()
+    };
+    json!({
+        "inserted": w.changes.inserted.iter().take(5).map(|&i| id_at(i)).collect::<Vec<_>>(),
+        "updated": w.changes.updated.iter().take(5).map(|(i, f)| json!({"id": id_at(*i), "fields": f})).collect::<Vec<_>>(),
+        "deleted": w.deletes.iter().take(5).collect::<Vec<_>>(),
+    })
+}
+
+/// Applies the deletes a held run kept back, as `dropsync approve RUN_ID`.
+pub fn approve(
+    recipes_dir: &Path,
+    out: &Path,
+    run_id: &str,
+) -> Result<Vec<(String, usize)>, PipelineError> {
+    let recipes = recipe::load_dir(recipes_dir)?;
+    let state = State::open(out)?;
+    let Some(run) = state.run(run_id)? else {
+        return Err(PipelineError::Usage(format!(
+            "no run {run_id} in {}",
+            out.display()
+        )));
+    };
+    let (held, superseded) = state.held(run_id)?;
+    if held.is_empty() {
+        return Err(PipelineError::Usage(if superseded > 0 {
+            format!("run {run_id}: its held deletes were superseded by a later run of the same entities; approve that run instead (see `dropsync runs`)")
+        } else {
+            format!("run {run_id} (status {}) has no held deletes", run.status)
+        }));
+    }
+    let mut crm =
+        SqliteCrm::open(&out.join("crm.sqlite")).map_err(|source| PipelineError::Sink {
+            run_id: run_id.to_string(),
+            entity: "-".into(),
+            source,
+        })?;
+    let mut done = Vec::new();
+    // Children before parents, as in a run.
+    for recipe in recipes.entities.iter().rev() {
+        let Some((_, ids)) = held.iter().find(|(e, _)| *e == recipe.entity) else {
+            continue;
+        };
+        let n = crm
+            .delete(recipe, ids, recipe.delete_policy, run_id)
+            .map_err(|source| PipelineError::Sink {
+                run_id: run_id.to_string(),
+                entity: recipe.entity.clone(),
+                source,
+            })?;
+        if let Some(snap) = state.load_snapshot(&recipe.entity)? {
+            let gone: HashSet<&str> = ids.iter().map(String::as_str).collect();
+            let keep: BooleanChunked = snap
+                .column(ID)
+                .and_then(|c| c.str().cloned())
+                .map_err(|source| PipelineError::Frame {
+                    run_id: run_id.to_string(),
+                    entity: recipe.entity.clone(),
+                    source,
+                })?
+                .iter()
+                .map(|id| Some(!id.is_some_and(|id| gone.contains(id))))
+                .collect();
+            let mut kept = snap.filter(&keep).map_err(|source| PipelineError::Frame {
+                run_id: run_id.to_string(),
+                entity: recipe.entity.clone(),
+                source,
+            })?;
+            state.save_snapshot(&recipe.entity, &mut kept)?;
+        }
+        state.mark_released(run_id, &recipe.entity)?;
+        let rows: Vec<(String, &str, Option<String>, Option<u32>)> = ids
+            .iter()
+            .map(|id| (id.clone(), "deleted", None, None))
+            .collect();
+        state.record_changes(run_id, &recipe.entity, &rows)?;
+        tracing::info!(entity = %recipe.entity, deleted = n, "held deletes applied");
+        done.push((recipe.entity.clone(), ids.len()));
+    }
+    state.set_status(run_id, "approved")?;
+    Ok(done)
+}
+
+/// Per-entity progress on a terminal; nothing otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(enabled: bool, entities: usize) -> Progress {
+        let bar = (enabled && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+            let b = indicatif::ProgressBar::new(entities as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b.enable_steady_tick(std::time::Duration::from_millis(120));
+            b
+        });
+        Progress { bar }
+    }
+    fn set(&self, entity: &str, what: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(format!("{entity}: {what}"));
+        }
+    }
+    fn message(&self, what: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(what.to_string());
+        }
+    }
+    fn done(&self, _entity: &str) {
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Rows per entity in the CRM, for reports and tests.
+pub fn crm_counts(out: &Path) -> BTreeMap<String, (i64, i64)> {
+    let mut counts = BTreeMap::new();
+    let Ok(conn) = rusqlite::Connection::open(out.join("crm.sqlite")) else {
+        return counts;
+    };
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .unwrap_or_default();
+    for t in tables {
+        let q = format!(
+            "SELECT count(*), coalesce(sum(_deleted), 0) FROM {}",
+            crate::table::ident(&t)
+        );
+        if let Ok(c) = conn.query_row(&q, [], |r| Ok((r.get(0)?, r.get(1)?))) {
+            counts.insert(t, c);
+        }
+    }
+    counts
+}

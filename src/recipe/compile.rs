@@ -1,0 +1,475 @@
+//! Second phase of recipe loading: the deserialized files are checked for meaning (unknown
+//! entities and fields, bad regexes, reference cycles) all at once, and turned into
+//! `Recipe`s that cannot be invalid. The pipeline never re-checks what is proven here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+
+use super::diagnostic::{suggest, Diagnostic, SourceMap};
+use super::model::*;
+use super::RecipeError;
+
+/// A field ready to be planned.
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub name: String,
+    pub crm_name: String,
+    pub input: FieldInput,
+    pub kind: FieldType,
+    pub required: bool,
+    pub clean: Vec<CleanStep>,
+    /// (lower-cased key, value), longest first is irrelevant: keys are exact after folding.
+    pub map: Vec<(String, String)>,
+    pub unmapped: Unmapped,
+    pub default: Option<String>,
+    pub formats: Vec<String>,
+    pub reference: Option<Reference>,
+    pub create_only: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum FieldInput {
+    Column(String),
+    Extract {
+        column: String,
+        pattern: String,
+        group: usize,
+    },
+}
+
+impl FieldInput {
+    pub fn column(&self) -> &str {
+        match self {
+            FieldInput::Column(c) => c,
+            FieldInput::Extract { column, .. } => column,
+        }
+    }
+}
+
+/// A link to another entity's ID, normalised the way that entity normalises its IDs.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    pub entity: String,
+    pub id: IdSpec,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub action: RuleAction,
+    pub field: String,
+    pub condition: Condition,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Condition {
+    Equals(String),
+    NotEquals(String),
+    OneOf(Vec<String>),
+    IsEmpty(bool),
+    Matches(String),
+    LessThan(f64),
+    GreaterThan(f64),
+}
+
+/// One entity's compiled recipe.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    pub entity: String,
+    pub file: PathBuf,
+    pub crm_object: String,
+    pub source: SourceSpec,
+    pub id: IdSpec,
+    pub delete_policy: DeletePolicy,
+    pub max_delete_share: f64,
+    pub fields: Vec<Field>,
+    pub rules: Vec<Rule>,
+}
+
+impl Recipe {
+    /// Source columns the reader must find; missing ones make the file unreadable as this entity.
+    pub fn required_columns(&self) -> Vec<&str> {
+        let mut cols = vec![self.id.column.as_str()];
+        for f in &self.fields {
+            if f.required && !cols.contains(&f.input.column()) {
+                cols.push(f.input.column());
+            }
+        }
+        cols
+    }
+
+    /// Every source column the recipe reads (ID first).
+    pub fn source_columns(&self) -> Vec<&str> {
+        let mut cols = vec![self.id.column.as_str()];
+        for f in &self.fields {
+            if !cols.contains(&f.input.column()) {
+                cols.push(f.input.column());
+            }
+        }
+        cols
+    }
+
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+}
+
+/// All recipes of a workspace, in load order (parents before children).
+#[derive(Debug, Clone)]
+pub struct Recipes {
+    pub dir: PathBuf,
+    pub pipeline: PipelineFile,
+    pub entities: Vec<Recipe>,
+}
+
+impl Recipes {
+    pub fn get(&self, entity: &str) -> Option<&Recipe> {
+        self.entities.iter().find(|r| r.entity == entity)
+    }
+}
+
+pub(super) struct Parsed {
+    pub path: PathBuf,
+    pub text: String,
+    pub file: RecipeFile,
+}
+
+/// Checks every parsed recipe against the others and returns them in dependency order.
+pub(super) fn compile(
+    dir: &Path,
+    pipeline: PipelineFile,
+    parsed: Vec<Parsed>,
+    mut diags: Vec<Diagnostic>,
+) -> Result<Recipes, RecipeError> {
+    let ids: HashMap<String, IdSpec> = parsed
+        .iter()
+        .map(|p| (p.file.entity.get_ref().clone(), p.file.id.clone()))
+        .collect();
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    let mut recipes = Vec::new();
+    for p in &parsed {
+        let map = SourceMap {
+            file: &p.path,
+            text: &p.text,
+        };
+        let entity = p.file.entity.get_ref().clone();
+        if let Some(other) = seen.insert(entity.clone(), p.path.clone()) {
+            diags.push(map.at(
+                p.file.entity.span(),
+                Some("entity"),
+                format!("entity `{entity}` is also defined in {}", other.display()),
+            ));
+        }
+        if !valid_ident(&entity) {
+            diags.push(map.at(
+                p.file.entity.span(),
+                Some("entity"),
+                "entity names are lower-case letters, digits and `_`".into(),
+            ));
+        }
+        recipes.push(compile_one(p, &map, &ids, &pipeline, &mut diags));
+    }
+    let order = match load_order(&parsed) {
+        Ok(order) => order,
+        Err(d) => {
+            diags.push(d);
+            Vec::new()
+        }
+    };
+    if !diags.is_empty() {
+        return Err(RecipeError::Invalid(diags));
+    }
+    let mut by_name: BTreeMap<String, Recipe> =
+        recipes.into_iter().map(|r| (r.entity.clone(), r)).collect();
+    let entities = order
+        .into_iter()
+        .filter_map(|e| by_name.remove(&e))
+        .collect();
+    Ok(Recipes {
+        dir: dir.to_path_buf(),
+        pipeline,
+        entities,
+    })
+}
+
+fn valid_ident(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !s.starts_with('_')
+}
+
+fn compile_one(
+    p: &Parsed,
+    map: &SourceMap,
+    ids: &HashMap<String, IdSpec>,
+    pipeline: &PipelineFile,
+    diags: &mut Vec<Diagnostic>,
+) -> Recipe {
+    let f = &p.file;
+    let is_xml = f
+        .source
+        .files
+        .iter()
+        .any(|n| n.to_lowercase().ends_with(".xml"));
+    if is_xml && f.source.xml.is_none() {
+        diags.push(map.at(
+            f.entity.span(),
+            Some("source.xml"),
+            "an XML source needs [source.xml] with `record` (and `id_attribute`)".into(),
+        ));
+    }
+    if !["auto", ";", ",", "\t", "|"].contains(&f.source.delimiter.as_str()) {
+        diags.push(map.at(
+            f.entity.span(),
+            Some("source.delimiter"),
+            format!(
+                "delimiter `{}` is not one of auto, `;`, `,`, tab, `|`",
+                f.source.delimiter
+            ),
+        ));
+    }
+    let mut fields: Vec<Field> = Vec::new();
+    for spec in &f.fields {
+        let name = spec.name.get_ref().clone();
+        let span = spec.name.span();
+        if !valid_ident(&name) || name == "id" {
+            diags.push(map.at(
+                span.clone(),
+                Some("name"),
+                format!("field name `{name}` must be lower-case letters, digits and `_`, not `id`, not starting with `_`"),
+            ));
+        }
+        if fields.iter().any(|x| x.name == name) {
+            diags.push(map.at(
+                span.clone(),
+                Some("name"),
+                format!("field `{name}` is defined twice"),
+            ));
+        }
+        let input = match (&spec.from, &spec.extract) {
+            (Some(from), None) => FieldInput::Column(from.get_ref().clone()),
+            (None, Some(ex)) => {
+                if let Err(e) = Regex::new(ex.pattern.get_ref()) {
+                    diags.push(map.at(
+                        ex.pattern.span(),
+                        Some("extract.pattern"),
+                        format!("invalid regex: {e}"),
+                    ));
+                }
+                FieldInput::Extract {
+                    column: ex.from.get_ref().clone(),
+                    pattern: ex.pattern.get_ref().clone(),
+                    group: ex.group,
+                }
+            }
+            _ => {
+                diags.push(map.at(
+                    span.clone(),
+                    Some("from"),
+                    format!("field `{name}` needs exactly one of `from` or `extract`"),
+                ));
+                FieldInput::Column(String::new())
+            }
+        };
+        let reference = spec.references.as_ref().and_then(|r| {
+            let target = r.get_ref();
+            match ids.get(target) {
+                Some(id) => Some(Reference {
+                    entity: target.clone(),
+                    id: id.clone(),
+                }),
+                None => {
+                    let mut d = map.at(
+                        r.span(),
+                        Some("references"),
+                        format!("field `{name}` references unknown entity `{target}`"),
+                    );
+                    d.help = suggest(target, ids.keys().map(String::as_str))
+                        .map(|s| format!("did you mean `{s}`?"));
+                    diags.push(d);
+                    None
+                }
+            }
+        });
+        let formats = match (spec.kind, &spec.formats) {
+            (FieldType::Date | FieldType::Datetime, Some(fm)) if !fm.is_empty() => fm.clone(),
+            (FieldType::Date, _) => vec!["%d/%m/%Y".into(), "%d/%m/%Y %H:%M".into()],
+            (FieldType::Datetime, _) => vec![
+                "%d/%m/%Y %H:%M:%S".into(),
+                "%d/%m/%Y %H:%M".into(),
+                "%d/%m/%Y".into(),
+            ],
+            (_, Some(_)) => {
+                diags.push(map.at(
+                    span.clone(),
+                    Some("formats"),
+                    format!(
+                        "`formats` only applies to date and datetime fields (`{name}` is {})",
+                        spec.kind.as_str()
+                    ),
+                ));
+                Vec::new()
+            }
+            _ => Vec::new(),
+        };
+        fields.push(Field {
+            crm_name: spec.crm.clone().unwrap_or_else(|| name.clone()),
+            name,
+            input,
+            kind: spec.kind,
+            required: spec.required,
+            clean: spec.clean.clone(),
+            map: spec
+                .map
+                .as_ref()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.trim().to_lowercase(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            unmapped: spec.unmapped,
+            default: spec.default.clone(),
+            formats,
+            reference,
+            create_only: spec.create_only,
+        });
+    }
+    let mut rules = Vec::new();
+    for r in &f.rules {
+        let field = r.field.get_ref().clone();
+        if !fields.iter().any(|x| x.name == field) {
+            let mut d = map.at(
+                r.field.span(),
+                Some("field"),
+                format!("rule `{}` looks at unknown field `{field}`", r.name),
+            );
+            d.help = suggest(&field, fields.iter().map(|x| x.name.as_str()))
+                .map(|s| format!("did you mean `{s}`?"));
+            diags.push(d);
+        }
+        let mut conds = Vec::new();
+        if let Some(v) = &r.equals {
+            conds.push(Condition::Equals(v.clone()));
+        }
+        if let Some(v) = &r.not_equals {
+            conds.push(Condition::NotEquals(v.clone()));
+        }
+        if let Some(v) = &r.one_of {
+            conds.push(Condition::OneOf(v.clone()));
+        }
+        if let Some(v) = r.is_empty {
+            conds.push(Condition::IsEmpty(v));
+        }
+        if let Some(v) = &r.matches {
+            if let Err(e) = Regex::new(v) {
+                diags.push(map.at(
+                    r.field.span(),
+                    Some("matches"),
+                    format!("invalid regex: {e}"),
+                ));
+            }
+            conds.push(Condition::Matches(v.clone()));
+        }
+        if let Some(v) = r.less_than {
+            conds.push(Condition::LessThan(v));
+        }
+        if let Some(v) = r.greater_than {
+            conds.push(Condition::GreaterThan(v));
+        }
+        if conds.len() != 1 {
+            diags.push(map.at(
+                r.field.span(),
+                Some("rule"),
+                format!(
+                    "rule `{}` needs exactly one condition (equals, not_equals, in, is_empty, matches, less_than, greater_than), found {}",
+                    r.name,
+                    conds.len()
+                ),
+            ));
+            continue;
+        }
+        rules.push(Rule {
+            message: r
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("row matches rule `{}`", r.name)),
+            name: r.name.clone(),
+            action: r.action,
+            field,
+            condition: conds.remove(0),
+        });
+    }
+    Recipe {
+        entity: f.entity.get_ref().clone(),
+        file: p.path.clone(),
+        crm_object: f
+            .crm_object
+            .clone()
+            .unwrap_or_else(|| f.entity.get_ref().clone()),
+        source: f.source.clone(),
+        id: f.id.clone(),
+        delete_policy: f.deletes.policy,
+        max_delete_share: f
+            .deletes
+            .max_share
+            .unwrap_or(pipeline.guard.max_delete_share),
+        fields,
+        rules,
+    }
+}
+
+/// Topological order of entities by their references (parents first), ties broken by name
+/// so the order is the same on every machine. A cycle is an error that names its members.
+fn load_order(parsed: &[Parsed]) -> Result<Vec<String>, Diagnostic> {
+    let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in parsed {
+        let e = p.file.entity.get_ref().clone();
+        let targets: Vec<String> = p
+            .file
+            .fields
+            .iter()
+            .filter_map(|f| f.references.as_ref().map(|r| r.get_ref().clone()))
+            .filter(|t| *t != e && parsed.iter().any(|q| q.file.entity.get_ref() == t))
+            .collect();
+        deps.entry(e).or_default().extend(targets);
+    }
+    let mut order = Vec::new();
+    let mut left = deps.clone();
+    while !left.is_empty() {
+        let ready: Option<String> = left
+            .iter()
+            .find(|(_, ds)| ds.iter().all(|d| order.contains(d)))
+            .map(|(e, _)| e.clone());
+        match ready {
+            Some(e) => {
+                left.remove(&e);
+                order.push(e);
+            }
+            None => {
+                let members: Vec<&str> = left.keys().map(String::as_str).collect();
+                let first = parsed
+                    .iter()
+                    .find(|p| left.contains_key(p.file.entity.get_ref()))
+                    .expect("a left entity has a recipe");
+                let map = SourceMap {
+                    file: &first.path,
+                    text: &first.text,
+                };
+                return Err(map.at(
+                    first.file.entity.span(),
+                    Some("references"),
+                    format!(
+                        "references form a cycle among: {}; one of these links must go",
+                        members.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(order)
+}

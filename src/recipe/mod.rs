@@ -1,0 +1,86 @@
+//! Recipes: the declarative description of each entity (`recipes/<entity>.toml`) and of the
+//! run (`recipes/pipeline.toml`). Loading is two-phase like a compiler: `model` deserializes
+//! with unknown keys refused, `compile` checks meaning across all files and reports every
+//! mistake at once, and `plan` turns a compiled recipe into one polars lazy plan per run.
+
+pub mod compile;
+pub mod diagnostic;
+pub mod model;
+pub mod plan;
+
+use std::path::{Path, PathBuf};
+
+pub use compile::{Condition, Field, FieldInput, Recipe, Recipes, Reference, Rule};
+pub use diagnostic::Diagnostic;
+pub use model::{DeletePolicy, FieldType};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error("cannot read recipes in {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no recipes (*.toml) found in {0}")]
+    Empty(PathBuf),
+    #[error("{}", render(.0))]
+    Invalid(Vec<Diagnostic>),
+}
+
+fn render(diags: &[Diagnostic]) -> String {
+    let mut out = format!("{} problem(s) in the recipes:", diags.len());
+    for d in diags {
+        out.push('\n');
+        out.push_str(&d.to_string());
+    }
+    out
+}
+
+/// Name of the run-wide config inside the recipes folder.
+pub const PIPELINE_FILE: &str = "pipeline.toml";
+
+/// Loads and compiles every recipe in `dir`; all problems are reported together.
+pub fn load_dir(dir: &Path) -> Result<Recipes, RecipeError> {
+    let io = |source| RecipeError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    let mut diags = Vec::new();
+    let mut pipeline = model::PipelineFile::default();
+    let mut parsed = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).map_err(|source| RecipeError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let map = diagnostic::SourceMap {
+            file: &path,
+            text: &text,
+        };
+        if path.file_name().is_some_and(|n| n == PIPELINE_FILE) {
+            match toml::from_str::<model::PipelineFile>(&text) {
+                Ok(p) => pipeline = p,
+                Err(e) => diags.push(map.from_toml(&e)),
+            }
+            continue;
+        }
+        match toml::from_str::<model::RecipeFile>(&text) {
+            Ok(file) => parsed.push(compile::Parsed {
+                path: path.clone(),
+                text: text.clone(),
+                file,
+            }),
+            Err(e) => diags.push(map.from_toml(&e)),
+        }
+    }
+    if parsed.is_empty() && diags.is_empty() {
+        return Err(RecipeError::Empty(dir.to_path_buf()));
+    }
+    compile::compile(dir, pipeline, parsed, diags)
+}

@@ -1,0 +1,274 @@
+//! A compiled recipe as one polars lazy plan: every field's cleanup, value map, default and
+//! type parsing is an expression, built once per run and executed column-wise over the whole
+//! file (no per-row interpretation). The plan never drops rows: besides the typed fields it
+//! emits flag columns that `validate` turns into rejects and warnings, so row `i` of the
+//! output is row `i` of the file.
+
+use polars::prelude::*;
+
+use super::compile::{Condition, Field, FieldInput, Recipe};
+use super::model::{CleanStep, FieldType, IdSpec, Unmapped};
+use crate::read::{BAD, LINE};
+
+/// The raw ID as written (trimmed), for rejects.
+pub const RAW_ID: &str = "__raw_id";
+/// The normalised ID every comparison uses.
+pub const ID: &str = "id";
+
+/// Flag column: the field had a value that did not parse as its type.
+pub fn err_col(field: &str) -> String {
+    format!("__err.{field}")
+}
+/// Flag column: the field's value is not in its map (`unmapped = "warn"`).
+pub fn unmapped_col(field: &str) -> String {
+    format!("__unmapped.{field}")
+}
+/// Flag column: the row matches the rule.
+pub fn rule_col(rule: &str) -> String {
+    format!("__rule.{rule}")
+}
+
+/// The expressions of one entity, ready to run on any raw frame of that entity.
+pub struct Plan {
+    exprs: Vec<Expr>,
+    rules: Vec<Expr>,
+}
+
+impl Plan {
+    pub fn new(recipe: &Recipe) -> Plan {
+        let mut exprs = vec![
+            col(LINE),
+            col(BAD),
+            null_if_empty(col(recipe.id.column.as_str()).str().strip_chars(lit(NULL)))
+                .alias(RAW_ID),
+            normalize_id(
+                null_if_empty(col(recipe.id.column.as_str()).str().strip_chars(lit(NULL))),
+                &recipe.id,
+            )
+            .alias(ID),
+        ];
+        let mut flags = Vec::new();
+        for f in &recipe.fields {
+            let (value, err, unmapped) = field_exprs(f);
+            exprs.push(value.alias(f.name.as_str()));
+            if let Some(err) = err {
+                flags.push(err.alias(err_col(&f.name)));
+            }
+            if let Some(u) = unmapped {
+                flags.push(u.alias(unmapped_col(&f.name)));
+            }
+        }
+        exprs.extend(flags);
+        let typed: Vec<Expr> = recipe
+            .rules
+            .iter()
+            .map(|r| {
+                let v = col(r.field.as_str());
+                let c = match &r.condition {
+                    Condition::Equals(x) => v.cast(DataType::String).eq(lit(x.as_str())),
+                    Condition::NotEquals(x) => v.cast(DataType::String).neq(lit(x.as_str())),
+                    Condition::OneOf(xs) => xs
+                        .iter()
+                        .map(|x| v.clone().cast(DataType::String).eq(lit(x.as_str())))
+                        .reduce(|a, b| a.or(b))
+                        .unwrap_or(lit(false)),
+                    Condition::IsEmpty(true) => v.is_null(),
+                    Condition::IsEmpty(false) => v.is_not_null(),
+                    Condition::Matches(p) => v
+                        .cast(DataType::String)
+                        .str()
+                        .contains(lit(p.as_str()), false),
+                    Condition::LessThan(x) => v.cast(DataType::Float64).lt(lit(*x)),
+                    Condition::GreaterThan(x) => v.cast(DataType::Float64).gt(lit(*x)),
+                };
+                c.fill_null(lit(false)).alias(rule_col(&r.name))
+            })
+            .collect();
+        Plan {
+            exprs,
+            rules: typed,
+        }
+    }
+
+    /// Runs the plan over a raw frame (see `read`). Rules look at typed values, so they are
+    /// a second projection over the first one's output, inside the same lazy plan.
+    pub fn apply(&self, raw: DataFrame) -> PolarsResult<DataFrame> {
+        let typed = raw.lazy().select(self.exprs.clone());
+        if self.rules.is_empty() {
+            typed.collect()
+        } else {
+            typed.with_columns(self.rules.clone()).collect()
+        }
+    }
+}
+
+fn null_if_empty(e: Expr) -> Expr {
+    when(e.clone().eq(lit("")))
+        .then(lit(NULL).cast(DataType::String))
+        .otherwise(e)
+}
+
+/// `000123` → `123` for numeric IDs; upper-case text IDs when asked. Applied to the entity's
+/// own IDs and to every reference to it, so both sides always agree.
+pub fn normalize_id(e: Expr, id: &IdSpec) -> Expr {
+    let mut e = e;
+    if id.numeric {
+        e = e.str().replace(lit(r"^0+(\d)"), lit("$1"), false);
+    }
+    if id.uppercase {
+        e = e.str().to_uppercase();
+    }
+    e
+}
+
+/// (typed value, parse-error flag, unmapped flag) for one field.
+fn field_exprs(f: &Field) -> (Expr, Option<Expr>, Option<Expr>) {
+    let mut s = col(f.input.column()).str().strip_chars(lit(NULL));
+    if let FieldInput::Extract { pattern, group, .. } = &f.input {
+        s = s
+            .str()
+            .extract(lit(pattern.as_str()), *group)
+            .str()
+            .strip_chars(lit(NULL));
+    }
+    for step in &f.clean {
+        s = match step {
+            CleanStep::Trim => s.str().strip_chars(lit(NULL)),
+            CleanStep::Lower => s.str().to_lowercase(),
+            CleanStep::Upper => s.str().to_uppercase(),
+            CleanStep::CollapseSpaces => s.str().replace_all(lit(r"\s+"), lit(" "), false),
+            CleanStep::DigitsOnly => s.str().replace_all(lit(r"\D"), lit(""), false),
+        };
+    }
+    let mut s = null_if_empty(s);
+    let mut unmapped = None;
+    if !f.map.is_empty() {
+        let folded = s.clone().str().to_lowercase();
+        let mut chain: Option<ChainedThen> = None;
+        let mut first: Option<Then> = None;
+        for (k, v) in &f.map {
+            let cond = folded.clone().eq(lit(k.as_str()));
+            match (first.take(), chain.take()) {
+                (None, None) => first = Some(when(cond).then(lit(v.as_str()))),
+                (Some(t), None) => chain = Some(t.when(cond).then(lit(v.as_str()))),
+                (_, Some(c)) => chain = Some(c.when(cond).then(lit(v.as_str()))),
+            }
+        }
+        let mapped_or_null = match (first, chain) {
+            (Some(t), None) => t.otherwise(lit(NULL).cast(DataType::String)),
+            (_, Some(c)) => c.otherwise(lit(NULL).cast(DataType::String)),
+            _ => unreachable!("map is not empty"),
+        };
+        match f.unmapped {
+            Unmapped::Keep => s = mapped_or_null.fill_null(s),
+            Unmapped::Warn => {
+                unmapped = Some(
+                    s.clone()
+                        .is_not_null()
+                        .and(mapped_or_null.clone().is_null()),
+                );
+                s = mapped_or_null;
+            }
+        }
+    }
+    if let Some(d) = &f.default {
+        s = s.fill_null(lit(d.as_str()));
+    }
+    if let Some(r) = &f.reference {
+        return (normalize_id(s, &r.id), None, unmapped);
+    }
+    let parsed = match f.kind {
+        FieldType::String => return (s, None, unmapped),
+        FieldType::Integer => s
+            .clone()
+            .str()
+            .replace_all(lit("."), lit(""), true)
+            .cast(DataType::Int64),
+        FieldType::Decimal => s
+            .clone()
+            .str()
+            .replace_all(lit("."), lit(""), true)
+            .str()
+            .replace(lit(","), lit("."), true)
+            .cast(DataType::Float64),
+        FieldType::Boolean => {
+            let b = s.clone().str().to_lowercase();
+            let any = |words: &[&str]| {
+                words
+                    .iter()
+                    .map(|w| b.clone().eq(lit(*w)))
+                    .reduce(|a, c| a.or(c))
+                    .expect("non-empty word list")
+            };
+            when(any(&[
+                "s",
+                "si",
+                "sí",
+                "1",
+                "true",
+                "y",
+                "yes",
+                "verdadero",
+            ]))
+            .then(lit(true))
+            .when(any(&["n", "no", "0", "false", "falso"]))
+            .then(lit(false))
+            .otherwise(lit(NULL).cast(DataType::Boolean))
+        }
+        FieldType::Date => coalesce(
+            &f.formats
+                .iter()
+                .map(|fmt| parse_date(s.clone(), fmt))
+                .collect::<Vec<_>>(),
+        )
+        .dt()
+        .to_string("%Y-%m-%d"),
+        FieldType::Datetime => coalesce(
+            &f.formats
+                .iter()
+                .map(|fmt| parse_datetime(s.clone(), fmt))
+                .collect::<Vec<_>>(),
+        )
+        .dt()
+        .to_string("%Y-%m-%d %H:%M:%S"),
+    };
+    let err = s.is_not_null().and(parsed.clone().is_null());
+    (parsed, Some(err), unmapped)
+}
+
+fn strptime(fmt: &str) -> StrptimeOptions {
+    StrptimeOptions {
+        format: Some(fmt.into()),
+        strict: false,
+        exact: true,
+        cache: true,
+    }
+}
+
+fn has_time(fmt: &str) -> bool {
+    fmt.contains("%H") || fmt.contains("%M") || fmt.contains("%S") || fmt.contains("%T")
+}
+
+/// A date field accepts a timestamp too (`dd/mm/yyyy hh:mm`) and keeps its day.
+fn parse_date(s: Expr, fmt: &str) -> Expr {
+    if has_time(fmt) {
+        parse_datetime(s, fmt).dt().date()
+    } else {
+        s.str().to_date(strptime(fmt))
+    }
+}
+
+fn parse_datetime(s: Expr, fmt: &str) -> Expr {
+    if has_time(fmt) {
+        s.str().to_datetime(
+            Some(TimeUnit::Milliseconds),
+            None,
+            strptime(fmt),
+            lit("raise"),
+        )
+    } else {
+        s.str()
+            .to_date(strptime(fmt))
+            .cast(DataType::Datetime(TimeUnit::Milliseconds, None))
+    }
+}

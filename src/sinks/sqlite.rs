@@ -1,0 +1,186 @@
+//! The embedded CRM (`crm.sqlite`): one table per CRM object, `id` + the recipe's CRM
+//! columns + bookkeeping (`_created_run`, `_updated_run`, `_deleted`, `_deleted_run`).
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use rusqlite::types::Value;
+use rusqlite::Connection;
+
+use super::{Sink, SinkError};
+use crate::recipe::{DeletePolicy, Recipe};
+use crate::table::{ident, insert_frame, sql_type};
+
+pub struct SqliteCrm {
+    path: PathBuf,
+    conn: Connection,
+}
+
+impl SqliteCrm {
+    pub fn open(path: &Path) -> Result<SqliteCrm, SinkError> {
+        let conn = Connection::open(path).map_err(|e| err(path, e))?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+            .map_err(|e| err(path, e))?;
+        Ok(SqliteCrm {
+            path: path.to_path_buf(),
+            conn,
+        })
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> SinkError {
+        err(&self.path, e)
+    }
+}
+
+fn err(path: &Path, e: impl std::fmt::Display) -> SinkError {
+    SinkError::Write {
+        target: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// (CRM column, frame column, create-only) in frame order after `id`.
+fn columns(recipe: &Recipe) -> Vec<(&str, &str, bool)> {
+    recipe
+        .fields
+        .iter()
+        .map(|f| (f.crm_name.as_str(), f.name.as_str(), f.create_only))
+        .collect()
+}
+
+impl Sink for SqliteCrm {
+    fn prepare(&mut self, recipe: &Recipe, rows: &DataFrame) -> Result<(), SinkError> {
+        let table = ident(&recipe.crm_object);
+        let mut defs = vec!["id TEXT PRIMARY KEY".to_string()];
+        for (crm, field, _) in columns(recipe) {
+            let dtype = rows
+                .column(field)
+                .map(|c| c.dtype().clone())
+                .unwrap_or(DataType::String);
+            defs.push(format!("{} {}", ident(crm), sql_type(&dtype)));
+        }
+        defs.extend(
+            [
+                "_created_run TEXT",
+                "_updated_run TEXT",
+                "_deleted INTEGER NOT NULL DEFAULT 0",
+                "_deleted_run TEXT",
+            ]
+            .map(String::from),
+        );
+        self.conn
+            .execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {table} ({})",
+                defs.join(", ")
+            ))
+            .map_err(|e| self.err(e))?;
+        let existing: Vec<String> = self
+            .conn
+            .prepare(&format!(
+                "SELECT name FROM pragma_table_info('{}')",
+                recipe.crm_object.replace('\'', "''")
+            ))
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(|e| self.err(e))?;
+        for (crm, field, _) in columns(recipe) {
+            if !existing.iter().any(|c| c == crm) {
+                let dtype = rows
+                    .column(field)
+                    .map(|c| c.dtype().clone())
+                    .unwrap_or(DataType::String);
+                self.conn
+                    .execute_batch(&format!(
+                        "ALTER TABLE {table} ADD COLUMN {} {}",
+                        ident(crm),
+                        sql_type(&dtype)
+                    ))
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn upsert(
+        &mut self,
+        recipe: &Recipe,
+        rows: &DataFrame,
+        run_id: &str,
+    ) -> Result<usize, SinkError> {
+        let cols = columns(recipe);
+        let table = ident(&recipe.crm_object);
+        let names: Vec<String> = std::iter::once("id".to_string())
+            .chain(cols.iter().map(|(c, _, _)| ident(c)))
+            .collect();
+        let head = format!(
+            "INSERT INTO {table} ({}, _created_run, _updated_run, _deleted, _deleted_run)",
+            names.join(", ")
+        );
+        let owned: Vec<&(&str, &str, bool)> = cols.iter().filter(|c| !c.2).collect();
+        let sets: Vec<String> = owned
+            .iter()
+            .map(|(c, _, _)| format!("{0} = excluded.{0}", ident(c)))
+            .chain([
+                "_updated_run = excluded._updated_run".into(),
+                "_deleted = 0".into(),
+                "_deleted_run = NULL".into(),
+            ])
+            .collect();
+        let differs: Vec<String> = owned
+            .iter()
+            .map(|(c, _, _)| format!("{table}.{0} IS NOT excluded.{0}", ident(c)))
+            .chain(["{table}._deleted <> 0".replace("{table}", &table)])
+            .collect();
+        let tail = format!(
+            "ON CONFLICT(id) DO UPDATE SET {} WHERE {}",
+            sets.join(", "),
+            differs.join(" OR ")
+        );
+        let frame = rows
+            .select(std::iter::once("id").chain(cols.iter().map(|(_, f, _)| *f)))
+            .map_err(|e| self.err(e))?;
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
+        let run = Value::Text(run_id.to_string());
+        let n = insert_frame(
+            &tx,
+            &head,
+            &tail,
+            &frame,
+            &[run.clone(), run, Value::Integer(0), Value::Null],
+        )
+        .map_err(|e| err(&path, e))?;
+        crate::pipeline::failpoint(&format!("crm-upsert:{}", recipe.entity));
+        tx.commit().map_err(|e| err(&path, e))?;
+        Ok(n)
+    }
+
+    fn delete(
+        &mut self,
+        recipe: &Recipe,
+        ids: &[String],
+        policy: DeletePolicy,
+        run_id: &str,
+    ) -> Result<usize, SinkError> {
+        let table = ident(&recipe.crm_object);
+        let sql = match policy {
+            DeletePolicy::Ignore => return Ok(0),
+            DeletePolicy::Soft => format!(
+                "UPDATE {table} SET _deleted = 1, _deleted_run = ?2 WHERE id = ?1 AND _deleted = 0"
+            ),
+            DeletePolicy::Hard => format!("DELETE FROM {table} WHERE id = ?1 AND ?2 IS NOT NULL"),
+        };
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
+        let mut n = 0;
+        {
+            let mut stmt = tx.prepare(&sql).map_err(|e| err(&path, e))?;
+            for id in ids {
+                n += stmt
+                    .execute(rusqlite::params![id, run_id])
+                    .map_err(|e| err(&path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| err(&path, e))?;
+        Ok(n)
+    }
+}

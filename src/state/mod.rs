@@ -1,0 +1,342 @@
+//! Durable state of a workspace (`<out>/state/`): each entity's last accepted snapshot
+//! (parquet, replaced by atomic rename only after that entity's CRM writes committed), and
+//! `state.sqlite` with the runs, their files, the deletes held by the guard and the change
+//! log that `explain` reads.
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use rusqlite::{params, Connection, OptionalExtension};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state database {path}: {source}")]
+    Db {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("snapshot {path}: {source}")]
+    Snapshot { path: PathBuf, source: PolarsError },
+    #[error("state folder {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub struct State {
+    dir: PathBuf,
+    db_path: PathBuf,
+    pub db: Connection,
+}
+
+/// One run as listed by `dropsync runs`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: String,
+    pub summary: Option<serde_json::Value>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+  run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT,
+  status TEXT NOT NULL, summary TEXT);
+CREATE TABLE IF NOT EXISTS run_files (
+  run_id TEXT NOT NULL, entity TEXT NOT NULL, file TEXT NOT NULL, hash TEXT NOT NULL,
+  bytes INTEGER NOT NULL, encoding TEXT, status TEXT NOT NULL, reason TEXT);
+CREATE TABLE IF NOT EXISTS held_deletes (
+  run_id TEXT NOT NULL, entity TEXT NOT NULL, id TEXT NOT NULL,
+  state TEXT NOT NULL DEFAULT 'held', PRIMARY KEY (run_id, entity, id));
+CREATE TABLE IF NOT EXISTS changes (
+  run_id TEXT NOT NULL, entity TEXT NOT NULL, id TEXT NOT NULL, change TEXT NOT NULL,
+  fields TEXT, line INTEGER);
+CREATE INDEX IF NOT EXISTS changes_by_row ON changes (entity, id);
+";
+
+impl State {
+    pub fn open(out: &Path) -> Result<State, StateError> {
+        let dir = out.join("state");
+        std::fs::create_dir_all(dir.join("snapshots")).map_err(|source| StateError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let db_path = dir.join("state.sqlite");
+        let db = Connection::open(&db_path).map_err(|source| StateError::Db {
+            path: db_path.clone(),
+            source,
+        })?;
+        let state = State { dir, db_path, db };
+        state
+            .db
+            .execute_batch(&format!(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; {SCHEMA}"
+            ))
+            .map_err(|e| state.err(e))?;
+        Ok(state)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StateError {
+        StateError::Db {
+            path: self.db_path.clone(),
+            source,
+        }
+    }
+
+    fn snapshot_path(&self, entity: &str) -> PathBuf {
+        self.dir.join("snapshots").join(format!("{entity}.parquet"))
+    }
+
+    /// The entity's last accepted snapshot, if it ever had one.
+    pub fn load_snapshot(&self, entity: &str) -> Result<Option<DataFrame>, StateError> {
+        let path = self.snapshot_path(entity);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let err = |source| StateError::Snapshot {
+            path: path.clone(),
+            source,
+        };
+        let file = std::fs::File::open(&path).map_err(|source| StateError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        ParquetReader::new(file).finish().map(Some).map_err(err)
+    }
+
+    /// Replaces the snapshot atomically: written beside it, fsynced, then renamed over it.
+    pub fn save_snapshot(&self, entity: &str, df: &mut DataFrame) -> Result<(), StateError> {
+        let path = self.snapshot_path(entity);
+        let tmp = path.with_extension("parquet.tmp");
+        let io = |source| StateError::Io {
+            path: tmp.clone(),
+            source,
+        };
+        let file = std::fs::File::create(&tmp).map_err(io)?;
+        ParquetWriter::new(&file)
+            .finish(df)
+            .map_err(|source| StateError::Snapshot {
+                path: tmp.clone(),
+                source,
+            })?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        Ok(())
+    }
+
+    /// Runs left `running` by a crash are marked `interrupted`: their work is redone by the
+    /// next run, which diffs against snapshots that only advanced after committed writes.
+    pub fn begin_run(&self, run_id: &str, started_at: &str) -> Result<usize, StateError> {
+        let stale = self
+            .db
+            .execute(
+                "UPDATE runs SET status = 'interrupted' WHERE status = 'running'",
+                [],
+            )
+            .map_err(|e| self.err(e))?;
+        self.db
+            .execute(
+                "INSERT INTO runs (run_id, started_at, status) VALUES (?1, ?2, 'running')",
+                params![run_id, started_at],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(stale)
+    }
+
+    pub fn finish_run(
+        &self,
+        run_id: &str,
+        status: &str,
+        summary: &serde_json::Value,
+    ) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "UPDATE runs SET status = ?2, finished_at = ?3, summary = ?4 WHERE run_id = ?1",
+                params![run_id, status, now(), summary.to_string()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn set_status(&self, run_id: &str, status: &str) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "UPDATE runs SET status = ?2 WHERE run_id = ?1",
+                params![run_id, status],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_file(
+        &self,
+        run_id: &str,
+        entity: &str,
+        file: &str,
+        hash: &str,
+        bytes: u64,
+        encoding: Option<&str>,
+        status: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "INSERT INTO run_files VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    run_id,
+                    entity,
+                    file,
+                    hash,
+                    bytes as i64,
+                    encoding,
+                    status,
+                    reason
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records held deletes; earlier holds of the same entity are superseded, since this run's
+    /// diff saw those rows again (they stayed in the snapshot).
+    pub fn hold_deletes(
+        &self,
+        run_id: &str,
+        entity: &str,
+        ids: &[String],
+    ) -> Result<(), StateError> {
+        let tx = self.db.unchecked_transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "UPDATE held_deletes SET state = 'superseded' WHERE entity = ?1 AND state = 'held' AND run_id <> ?2",
+            params![entity, run_id],
+        )
+        .map_err(|e| self.err(e))?;
+        {
+            let mut stmt = tx
+                .prepare(
+                    "INSERT OR REPLACE INTO held_deletes (run_id, entity, id) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(|e| self.err(e))?;
+            for id in ids {
+                stmt.execute(params![run_id, entity, id])
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// A run processing `entity` makes older holds of it moot.
+    pub fn supersede_holds(&self, entity: &str, run_id: &str) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "UPDATE held_deletes SET state = 'superseded' WHERE entity = ?1 AND state = 'held' AND run_id <> ?2",
+                params![entity, run_id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Held deletes of a run per entity, and how many of them were superseded.
+    pub fn held(&self, run_id: &str) -> Result<(Vec<(String, Vec<String>)>, usize), StateError> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT entity, id, state FROM held_deletes WHERE run_id = ?1 ORDER BY entity, rowid")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![run_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        let mut superseded = 0;
+        for row in rows {
+            let (entity, id, state) = row.map_err(|e| self.err(e))?;
+            if state != "held" {
+                superseded += (state == "superseded") as usize;
+                continue;
+            }
+            match out.last_mut() {
+                Some((e, ids)) if *e == entity => ids.push(id),
+                _ => out.push((entity, vec![id])),
+            }
+        }
+        Ok((out, superseded))
+    }
+
+    pub fn mark_released(&self, run_id: &str, entity: &str) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "UPDATE held_deletes SET state = 'approved' WHERE run_id = ?1 AND entity = ?2 AND state = 'held'",
+                params![run_id, entity],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Appends the run's changes for `explain`: one row per inserted, updated or deleted ID.
+    pub fn record_changes(
+        &self,
+        run_id: &str,
+        entity: &str,
+        rows: &[(String, &str, Option<String>, Option<u32>)],
+    ) -> Result<(), StateError> {
+        let tx = self.db.unchecked_transaction().map_err(|e| self.err(e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO changes VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                .map_err(|e| self.err(e))?;
+            for (id, change, fields, line) in rows {
+                stmt.execute(params![run_id, entity, id, change, fields, line])
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    pub fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StateError> {
+        self.db
+            .query_row(
+                "SELECT run_id, started_at, finished_at, status, summary FROM runs WHERE run_id = ?1",
+                params![run_id],
+                record,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunRecord>, StateError> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT run_id, started_at, finished_at, status, summary FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![limit as i64], record)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+}
+
+fn record(r: &rusqlite::Row) -> rusqlite::Result<RunRecord> {
+    Ok(RunRecord {
+        run_id: r.get(0)?,
+        started_at: r.get(1)?,
+        finished_at: r.get(2)?,
+        status: r.get(3)?,
+        summary: r
+            .get::<_, Option<String>>(4)?
+            .and_then(|s| serde_json::from_str(&s).ok()),
+    })
+}
+
+pub fn now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}

@@ -1,0 +1,367 @@
+//! Validation turns the typed frame of one file into accepted rows and explained rejects.
+//! Pure: no I/O, the reference sets come in as arguments.
+//!
+//! The rules, in the order a row meets them (a rejected row collects every error it has):
+//! - `read.fields`: the CSV row has a different number of fields than the header.
+//! - `id.empty`; `id.duplicate` (every row sharing the normalised ID, reason lists all lines).
+//! - `required`: a required field is empty; `type.<type>`: a required field does not parse.
+//!   In an optional field a bad value is emptied and the row gets a warning `type.<type>`.
+//! - `map.unknown` (warning): a value outside the field's map when the recipe asks to warn.
+//! - `rule.<name>`: a recipe row rule; `reject` rejects, `skip` drops the row as not there.
+//! - `ref.missing`: a required reference not among the target's accepted rows (so rejects
+//!   cascade parent → child); `ref.optional_missing` (warning): the link is emptied.
+//!
+//! Warnings are reported only for rows that end accepted.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use polars::prelude::*;
+
+use crate::read::{BAD, LINE};
+use crate::recipe::model::RuleAction;
+use crate::recipe::plan::{err_col, rule_col, unmapped_col, ID, RAW_ID};
+use crate::recipe::Recipe;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+    /// Dropped by a `skip` rule: not an error, not in the snapshot.
+    Skip,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Skip => "skip",
+        }
+    }
+}
+
+/// One explained problem with one row (or with a whole file, line 0).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Issue {
+    pub entity: String,
+    pub file: String,
+    pub line: u32,
+    /// The ID as written in the file (empty when there is none).
+    pub id: String,
+    pub severity: Severity,
+    pub rule: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub read: usize,
+    pub accepted: usize,
+    pub rejected: usize,
+    pub skipped: usize,
+    pub warnings: usize,
+}
+
+pub struct Validated {
+    /// `id` + the recipe's fields, accepted rows only, in file order.
+    pub accepted: DataFrame,
+    /// Physical line of each accepted row (same order as `accepted`).
+    pub lines: Vec<u32>,
+    pub accepted_ids: HashSet<String>,
+    /// Normalised IDs of rejected rows: their last accepted version must survive this run.
+    pub rejected_ids: HashSet<String>,
+    pub issues: Vec<Issue>,
+    pub counts: Counts,
+}
+
+/// Accepted IDs per entity that references may point to.
+pub type RefSets = HashMap<String, HashSet<String>>;
+
+/// Validates one file's typed frame. `raw` is the reader's frame (for values in reasons).
+pub fn validate(
+    recipe: &Recipe,
+    file: &str,
+    typed: &DataFrame,
+    raw: &DataFrame,
+    refs: &RefSets,
+) -> PolarsResult<Validated> {
+    let n = typed.height();
+    let lines: Vec<u32> = typed
+        .column(LINE)?
+        .u32()?
+        .iter()
+        .map(|l| l.unwrap_or(0))
+        .collect();
+    let ids = typed.column(ID)?.str()?.clone();
+    let raw_ids = typed.column(RAW_ID)?.str()?.clone();
+    let mut problems: BTreeMap<usize, Vec<(Severity, String, String)>> = BTreeMap::new();
+    let mut add = |row: usize, sev: Severity, rule: &str, reason: String| {
+        problems
+            .entry(row)
+            .or_default()
+            .push((sev, rule.to_string(), reason));
+    };
+
+    for (i, bad) in typed.column(BAD)?.str()?.iter().enumerate() {
+        if let Some(b) = bad {
+            add(i, Severity::Error, "read.fields", b.to_string());
+        }
+    }
+
+    // IDs: empty and duplicated (after normalisation, so 000123 and 123 collide).
+    let mut first: HashMap<&str, usize> = HashMap::with_capacity(n);
+    let mut dups: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, id) in ids.iter().enumerate() {
+        match id {
+            None => add(
+                i,
+                Severity::Error,
+                "id.empty",
+                format!("{} is empty", recipe.id.column),
+            ),
+            Some(id) => {
+                if let Some(&j) = first.get(id) {
+                    dups.entry(id).or_insert_with(|| vec![j]).push(i);
+                } else {
+                    first.insert(id, i);
+                }
+            }
+        }
+    }
+    for (id, rows) in &dups {
+        let where_ = rows
+            .iter()
+            .map(|r| lines[*r].to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        for &r in rows {
+            add(
+                r,
+                Severity::Error,
+                "id.duplicate",
+                format!("{} {id} appears on lines {where_}", recipe.id.column),
+            );
+        }
+    }
+    drop(first);
+
+    // Fields: required, type, map.
+    for f in &recipe.fields {
+        let values = typed.column(&f.name)?;
+        let err = typed
+            .column(&err_col(&f.name))
+            .ok()
+            .map(|c| c.bool().cloned());
+        let err = match err {
+            Some(r) => Some(r?),
+            None => None,
+        };
+        let raw_col = raw.column(f.input.column()).ok();
+        let raw_value = |i: usize| -> String {
+            raw_col
+                .and_then(|c| c.str().ok())
+                .and_then(|c| c.get(i))
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        };
+        let rule = format!("type.{}", f.kind.as_str());
+        let expected = match f.kind {
+            crate::recipe::FieldType::Date | crate::recipe::FieldType::Datetime => {
+                format!("a {} as {}", f.kind.as_str(), f.formats.join(" or "))
+            }
+            crate::recipe::FieldType::Decimal => "a number like 1.234,56".into(),
+            crate::recipe::FieldType::Integer => "a whole number like 35.400".into(),
+            crate::recipe::FieldType::Boolean => "S/N, Si/No or 1/0".into(),
+            crate::recipe::FieldType::String => "text".into(),
+        };
+        let is_err = |i: usize| err.as_ref().and_then(|e| e.get(i)).unwrap_or(false);
+        if f.required {
+            let nulls = values.is_null();
+            for (i, null) in nulls.iter().enumerate() {
+                if null != Some(true) {
+                    continue;
+                }
+                if is_err(i) {
+                    add(
+                        i,
+                        Severity::Error,
+                        &rule,
+                        format!("{} `{}` is not {expected}", f.input.column(), raw_value(i)),
+                    );
+                } else {
+                    add(
+                        i,
+                        Severity::Error,
+                        "required",
+                        format!("{} is empty (required)", f.input.column()),
+                    );
+                }
+            }
+        } else if let Some(e) = &err {
+            for (i, bad) in e.iter().enumerate() {
+                if bad == Some(true) {
+                    add(
+                        i,
+                        Severity::Warning,
+                        &rule,
+                        format!(
+                            "{} `{}` is not {expected}; left empty",
+                            f.input.column(),
+                            raw_value(i)
+                        ),
+                    );
+                }
+            }
+        }
+        if let Ok(u) = typed.column(&unmapped_col(&f.name)) {
+            for (i, bad) in u.bool()?.iter().enumerate() {
+                if bad == Some(true) {
+                    add(
+                        i,
+                        Severity::Warning,
+                        "map.unknown",
+                        format!(
+                            "{} `{}` is not in the recipe's map; left empty",
+                            f.input.column(),
+                            raw_value(i)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    // Row rules.
+    for r in &recipe.rules {
+        let sev = match r.action {
+            RuleAction::Reject => Severity::Error,
+            RuleAction::Skip => Severity::Skip,
+        };
+        for (i, hit) in typed.column(&rule_col(&r.name))?.bool()?.iter().enumerate() {
+            if hit == Some(true) {
+                add(i, sev, &format!("rule.{}", r.name), r.message.clone());
+            }
+        }
+    }
+
+    // References: against the target's accepted rows. Optional misses are emptied.
+    let mut emptied: Vec<(String, Vec<bool>)> = Vec::new();
+    for f in &recipe.fields {
+        let Some(target) = &f.reference else { continue };
+        let set = refs.get(&target.entity);
+        let mut blank = vec![false; if f.required { 0 } else { n }];
+        for (i, v) in typed.column(&f.name)?.str()?.iter().enumerate() {
+            let Some(v) = v else { continue };
+            if set.is_some_and(|s| s.contains(v)) {
+                continue;
+            }
+            if f.required {
+                add(
+                    i,
+                    Severity::Error,
+                    "ref.missing",
+                    format!(
+                        "{} `{v}` is not an accepted row of {}",
+                        f.input.column(),
+                        target.entity
+                    ),
+                );
+            } else {
+                blank[i] = true;
+                add(
+                    i,
+                    Severity::Warning,
+                    "ref.optional_missing",
+                    format!(
+                        "{} `{v}` is not an accepted row of {}; link left empty",
+                        f.input.column(),
+                        target.entity
+                    ),
+                );
+            }
+        }
+        if blank.iter().any(|b| *b) {
+            emptied.push((f.name.clone(), blank));
+        }
+    }
+
+    // Verdicts.
+    let mut keep = vec![true; n];
+    let mut issues = Vec::new();
+    let mut counts = Counts {
+        read: n,
+        ..Counts::default()
+    };
+    let mut rejected_ids = HashSet::new();
+    for (row, probs) in problems {
+        let errors = probs.iter().any(|p| p.0 == Severity::Error);
+        let skipped = !errors && probs.iter().any(|p| p.0 == Severity::Skip);
+        if errors {
+            counts.rejected += 1;
+            keep[row] = false;
+            if let Some(id) = ids.get(row) {
+                rejected_ids.insert(id.to_string());
+            }
+        } else if skipped {
+            counts.skipped += 1;
+            keep[row] = false;
+        }
+        for (sev, rule, reason) in probs {
+            let shown = match (errors, skipped) {
+                (true, _) => sev == Severity::Error,
+                (false, true) => sev == Severity::Skip,
+                (false, false) => true,
+            };
+            if !shown {
+                continue;
+            }
+            if sev == Severity::Warning {
+                counts.warnings += 1;
+            }
+            issues.push(Issue {
+                entity: recipe.entity.clone(),
+                file: file.to_string(),
+                line: lines[row],
+                id: raw_ids.get(row).unwrap_or("").to_string(),
+                severity: sev,
+                rule,
+                reason,
+            });
+        }
+    }
+    counts.accepted = n - counts.rejected - counts.skipped;
+
+    let mut out = typed.select(
+        std::iter::once(ID.to_string()).chain(recipe.fields.iter().map(|f| f.name.clone())),
+    )?;
+    for (name, blank) in emptied {
+        let mask = BooleanChunked::from_slice("mask".into(), &blank);
+        let cleared = out.column(&name)?.str()?.set(&mask, None)?;
+        out.with_column(cleared.into_column())?;
+    }
+    let mask = BooleanChunked::from_slice("keep".into(), &keep);
+    let accepted = out.filter(&mask)?;
+    let accepted_lines: Vec<u32> = lines
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|(l, _)| *l)
+        .collect();
+    let accepted_ids = accepted
+        .column(ID)?
+        .str()?
+        .iter()
+        .flatten()
+        .map(str::to_string)
+        .collect();
+    Ok(Validated {
+        accepted,
+        lines: accepted_lines,
+        accepted_ids,
+        rejected_ids,
+        issues,
+        counts,
+    })
+}
