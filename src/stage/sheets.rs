@@ -234,7 +234,7 @@ mod tests {
     /// Reads one part of the xlsx package (a zip of XML files).
     pub(crate) fn read_zip_entry(path: &Path, name: &str) -> String {
         use std::io::Read;
-        let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+        let mut zip = ::zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
         let mut out = String::new();
         zip.by_name(name).unwrap().read_to_string(&mut out).unwrap();
         out

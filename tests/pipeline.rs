@@ -1,0 +1,308 @@
+//! End-to-end behaviour of `dropsync run` / `approve` on drops written in temp dirs.
+
+mod support;
+
+use support::{clients_csv, write_small_drop, Workdir};
+
+#[test]
+fn first_run_counts_every_rule_with_file_and_line() {
+    let w = Workdir::new();
+    write_small_drop(&w);
+    let r = w.run();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json["status"], "ok");
+    //                               read acc rej warn ins upd unch del
+    assert_eq!(r.counts("sucursales"), [2, 2, 0, 0, 2, 0, 0, 0]);
+    assert_eq!(r.counts("usuarios"), [2, 2, 0, 2, 2, 0, 0, 0]);
+    assert_eq!(r.counts("clientes"), [5, 2, 3, 1, 2, 0, 0, 0]);
+    assert_eq!(r.counts("ventas"), [6, 2, 4, 2, 2, 0, 0, 0]);
+    assert_eq!(r.counts("unidades"), [2, 2, 0, 1, 2, 0, 0, 0]);
+    assert_eq!(r.counts("servicios"), [2, 1, 1, 0, 1, 0, 0, 0]);
+
+    let rejects = w.rows(
+        "staging.sqlite",
+        "SELECT entity, file, line, id, severity, rule FROM rejects ORDER BY entity, line, rule",
+    );
+    let expected = [
+        // The quoted address of 000123 spans lines 2-3, so 124 starts on line 4.
+        "clientes|clientes.csv|4|124|warning|type.date",
+        "clientes|clientes.csv|5||error|id.empty",
+        "clientes|clientes.csv|6|125|error|id.duplicate",
+        "clientes|clientes.csv|7|0125|error|id.duplicate",
+        "servicios|servicios.csv|3|OT-2|error|ref.missing",
+        "unidades|unidades.xml|9|U2|warning|ref.optional_missing",
+        "usuarios|usuarios.csv|3|V0002|warning|ref.optional_missing",
+        "usuarios|usuarios.csv|3|V0002|warning|type.boolean",
+        "ventas|ventas.csv|3|OP-2|warning|ref.optional_missing",
+        "ventas|ventas.csv|3|OP-2|warning|type.decimal",
+        "ventas|ventas.csv|4|OP-3|error|type.date",
+        "ventas|ventas.csv|5|OP-4|error|required",
+        // 125 was rejected as a duplicate: the sale referencing it cascades.
+        "ventas|ventas.csv|6|OP-5|error|ref.missing",
+        "ventas|ventas.csv|7|OP-6|error|ref.missing",
+    ];
+    assert_eq!(rejects, expected);
+    let dup_reason: String = w.q(
+        "staging.sqlite",
+        "SELECT reason FROM rejects WHERE rule = 'id.duplicate' LIMIT 1",
+    );
+    assert!(dup_reason.contains("lines 6, 7"), "{dup_reason}");
+}
+
+#[test]
+fn staging_holds_typed_clean_values_with_accents_intact() {
+    let w = Workdir::new();
+    write_small_drop(&w);
+    assert_eq!(w.run().code, 0);
+    let rows = w.rows(
+        "staging.sqlite",
+        "SELECT id, razon_social, apellido, nombre, tipo, cuit_dni, email, domicilio, fecha_alta FROM clientes ORDER BY id",
+    );
+    assert_eq!(
+        rows,
+        [
+            "123|Núñez, José María|Núñez|José María|persona|20123456789|a@b.com|Calle 1; piso 2 Lote 3|2020-02-01",
+            "124|Transportes del Sur S.R.L.|||empresa|30111111111||Ruta 8|",
+        ]
+    );
+    let ventas = w.rows(
+        "staging.sqlite",
+        "SELECT id, fecha, cliente_id, vendedor_id, importe_total FROM ventas ORDER BY id",
+    );
+    assert_eq!(
+        ventas,
+        ["OP-1|2026-11-20|123|V0001|1234567.89", "OP-2|2026-11-20|124||"]
+    );
+    // XML: entity references other than the XML five are never resolved.
+    let u1 = w.rows("staging.sqlite", "SELECT marca, modelo, km, cliente_id, venta_id FROM unidades WHERE id = 'U1'");
+    assert_eq!(u1, ["Citroën & Co|&xxe;|35400|123|"]);
+    let int_type: String = w.q("staging.sqlite", "SELECT typeof(km) FROM unidades WHERE id = 'U1'");
+    assert_eq!(int_type, "integer");
+}
+
+#[test]
+fn identical_rerun_changes_nothing() {
+    let w = Workdir::new();
+    write_small_drop(&w);
+    assert_eq!(w.run().code, 0);
+    let before = w.rows("crm.sqlite", "SELECT * FROM clientes ORDER BY id");
+    let r = w.run();
+    assert_eq!(r.code, 0);
+    for e in ["sucursales", "usuarios", "clientes", "ventas", "unidades", "servicios"] {
+        let c = r.counts(e);
+        assert_eq!(&c[4..], &[0, 0, c[1], 0], "{e}: {c:?}");
+    }
+    assert_eq!(r.json["crm_rows_written"], 0);
+    assert_eq!(w.rows("crm.sqlite", "SELECT * FROM clientes ORDER BY id"), before);
+}
+
+#[test]
+fn next_snapshot_applies_exactly_its_changes() {
+    let w = Workdir::new();
+    w.cp1252("clientes.csv", &clients_csv(100, &[], &[]));
+    assert_eq!(w.run().counts("clientes"), [100, 100, 0, 0, 100, 0, 0, 0]);
+    // 3 changed emails, 5 deleted (5% < 10% guard), 2 added.
+    let mut next = clients_csv(100, &[10, 20, 30, 40, 50], &[1, 2, 3]);
+    next.push_str("101;Nueva SA;Empresa;;;;;;;;;\n102;\"Gómez, Ana\";Persona;;;;;;;;;\n");
+    w.cp1252("clientes.csv", &next);
+    let r = w.run();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.counts("clientes"), [97, 97, 0, 0, 2, 3, 92, 5]);
+    assert_eq!(r.json["crm_rows_written"], 10);
+    let deleted: Vec<String> = w.rows("crm.sqlite", "SELECT id FROM clientes WHERE _deleted = 1 ORDER BY CAST(id AS INTEGER)");
+    assert_eq!(deleted, ["10", "20", "30", "40", "50"]);
+    let email: String = w.q("crm.sqlite", "SELECT email FROM clientes WHERE id = '2'");
+    assert_eq!(email, "nuevo2@mail.com");
+    // A deleted client that comes back is an insert and is live again.
+    w.cp1252("clientes.csv", &clients_csv(100, &[], &[1, 2, 3]));
+    let r = w.run();
+    assert_eq!(r.counts("clientes")[4..], [5, 0, 95, 2]);
+    let live: i64 = w.q("crm.sqlite", "SELECT count(*) FROM clientes WHERE _deleted = 0");
+    assert_eq!(live, 100);
+}
+
+#[test]
+fn create_only_fields_neither_count_nor_get_overwritten() {
+    let w = Workdir::new();
+    w.cp1252("clientes.csv", &clients_csv(20, &[], &[]));
+    assert_eq!(w.run().code, 0);
+    w.cp1252("clientes.csv", &clients_csv(20, &[], &[]).replace("01/01/2020", "05/05/2025"));
+    let r = w.run();
+    assert_eq!(r.counts("clientes")[4..], [0, 0, 20, 0]);
+    let alta: String = w.q("crm.sqlite", "SELECT fecha_alta FROM clientes WHERE id = '7'");
+    assert_eq!(alta, "2020-01-01");
+}
+
+#[test]
+fn a_rejected_row_is_not_a_delete() {
+    let w = Workdir::new();
+    w.cp1252("clientes.csv", &clients_csv(20, &[], &[]));
+    assert_eq!(w.run().code, 0);
+    // Client 5 now appears twice: both rows are rejected, but it stays in the CRM.
+    let mut next = clients_csv(20, &[], &[5]);
+    next.push_str("5;Otro;Persona;;;;;;;;;\n");
+    w.cp1252("clientes.csv", &next);
+    let r = w.run();
+    assert_eq!(r.counts("clientes"), [21, 19, 2, 0, 0, 0, 19, 0]);
+    let row = w.rows("crm.sqlite", "SELECT email, _deleted FROM clientes WHERE id = '5'");
+    assert_eq!(row, ["cliente5@mail.com|0"]);
+    // Still protected on the following run (the snapshot kept its last accepted version).
+    let r = w.run();
+    assert_eq!(r.counts("clientes")[7], 0);
+}
+
+#[test]
+fn guard_holds_a_truncated_file_and_approve_releases_it() {
+    let w = Workdir::new();
+    w.cp1252("clientes.csv", &clients_csv(50, &[], &[]));
+    assert_eq!(w.run().code, 0);
+    // The nightly export broke: header only.
+    w.cp1252("clientes.csv", &clients_csv(0, &[], &[]));
+    let r = w.run();
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert_eq!(r.json["status"], "held");
+    assert_eq!(r.entity("clientes")["held_deletes"], 50);
+    assert_eq!(r.counts("clientes")[7], 0);
+    let live: i64 = w.q("crm.sqlite", "SELECT count(*) FROM clientes WHERE _deleted = 0");
+    assert_eq!(live, 50);
+    let run_id = r.json["run_id"].as_str().unwrap().to_string();
+    let runs = w.cmd(&["runs", "--out", "out", "--json"]);
+    assert!(String::from_utf8_lossy(&runs.stdout).contains(&format!("\"run_id\":\"{run_id}\",")));
+    let a = w.cmd(&["approve", &run_id, "--recipes", "recipes", "--out", "out"]);
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    let live: i64 = w.q("crm.sqlite", "SELECT count(*) FROM clientes WHERE _deleted = 0");
+    assert_eq!(live, 0);
+    // Approving twice is refused; the next run has nothing left to delete.
+    let again = w.cmd(&["approve", &run_id, "--recipes", "recipes", "--out", "out"]);
+    assert_eq!(again.status.code(), Some(2));
+    let r = w.run();
+    assert_eq!(r.code, 0, "nothing is left to delete, so nothing is held: {}", r.json);
+    assert_eq!(r.entity("clientes")["held_deletes"], 0);
+}
+
+#[test]
+fn guard_threshold_holds_mass_deletes_only() {
+    let w = Workdir::new();
+    w.cp1252("clientes.csv", &clients_csv(100, &[], &[]));
+    assert_eq!(w.run().code, 0);
+    let gone: Vec<usize> = (1..=11).collect();
+    w.cp1252("clientes.csv", &clients_csv(100, &gone, &[]));
+    let r = w.run();
+    assert_eq!(r.code, 3);
+    assert_eq!(r.entity("clientes")["held_deletes"], 11);
+    // Back to 10 missing (10% is not over the threshold): applied, old hold superseded.
+    let gone: Vec<usize> = (1..=10).collect();
+    w.cp1252("clientes.csv", &clients_csv(100, &gone, &[]));
+    let r = w.run();
+    assert_eq!(r.code, 0, "{}", r.json);
+    assert_eq!(r.counts("clientes")[7], 10);
+    let deleted: i64 = w.q("crm.sqlite", "SELECT count(*) FROM clientes WHERE _deleted = 1");
+    assert_eq!(deleted, 10);
+}
+
+#[test]
+fn killed_runs_converge_to_the_uninterrupted_result() {
+    let business = "SELECT id, email, _deleted FROM clientes ORDER BY id";
+    // Reference: two uninterrupted runs.
+    let clean = Workdir::new();
+    clean.cp1252("clientes.csv", &clients_csv(40, &[], &[]));
+    assert_eq!(clean.run().code, 0);
+    clean.cp1252("clientes.csv", &clients_csv(40, &[3], &[7, 8]));
+    assert_eq!(clean.run().code, 0);
+    let want = clean.rows("crm.sqlite", business);
+
+    for point in ["after-stage", "crm-upsert:clientes", "after-upserts", "before-snapshots"] {
+        let w = Workdir::new();
+        w.cp1252("clientes.csv", &clients_csv(40, &[], &[]));
+        assert_eq!(w.run().code, 0);
+        w.cp1252("clientes.csv", &clients_csv(40, &[3], &[7, 8]));
+        let killed = w.run_with_env(&[("DROPSYNC_FAILPOINT", point)]);
+        assert_ne!(killed.code, 0, "{point}: the failpoint must kill the run");
+        let r = w.run();
+        assert_eq!(r.code, 0, "{point}: {}", r.stderr);
+        assert_eq!(w.rows("crm.sqlite", business), want, "{point}");
+        // And the run after that sees nothing left to do.
+        let r = w.run();
+        assert_eq!(r.json["crm_rows_written"], 0, "{point}");
+        let interrupted: i64 = w.q("state/state.sqlite", "SELECT count(*) FROM runs WHERE status = 'interrupted'");
+        assert_eq!(interrupted, 1, "{point}");
+    }
+}
+
+#[test]
+fn broken_file_is_quarantined_and_children_use_the_last_state() {
+    let w = Workdir::new();
+    write_small_drop(&w);
+    assert_eq!(w.run().code, 0);
+    // A truncated XML: the units keep their last state; services still resolve U1.
+    let xml = std::fs::read(w.inbox().join("unidades.xml")).unwrap();
+    std::fs::write(w.inbox().join("unidades.xml"), &xml[..xml.len() / 2]).unwrap();
+    let r = w.run();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.entity("unidades")["status"], "quarantined");
+    assert!(r.entity("unidades")["reason"].as_str().unwrap().contains("truncated"));
+    assert_eq!(r.counts("servicios")[1], 1);
+    let run_id = r.json["run_id"].as_str().unwrap();
+    let q = w.out().join("quarantine").join(run_id);
+    assert!(q.join("unidades.xml").exists());
+    assert!(std::fs::read_to_string(q.join("unidades.xml.reason.txt")).unwrap().contains("truncated"));
+    let units: i64 = w.q("crm.sqlite", "SELECT count(*) FROM unidades WHERE _deleted = 0");
+    assert_eq!(units, 2);
+    // A CSV that is not the entity at all (no ID column) is quarantined too.
+    w.cp1252("clientes.csv", "Nombre;Email\nx;y\n");
+    let r = w.run();
+    assert_eq!(r.entity("clientes")["status"], "quarantined");
+    assert!(r.entity("clientes")["reason"].as_str().unwrap().contains("Nro Cliente"));
+    // Binary garbage never panics.
+    std::fs::write(w.inbox().join("ventas.csv"), [0u8, 159, 146, 150, 0, 1, 2]).unwrap();
+    let r = w.run();
+    assert_eq!(r.code, 0);
+    assert_eq!(r.entity("ventas")["status"], "quarantined");
+}
+
+#[test]
+fn dry_run_plans_without_writing() {
+    let w = Workdir::new();
+    w.cp1252("clientes.csv", &clients_csv(10, &[], &[]));
+    let r = {
+        let o = w.cmd(&["run", "--recipes", "recipes", "--inbox", "in", "--out", "out", "--json", "--dry-run"]);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    assert_eq!(r["dry_run"], true);
+    assert_eq!(r["entities"]["clientes"]["inserted"], 10);
+    assert_eq!(r["samples"]["clientes"]["inserted"].as_array().unwrap().len(), 5);
+    assert!(!w.out().join("crm.sqlite").exists());
+    assert!(!w.out().join("staging.sqlite").exists());
+}
+
+#[test]
+fn workbook_has_a_sheet_per_entity_and_neutralizes_formulas() {
+    let w = Workdir::new();
+    let mut c = clients_csv(3, &[], &[]);
+    c.push_str("4;=HYPERLINK(\"http://evil\");Empresa;;;;;;;;;\n");
+    w.cp1252("clientes.csv", &c);
+    assert_eq!(w.run().code, 0);
+    let book = unzip(&w.out().join("staging.xlsx"), "xl/workbook.xml");
+    for s in ["clientes", "rejects", "summary"] {
+        assert!(book.contains(&format!("name=\"{s}\"")), "{s}: {book}");
+    }
+    let strings = unzip(&w.out().join("staging.xlsx"), "xl/sharedStrings.xml");
+    let all: String = (1..=3).map(|i| unzip_sheet(&w, i)).collect::<Vec<_>>().join("");
+    let text = format!("{strings}{all}");
+    assert!(text.contains("'=HYPERLINK"), "formula not neutralized");
+    assert!(!text.contains(">=HYPERLINK"));
+}
+
+fn unzip(path: &std::path::Path, name: &str) -> String {
+    use std::io::Read;
+    let mut z = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut s = String::new();
+    if let Ok(mut f) = z.by_name(name) {
+        f.read_to_string(&mut s).unwrap();
+    }
+    s
+}
+
+fn unzip_sheet(w: &Workdir, i: usize) -> String {
+    unzip(&w.out().join("staging.xlsx"), &format!("xl/worksheets/sheet{i}.xml"))
+}

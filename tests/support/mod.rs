@@ -1,0 +1,236 @@
+//! A workspace per test: a temp dir with `recipes/` (a copy of the shipped ones unless the
+//! test writes its own), `in/` for the drop and `out/`, and a way to run the real binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct RunResult {
+    pub code: i32,
+    pub json: Value,
+    pub stderr: String,
+}
+
+impl RunResult {
+    pub fn entity(&self, e: &str) -> &Value {
+        &self.json["entities"][e]
+    }
+    /// (read, accepted, rejected, warnings, inserted, updated, unchanged, deleted)
+    pub fn counts(&self, e: &str) -> [u64; 8] {
+        let v = self.entity(e);
+        ["read", "accepted", "rejected", "warnings", "inserted", "updated", "unchanged", "deleted"]
+            .map(|k| v[k].as_u64().unwrap_or_else(|| panic!("{e}.{k} missing in {v}")))
+    }
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl Workdir {
+    pub fn new() -> Workdir {
+        let w = Workdir {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(w.inbox()).unwrap();
+        std::fs::create_dir_all(w.recipes()).unwrap();
+        for e in std::fs::read_dir(repo().join("recipes")).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, w.recipes().join(p.file_name().unwrap())).unwrap();
+        }
+        w
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn inbox(&self) -> PathBuf {
+        self.path().join("in")
+    }
+    pub fn out(&self) -> PathBuf {
+        self.path().join("out")
+    }
+    pub fn recipes(&self) -> PathBuf {
+        self.path().join("recipes")
+    }
+
+    /// Writes a file into the inbox as Windows-1252 with CRLF line ends.
+    pub fn cp1252(&self, name: &str, text: &str) {
+        let crlf = text.replace('\n', "\r\n");
+        let (bytes, _, bad) = encoding_rs::WINDOWS_1252.encode(&crlf);
+        assert!(!bad, "test text not representable in cp1252");
+        std::fs::write(self.inbox().join(name), bytes).unwrap();
+    }
+
+    /// Writes a file into the inbox as UTF-8 with a BOM.
+    pub fn utf8_bom(&self, name: &str, text: &str) {
+        let mut bytes = b"\xEF\xBB\xBF".to_vec();
+        bytes.extend_from_slice(text.as_bytes());
+        std::fs::write(self.inbox().join(name), bytes).unwrap();
+    }
+
+    pub fn utf8(&self, name: &str, text: &str) {
+        std::fs::write(self.inbox().join(name), text).unwrap();
+    }
+
+    pub fn remove(&self, name: &str) {
+        let _ = std::fs::remove_file(self.inbox().join(name));
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_dropsync"))
+            .current_dir(self.path())
+            .env("RUST_LOG", "warn")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// `dropsync run --json` on the inbox; the exit code and the parsed object.
+    pub fn run(&self) -> RunResult {
+        self.run_with_env(&[])
+    }
+
+    pub fn run_with_env(&self, env: &[(&str, &str)]) -> RunResult {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dropsync"));
+        c.current_dir(self.path()).env("RUST_LOG", "warn").args([
+            "run", "--recipes", "recipes", "--inbox", "in", "--out", "out", "--json",
+        ]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+        let json = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+        RunResult {
+            code: o.status.code().unwrap_or(-1),
+            json,
+            stderr,
+        }
+    }
+
+    pub fn db(&self, name: &str) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.out().join(name)).unwrap()
+    }
+
+    /// Single value query.
+    pub fn q<T: rusqlite::types::FromSql>(&self, db: &str, sql: &str) -> T {
+        self.db(db).query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// All rows of a query, each as strings joined by `|`.
+    pub fn rows(&self, db: &str, sql: &str) -> Vec<String> {
+        let conn = self.db(db);
+        let mut stmt = conn.prepare(sql).unwrap();
+        let n = stmt.column_count();
+        stmt.query_map([], |r| {
+            Ok((0..n)
+                .map(|i| match r.get_ref(i).unwrap() {
+                    rusqlite::types::ValueRef::Null => String::new(),
+                    rusqlite::types::ValueRef::Integer(x) => x.to_string(),
+                    rusqlite::types::ValueRef::Real(x) => x.to_string(),
+                    rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into(),
+                    rusqlite::types::ValueRef::Blob(_) => "<blob>".into(),
+                })
+                .collect::<Vec<_>>()
+                .join("|"))
+        })
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+    }
+}
+
+/// A small dealer drop with one example of every validation rule, lines known by hand.
+pub fn write_small_drop(w: &Workdir) {
+    w.cp1252(
+        "sucursales.csv",
+        "Código Sucursal;Nombre;Tipo;Dirección;Localidad;Provincia;Teléfono
+SUC-01;Central;Sucursal;Av. Siempre Viva 1;Córdoba;Córdoba;(0351) 455-1234
+TAL-01;Taller Norte;Taller;Ruta 9 km 5;Córdoba;Córdoba;
+",
+    );
+    w.utf8_bom(
+        "usuarios.csv",
+        "Código;Nombre y Apellido;Email;Rol;Sucursal;Activo
+V0001;José Núñez; JOSE@X.COM ;Vendedor;SUC-01;S
+V0002;Ana Peña;ana@x.com;Asesor de Servicio;SUC-99;X
+",
+    );
+    w.cp1252(
+        "clientes.csv",
+        "Nro Cliente; Razón Social / Nombre ;Tipo;CUIT/DNI;Email;Teléfono;Celular;Domicilio;Localidad;Provincia;Código Postal;Fecha Alta
+000123;\"Núñez, José María\";Persona;20-12.345.678-9;A@B.COM ;(011) 4555-1234;;\"Calle 1; piso 2
+Lote 3\";CABA;CABA;C1000;01/02/2020
+124;Transportes del Sur S.R.L.;Empresa;30-11111111-1;;;;Ruta 8;Pilar;Buenos Aires;1629;99/99/2020
+;Sin Id;Persona;;;;;;;;;
+125;Dup A;Persona;;;;;;;;;
+0125;Dup B;Persona;;;;;;;;;
+",
+    );
+    w.cp1252(
+        "ventas.csv",
+        "Nro Operación;Fecha;Nro Cliente;Vendedor;Sucursal;Tipo;Importe Total;Moneda;Estado
+OP-1;20/11/2026;123;V0001;SUC-01;0km;1.234.567,89;ARS;Facturada
+OP-2;20/11/2026 14:30;124;V9999;;Usado;abc;USD;Reservada
+OP-3;31/02/2026;123;;;0km;1,5;ARS;Entregada
+OP-4;;123;;;0km;1,5;ARS;Entregada
+OP-5;01/01/2026;125;;;0km;1,5;ARS;Entregada
+OP-6;01/01/2026;999;;;0km;1,5;ARS;Entregada
+",
+    );
+    std::fs::write(
+        w.inbox().join("unidades.xml"),
+        encoding_rs::WINDOWS_1252
+            .encode(
+                r#"<?xml version="1.0" encoding="Windows-1252"?>
+<!DOCTYPE Unidades [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<Unidades generado="2026-11-20T23:00:00">
+  <Unidad id="U1">
+    <VIN>8AJFB8CD0N1234567</VIN><Dominio>ab123cd</Dominio><Marca>Citroën &amp; Co</Marca>
+    <Modelo>&xxe;</Modelo><Anio>2022</Anio><Km>35.400</Km>
+    <Cliente>000123</Cliente><Venta/><Sucursal>SUC-01</Sucursal>
+  </Unidad>
+  <Unidad id="U2">
+    <VIN>X</VIN><Cliente>777</Cliente>
+  </Unidad>
+</Unidades>
+"#,
+            )
+            .0,
+    )
+    .unwrap();
+    w.utf8(
+        "servicios.csv",
+        "Nro OT;Fecha Ingreso;Fecha Entrega;Nro Cliente;Unidad;Taller;Asesor;Tipo Servicio;Kilometraje;Importe;Estado
+OT-1;01/11/2026;;123;U1;TAL-01;V0002;Service;35.400;12.500,50;Abierta
+OT-2;01/11/2026;02/11/2026;123;U9;TAL-01;;Service;1;1;Cerrada
+",
+    );
+}
+
+/// `n` clean clients, IDs 1..=n, for guard and diff tests.
+pub fn clients_csv(n: usize, skip: &[usize], changed_email: &[usize]) -> String {
+    let mut s = String::from("Nro Cliente;Razón Social / Nombre;Tipo;CUIT/DNI;Email;Teléfono;Celular;Domicilio;Localidad;Provincia;Código Postal;Fecha Alta\n");
+    for i in 1..=n {
+        if skip.contains(&i) {
+            continue;
+        }
+        let email = if changed_email.contains(&i) {
+            format!("nuevo{i}@mail.com")
+        } else {
+            format!("cliente{i}@mail.com")
+        };
+        s.push_str(&format!(
+            "{i:06};\"Pérez, Juan {i}\";Persona;20-{i:08}-1;{email};;;Calle {i};Rosario;Santa Fe;2000;01/01/2020\n"
+        ));
+    }
+    s
+}
