@@ -535,7 +535,7 @@ fn record_changes(state: &State, run_id: &str, w: &EntityWork) -> Result<(), Pip
             source,
         })?;
     let id_at = |i: u32| ids.get(i as usize).unwrap_or("").to_string();
-    let mut rows: Vec<(String, &str, Option<String>, Option<u32>)> = Vec::new();
+    let mut rows: Vec<crate::state::ChangeRow> = Vec::new();
     for &i in &w.changes.inserted {
         rows.push((id_at(i), "inserted", None, w.lines.get(i as usize).copied()));
     }
@@ -674,7 +674,7 @@ pub fn approve(
             state.save_snapshot(&recipe.entity, &mut kept)?;
         }
         state.mark_released(run_id, &recipe.entity)?;
-        let rows: Vec<(String, &str, Option<String>, Option<u32>)> = ids
+        let rows: Vec<crate::state::ChangeRow> = ids
             .iter()
             .map(|id| (id.clone(), "deleted", None, None))
             .collect();

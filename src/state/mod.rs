@@ -30,6 +30,12 @@ pub struct State {
     pub db: Connection,
 }
 
+/// Held delete IDs per entity.
+pub type HeldDeletes = Vec<(String, Vec<String>)>;
+
+/// One row of the change log: ID, `inserted|updated|deleted`, changed fields, source line.
+pub type ChangeRow<'a> = (String, &'a str, Option<String>, Option<u32>);
+
 /// One run as listed by `dropsync runs`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunRecord {
@@ -240,7 +246,7 @@ impl State {
     }
 
     /// Held deletes of a run per entity, and how many of them were superseded.
-    pub fn held(&self, run_id: &str) -> Result<(Vec<(String, Vec<String>)>, usize), StateError> {
+    pub fn held(&self, run_id: &str) -> Result<(HeldDeletes, usize), StateError> {
         let mut stmt = self
             .db
             .prepare("SELECT entity, id, state FROM held_deletes WHERE run_id = ?1 ORDER BY entity, rowid")
@@ -285,7 +291,7 @@ impl State {
         &self,
         run_id: &str,
         entity: &str,
-        rows: &[(String, &str, Option<String>, Option<u32>)],
+        rows: &[ChangeRow],
     ) -> Result<(), StateError> {
         let tx = self.db.unchecked_transaction().map_err(|e| self.err(e))?;
         {
