@@ -64,6 +64,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the shipped samples: the first drop, then the next day's snapshot, into a fresh
+    /// folder (default `demo/`, wiped first).
+    Demo {
+        #[arg(long, default_value = "recipes")]
+        recipes: PathBuf,
+        /// Folder with one sub-folder per drop, processed in name order.
+        #[arg(long, default_value = "samples")]
+        samples: PathBuf,
+        #[arg(long, default_value = "demo")]
+        out: PathBuf,
+    },
     /// Check the recipes and print the load order.
     Check {
         #[command(flatten)]
@@ -190,6 +201,36 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                 }
             }
             Ok(Exit::Ok)
+        }
+        Command::Demo { recipes, samples, out } => {
+            if out.exists() {
+                std::fs::remove_dir_all(&out)?;
+            }
+            let mut drops: Vec<PathBuf> = std::fs::read_dir(&samples)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect();
+            drops.sort();
+            let mut exit = Exit::Ok;
+            for inbox in drops {
+                println!("\n== drop {}", inbox.display());
+                let report = pipeline::run(&RunOptions {
+                    recipes: recipes.clone(),
+                    inbox,
+                    out: out.clone(),
+                    dry_run: false,
+                    progress: !cli.quiet,
+                })?;
+                print_table(&report);
+                if report.status == RunStatus::Held {
+                    exit = Exit::Held;
+                }
+            }
+            println!(
+                "\nOpen {0}/staging.xlsx, or: sqlite3 {0}/staging.sqlite \"select entity, line, id, rule, reason from rejects\"",
+                out.display()
+            );
+            Ok(exit)
         }
         Command::Check { ws } => {
             let recipes = crate::recipe::load_dir(&ws.recipes).map_err(PipelineError::from)?;

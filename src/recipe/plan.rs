@@ -28,6 +28,11 @@ pub fn rule_col(rule: &str) -> String {
     format!("__rule.{rule}")
 }
 
+/// Whole numbers as exported: `35400`, `35.400`, `-1.234.567`.
+const INTEGER: &str = r"^[-+]?(\d+|\d{1,3}(\.\d{3})+)$";
+/// Decimal comma numbers: `1.234.567,89`, `7,5`, `1234`.
+const DECIMAL: &str = r"^[-+]?(\d+|\d{1,3}(\.\d{3})+)(,\d+)?$";
+
 /// The expressions of one entity, ready to run on any raw frame of that entity.
 pub struct Plan {
     exprs: Vec<Expr>,
@@ -179,17 +184,21 @@ fn field_exprs(f: &Field) -> (Expr, Option<Expr>, Option<Expr>) {
     }
     let parsed = match f.kind {
         FieldType::String => return (s, None, unmapped),
-        FieldType::Integer => s
-            .clone()
-            .str()
-            .replace_all(lit("."), lit(""), true)
+        // `.` only as a thousands separator in groups of three: `1.234` is 1234, while
+        // `12.5` is not silently read as 125 but reported.
+        FieldType::Integer => when(s.clone().str().contains(lit(INTEGER), false))
+            .then(s.clone().str().replace_all(lit("."), lit(""), true))
+            .otherwise(lit(NULL).cast(DataType::String))
             .cast(DataType::Int64),
-        FieldType::Decimal => s
-            .clone()
-            .str()
-            .replace_all(lit("."), lit(""), true)
-            .str()
-            .replace(lit(","), lit("."), true)
+        FieldType::Decimal => when(s.clone().str().contains(lit(DECIMAL), false))
+            .then(
+                s.clone()
+                    .str()
+                    .replace_all(lit("."), lit(""), true)
+                    .str()
+                    .replace(lit(","), lit("."), true),
+            )
+            .otherwise(lit(NULL).cast(DataType::String))
             .cast(DataType::Float64),
         FieldType::Boolean => {
             let b = s.clone().str().to_lowercase();
