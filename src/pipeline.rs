@@ -102,6 +102,8 @@ pub struct RunReport {
     pub issues: Vec<Issue>,
     pub timings: Timings,
     pub crm_rows_written: usize,
+    /// Peak resident memory of the process so far (VmHWM), in MiB.
+    pub peak_rss_mb: f64,
 }
 
 impl RunReport {
@@ -117,6 +119,7 @@ impl RunReport {
             "dry_run": self.dry_run,
             "entities": entities,
             "crm_rows_written": self.crm_rows_written,
+            "peak_rss_mb": self.peak_rss_mb,
             "timings": self.timings,
         });
         if self.dry_run {
@@ -146,7 +149,6 @@ fn new_run_id() -> String {
 /// Everything one entity carries from validation to the CRM.
 struct EntityWork<'r> {
     recipe: &'r Recipe,
-    file: Option<PathBuf>,
     /// Accepted rows with `__hash`.
     accepted: DataFrame,
     lines: Vec<u32>,
@@ -340,7 +342,6 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
         summaries.push((entity.to_string(), summary));
         work.push(EntityWork {
             recipe,
-            file: Some(file.path.clone()),
             accepted,
             lines: v.lines,
             changes,
@@ -364,6 +365,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
         issues,
         timings,
         crm_rows_written: 0,
+        peak_rss_mb: 0.0,
     };
     if opts.dry_run {
         report.samples = work
@@ -371,33 +373,117 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
             .map(|w| (w.recipe.entity.clone(), samples(w)))
             .collect();
         report.timings.total = started.elapsed().as_secs_f64();
+        report.peak_rss_mb = peak_rss_mb();
         progress.finish();
         return Ok(report);
     }
 
-    // Stage: analysts see this run's accepted rows and every reject, before the CRM moves.
-    progress.message("staging");
+    // Staging (sqlite, then the workbook) runs on its own thread while this one writes the
+    // CRM: different files, no shared connection, both cores busy. Staging is a full
+    // snapshot each run, so a run killed midway is repaired by the next one either way.
+    let sheet_frames = if recipes.pipeline.staging.xlsx {
+        Some(
+            xlsx_frames(&recipes, &state, &work).map_err(|source| PipelineError::Frame {
+                run_id: run_id.clone(),
+                entity: "-".into(),
+                source,
+            })?,
+        )
+    } else {
+        None
+    };
+    let mut snapshots: Vec<DataFrame> = work
+        .iter_mut()
+        .map(|w| std::mem::replace(&mut w.snapshot, DataFrame::empty()))
+        .collect();
+    progress.message("staging and writing CRM");
+    let (staged, applied) = std::thread::scope(|scope| {
+        let staging = scope.spawn(|| {
+            stage(
+                opts,
+                &run_id,
+                &work,
+                &report,
+                sheet_frames.as_deref(),
+                &recipes,
+            )
+        });
+        let applied = apply_crm(opts, &run_id, &state, &work, &mut snapshots, &holds);
+        (staging.join(), applied)
+    });
+    let (mut staging, stage_sqlite, stage_xlsx) = match staged {
+        Ok(r) => r?,
+        Err(_) => return Err(PipelineError::Io("the staging thread panicked".into())),
+    };
+    let (written, crm_secs, snapshot_secs) = applied?;
+    report.timings.stage_sqlite = stage_sqlite;
+    report.timings.stage_xlsx = stage_xlsx;
+    report.timings.crm = crm_secs;
+    report.timings.snapshot = snapshot_secs;
+    report.crm_rows_written = written;
+    staging.write_run(&run_id, &report.entities)?;
+    report.timings.total = started.elapsed().as_secs_f64();
+    report.peak_rss_mb = peak_rss_mb();
+    state.finish_run(&run_id, status.as_str(), &report.to_json())?;
+    progress.finish();
+    tracing::info!(run_id = %run_id, status = status.as_str(), crm_rows = written, seconds = report.timings.total, "run finished");
+    Ok(report)
+}
+
+/// Writes staging.sqlite (entity tables, rejects) and staging.xlsx; returns the open
+/// staging database and the seconds spent on each.
+fn stage(
+    opts: &RunOptions,
+    run_id: &str,
+    work: &[EntityWork],
+    report: &RunReport,
+    sheets: Option<&[(String, DataFrame)]>,
+    recipes: &Recipes,
+) -> Result<(Staging, f64, f64), PipelineError> {
     let t = Instant::now();
     let mut staging = Staging::open(&opts.out.join("staging.sqlite"))?;
-    for w in &work {
-        let rows = without_hash(&w.accepted).map_err(frame_err(&w.recipe.entity))?;
-        staging.replace_entity(&w.recipe.entity, &rows)?;
-    }
-    staging.write_rejects(&run_id, &report.issues)?;
-    report.timings.stage_sqlite = t.elapsed().as_secs_f64();
-    failpoint("after-stage");
-
-    // CRM: upserts parents first, deletes children first; then snapshots advance.
-    progress.message("writing CRM");
-    let t = Instant::now();
-    let mut crm =
-        SqliteCrm::open(&opts.out.join("crm.sqlite")).map_err(|source| PipelineError::Sink {
-            run_id: run_id.clone(),
-            entity: "-".into(),
+    for w in work {
+        let rows = without_hash(&w.accepted).map_err(|source| PipelineError::Frame {
+            run_id: run_id.to_string(),
+            entity: w.recipe.entity.clone(),
             source,
         })?;
+        staging.replace_entity(&w.recipe.entity, &rows)?;
+    }
+    staging.write_rejects(run_id, &report.issues)?;
+    let sqlite_secs = t.elapsed().as_secs_f64();
+    failpoint("after-stage");
+    let t = Instant::now();
+    if let Some(frames) = sheets {
+        let inputs: Vec<SheetInput> = frames
+            .iter()
+            .map(|(n, df)| SheetInput { name: n, rows: df })
+            .collect();
+        sheets::write_workbook(
+            &opts.out.join("staging.xlsx"),
+            &inputs,
+            &report.issues,
+            &report.entities,
+            recipes.pipeline.staging.xlsx_max_rows,
+        )?;
+    }
+    Ok((staging, sqlite_secs, t.elapsed().as_secs_f64()))
+}
+
+/// Writes the CRM (upserts parents first, deletes children first), then advances the
+/// snapshots and records changes and holds. Returns rows written and the seconds spent on
+/// the CRM and on the state.
+fn apply_crm(
+    opts: &RunOptions,
+    run_id: &str,
+    state: &State,
+    work: &[EntityWork],
+    snapshots: &mut [DataFrame],
+    holds: &[(String, Vec<String>)],
+) -> Result<(usize, f64, f64), PipelineError> {
+    let t = Instant::now();
     let sink_err = |entity: &str| {
-        let run_id = run_id.clone();
+        let run_id = run_id.to_string();
         let entity = entity.to_string();
         move |source| PipelineError::Sink {
             run_id: run_id.clone(),
@@ -405,8 +491,18 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
             source,
         }
     };
+    let frame_err = |entity: &str| {
+        let run_id = run_id.to_string();
+        let entity = entity.to_string();
+        move |source| PipelineError::Frame {
+            run_id: run_id.clone(),
+            entity: entity.clone(),
+            source,
+        }
+    };
+    let mut crm = SqliteCrm::open(&opts.out.join("crm.sqlite")).map_err(sink_err("-"))?;
     let mut written = 0;
-    for w in &work {
+    for w in work.iter() {
         let entity = w.recipe.entity.as_str();
         let rows = without_hash(&w.accepted).map_err(frame_err(entity))?;
         crm.prepare(w.recipe, &rows).map_err(sink_err(entity))?;
@@ -417,7 +513,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
                 upserts.iter().map(|&i| i as IdxSize).collect(),
             );
             let subset = rows.take(&idx).map_err(frame_err(entity))?;
-            crm.upsert(w.recipe, &subset, &run_id)
+            crm.upsert(w.recipe, &subset, run_id)
                 .map_err(sink_err(entity))?;
             written += upserts.len();
         }
@@ -426,41 +522,59 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
     for w in work.iter().rev() {
         if !w.deletes.is_empty() {
             let entity = w.recipe.entity.as_str();
-            crm.delete(w.recipe, &w.deletes, w.recipe.delete_policy, &run_id)
+            crm.delete(w.recipe, &w.deletes, w.recipe.delete_policy, run_id)
                 .map_err(sink_err(entity))?;
             written += w.deletes.len();
         }
     }
-    report.crm_rows_written = written;
-    report.timings.crm = t.elapsed().as_secs_f64();
+    let crm_secs = t.elapsed().as_secs_f64();
     failpoint("before-snapshots");
-
     let t = Instant::now();
-    for w in &mut work {
+    for (w, snapshot) in work.iter().zip(snapshots.iter_mut()) {
         let entity = w.recipe.entity.clone();
-        state.save_snapshot(&entity, &mut w.snapshot)?;
-        state.supersede_holds(&entity, &run_id)?;
-        record_changes(&state, &run_id, w)?;
+        state.save_snapshot(&entity, snapshot)?;
+        state.supersede_holds(&entity, run_id)?;
+        record_changes(state, run_id, w)?;
     }
-    for (entity, ids) in &holds {
-        state.hold_deletes(&run_id, entity, ids)?;
+    for (entity, ids) in holds {
+        state.hold_deletes(run_id, entity, ids)?;
     }
-    report.timings.snapshot = t.elapsed().as_secs_f64();
+    Ok((written, crm_secs, t.elapsed().as_secs_f64()))
+}
 
-    // Workbook last: it mirrors the staged tables (entities without a file this run show
-    // their last accepted snapshot).
-    if recipes.pipeline.staging.xlsx {
-        progress.message("writing staging.xlsx");
-        let t = Instant::now();
-        write_xlsx(&recipes, &state, opts, &work, &report)?;
-        report.timings.stage_xlsx = t.elapsed().as_secs_f64();
+/// The frames the workbook shows: this run's accepted rows, or for an entity without a file
+/// this run, its last accepted snapshot.
+fn xlsx_frames(
+    recipes: &Recipes,
+    state: &State,
+    work: &[EntityWork],
+) -> PolarsResult<Vec<(String, DataFrame)>> {
+    let mut frames = Vec::new();
+    for recipe in &recipes.entities {
+        let df = match work.iter().find(|w| w.recipe.entity == recipe.entity) {
+            Some(w) => without_hash(&w.accepted)?,
+            None => match state.load_snapshot(&recipe.entity) {
+                Ok(Some(s)) => without_hash(&s)?,
+                _ => continue,
+            },
+        };
+        frames.push((recipe.entity.clone(), df));
     }
-    staging.write_run(&run_id, &report.entities)?;
-    report.timings.total = started.elapsed().as_secs_f64();
-    state.finish_run(&run_id, status.as_str(), &report.to_json())?;
-    progress.finish();
-    tracing::info!(run_id = %run_id, status = status.as_str(), crm_rows = written, seconds = report.timings.total, "run finished");
-    Ok(report)
+    Ok(frames)
+}
+
+/// VmHWM from /proc (Linux); 0 elsewhere.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
 }
 
 fn ids_of(df: Option<&DataFrame>) -> PolarsResult<HashSet<String>> {
@@ -550,45 +664,7 @@ fn record_changes(state: &State, run_id: &str, w: &EntityWork) -> Result<(), Pip
     for id in &w.deletes {
         rows.push((id.clone(), "deleted", None, None));
     }
-    let _ = &w.file;
     state.record_changes(run_id, &w.recipe.entity, &rows)?;
-    Ok(())
-}
-
-fn write_xlsx(
-    recipes: &Recipes,
-    state: &State,
-    opts: &RunOptions,
-    work: &[EntityWork],
-    report: &RunReport,
-) -> Result<(), PipelineError> {
-    let mut frames: Vec<(String, DataFrame)> = Vec::new();
-    for recipe in &recipes.entities {
-        let df = match work.iter().find(|w| w.recipe.entity == recipe.entity) {
-            Some(w) => without_hash(&w.accepted),
-            None => match state.load_snapshot(&recipe.entity)? {
-                Some(s) => without_hash(&s),
-                None => continue,
-            },
-        }
-        .map_err(|source| PipelineError::Frame {
-            run_id: report.run_id.clone(),
-            entity: recipe.entity.clone(),
-            source,
-        })?;
-        frames.push((recipe.entity.clone(), df));
-    }
-    let inputs: Vec<SheetInput> = frames
-        .iter()
-        .map(|(n, df)| SheetInput { name: n, rows: df })
-        .collect();
-    sheets::write_workbook(
-        &opts.out.join("staging.xlsx"),
-        &inputs,
-        &report.issues,
-        &report.entities,
-        recipes.pipeline.staging.xlsx_max_rows,
-    )?;
     Ok(())
 }
 

@@ -71,12 +71,21 @@ fn staging_holds_typed_clean_values_with_accents_intact() {
     );
     assert_eq!(
         ventas,
-        ["OP-1|2026-11-20|123|V0001|1234567.89", "OP-2|2026-11-20|124||"]
+        [
+            "OP-1|2026-11-20|123|V0001|1234567.89",
+            "OP-2|2026-11-20|124||"
+        ]
     );
     // XML: entity references other than the XML five are never resolved.
-    let u1 = w.rows("staging.sqlite", "SELECT marca, modelo, km, cliente_id, venta_id FROM unidades WHERE id = 'U1'");
+    let u1 = w.rows(
+        "staging.sqlite",
+        "SELECT marca, modelo, km, cliente_id, venta_id FROM unidades WHERE id = 'U1'",
+    );
     assert_eq!(u1, ["Citroën & Co|&xxe;|35400|123|"]);
-    let int_type: String = w.q("staging.sqlite", "SELECT typeof(km) FROM unidades WHERE id = 'U1'");
+    let int_type: String = w.q(
+        "staging.sqlite",
+        "SELECT typeof(km) FROM unidades WHERE id = 'U1'",
+    );
     assert_eq!(int_type, "integer");
 }
 
@@ -88,12 +97,22 @@ fn identical_rerun_changes_nothing() {
     let before = w.rows("crm.sqlite", "SELECT * FROM clientes ORDER BY id");
     let r = w.run();
     assert_eq!(r.code, 0);
-    for e in ["sucursales", "usuarios", "clientes", "ventas", "unidades", "servicios"] {
+    for e in [
+        "sucursales",
+        "usuarios",
+        "clientes",
+        "ventas",
+        "unidades",
+        "servicios",
+    ] {
         let c = r.counts(e);
         assert_eq!(&c[4..], &[0, 0, c[1], 0], "{e}: {c:?}");
     }
     assert_eq!(r.json["crm_rows_written"], 0);
-    assert_eq!(w.rows("crm.sqlite", "SELECT * FROM clientes ORDER BY id"), before);
+    assert_eq!(
+        w.rows("crm.sqlite", "SELECT * FROM clientes ORDER BY id"),
+        before
+    );
 }
 
 #[test]
@@ -109,15 +128,28 @@ fn next_snapshot_applies_exactly_its_changes() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.counts("clientes"), [97, 97, 0, 0, 2, 3, 92, 5]);
     assert_eq!(r.json["crm_rows_written"], 10);
-    let deleted: Vec<String> = w.rows("crm.sqlite", "SELECT id FROM clientes WHERE _deleted = 1 ORDER BY CAST(id AS INTEGER)");
+    let deleted: Vec<String> = w.rows(
+        "crm.sqlite",
+        "SELECT id FROM clientes WHERE _deleted = 1 ORDER BY CAST(id AS INTEGER)",
+    );
     assert_eq!(deleted, ["10", "20", "30", "40", "50"]);
     let email: String = w.q("crm.sqlite", "SELECT email FROM clientes WHERE id = '2'");
     assert_eq!(email, "nuevo2@mail.com");
+    // The change log explains each row of this run.
+    let run_id = r.json["run_id"].as_str().unwrap();
+    let log = w.rows(
+        "state/state.sqlite",
+        &format!("SELECT change, count(*), group_concat(DISTINCT fields) FROM changes WHERE run_id = '{run_id}' GROUP BY change ORDER BY change"),
+    );
+    assert_eq!(log, ["deleted|5|", "inserted|2|", "updated|3|email"]);
     // A deleted client that comes back is an insert and is live again.
     w.cp1252("clientes.csv", &clients_csv(100, &[], &[1, 2, 3]));
     let r = w.run();
     assert_eq!(r.counts("clientes")[4..], [5, 0, 95, 2]);
-    let live: i64 = w.q("crm.sqlite", "SELECT count(*) FROM clientes WHERE _deleted = 0");
+    let live: i64 = w.q(
+        "crm.sqlite",
+        "SELECT count(*) FROM clientes WHERE _deleted = 0",
+    );
     assert_eq!(live, 100);
 }
 
@@ -126,10 +158,16 @@ fn create_only_fields_neither_count_nor_get_overwritten() {
     let w = Workdir::new();
     w.cp1252("clientes.csv", &clients_csv(20, &[], &[]));
     assert_eq!(w.run().code, 0);
-    w.cp1252("clientes.csv", &clients_csv(20, &[], &[]).replace("01/01/2020", "05/05/2025"));
+    w.cp1252(
+        "clientes.csv",
+        &clients_csv(20, &[], &[]).replace("01/01/2020", "05/05/2025"),
+    );
     let r = w.run();
     assert_eq!(r.counts("clientes")[4..], [0, 0, 20, 0]);
-    let alta: String = w.q("crm.sqlite", "SELECT fecha_alta FROM clientes WHERE id = '7'");
+    let alta: String = w.q(
+        "crm.sqlite",
+        "SELECT fecha_alta FROM clientes WHERE id = '7'",
+    );
     assert_eq!(alta, "2020-01-01");
 }
 
@@ -144,7 +182,10 @@ fn a_rejected_row_is_not_a_delete() {
     w.cp1252("clientes.csv", &next);
     let r = w.run();
     assert_eq!(r.counts("clientes"), [21, 19, 2, 0, 0, 0, 19, 0]);
-    let row = w.rows("crm.sqlite", "SELECT email, _deleted FROM clientes WHERE id = '5'");
+    let row = w.rows(
+        "crm.sqlite",
+        "SELECT email, _deleted FROM clientes WHERE id = '5'",
+    );
     assert_eq!(row, ["cliente5@mail.com|0"]);
     // Still protected on the following run (the snapshot kept its last accepted version).
     let r = w.run();
@@ -163,20 +204,30 @@ fn guard_holds_a_truncated_file_and_approve_releases_it() {
     assert_eq!(r.json["status"], "held");
     assert_eq!(r.entity("clientes")["held_deletes"], 50);
     assert_eq!(r.counts("clientes")[7], 0);
-    let live: i64 = w.q("crm.sqlite", "SELECT count(*) FROM clientes WHERE _deleted = 0");
+    let live: i64 = w.q(
+        "crm.sqlite",
+        "SELECT count(*) FROM clientes WHERE _deleted = 0",
+    );
     assert_eq!(live, 50);
     let run_id = r.json["run_id"].as_str().unwrap().to_string();
     let runs = w.cmd(&["runs", "--out", "out", "--json"]);
     assert!(String::from_utf8_lossy(&runs.stdout).contains(&format!("\"run_id\":\"{run_id}\",")));
     let a = w.cmd(&["approve", &run_id, "--recipes", "recipes", "--out", "out"]);
     assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
-    let live: i64 = w.q("crm.sqlite", "SELECT count(*) FROM clientes WHERE _deleted = 0");
+    let live: i64 = w.q(
+        "crm.sqlite",
+        "SELECT count(*) FROM clientes WHERE _deleted = 0",
+    );
     assert_eq!(live, 0);
     // Approving twice is refused; the next run has nothing left to delete.
     let again = w.cmd(&["approve", &run_id, "--recipes", "recipes", "--out", "out"]);
     assert_eq!(again.status.code(), Some(2));
     let r = w.run();
-    assert_eq!(r.code, 0, "nothing is left to delete, so nothing is held: {}", r.json);
+    assert_eq!(
+        r.code, 0,
+        "nothing is left to delete, so nothing is held: {}",
+        r.json
+    );
     assert_eq!(r.entity("clientes")["held_deletes"], 0);
 }
 
@@ -196,7 +247,10 @@ fn guard_threshold_holds_mass_deletes_only() {
     let r = w.run();
     assert_eq!(r.code, 0, "{}", r.json);
     assert_eq!(r.counts("clientes")[7], 10);
-    let deleted: i64 = w.q("crm.sqlite", "SELECT count(*) FROM clientes WHERE _deleted = 1");
+    let deleted: i64 = w.q(
+        "crm.sqlite",
+        "SELECT count(*) FROM clientes WHERE _deleted = 1",
+    );
     assert_eq!(deleted, 10);
 }
 
@@ -211,7 +265,12 @@ fn killed_runs_converge_to_the_uninterrupted_result() {
     assert_eq!(clean.run().code, 0);
     let want = clean.rows("crm.sqlite", business);
 
-    for point in ["after-stage", "crm-upsert:clientes", "after-upserts", "before-snapshots"] {
+    for point in [
+        "after-stage",
+        "crm-upsert:clientes",
+        "after-upserts",
+        "before-snapshots",
+    ] {
         let w = Workdir::new();
         w.cp1252("clientes.csv", &clients_csv(40, &[], &[]));
         assert_eq!(w.run().code, 0);
@@ -224,7 +283,10 @@ fn killed_runs_converge_to_the_uninterrupted_result() {
         // And the run after that sees nothing left to do.
         let r = w.run();
         assert_eq!(r.json["crm_rows_written"], 0, "{point}");
-        let interrupted: i64 = w.q("state/state.sqlite", "SELECT count(*) FROM runs WHERE status = 'interrupted'");
+        let interrupted: i64 = w.q(
+            "state/state.sqlite",
+            "SELECT count(*) FROM runs WHERE status = 'interrupted'",
+        );
         assert_eq!(interrupted, 1, "{point}");
     }
 }
@@ -240,19 +302,30 @@ fn broken_file_is_quarantined_and_children_use_the_last_state() {
     let r = w.run();
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.entity("unidades")["status"], "quarantined");
-    assert!(r.entity("unidades")["reason"].as_str().unwrap().contains("truncated"));
+    assert!(r.entity("unidades")["reason"]
+        .as_str()
+        .unwrap()
+        .contains("truncated"));
     assert_eq!(r.counts("servicios")[1], 1);
     let run_id = r.json["run_id"].as_str().unwrap();
     let q = w.out().join("quarantine").join(run_id);
     assert!(q.join("unidades.xml").exists());
-    assert!(std::fs::read_to_string(q.join("unidades.xml.reason.txt")).unwrap().contains("truncated"));
-    let units: i64 = w.q("crm.sqlite", "SELECT count(*) FROM unidades WHERE _deleted = 0");
+    assert!(std::fs::read_to_string(q.join("unidades.xml.reason.txt"))
+        .unwrap()
+        .contains("truncated"));
+    let units: i64 = w.q(
+        "crm.sqlite",
+        "SELECT count(*) FROM unidades WHERE _deleted = 0",
+    );
     assert_eq!(units, 2);
     // A CSV that is not the entity at all (no ID column) is quarantined too.
     w.cp1252("clientes.csv", "Nombre;Email\nx;y\n");
     let r = w.run();
     assert_eq!(r.entity("clientes")["status"], "quarantined");
-    assert!(r.entity("clientes")["reason"].as_str().unwrap().contains("Nro Cliente"));
+    assert!(r.entity("clientes")["reason"]
+        .as_str()
+        .unwrap()
+        .contains("Nro Cliente"));
     // Binary garbage never panics.
     std::fs::write(w.inbox().join("ventas.csv"), [0u8, 159, 146, 150, 0, 1, 2]).unwrap();
     let r = w.run();
@@ -265,12 +338,28 @@ fn dry_run_plans_without_writing() {
     let w = Workdir::new();
     w.cp1252("clientes.csv", &clients_csv(10, &[], &[]));
     let r = {
-        let o = w.cmd(&["run", "--recipes", "recipes", "--inbox", "in", "--out", "out", "--json", "--dry-run"]);
+        let o = w.cmd(&[
+            "run",
+            "--recipes",
+            "recipes",
+            "--inbox",
+            "in",
+            "--out",
+            "out",
+            "--json",
+            "--dry-run",
+        ]);
         serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
     };
     assert_eq!(r["dry_run"], true);
     assert_eq!(r["entities"]["clientes"]["inserted"], 10);
-    assert_eq!(r["samples"]["clientes"]["inserted"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        r["samples"]["clientes"]["inserted"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
     assert!(!w.out().join("crm.sqlite").exists());
     assert!(!w.out().join("staging.sqlite").exists());
 }
@@ -287,7 +376,10 @@ fn workbook_has_a_sheet_per_entity_and_neutralizes_formulas() {
         assert!(book.contains(&format!("name=\"{s}\"")), "{s}: {book}");
     }
     let strings = unzip(&w.out().join("staging.xlsx"), "xl/sharedStrings.xml");
-    let all: String = (1..=3).map(|i| unzip_sheet(&w, i)).collect::<Vec<_>>().join("");
+    let all: String = (1..=3)
+        .map(|i| unzip_sheet(&w, i))
+        .collect::<Vec<_>>()
+        .join("");
     let text = format!("{strings}{all}");
     assert!(text.contains("'=HYPERLINK"), "formula not neutralized");
     assert!(!text.contains(">=HYPERLINK"));
@@ -304,5 +396,8 @@ fn unzip(path: &std::path::Path, name: &str) -> String {
 }
 
 fn unzip_sheet(w: &Workdir, i: usize) -> String {
-    unzip(&w.out().join("staging.xlsx"), &format!("xl/worksheets/sheet{i}.xml"))
+    unzip(
+        &w.out().join("staging.xlsx"),
+        &format!("xl/worksheets/sheet{i}.xml"),
+    )
 }

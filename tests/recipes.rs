@@ -8,7 +8,11 @@ fn check(w: &Workdir) -> (i32, String) {
     let o = w.cmd(&["check", "--recipes", "recipes"]);
     (
         o.status.code().unwrap_or(-1),
-        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
     )
 }
 
@@ -29,7 +33,10 @@ fn shipped_recipes_load_in_dependency_order() {
     let w = Workdir::new();
     let (code, out) = check(&w);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("clientes -> sucursales -> usuarios -> ventas -> unidades -> servicios"), "{out}");
+    assert!(
+        out.contains("clientes -> sucursales -> usuarios -> ventas -> unidades -> servicios"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -51,15 +58,31 @@ fn unknown_key_names_file_line_column_and_the_nearest_key() {
 #[test]
 fn unknown_reference_and_wrong_type_are_reported_together() {
     let w = Workdir::new();
-    edit(&w, "ventas.toml", "references = \"clientes\"", "references = \"cliente\"");
-    edit(&w, "servicios.toml", "type = \"decimal\"", "type = \"decimel\"");
+    edit(
+        &w,
+        "ventas.toml",
+        "references = \"clientes\"",
+        "references = \"cliente\"",
+    );
+    edit(
+        &w,
+        "servicios.toml",
+        "type = \"decimal\"",
+        "type = \"decimel\"",
+    );
     let ref_line = line_of(&w, "ventas.toml", "references = \"cliente\"");
     let type_line = line_of(&w, "servicios.toml", "decimel");
     let (code, out) = check(&w);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains(&format!("ventas.toml:{ref_line}:14: key `references`")), "{out}");
+    assert!(
+        out.contains(&format!("ventas.toml:{ref_line}:14: key `references`")),
+        "{out}"
+    );
     assert!(out.contains("did you mean `clientes`?"), "{out}");
-    assert!(out.contains(&format!("servicios.toml:{type_line}:")), "{out}");
+    assert!(
+        out.contains(&format!("servicios.toml:{type_line}:")),
+        "{out}"
+    );
     assert!(out.contains("decimel"), "{out}");
 }
 
@@ -74,7 +97,10 @@ fn reference_cycles_are_refused() {
     .unwrap();
     let (code, out) = check(&w);
     assert_eq!(code, 2);
-    assert!(out.contains("cycle") && out.contains("sucursales") && out.contains("usuarios"), "{out}");
+    assert!(
+        out.contains("cycle") && out.contains("sucursales") && out.contains("usuarios"),
+        "{out}"
+    );
 }
 
 /// A test recipe: reject and skip rules, a warned value map, hard deletes.
@@ -84,7 +110,12 @@ fn row_rules_reject_or_skip_with_their_name() {
     for f in ["usuarios", "sucursales", "ventas", "unidades", "servicios"] {
         std::fs::remove_file(w.recipes().join(format!("{f}.toml"))).unwrap();
     }
-    edit(&w, "clientes.toml", "policy = \"soft\"", "policy = \"hard\"\nmax_share = 0.5");
+    edit(
+        &w,
+        "clientes.toml",
+        "policy = \"soft\"",
+        "policy = \"hard\"\nmax_share = 0.5",
+    );
     edit(
         &w,
         "clientes.toml",
@@ -118,7 +149,10 @@ matches = "(?i)^prueba"
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.counts("clientes")[..4], [13, 11, 1, 1]);
     assert_eq!(r.entity("clientes")["skipped"], 1);
-    let rules = w.rows("staging.sqlite", "SELECT line, id, severity, rule, reason FROM rejects ORDER BY line");
+    let rules = w.rows(
+        "staging.sqlite",
+        "SELECT line, id, severity, rule, reason FROM rejects ORDER BY line",
+    );
     assert_eq!(
         rules,
         [

@@ -202,7 +202,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
             }
             Ok(Exit::Ok)
         }
-        Command::Demo { recipes, samples, out } => {
+        Command::Demo {
+            recipes,
+            samples,
+            out,
+        } => {
             if out.exists() {
                 std::fs::remove_dir_all(&out)?;
             }

@@ -286,23 +286,36 @@ impl State {
         Ok(())
     }
 
-    /// Appends the run's changes for `explain`: one row per inserted, updated or deleted ID.
+    /// Appends the run's changes for `explain`: one row per inserted, updated or deleted ID,
+    /// in multi-row statements (a first load logs every row).
     pub fn record_changes(
         &self,
         run_id: &str,
         entity: &str,
         rows: &[ChangeRow],
     ) -> Result<(), StateError> {
+        let frame = df!(
+            "id" => rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+            "change" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            "fields" => rows.iter().map(|r| r.2.as_deref()).collect::<Vec<_>>(),
+            "line" => rows.iter().map(|r| r.3).collect::<Vec<_>>()
+        )
+        .map_err(|source| StateError::Snapshot {
+            path: self.db_path.clone(),
+            source,
+        })?;
         let tx = self.db.unchecked_transaction().map_err(|e| self.err(e))?;
-        {
-            let mut stmt = tx
-                .prepare_cached("INSERT INTO changes VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-                .map_err(|e| self.err(e))?;
-            for (id, change, fields, line) in rows {
-                stmt.execute(params![run_id, entity, id, change, fields, line])
-                    .map_err(|e| self.err(e))?;
-            }
-        }
+        crate::table::insert_frame(
+            &tx,
+            "INSERT INTO changes (id, change, fields, line, run_id, entity)",
+            "",
+            &frame,
+            &[
+                rusqlite::types::Value::Text(run_id.to_string()),
+                rusqlite::types::Value::Text(entity.to_string()),
+            ],
+        )
+        .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
 

@@ -24,8 +24,20 @@ impl RunResult {
     /// (read, accepted, rejected, warnings, inserted, updated, unchanged, deleted)
     pub fn counts(&self, e: &str) -> [u64; 8] {
         let v = self.entity(e);
-        ["read", "accepted", "rejected", "warnings", "inserted", "updated", "unchanged", "deleted"]
-            .map(|k| v[k].as_u64().unwrap_or_else(|| panic!("{e}.{k} missing in {v}")))
+        [
+            "read",
+            "accepted",
+            "rejected",
+            "warnings",
+            "inserted",
+            "updated",
+            "unchanged",
+            "deleted",
+        ]
+        .map(|k| {
+            v[k].as_u64()
+                .unwrap_or_else(|| panic!("{e}.{k} missing in {v}"))
+        })
     }
 }
 
@@ -100,7 +112,14 @@ impl Workdir {
     pub fn run_with_env(&self, env: &[(&str, &str)]) -> RunResult {
         let mut c = Command::new(env!("CARGO_BIN_EXE_dropsync"));
         c.current_dir(self.path()).env("RUST_LOG", "warn").args([
-            "run", "--recipes", "recipes", "--inbox", "in", "--out", "out", "--json",
+            "run",
+            "--recipes",
+            "recipes",
+            "--inbox",
+            "in",
+            "--out",
+            "out",
+            "--json",
         ]);
         for (k, v) in env {
             c.env(k, v);
