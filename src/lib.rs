@@ -11,7 +11,7 @@
 
 pub mod cli;
 pub mod diff;
-// pub mod gen;
+pub mod gen;
 pub mod pipeline;
 pub mod read;
 pub mod recipe;

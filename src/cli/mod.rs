@@ -75,6 +75,37 @@ enum Command {
         #[arg(long, default_value = "demo")]
         out: PathBuf,
     },
+    /// Write a seeded dealer drop (and optionally the next day's snapshot) with a
+    /// manifest.json of the counts a correct run must find.
+    Gen {
+        /// Number of clients; the other entities scale from it.
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Folder for the drop.
+        #[arg(long)]
+        out: PathBuf,
+        /// windows-1252 | utf-8-bom | utf-8
+        #[arg(long, default_value = "windows-1252")]
+        encoding: String,
+        /// xml | csv
+        #[arg(long, default_value = "xml")]
+        unidades: String,
+        /// Inject the documented dirty rows.
+        #[arg(long)]
+        dirty: bool,
+        /// Also write the next snapshot into this folder.
+        #[arg(long)]
+        next: Option<PathBuf>,
+        /// Share of rows changed / added / deleted in the next snapshot.
+        #[arg(long, default_value_t = 0.01)]
+        changed: f64,
+        #[arg(long, default_value_t = 0.005)]
+        added: f64,
+        #[arg(long, default_value_t = 0.005)]
+        deleted: f64,
+    },
     /// Check the recipes and print the load order.
     Check {
         #[command(flatten)]
@@ -235,6 +266,27 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                 out.display()
             );
             Ok(exit)
+        }
+        Command::Gen { clients, seed, out, encoding, unidades, dirty, next, changed, added, deleted } => {
+            let opts = crate::gen::GenOptions {
+                clients,
+                seed,
+                encoding: serde_json::from_value(serde_json::Value::String(encoding.clone()))
+                    .map_err(|_| PipelineError::Usage(format!("unknown encoding `{encoding}`: windows-1252, utf-8-bom or utf-8")))?,
+                unidades: serde_json::from_value(serde_json::Value::String(unidades.clone()))
+                    .map_err(|_| PipelineError::Usage(format!("unknown unidades format `{unidades}`: xml or csv")))?,
+                dirty,
+            };
+            let m = crate::gen::generate(&opts, &out)?;
+            let rows: usize = m.entities.values().map(|e| e.rows).sum();
+            println!("{}: {rows} rows in {} files", out.display(), m.entities.len());
+            if let Some(next) = next {
+                let spec = crate::gen::ChangeSpec { changed, added, deleted };
+                let m = crate::gen::generate_next(&opts, &spec, &next)?;
+                let rows: usize = m.entities.values().map(|e| e.rows).sum();
+                println!("{}: {rows} rows (next snapshot)", next.display());
+            }
+            Ok(Exit::Ok)
         }
         Command::Check { ws } => {
             let recipes = crate::recipe::load_dir(&ws.recipes).map_err(PipelineError::from)?;
