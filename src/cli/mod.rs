@@ -106,6 +106,31 @@ enum Command {
         #[arg(long, default_value_t = 0.005)]
         deleted: f64,
     },
+    /// Benchmark at dealer scale: generate drops of N clients, time the first load, an
+    /// identical rerun and a 1% rerun, next to polars reading the same files.
+    Bench {
+        /// Comma-separated client counts.
+        #[arg(long, default_value = "10000,100000,1000000", value_delimiter = ',')]
+        sizes: Vec<usize>,
+        /// Scratch folder for the generated drops and outputs.
+        #[arg(long, default_value = "bench-work")]
+        dir: PathBuf,
+        #[arg(long, default_value = "recipes")]
+        recipes: PathBuf,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Also write the result table here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// The benchmark's baseline: polars reads and parses the drop's CSVs (prints JSON).
+    #[command(hide = true)]
+    BenchBaseline {
+        #[arg(long, default_value = "recipes")]
+        recipes: PathBuf,
+        #[arg(long)]
+        inbox: PathBuf,
+    },
     /// Check the recipes and print the load order.
     Check {
         #[command(flatten)]
@@ -286,6 +311,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                 let rows: usize = m.entities.values().map(|e| e.rows).sum();
                 println!("{}: {rows} rows (next snapshot)", next.display());
             }
+            Ok(Exit::Ok)
+        }
+        Command::Bench { sizes, dir, recipes, seed, report } => {
+            let table = crate::bench::run(&crate::bench::BenchOptions { sizes, dir, recipes, seed, report })?;
+            println!("{table}");
+            Ok(Exit::Ok)
+        }
+        Command::BenchBaseline { recipes, inbox } => {
+            println!("{}", crate::bench::baseline(&recipes, &inbox)?);
             Ok(Exit::Ok)
         }
         Command::Check { ws } => {

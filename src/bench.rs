@@ -1,0 +1,238 @@
+//! `dropsync bench`: dealer-scale runs measured side by side with a near-limit baseline.
+//!
+//! For each size N it generates a seeded drop (UTF-8 with BOM and `unidades.csv`, so the
+//! baseline can read every file) and its next snapshot with 1% of rows changed, then times,
+//! each in a fresh child process of this binary (so peak RSS is per run): the first full
+//! load, an identical rerun, and the rerun on the 1% snapshot. The baseline is polars' own
+//! CSV reader on the same next-snapshot files, with `;`, decimal comma and date parsing of the
+//! columns the recipes type. Timings are printed, never asserted.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use polars::prelude::*;
+use serde_json::{json, Value};
+
+use crate::gen::{self, ChangeSpec, GenEncoding, GenOptions, UnitFormat};
+use crate::recipe::{self, FieldType, FieldInput};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("bench: {0}")]
+    Failed(String),
+}
+
+fn fail(e: impl std::fmt::Display) -> BenchError {
+    BenchError::Failed(e.to_string())
+}
+
+pub struct BenchOptions {
+    pub sizes: Vec<usize>,
+    pub dir: PathBuf,
+    pub recipes: PathBuf,
+    pub seed: u64,
+    pub report: Option<PathBuf>,
+}
+
+/// One measured run.
+struct Measure {
+    label: &'static str,
+    seconds: f64,
+    json: Value,
+}
+
+pub fn run(opts: &BenchOptions) -> Result<String, BenchError> {
+    let exe = std::env::current_exe().map_err(fail)?;
+    let mut table = String::new();
+    table.push_str(&format!(
+        "Machine: {} cores, {}; dropsync {} ({} build); seed {}.\n\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        memory_total(),
+        env!("CARGO_PKG_VERSION"),
+        if cfg!(debug_assertions) { "debug" } else { "release" },
+        opts.seed
+    ));
+    table.push_str("| N clients | rows | input MiB | run | wall s | rows/s | peak RSS MiB | RSS / input | CRM rows written | read | transform | validate | diff | stage sqlite | stage xlsx | CRM | snapshot |\n");
+    table.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut ratios = String::from("\n| N clients | baseline (polars read+parse) s | baseline rows/s | baseline RSS MiB | 1% rerun s | ratio rerun / baseline |\n|---|---|---|---|---|---|\n");
+    for &n in &opts.sizes {
+        let root = opts.dir.join(format!("n{n}"));
+        let _ = std::fs::remove_dir_all(&root);
+        let (day1, day2, out) = (root.join("day1"), root.join("day2"), root.join("out"));
+        let g = GenOptions {
+            clients: n,
+            seed: opts.seed,
+            encoding: GenEncoding::Utf8Bom,
+            unidades: UnitFormat::Csv,
+            dirty: false,
+        };
+        let t = Instant::now();
+        let m = gen::generate(&g, &day1).map_err(fail)?;
+        gen::generate_next(&g, &ChangeSpec { changed: 0.008, added: 0.001, deleted: 0.001 }, &day2)
+            .map_err(fail)?;
+        tracing::info!(n, seconds = t.elapsed().as_secs_f64(), "generated");
+        let rows: usize = m.entities.values().map(|e| e.rows).sum();
+        let bytes = dir_bytes(&day1);
+        let runs = [
+            ("first load", &day1),
+            ("identical rerun", &day1),
+            ("1% changes", &day2),
+        ];
+        let mut measured = Vec::new();
+        for (label, inbox) in runs {
+            measured.push(measure_run(&exe, &opts.recipes, inbox, &out, label)?);
+        }
+        let base = measure_baseline(&exe, &opts.recipes, &day2)?;
+        for m in &measured {
+            let t = &m.json["timings"];
+            let rss = m.json["peak_rss_mb"].as_f64().unwrap_or(0.0);
+            table.push_str(&format!(
+                "| {n} | {rows} | {:.1} | {} | {:.2} | {:.0} | {:.0} | {:.2} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+                bytes as f64 / 1048576.0,
+                m.label,
+                m.seconds,
+                rows as f64 / m.seconds,
+                rss,
+                rss / (bytes as f64 / 1048576.0),
+                m.json["crm_rows_written"],
+                f(t, "read"),
+                f(t, "transform"),
+                f(t, "validate"),
+                f(t, "diff"),
+                f(t, "stage_sqlite"),
+                f(t, "stage_xlsx"),
+                f(t, "crm"),
+                f(t, "snapshot"),
+            ));
+        }
+        let rerun = measured[2].seconds;
+        ratios.push_str(&format!(
+            "| {n} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} |\n",
+            base.0,
+            rows as f64 / base.0,
+            base.1,
+            rerun,
+            rerun / base.0
+        ));
+    }
+    let report = format!("{table}{ratios}");
+    if let Some(path) = &opts.report {
+        std::fs::write(path, &report).map_err(fail)?;
+    }
+    Ok(report)
+}
+
+fn f(v: &Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or(0.0)
+}
+
+fn memory_total() -> String {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string()))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| format!("{:.0} GiB RAM", kb / 1048576.0))
+        .unwrap_or_else(|| "RAM unknown".into())
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.file_name() != "manifest.json")
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn measure_run(exe: &Path, recipes: &Path, inbox: &Path, out: &Path, label: &'static str) -> Result<Measure, BenchError> {
+    let t = Instant::now();
+    let o = Command::new(exe)
+        .args(["-q", "run", "--json", "--recipes"])
+        .arg(recipes)
+        .arg("--inbox")
+        .arg(inbox)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .map_err(fail)?;
+    let seconds = t.elapsed().as_secs_f64();
+    let json: Value = serde_json::from_slice(&o.stdout).map_err(|e| {
+        fail(format!("{label}: no JSON ({e}); stderr: {}", String::from_utf8_lossy(&o.stderr)))
+    })?;
+    tracing::info!(label, seconds, "measured");
+    Ok(Measure { label, seconds, json })
+}
+
+/// (seconds, peak RSS MB) of the baseline in a child process.
+fn measure_baseline(exe: &Path, recipes: &Path, inbox: &Path) -> Result<(f64, f64), BenchError> {
+    let t = Instant::now();
+    let o = Command::new(exe)
+        .args(["-q", "bench-baseline", "--recipes"])
+        .arg(recipes)
+        .arg("--inbox")
+        .arg(inbox)
+        .output()
+        .map_err(fail)?;
+    let seconds = t.elapsed().as_secs_f64();
+    let json: Value = serde_json::from_slice(&o.stdout)
+        .map_err(|e| fail(format!("baseline: {e}: {}", String::from_utf8_lossy(&o.stderr))))?;
+    Ok((seconds, json["peak_rss_mb"].as_f64().unwrap_or(0.0)))
+}
+
+/// The baseline itself: polars' CSV reader on every CSV of the drop, `;` separated, then the
+/// recipe-typed columns parsed (dates `dd/mm/yyyy`, decimal comma, thousands dots).
+pub fn baseline(recipes_dir: &Path, inbox: &Path) -> Result<Value, BenchError> {
+    let recipes = recipe::load_dir(recipes_dir).map_err(fail)?;
+    let t = Instant::now();
+    let mut rows = 0;
+    for r in &recipes.entities {
+        let Some(path) = r
+            .source
+            .files
+            .iter()
+            .map(|f| inbox.join(f))
+            .find(|p| p.exists() && p.extension().is_some_and(|e| e == "csv"))
+        else {
+            continue;
+        };
+        let df = CsvReadOptions::default()
+            .with_has_header(true)
+            .with_infer_schema_length(Some(0))
+            .map_parse_options(|p| p.with_separator(b';'))
+            .try_into_reader_with_file_path(Some(path.clone()))
+            .map_err(fail)?
+            .finish()
+            .map_err(fail)?;
+        let names: Vec<String> = df.get_column_names().iter().map(|s| s.trim_start_matches('\u{feff}').to_string()).collect();
+        let mut exprs = Vec::new();
+        for field in &r.fields {
+            let FieldInput::Column(c) = &field.input else { continue };
+            let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(c)) else { continue };
+            let src = col(df.get_column_names()[i].as_str());
+            let e = match field.kind {
+                FieldType::Date => src.str().to_date(StrptimeOptions {
+                    format: Some("%d/%m/%Y".into()),
+                    strict: false,
+                    exact: true,
+                    cache: true,
+                }),
+                FieldType::Decimal => src
+                    .str()
+                    .replace_all(lit("."), lit(""), true)
+                    .str()
+                    .replace(lit(","), lit("."), true)
+                    .cast(DataType::Float64),
+                FieldType::Integer => src.str().replace_all(lit("."), lit(""), true).cast(DataType::Int64),
+                _ => continue,
+            };
+            exprs.push(e.alias(format!("{}_typed", field.name)));
+        }
+        let out = df.lazy().with_columns(exprs).collect().map_err(fail)?;
+        rows += out.height();
+    }
+    Ok(json!({"rows": rows, "seconds": t.elapsed().as_secs_f64(), "peak_rss_mb": crate::pipeline::peak_rss_mb()}))
+}
