@@ -15,7 +15,7 @@ use polars::prelude::*;
 use serde_json::{json, Value};
 
 use crate::gen::{self, ChangeSpec, GenEncoding, GenOptions, UnitFormat};
-use crate::recipe::{self, FieldType, FieldInput};
+use crate::recipe::{self, FieldInput, FieldType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -47,10 +47,16 @@ pub fn run(opts: &BenchOptions) -> Result<String, BenchError> {
     let mut table = String::new();
     table.push_str(&format!(
         "Machine: {} cores, {}; dropsync {} ({} build); seed {}.\n\n",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         memory_total(),
         env!("CARGO_PKG_VERSION"),
-        if cfg!(debug_assertions) { "debug" } else { "release" },
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
         opts.seed
     ));
     table.push_str("| N clients | rows | input MiB | run | wall s | rows/s | peak RSS MiB | RSS / input | CRM rows written | read | transform | validate | diff | stage sqlite | stage xlsx | CRM | snapshot |\n");
@@ -69,8 +75,16 @@ pub fn run(opts: &BenchOptions) -> Result<String, BenchError> {
         };
         let t = Instant::now();
         let m = gen::generate(&g, &day1).map_err(fail)?;
-        gen::generate_next(&g, &ChangeSpec { changed: 0.008, added: 0.001, deleted: 0.001 }, &day2)
-            .map_err(fail)?;
+        gen::generate_next(
+            &g,
+            &ChangeSpec {
+                changed: 0.008,
+                added: 0.001,
+                deleted: 0.001,
+            },
+            &day2,
+        )
+        .map_err(fail)?;
         tracing::info!(n, seconds = t.elapsed().as_secs_f64(), "generated");
         let rows: usize = m.entities.values().map(|e| e.rows).sum();
         let bytes = dir_bytes(&day1);
@@ -130,7 +144,11 @@ fn f(v: &Value, k: &str) -> f64 {
 fn memory_total() -> String {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string()))
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
         .and_then(|kb| kb.parse::<f64>().ok())
         .map(|kb| format!("{:.0} GiB RAM", kb / 1048576.0))
         .unwrap_or_else(|| "RAM unknown".into())
@@ -148,7 +166,13 @@ fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn measure_run(exe: &Path, recipes: &Path, inbox: &Path, out: &Path, label: &'static str) -> Result<Measure, BenchError> {
+fn measure_run(
+    exe: &Path,
+    recipes: &Path,
+    inbox: &Path,
+    out: &Path,
+    label: &'static str,
+) -> Result<Measure, BenchError> {
     let t = Instant::now();
     let o = Command::new(exe)
         .args(["-q", "run", "--json", "--recipes"])
@@ -161,10 +185,17 @@ fn measure_run(exe: &Path, recipes: &Path, inbox: &Path, out: &Path, label: &'st
         .map_err(fail)?;
     let seconds = t.elapsed().as_secs_f64();
     let json: Value = serde_json::from_slice(&o.stdout).map_err(|e| {
-        fail(format!("{label}: no JSON ({e}); stderr: {}", String::from_utf8_lossy(&o.stderr)))
+        fail(format!(
+            "{label}: no JSON ({e}); stderr: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ))
     })?;
     tracing::info!(label, seconds, "measured");
-    Ok(Measure { label, seconds, json })
+    Ok(Measure {
+        label,
+        seconds,
+        json,
+    })
 }
 
 /// (seconds, peak RSS MB) of the baseline in a child process.
@@ -178,8 +209,12 @@ fn measure_baseline(exe: &Path, recipes: &Path, inbox: &Path) -> Result<(f64, f6
         .output()
         .map_err(fail)?;
     let seconds = t.elapsed().as_secs_f64();
-    let json: Value = serde_json::from_slice(&o.stdout)
-        .map_err(|e| fail(format!("baseline: {e}: {}", String::from_utf8_lossy(&o.stderr))))?;
+    let json: Value = serde_json::from_slice(&o.stdout).map_err(|e| {
+        fail(format!(
+            "baseline: {e}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ))
+    })?;
     Ok((seconds, json["peak_rss_mb"].as_f64().unwrap_or(0.0)))
 }
 
@@ -207,11 +242,19 @@ pub fn baseline(recipes_dir: &Path, inbox: &Path) -> Result<Value, BenchError> {
             .map_err(fail)?
             .finish()
             .map_err(fail)?;
-        let names: Vec<String> = df.get_column_names().iter().map(|s| s.trim_start_matches('\u{feff}').to_string()).collect();
+        let names: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|s| s.trim_start_matches('\u{feff}').to_string())
+            .collect();
         let mut exprs = Vec::new();
         for field in &r.fields {
-            let FieldInput::Column(c) = &field.input else { continue };
-            let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(c)) else { continue };
+            let FieldInput::Column(c) = &field.input else {
+                continue;
+            };
+            let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(c)) else {
+                continue;
+            };
             let src = col(df.get_column_names()[i].as_str());
             let e = match field.kind {
                 FieldType::Date => src.str().to_date(StrptimeOptions {
@@ -226,7 +269,10 @@ pub fn baseline(recipes_dir: &Path, inbox: &Path) -> Result<Value, BenchError> {
                     .str()
                     .replace(lit(","), lit("."), true)
                     .cast(DataType::Float64),
-                FieldType::Integer => src.str().replace_all(lit("."), lit(""), true).cast(DataType::Int64),
+                FieldType::Integer => src
+                    .str()
+                    .replace_all(lit("."), lit(""), true)
+                    .cast(DataType::Int64),
                 _ => continue,
             };
             exprs.push(e.alias(format!("{}_typed", field.name)));
@@ -234,5 +280,7 @@ pub fn baseline(recipes_dir: &Path, inbox: &Path) -> Result<Value, BenchError> {
         let out = df.lazy().with_columns(exprs).collect().map_err(fail)?;
         rows += out.height();
     }
-    Ok(json!({"rows": rows, "seconds": t.elapsed().as_secs_f64(), "peak_rss_mb": crate::pipeline::peak_rss_mb()}))
+    Ok(
+        json!({"rows": rows, "seconds": t.elapsed().as_secs_f64(), "peak_rss_mb": crate::pipeline::peak_rss_mb()}),
+    )
 }

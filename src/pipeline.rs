@@ -153,6 +153,8 @@ struct EntityWork<'r> {
     accepted: DataFrame,
     lines: Vec<u32>,
     changes: ChangeSet,
+    /// The entity had a snapshot before this run.
+    had_snapshot: bool,
     /// Deletes to apply now (policy soft/hard, not held).
     deletes: Vec<String>,
     snapshot: DataFrame,
@@ -284,7 +286,8 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
         progress.set(entity, "diffing");
         let t = Instant::now();
         let mut accepted = v.accepted;
-        let hashes = diff::row_hashes(&accepted, recipe).map_err(frame_err(entity))?;
+        let hashes = diff::row_hashes(&accepted, recipe, diff::HashScope::Comparable)
+            .map_err(frame_err(entity))?;
         accepted
             .with_column(UInt64Chunked::from_vec(HASH.into(), hashes).into_column())
             .map_err(frame_err(entity))?;
@@ -344,6 +347,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
             recipe,
             accepted,
             lines: v.lines,
+            had_snapshot: prev.is_some(),
             changes,
             deletes,
             snapshot,
@@ -448,7 +452,15 @@ fn stage(
             entity: w.recipe.entity.clone(),
             source,
         })?;
-        staging.replace_entity(&w.recipe.entity, &rows)?;
+        let hashes =
+            diff::row_hashes(&rows, w.recipe, diff::HashScope::AllFields).map_err(|source| {
+                PipelineError::Frame {
+                    run_id: run_id.to_string(),
+                    entity: w.recipe.entity.clone(),
+                    source,
+                }
+            })?;
+        staging.sync_entity(&w.recipe.entity, &rows, &hashes)?;
     }
     staging.write_rejects(run_id, &report.issues)?;
     let sqlite_secs = t.elapsed().as_secs_f64();
@@ -532,7 +544,16 @@ fn apply_crm(
     let t = Instant::now();
     for (w, snapshot) in work.iter().zip(snapshots.iter_mut()) {
         let entity = w.recipe.entity.clone();
-        state.save_snapshot(&entity, snapshot)?;
+        // No insert, update or delete: the new snapshot has the same IDs and hashes as the
+        // old one, so the file is left as it is.
+        let c = &w.changes;
+        if !(c.inserted.is_empty()
+            && c.updated.is_empty()
+            && c.deleted.is_empty()
+            && w.had_snapshot)
+        {
+            state.save_snapshot(&entity, snapshot)?;
+        }
         state.supersede_holds(&entity, run_id)?;
         record_changes(state, run_id, w)?;
     }

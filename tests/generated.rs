@@ -46,7 +46,11 @@ fn check_drop(opts: GenOptions) {
     let tmp = tempfile::tempdir().unwrap();
     let (day1, day2) = (tmp.path().join("day1"), tmp.path().join("day2"));
     gen::generate(&opts, &day1).unwrap();
-    let spec = ChangeSpec { changed: 0.02, added: 0.01, deleted: 0.03 };
+    let spec = ChangeSpec {
+        changed: 0.02,
+        added: 0.01,
+        deleted: 0.03,
+    };
     gen::generate_next(&opts, &spec, &day2).unwrap();
     check_pair(&day1, &day2, &format!("{opts:?}"));
 }
@@ -69,8 +73,16 @@ fn check_pair(day1: &Path, day2: &Path, label: &str) -> Workdir {
     }
     let run_id = r.json["run_id"].as_str().unwrap().to_string();
     // Rows with several errors would list several rules; the generator keeps one per row.
-    assert_eq!(issues(&w, &run_id, "error"), expected(&base.rejects), "{label}: rejects");
-    assert_eq!(issues(&w, &run_id, "warning"), expected(&base.warnings), "{label}: warnings");
+    assert_eq!(
+        issues(&w, &run_id, "error"),
+        expected(&base.rejects),
+        "{label}: rejects"
+    );
+    assert_eq!(
+        issues(&w, &run_id, "warning"),
+        expected(&base.warnings),
+        "{label}: warnings"
+    );
 
     copy_drop(day2, &w);
     let r = w.run();
@@ -82,10 +94,16 @@ fn check_pair(day1: &Path, day2: &Path, label: &str) -> Workdir {
         assert_eq!(got["inserted"], want.inserted, "{label} {entity} inserted");
         assert_eq!(got["updated"], want.updated, "{label} {entity} updated");
         assert_eq!(got["deleted"], want.deleted, "{label} {entity} deleted");
-        assert_eq!(got["unchanged"], want.unchanged, "{label} {entity} unchanged");
+        assert_eq!(
+            got["unchanged"], want.unchanged,
+            "{label} {entity} unchanged"
+        );
         total += want.inserted + want.updated + want.deleted;
     }
-    assert_eq!(r.json["crm_rows_written"], total, "{label}: CRM rows written");
+    assert_eq!(
+        r.json["crm_rows_written"], total,
+        "{label}: CRM rows written"
+    );
     // The same snapshot again writes nothing.
     let r = w.run();
     assert_eq!(r.json["crm_rows_written"], 0, "{label}");
@@ -95,7 +113,11 @@ fn check_pair(day1: &Path, day2: &Path, label: &str) -> Workdir {
 #[test]
 fn shipped_samples_match_their_manifests() {
     let samples = support::repo().join("samples");
-    let w = check_pair(&samples.join("2026-11-20"), &samples.join("2026-11-21"), "samples");
+    let w = check_pair(
+        &samples.join("2026-11-20"),
+        &samples.join("2026-11-21"),
+        "samples",
+    );
     // Windows-1252 accents arrive intact in staging (and nothing was mis-decoded).
     let accented: i64 = w.q(
         "staging.sqlite",

@@ -142,6 +142,14 @@ fn next_snapshot_applies_exactly_its_changes() {
         &format!("SELECT change, count(*), group_concat(DISTINCT fields) FROM changes WHERE run_id = '{run_id}' GROUP BY change ORDER BY change"),
     );
     assert_eq!(log, ["deleted|5|", "inserted|2|", "updated|3|email"]);
+    // Staging holds exactly this run's accepted rows (updated in place, not rebuilt).
+    let staged = w.rows("staging.sqlite", "SELECT count(*), sum(id IN ('10','20','30','40','50')), sum(id IN ('101','102')) FROM clientes");
+    assert_eq!(staged, ["97|0|2"]);
+    let email: String = w.q(
+        "staging.sqlite",
+        "SELECT email FROM clientes WHERE id = '2'",
+    );
+    assert_eq!(email, "nuevo2@mail.com");
     // A deleted client that comes back is an insert and is live again.
     w.cp1252("clientes.csv", &clients_csv(100, &[], &[1, 2, 3]));
     let r = w.run();

@@ -292,29 +292,68 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
             );
             Ok(exit)
         }
-        Command::Gen { clients, seed, out, encoding, unidades, dirty, next, changed, added, deleted } => {
+        Command::Gen {
+            clients,
+            seed,
+            out,
+            encoding,
+            unidades,
+            dirty,
+            next,
+            changed,
+            added,
+            deleted,
+        } => {
             let opts = crate::gen::GenOptions {
                 clients,
                 seed,
                 encoding: serde_json::from_value(serde_json::Value::String(encoding.clone()))
-                    .map_err(|_| PipelineError::Usage(format!("unknown encoding `{encoding}`: windows-1252, utf-8-bom or utf-8")))?,
+                    .map_err(|_| {
+                        PipelineError::Usage(format!(
+                            "unknown encoding `{encoding}`: windows-1252, utf-8-bom or utf-8"
+                        ))
+                    })?,
                 unidades: serde_json::from_value(serde_json::Value::String(unidades.clone()))
-                    .map_err(|_| PipelineError::Usage(format!("unknown unidades format `{unidades}`: xml or csv")))?,
+                    .map_err(|_| {
+                        PipelineError::Usage(format!(
+                            "unknown unidades format `{unidades}`: xml or csv"
+                        ))
+                    })?,
                 dirty,
             };
             let m = crate::gen::generate(&opts, &out)?;
             let rows: usize = m.entities.values().map(|e| e.rows).sum();
-            println!("{}: {rows} rows in {} files", out.display(), m.entities.len());
+            println!(
+                "{}: {rows} rows in {} files",
+                out.display(),
+                m.entities.len()
+            );
             if let Some(next) = next {
-                let spec = crate::gen::ChangeSpec { changed, added, deleted };
+                let spec = crate::gen::ChangeSpec {
+                    changed,
+                    added,
+                    deleted,
+                };
                 let m = crate::gen::generate_next(&opts, &spec, &next)?;
                 let rows: usize = m.entities.values().map(|e| e.rows).sum();
                 println!("{}: {rows} rows (next snapshot)", next.display());
             }
             Ok(Exit::Ok)
         }
-        Command::Bench { sizes, dir, recipes, seed, report } => {
-            let table = crate::bench::run(&crate::bench::BenchOptions { sizes, dir, recipes, seed, report })?;
+        Command::Bench {
+            sizes,
+            dir,
+            recipes,
+            seed,
+            report,
+        } => {
+            let table = crate::bench::run(&crate::bench::BenchOptions {
+                sizes,
+                dir,
+                recipes,
+                seed,
+                report,
+            })?;
             println!("{table}");
             Ok(Exit::Ok)
         }

@@ -40,10 +40,23 @@ impl ChangeSet {
     }
 }
 
-/// Hash of each row's comparable fields; stable across runs and machines.
-pub fn row_hashes(df: &DataFrame, recipe: &Recipe) -> PolarsResult<Vec<u64>> {
+/// Which fields a row hash covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashScope {
+    /// What the CRM compares: create-only fields excluded.
+    Comparable,
+    /// Everything staged, create-only fields included.
+    AllFields,
+}
+
+/// Hash of each row's fields; stable across runs and machines.
+pub fn row_hashes(df: &DataFrame, recipe: &Recipe, scope: HashScope) -> PolarsResult<Vec<u64>> {
     let mut h = vec![0x5eed_u64; df.height()];
-    for f in recipe.fields.iter().filter(|f| !f.create_only) {
+    for f in recipe
+        .fields
+        .iter()
+        .filter(|f| scope == HashScope::AllFields || !f.create_only)
+    {
         let c = df.column(&f.name)?.as_materialized_series().clone();
         // The name goes in too, so a field added to the recipe changes every hash.
         let tag = xxh3_64_with_seed(f.name.as_bytes(), 1);

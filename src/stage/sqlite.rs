@@ -39,12 +39,21 @@ impl Staging {
         })
     }
 
-    /// Replaces the entity's table with `rows` in one transaction: readers see the old
-    /// snapshot or the new one, never half of it.
-    pub fn replace_entity(&mut self, entity: &str, rows: &DataFrame) -> Result<(), StageError> {
+    /// Makes the entity's table hold exactly `rows`, in one transaction: readers see the old
+    /// snapshot or the new one, never half of it. `hashes` (one per row, over every field)
+    /// are kept beside the table in `_staged_<entity>`, so a rerun writes only the rows whose
+    /// hash changed and deletes the IDs that left; a new layout or a large change rewrites
+    /// the table. Returns the number of rows written or deleted.
+    pub fn sync_entity(
+        &mut self,
+        entity: &str,
+        rows: &DataFrame,
+        hashes: &[u64],
+    ) -> Result<usize, StageError> {
         let path = self.path.clone();
         let e = |x: rusqlite::Error| err(&path, x);
         let table = ident(entity);
+        let hash_table = ident(&format!("_staged_{entity}"));
         let defs: Vec<String> = rows
             .columns()
             .iter()
@@ -58,21 +67,109 @@ impl Staging {
             })
             .collect();
         let names: Vec<String> = rows.columns().iter().map(|c| ident(c.name())).collect();
+        let create = format!("CREATE TABLE {table} ({})", defs.join(", "));
         let tx = self.conn.transaction().map_err(e)?;
-        tx.execute_batch(&format!(
-            "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} ({});",
-            defs.join(", ")
-        ))
-        .map_err(e)?;
-        insert_frame(
-            &tx,
-            &format!("INSERT INTO {table} ({})", names.join(", ")),
-            "",
-            rows,
-            &[],
-        )
-        .map_err(e)?;
-        tx.commit().map_err(e)
+        let current: Option<String> = tx
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                params![entity],
+                |r| r.get(0),
+            )
+            .ok();
+        let staged: Option<std::collections::HashMap<String, i64>> = match current {
+            Some(sql) if sql == create => tx
+                .prepare(&format!("SELECT id, hash FROM {hash_table}"))
+                .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+                .ok(),
+            _ => None,
+        };
+        let ids = rows
+            .column("id")
+            .and_then(|c| c.str().cloned())
+            .map_err(|x| err(&path, x))?;
+        let insert = format!("INSERT OR REPLACE INTO {table} ({})", names.join(", "));
+        let hash_frame = |idx: Option<&[u32]>| -> PolarsResult<DataFrame> {
+            let (ids, hs): (Vec<&str>, Vec<i64>) = match idx {
+                None => ids
+                    .iter()
+                    .zip(hashes)
+                    .map(|(i, h)| (i.unwrap_or(""), *h as i64))
+                    .unzip(),
+                Some(idx) => idx
+                    .iter()
+                    .map(|&i| (ids.get(i as usize).unwrap_or(""), hashes[i as usize] as i64))
+                    .unzip(),
+            };
+            df!("id" => ids, "hash" => hs)
+        };
+        let pe = |x: PolarsError| err(&path, x);
+        let written = match staged {
+            Some(staged) => {
+                let mut upserts: Vec<u32> = Vec::new();
+                let mut seen = std::collections::HashSet::with_capacity(rows.height());
+                for (i, (id, h)) in ids.iter().zip(hashes).enumerate() {
+                    let id = id.unwrap_or("");
+                    seen.insert(id);
+                    if staged.get(id) != Some(&(*h as i64)) {
+                        upserts.push(i as u32);
+                    }
+                }
+                let gone: Vec<&String> = staged
+                    .keys()
+                    .filter(|k| !seen.contains(k.as_str()))
+                    .collect();
+                {
+                    let mut del = tx
+                        .prepare(&format!("DELETE FROM {table} WHERE id = ?1"))
+                        .map_err(e)?;
+                    let mut del_h = tx
+                        .prepare(&format!("DELETE FROM {hash_table} WHERE id = ?1"))
+                        .map_err(e)?;
+                    for id in &gone {
+                        del.execute(params![id]).map_err(e)?;
+                        del_h.execute(params![id]).map_err(e)?;
+                    }
+                }
+                if !upserts.is_empty() {
+                    let idx = IdxCa::from_vec(
+                        "idx".into(),
+                        upserts.iter().map(|&i| i as IdxSize).collect(),
+                    );
+                    let subset = rows.take(&idx).map_err(pe)?;
+                    insert_frame(&tx, &insert, "", &subset, &[]).map_err(e)?;
+                    let hf = hash_frame(Some(&upserts)).map_err(pe)?;
+                    insert_frame(
+                        &tx,
+                        &format!("INSERT OR REPLACE INTO {hash_table} (id, hash)"),
+                        "",
+                        &hf,
+                        &[],
+                    )
+                    .map_err(e)?;
+                }
+                upserts.len() + gone.len()
+            }
+            None => {
+                tx.execute_batch(&format!(
+                    "DROP TABLE IF EXISTS {table}; {create}; DROP TABLE IF EXISTS {hash_table};
+                     CREATE TABLE {hash_table} (id TEXT PRIMARY KEY, hash INTEGER NOT NULL);"
+                ))
+                .map_err(e)?;
+                insert_frame(&tx, &insert, "", rows, &[]).map_err(e)?;
+                let hf = hash_frame(None).map_err(pe)?;
+                insert_frame(
+                    &tx,
+                    &format!("INSERT INTO {hash_table} (id, hash)"),
+                    "",
+                    &hf,
+                    &[],
+                )
+                .map_err(e)?;
+                rows.height()
+            }
+        };
+        tx.commit().map_err(e)?;
+        Ok(written)
     }
 
     pub fn write_rejects(&mut self, run_id: &str, issues: &[Issue]) -> Result<(), StageError> {
