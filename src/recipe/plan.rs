@@ -281,3 +281,148 @@ fn parse_datetime(s: Expr, fmt: &str) -> Expr {
             .cast(DataType::Datetime(TimeUnit::Milliseconds, None))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::load_dir;
+
+    /// One-recipe workspace with the given fields; returns the compiled recipe.
+    fn recipe(fields: &str) -> Recipe {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.toml"),
+            format!("entity = \"t\"\n[source]\nfiles = [\"t.csv\"]\n[id]\ncolumn = \"ID\"\nnumeric = true\n{fields}"),
+        )
+        .unwrap();
+        load_dir(dir.path()).unwrap().entities.remove(0)
+    }
+
+    fn run(r: &Recipe, col_name: &str, values: &[Option<&str>]) -> DataFrame {
+        let n = values.len();
+        let raw = df!(
+            "ID" => (0..n).map(|i| format!("{:04}", i)).collect::<Vec<_>>(),
+            col_name => values.to_vec(),
+            LINE => (0..n as u32).collect::<Vec<_>>(),
+            BAD => vec![None::<&str>; n]
+        )
+        .unwrap();
+        Plan::new(r).apply(raw).unwrap()
+    }
+
+    fn strs(df: &DataFrame, c: &str) -> Vec<Option<String>> {
+        let s = df.column(c).unwrap().cast(&DataType::String).unwrap();
+        s.str()
+            .unwrap()
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect()
+    }
+
+    fn flags(df: &DataFrame, c: &str) -> Vec<bool> {
+        df.column(c)
+            .unwrap()
+            .bool()
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap_or(false))
+            .collect()
+    }
+
+    #[test]
+    fn numeric_ids_lose_leading_zeros_only() {
+        let r = recipe("");
+        let df = run(&r, "x", &[None, None]);
+        assert_eq!(strs(&df, ID), [Some("0".into()), Some("1".into())]);
+        assert_eq!(
+            strs(&df, RAW_ID),
+            [Some("0000".into()), Some("0001".into())]
+        );
+    }
+
+    #[test]
+    fn decimals_take_thousand_dots_and_decimal_commas_and_flag_the_rest() {
+        let r = recipe("[[field]]\nname = \"v\"\nfrom = \"V\"\ntype = \"decimal\"\n");
+        let df = run(
+            &r,
+            "V",
+            &[
+                Some("1.234.567,89"),
+                Some(" 7,5 "),
+                Some("12.5"),
+                Some(""),
+                None,
+                Some("-3"),
+            ],
+        );
+        let v: Vec<Option<f64>> = df.column("v").unwrap().f64().unwrap().iter().collect();
+        assert_eq!(
+            v,
+            [Some(1234567.89), Some(7.5), None, None, None, Some(-3.0)]
+        );
+        assert_eq!(
+            flags(&df, &err_col("v")),
+            [false, false, true, false, false, false]
+        );
+    }
+
+    #[test]
+    fn integers_dates_and_booleans_parse_the_export_formats() {
+        let r = recipe(
+            "[[field]]\nname = \"km\"\nfrom = \"V\"\ntype = \"integer\"\n\
+             [[field]]\nname = \"d\"\nfrom = \"V\"\ntype = \"date\"\n\
+             [[field]]\nname = \"b\"\nfrom = \"V\"\ntype = \"boolean\"\n",
+        );
+        let df = run(
+            &r,
+            "V",
+            &[
+                Some("35.400"),
+                Some("20/11/2026 14:30"),
+                Some("1/2/2020"),
+                Some("Si"),
+                Some("N"),
+                Some("31/02/2026"),
+            ],
+        );
+        assert_eq!(strs(&df, "km")[0], Some("35400".into()));
+        assert_eq!(
+            strs(&df, "d")[1..3],
+            [Some("2026-11-20".into()), Some("2020-02-01".into())]
+        );
+        assert_eq!(strs(&df, "d")[5], None);
+        assert!(flags(&df, &err_col("d"))[5]);
+        let b: Vec<Option<bool>> = df.column("b").unwrap().bool().unwrap().iter().collect();
+        assert_eq!(b[3..5], [Some(true), Some(false)]);
+    }
+
+    #[test]
+    fn cleanup_extract_map_and_default_compose() {
+        let r = recipe(
+            "[[field]]\nname = \"apellido\"\nextract = { from = \"V\", pattern = '^([^,]+),', group = 1 }\n\
+             [[field]]\nname = \"tel\"\nfrom = \"V\"\nclean = [\"digits_only\"]\n\
+             [[field]]\nname = \"tipo\"\nfrom = \"V\"\nmap = { \"persona\" = \"P\" }\nunmapped = \"warn\"\n\
+             [[field]]\nname = \"pais\"\nfrom = \"V\"\nclean = [\"upper\", \"collapse_spaces\"]\ndefault = \"AR\"\n",
+        );
+        let df = run(
+            &r,
+            "V",
+            &[
+                Some(" Núñez ,  José "),
+                Some("(011) 4555-1234"),
+                Some("PERSONA"),
+                None,
+            ],
+        );
+        assert_eq!(strs(&df, "apellido")[0], Some("Núñez".into()));
+        assert_eq!(strs(&df, "apellido")[1], None);
+        assert_eq!(strs(&df, "tel")[1], Some("01145551234".into()));
+        assert_eq!(strs(&df, "tipo")[2..4], [Some("P".into()), None]);
+        assert_eq!(
+            flags(&df, &unmapped_col("tipo")),
+            [true, true, false, false]
+        );
+        assert_eq!(strs(&df, "pais")[0], Some("NÚÑEZ , JOSÉ".into()));
+        assert_eq!(strs(&df, "pais")[3], Some("AR".into()));
+    }
+}
