@@ -34,6 +34,10 @@ pub enum PipelineError {
     State(#[from] StateError),
     #[error(transparent)]
     Stage(#[from] StageError),
+    #[error(transparent)]
+    Busy(#[from] crate::state::lock::LockError),
+    #[error("run {run_id} stopped on request before {entity}; nothing was written to the CRM, the next run redoes it")]
+    Stopped { run_id: String, entity: String },
     #[error("run {run_id}: CRM write failed at {entity}: {source}; the snapshot of {entity} and later entities did not advance, the next run redoes them")]
     Sink {
         run_id: String,
@@ -60,6 +64,9 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Show progress bars (a terminal, not `--json`/`--quiet`).
     pub progress: bool,
+    /// Set by a signal handler: the run finishes the entity in progress, then stops before
+    /// anything is written.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +176,11 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
     }
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| PipelineError::Io(format!("cannot create {}: {e}", opts.out.display())))?;
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(crate::state::lock::WorkspaceLock::acquire(&opts.out)?)
+    };
     let state = State::open(&opts.out)?;
     let run_id = new_run_id();
     if !opts.dry_run {
@@ -202,6 +214,19 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
 
     for recipe in &recipes.entities {
         let entity = recipe.entity.as_str();
+        if opts
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            if !opts.dry_run {
+                state.finish_run(&run_id, "stopped", &json!({"stopped_before": entity}))?;
+            }
+            return Err(PipelineError::Stopped {
+                run_id,
+                entity: entity.to_string(),
+            });
+        }
         let prev = state.load_snapshot(entity)?;
         let mut summary = EntitySummary::default();
         let Some(file) = files.iter().find(|f| f.entity == entity) else {
@@ -716,6 +741,7 @@ pub fn approve(
     run_id: &str,
 ) -> Result<Vec<(String, usize)>, PipelineError> {
     let recipes = recipe::load_dir(recipes_dir)?;
+    let _lock = crate::state::lock::WorkspaceLock::acquire(out)?;
     let state = State::open(out)?;
     let Some(run) = state.run(run_id)? else {
         return Err(PipelineError::Usage(format!(

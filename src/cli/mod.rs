@@ -193,6 +193,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                 out: ws.out,
                 dry_run,
                 progress: !json && !cli.quiet,
+                stop: None,
             };
             match pipeline::run(&opts) {
                 Ok(report) => {
@@ -280,6 +281,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                     out: out.clone(),
                     dry_run: false,
                     progress: !cli.quiet,
+                    stop: None,
                 })?;
                 print_table(&report);
                 if report.status == RunStatus::Held {

@@ -2,6 +2,9 @@
 //! `source.files` patterns pick its file. Names that belong to files still being written or
 //! to editors (`*.part`, `*.tmp`, `~$*`, `.~lock*`, dotfiles) are never taken.
 
+pub mod settle;
+pub mod sftp;
+
 use std::path::{Path, PathBuf};
 
 use glob::{MatchOptions, Pattern};
@@ -31,15 +34,16 @@ pub struct EntityFile {
     pub ignored: Vec<PathBuf>,
 }
 
-/// Temporary or lock files that must never be read as an export.
+/// Names that belong to uploads in progress or editor leftovers, never a finished export:
+/// dotfiles (`.~lock.*#`, our own `.<name>.part`), Office's `~$*`, and the suffixes that
+/// browsers, WinSCP and sync clients write to before renaming.
 pub fn is_temporary(name: &str) -> bool {
     let lower = name.to_lowercase();
     lower.starts_with('.')
         || lower.starts_with("~$")
-        || lower.ends_with(".part")
-        || lower.ends_with(".tmp")
-        || lower.ends_with(".crdownload")
-        || lower.ends_with(".partial")
+        || [".part", ".tmp", ".filepart", ".partial", ".crdownload"]
+            .iter()
+            .any(|ext| lower.ends_with(ext))
 }
 
 /// Matches the files in `inbox` to entities; the first pattern of a recipe wins when more

@@ -3,6 +3,8 @@
 //! `state.sqlite` with the runs, their files, the deletes held by the guard and the change
 //! log that `explain` reads.
 
+pub mod lock;
+
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
@@ -60,6 +62,11 @@ CREATE TABLE IF NOT EXISTS changes (
   run_id TEXT NOT NULL, entity TEXT NOT NULL, id TEXT NOT NULL, change TEXT NOT NULL,
   fields TEXT, line INTEGER);
 CREATE INDEX IF NOT EXISTS changes_by_row ON changes (entity, id);
+CREATE TABLE IF NOT EXISTS processed_files (
+  hash TEXT PRIMARY KEY, name TEXT NOT NULL, run_id TEXT NOT NULL, status TEXT NOT NULL,
+  at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS remote_seen (
+  source TEXT NOT NULL, key TEXT NOT NULL, run_id TEXT NOT NULL, PRIMARY KEY (source, key));
 ";
 
 impl State {
@@ -317,6 +324,60 @@ impl State {
         )
         .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The run that already processed a file with this content, if any.
+    pub fn processed(&self, hash: &str) -> Result<Option<(String, String)>, StateError> {
+        self.db
+            .query_row(
+                "SELECT run_id, status FROM processed_files WHERE hash = ?1",
+                params![hash],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn mark_processed(
+        &self,
+        hash: &str,
+        name: &str,
+        run_id: &str,
+        status: &str,
+    ) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "INSERT OR REPLACE INTO processed_files VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![hash, name, run_id, status, now()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Whether a remote source already delivered this file version (`key`).
+    pub fn remote_seen(&self, source: &str, key: &str) -> bool {
+        self.db
+            .query_row(
+                "SELECT 1 FROM remote_seen WHERE source = ?1 AND key = ?2",
+                params![source, key],
+                |_| Ok(()),
+            )
+            .is_ok()
+    }
+
+    pub fn mark_remote_seen(
+        &self,
+        source: &str,
+        key: &str,
+        run_id: &str,
+    ) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "INSERT OR REPLACE INTO remote_seen VALUES (?1, ?2, ?3)",
+                params![source, key, run_id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     pub fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StateError> {
