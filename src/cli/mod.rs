@@ -49,6 +49,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Watch the drop folder (and pull remote sources on schedule); run each complete drop.
+    Watch {
+        #[command(flatten)]
+        ws: Workspace,
+        /// Sources config (drop folder, settle rules, schedule, SFTP).
+        #[arg(long, default_value = "watch/sources.toml")]
+        config: PathBuf,
+        /// Process what is in the folder once it settles, then exit.
+        #[arg(long)]
+        once: bool,
+    },
     /// Apply the deletes that the guard held in a run.
     Approve {
         run_id: String,
@@ -173,6 +184,9 @@ pub fn main() -> ExitCode {
 }
 
 fn exit_for(e: &anyhow::Error) -> Exit {
+    if let Some(crate::sources::watch::WatchError::Config(_)) = e.downcast_ref() {
+        return Exit::Config;
+    }
     match e.downcast_ref::<PipelineError>() {
         Some(PipelineError::Recipe(_)) | Some(PipelineError::Usage(_)) => Exit::Config,
         _ => Exit::Failure,
@@ -193,7 +207,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                 out: ws.out,
                 dry_run,
                 progress: !json && !cli.quiet,
-                stop: None,
+                stop: Some(stop_flag()?),
             };
             match pipeline::run(&opts) {
                 Ok(report) => {
@@ -217,6 +231,21 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                     Err(e.into())
                 }
             }
+        }
+        Command::Watch { ws, config, once } => {
+            let runs = crate::sources::watch::watch(&crate::sources::watch::WatchOptions {
+                config,
+                recipes: ws.recipes,
+                out: ws.out,
+                once,
+                stop: stop_flag()?,
+            })
+            .map_err(|e| match e {
+                crate::sources::watch::WatchError::Pipeline(p) => anyhow::Error::from(p),
+                other => anyhow::Error::from(other),
+            })?;
+            tracing::info!(runs, "watcher stopped");
+            Ok(Exit::Ok)
         }
         Command::Approve { run_id, ws } => {
             let done = pipeline::approve(&ws.recipes, &ws.out, &run_id)?;
@@ -377,6 +406,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
     }
+}
+
+/// SIGTERM and Ctrl-C set this flag: the work in progress finishes its current entity and
+/// stops cleanly instead of dying mid-write.
+fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, flag.clone())?;
+    }
+    Ok(flag)
 }
 
 fn print_table(report: &pipeline::RunReport) {

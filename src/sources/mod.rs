@@ -2,8 +2,10 @@
 //! `source.files` patterns pick its file. Names that belong to files still being written or
 //! to editors (`*.part`, `*.tmp`, `~$*`, `.~lock*`, dotfiles) are never taken.
 
+pub mod config;
 pub mod settle;
 pub mod sftp;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 

@@ -144,6 +144,11 @@ impl Settler {
         })
     }
 
+    /// Files are being tracked (so the folder needs looking at again soon).
+    pub fn is_tracking(&self) -> bool {
+        !self.files.is_empty()
+    }
+
     /// Forget everything (after a drop was taken out of the folder).
     pub fn reset(&mut self) {
         self.files.clear();
