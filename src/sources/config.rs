@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::gdrive::GdriveConfig;
 use super::sftp::SftpConfig;
 use crate::recipe::diagnostic::{Diagnostic, SourceMap};
 
@@ -18,6 +19,8 @@ pub struct SourcesFile {
     pub schedule: ScheduleSpec,
     #[serde(default)]
     pub sftp: Vec<SftpConfig>,
+    #[serde(default)]
+    pub gdrive: Vec<GdriveConfig>,
 }
 
 /// The local drop folder and its rules.

@@ -3,6 +3,7 @@
 //! to editors (`*.part`, `*.tmp`, `~$*`, `.~lock*`, dotfiles) are never taken.
 
 pub mod config;
+pub mod gdrive;
 pub mod settle;
 pub mod sftp;
 pub mod watch;

@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::config::{self, ConfigError, SourcesFile};
+use super::gdrive::GdriveSource;
 use super::settle::{self, SettleRules, Settler};
-use super::sftp::{Fetched, SftpSource};
+use super::sftp::{self, SftpSource};
 use crate::pipeline::{self, PipelineError, RunOptions};
 use crate::state::State;
 
@@ -35,6 +36,8 @@ pub enum WatchError {
     },
     #[error("file watcher: {0}")]
     Notify(String),
+    #[error("{0}")]
+    Source(String),
 }
 
 pub struct WatchOptions {
@@ -65,14 +68,16 @@ pub fn watch(opts: &WatchOptions) -> Result<usize, WatchError> {
     crate::recipe::load_dir(&opts.recipes).map_err(PipelineError::from)?;
     let _daemon = crate::state::lock::WorkspaceLock::acquire_named(&opts.out, "watch.lock")
         .map_err(PipelineError::from)?;
-    let mut remotes: Vec<SftpSource> = Vec::new();
+    let mut remotes: Vec<Remote> = Vec::new();
     for s in &cfg.sftp {
-        match SftpSource::new(s.clone()) {
-            Ok(src) => remotes.push(src),
-            Err(e) => {
-                return Err(WatchError::Notify(format!("source `{}`: {e}", s.name)));
-            }
-        }
+        let src = SftpSource::new(s.clone())
+            .map_err(|e| WatchError::Source(format!("source `{}`: {e}", s.name)))?;
+        remotes.push(Remote::Sftp(Box::new(src)));
+    }
+    for g in &cfg.gdrive {
+        let src = GdriveSource::new(g.clone())
+            .map_err(|e| WatchError::Source(format!("source `{}`: {e}", g.name)))?;
+        remotes.push(Remote::Gdrive(Box::new(src)));
     }
     let (tx, rx) = std::sync::mpsc::channel();
     let mut debouncer =
@@ -92,11 +97,13 @@ pub fn watch(opts: &WatchOptions) -> Result<usize, WatchError> {
     };
     let mut settler = Settler::default();
     let mut runs = 0;
-    let mut pending_acks: BTreeMap<String, (usize, Fetched)> = BTreeMap::new();
+    let mut pending_acks: BTreeMap<String, Pulled> = BTreeMap::new();
     let mut next_pull = chrono::Local::now();
     let mut retry_at: Option<Instant> = None;
     let mut failures = 0u32;
     let mut last_scan = Instant::now() - w.rescan;
+    // `--once` with remote sources: a remote file needs two looks before it is taken.
+    let mut pulls = 0;
     loop {
         if opts.stop.load(Ordering::SeqCst) {
             tracing::info!("stop requested; watcher exits");
@@ -122,6 +129,7 @@ pub fn watch(opts: &WatchOptions) -> Result<usize, WatchError> {
         }
         if chrono::Local::now() >= next_pull && !remotes.is_empty() {
             pull_remotes(opts, &cfg, &mut remotes, &mut pending_acks);
+            pulls += 1;
             next_pull = cfg
                 .schedule
                 .next_after(chrono::Local::now())
@@ -144,8 +152,9 @@ pub fn watch(opts: &WatchOptions) -> Result<usize, WatchError> {
                 settler.reset();
                 continue;
             }
-            let idle =
-                listing.keys().all(|n| super::is_temporary(n)) && pending_batches(&cfg)?.is_empty();
+            let idle = listing.keys().all(|n| super::is_temporary(n))
+                && pending_batches(&cfg)?.is_empty()
+                && (remotes.is_empty() || pulls >= 2);
             if opts.once && idle {
                 break;
             }
@@ -191,8 +200,8 @@ fn resume_pending(
     opts: &WatchOptions,
     cfg: &SourcesFile,
     runs: &mut usize,
-    acks: &mut BTreeMap<String, (usize, Fetched)>,
-    remotes: &mut [SftpSource],
+    acks: &mut BTreeMap<String, Pulled>,
+    remotes: &mut [Remote],
 ) -> Result<(), WatchError> {
     for batch in pending_batches(cfg)? {
         process_batch(opts, cfg, &batch, runs)?;
@@ -200,9 +209,10 @@ fn resume_pending(
         let names: Vec<String> = acks.keys().cloned().collect();
         for name in names {
             if archived(cfg, &name) {
-                let (i, fetched) = acks.remove(&name).expect("key listed");
-                if let Err(e) = remotes[i].acknowledge(std::slice::from_ref(&fetched)) {
-                    tracing::warn!(source = %remotes[i].config().name, file = %name, error = %e, "remote acknowledge failed; it will be skipped by hash next time");
+                let pulled = acks.remove(&name).expect("key listed");
+                let remote = &mut remotes[pulled.source];
+                if let Err(e) = remote.acknowledge(&pulled) {
+                    tracing::warn!(source = %remote.name(), file = %name, error = %e, "remote acknowledge failed; it will be skipped by hash next time");
                 }
             }
         }
@@ -311,34 +321,278 @@ fn move_all(from: &Path, to: &Path) -> Result<(), WatchError> {
     Ok(())
 }
 
+/// A remote place drops come from, pulled into the inbox on the schedule.
+enum Remote {
+    Sftp(Box<SftpSource>),
+    Gdrive(Box<GdriveSource>),
+}
+
+/// A file a remote delivered into the inbox, until its run is done.
+struct Pulled {
+    source: usize,
+    sftp: Option<sftp::Fetched>,
+}
+
+impl Remote {
+    fn name(&self) -> &str {
+        match self {
+            Remote::Sftp(s) => &s.config().name,
+            Remote::Gdrive(g) => &g.config().name,
+        }
+    }
+
+    /// Downloads what is new; returns (local name, key remembered so it is not taken twice,
+    /// what acknowledging needs).
+    fn pull(
+        &mut self,
+        into: &Path,
+        state: &State,
+    ) -> Result<Vec<(String, String, Option<sftp::Fetched>)>, String> {
+        let name = self.name().to_string();
+        match self {
+            Remote::Sftp(s) => {
+                let remembered = |file: &str, size: u64, mtime: u64| {
+                    state.remote_seen(&name, &format!("{file}|{size}|{mtime}"))
+                };
+                s.poll(into, &remembered)
+                    .map_err(|e| e.to_string())
+                    .map(|v| {
+                        v.into_iter()
+                            .map(|f| {
+                                (
+                                    f.name.clone(),
+                                    format!("{}|{}|{}", f.name, f.size, f.mtime),
+                                    Some(f),
+                                )
+                            })
+                            .collect()
+                    })
+            }
+            Remote::Gdrive(g) => {
+                let remembered =
+                    |id: &str, version: &str| state.remote_seen(&name, &format!("{id}|{version}"));
+                g.poll(into, &remembered)
+                    .map_err(|e| e.to_string())
+                    .map(|v| {
+                        v.into_iter()
+                            .map(|f| {
+                                (
+                                    f.name.clone(),
+                                    format!("{}|{}", f.file_id, f.version()),
+                                    None,
+                                )
+                            })
+                            .collect()
+                    })
+            }
+        }
+    }
+
+    /// After the file's run: SFTP moves it to `processed/` (or keeps it, remembered); Drive
+    /// files are remembered by id and md5.
+    fn acknowledge(&mut self, pulled: &Pulled) -> Result<(), String> {
+        match (self, &pulled.sftp) {
+            (Remote::Sftp(s), Some(f)) => s
+                .acknowledge(std::slice::from_ref(f))
+                .map_err(|e| e.to_string()),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Pulls every remote source into the inbox. A failing source is logged and retried on the
 /// next schedule; it never stops the others.
 fn pull_remotes(
     opts: &WatchOptions,
     cfg: &SourcesFile,
-    remotes: &mut [SftpSource],
-    acks: &mut BTreeMap<String, (usize, Fetched)>,
+    remotes: &mut [Remote],
+    acks: &mut BTreeMap<String, Pulled>,
 ) {
     let Ok(state) = State::open(&opts.out) else {
         return;
     };
     for (i, src) in remotes.iter_mut().enumerate() {
-        let name = src.config().name.clone();
-        let remembered = |file: &str, size: u64, mtime: u64| {
-            state.remote_seen(&name, &format!("{file}|{size}|{mtime}"))
-        };
-        match src.poll(&cfg.watch.inbox, &remembered) {
-            Ok(fetched) => {
-                for f in fetched {
-                    let key = format!("{}|{}|{}", f.name, f.size, f.mtime);
-                    let _ = state.mark_remote_seen(&name, &key, "pulled");
-                    tracing::info!(source = %name, file = %f.name, "pulled");
-                    acks.insert(f.name.clone(), (i, f));
+        match src.pull(&cfg.watch.inbox, &state) {
+            Ok(pulled) => {
+                for (file, key, sftp) in pulled {
+                    let _ = state.mark_remote_seen(src.name(), &key, "pulled");
+                    tracing::info!(source = %src.name(), file = %file, "pulled");
+                    acks.insert(file, Pulled { source: i, sftp });
                 }
             }
             Err(e) => {
-                tracing::error!(source = %name, error = %e, "pull failed; retried on the next schedule")
+                tracing::error!(source = %src.name(), error = %e, "pull failed; retried on the next schedule")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sftp::sshd::Sshd;
+    use super::*;
+    use crate::gen::{self, GenEncoding, GenOptions, UnitFormat};
+
+    /// Business columns of every CRM table (bookkeeping run ids differ between runs).
+    fn crm(out: &Path) -> Vec<String> {
+        let conn = rusqlite::Connection::open(out.join("crm.sqlite")).unwrap();
+        let mut rows = Vec::new();
+        for t in [
+            "clientes",
+            "sucursales",
+            "usuarios",
+            "ventas",
+            "unidades",
+            "servicios",
+        ] {
+            let mut st = conn
+                .prepare(&format!("SELECT * FROM {t} ORDER BY id"))
+                .unwrap();
+            let n = st.column_count();
+            let names: Vec<String> = st.column_names().map(|s| s.to_string()).collect();
+            let got: Vec<String> = st
+                .query_map([], |r| {
+                    Ok((0..n)
+                        .filter(|i| !names[*i].ends_with("_run"))
+                        .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                        .collect::<Vec<_>>()
+                        .join("|"))
+                })
+                .unwrap()
+                .map(|r| format!("{t}:{}", r.unwrap()))
+                .collect();
+            rows.extend(got);
+        }
+        rows
+    }
+
+    /// A generated dirty drop in `dir` (no manifest) and what `dropsync run` makes of it.
+    fn drop_and_plain_run(dir: &Path) -> (tempfile::TempDir, Vec<String>) {
+        let opts = GenOptions {
+            clients: 60,
+            seed: 5,
+            encoding: GenEncoding::Cp1252,
+            unidades: UnitFormat::Xml,
+            dirty: true,
+        };
+        gen::generate(&opts, dir).unwrap();
+        std::fs::remove_file(dir.join("manifest.json")).unwrap();
+        let plain = tempfile::tempdir().unwrap();
+        let report = pipeline::run(&RunOptions {
+            recipes: recipes(),
+            inbox: dir.to_path_buf(),
+            out: plain.path().to_path_buf(),
+            dry_run: false,
+            progress: false,
+            stop: None,
+        })
+        .unwrap();
+        assert_eq!(report.status.as_str(), "ok");
+        let rows = crm(plain.path());
+        (plain, rows)
+    }
+
+    fn recipes() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes")
+    }
+
+    /// Runs `watch --once` with `sources` appended to a fast local config; returns the CRM.
+    fn watch_once(ws: &Path, sources: &str) -> (usize, Vec<String>) {
+        let config = ws.join("sources.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[watch]\ninbox = {:?}\narchive = {:?}\nquarantine = {:?}\n\
+                 settle = \"200ms\"\nquiet = \"400ms\"\n[schedule]\nevery = \"300ms\"\n{sources}",
+                ws.join("inbox"),
+                ws.join("archive"),
+                ws.join("quarantine"),
+            ),
+        )
+        .unwrap();
+        let out = ws.join("out");
+        let runs = watch(&WatchOptions {
+            config,
+            recipes: recipes(),
+            out: out.clone(),
+            once: true,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+        .unwrap();
+        (runs, crm(&out))
+    }
+
+    #[test]
+    fn an_sftp_drop_runs_like_the_same_files_given_to_run() {
+        let sshd = Sshd::start();
+        let remote = tempfile::tempdir().unwrap();
+        let (_plain, want) = drop_and_plain_run(remote.path());
+        let ws = tempfile::tempdir().unwrap();
+        let (runs, got) = watch_once(
+            ws.path(),
+            &format!(
+                "[[sftp]]\nname = \"dealer\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"root\"\n\
+                 remote_dir = {:?}\nkey_file_env = {:?}\nknown_hosts = {:?}\n",
+                sshd.port,
+                remote.path(),
+                sshd.key_env,
+                sshd.known_hosts(),
+            ),
+        );
+        assert_eq!(runs, 1);
+        assert_eq!(got, want);
+        // Acknowledged: the remote files moved to processed/.
+        let processed: Vec<_> = std::fs::read_dir(remote.path().join("processed"))
+            .unwrap()
+            .collect();
+        assert_eq!(processed.len(), 6);
+    }
+
+    #[test]
+    fn a_drive_drop_runs_like_the_same_files_given_to_run() {
+        use super::super::gdrive::fake_server::{FakeDrive, FakeFile, TEST_PRIVATE_KEY};
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let local = tempfile::tempdir().unwrap();
+        let (_plain, want) = drop_and_plain_run(local.path());
+        let files: Vec<FakeFile> = std::fs::read_dir(local.path())
+            .unwrap()
+            .enumerate()
+            .map(|(i, e)| {
+                let p = e.unwrap().path();
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                FakeFile::blob(&format!("id{i}"), &name, &std::fs::read(&p).unwrap())
+            })
+            .collect();
+        let email = "dropsync@test.iam.gserviceaccount.com";
+        let drive = FakeDrive::start("folder-x", email, files);
+        let ws = tempfile::tempdir().unwrap();
+        let key = ws.path().join("key.json");
+        std::fs::write(
+            &key,
+            serde_json::json!({
+                "type": "service_account", "project_id": "p", "private_key_id": "k",
+                "private_key": TEST_PRIVATE_KEY, "client_email": email, "client_id": "1",
+                "auth_uri": "http://127.0.0.1:1/unused", "token_uri": drive.token_uri(),
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let var = format!("DROPSYNC_WATCH_TEST_DRIVE_KEY_{}", std::process::id());
+        std::env::set_var(&var, &key);
+        let (runs, got) = watch_once(
+            ws.path(),
+            &format!(
+                "[[gdrive]]\nname = \"drive\"\nfolder_id = \"folder-x\"\nkey_file_env = {var:?}\napi_base = {:?}\n",
+                drive.base()
+            ),
+        );
+        assert_eq!(runs, 1);
+        assert_eq!(got, want);
+        // Remembered by id and md5: a second watch pulls nothing and makes no run.
+        let (runs, _) = watch_once(ws.path(), &format!(
+            "[[gdrive]]\nname = \"drive\"\nfolder_id = \"folder-x\"\nkey_file_env = {var:?}\napi_base = {:?}\n",
+            drive.base()
+        ));
+        assert_eq!(runs, 0);
     }
 }

@@ -22,7 +22,7 @@ use ssh2::{CheckResult, ErrorCode, HashType, KnownHostFileKind, Session, Sftp};
 use tracing::{debug, info, warn};
 
 #[cfg(test)]
-mod sshd;
+pub(crate) mod sshd;
 
 /// How long one blocking network step (connect, handshake, a read) may wait before the poll
 /// fails, so that a dead or stalled server cannot hang dropsync.
