@@ -160,6 +160,8 @@ struct EntityWork<'r> {
     accepted: DataFrame,
     lines: Vec<u32>,
     changes: ChangeSet,
+    /// A few changes of each kind (for `--dry-run` / `plan`).
+    sample: Value,
     /// The entity had a snapshot before this run.
     had_snapshot: bool,
     /// Deletes to apply now (policy soft/hard, not held).
@@ -368,10 +370,16 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
         summary.deleted = deletes.len();
         issues.extend(v.issues);
         summaries.push((entity.to_string(), summary));
+        let sample = if opts.dry_run {
+            samples(&accepted, prev.as_ref(), &changes)
+        } else {
+            Value::Null
+        };
         work.push(EntityWork {
             recipe,
             accepted,
             lines: v.lines,
+            sample,
             had_snapshot: prev.is_some(),
             changes,
             deletes,
@@ -399,7 +407,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
     if opts.dry_run {
         report.samples = work
             .iter()
-            .map(|w| (w.recipe.entity.clone(), samples(w)))
+            .map(|w| (w.recipe.entity.clone(), w.sample.clone()))
             .collect();
         report.timings.total = started.elapsed().as_secs_f64();
         report.peak_rss_mb = peak_rss_mb();
@@ -714,23 +722,56 @@ fn record_changes(state: &State, run_id: &str, w: &EntityWork) -> Result<(), Pip
     Ok(())
 }
 
-/// A few changes of each kind, for `--dry-run`.
-fn samples(w: &EntityWork) -> Value {
-    let ids = w
-        .accepted
-        .column(ID)
-        .ok()
-        .and_then(|c| c.str().ok().cloned());
-    let id_at = |i: u32| {
-        ids.as_ref()
-            .and_then(|c| c.get(i as usize))
-            .unwrap_or("")
-            .to_string()
+/// A few changes of each kind, for `--dry-run` / `plan`: inserted and deleted IDs, updated
+/// rows as `field: before -> after`.
+fn samples(accepted: &DataFrame, prev: Option<&DataFrame>, changes: &ChangeSet) -> Value {
+    let text = |df: &DataFrame, col: &str, row: usize| -> String {
+        df.column(col)
+            .ok()
+            .and_then(|c| c.get(row).ok())
+            .map(|v| match v {
+                AnyValue::Null => "∅".to_string(),
+                AnyValue::String(s) => s.to_string(),
+                other => other.to_string(),
+            })
+            .unwrap_or_else(|| "∅".into())
     };
+    let prev_index: std::collections::HashMap<String, usize> = prev
+        .and_then(|p| p.column(ID).ok().and_then(|c| c.str().ok().cloned()))
+        .map(|ids| {
+            ids.iter()
+                .enumerate()
+                .filter_map(|(i, id)| id.map(|id| (id.to_string(), i)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let updated: Vec<Value> = changes
+        .updated
+        .iter()
+        .take(5)
+        .map(|(i, fields)| {
+            let id = text(accepted, ID, *i as usize);
+            let j = prev_index.get(&id).copied();
+            let diffs: Map<String, Value> = fields
+                .iter()
+                .map(|f| {
+                    let before = match (prev, j) {
+                        (Some(p), Some(j)) => text(p, f, j),
+                        _ => "∅".into(),
+                    };
+                    (
+                        f.clone(),
+                        Value::String(format!("{before} -> {}", text(accepted, f, *i as usize))),
+                    )
+                })
+                .collect();
+            json!({"id": id, "changes": diffs})
+        })
+        .collect();
     json!({
-        "inserted": w.changes.inserted.iter().take(5).map(|&i| id_at(i)).collect::<Vec<_>>(),
-        "updated": w.changes.updated.iter().take(5).map(|(i, f)| json!({"id": id_at(*i), "fields": f})).collect::<Vec<_>>(),
-        "deleted": w.deletes.iter().take(5).collect::<Vec<_>>(),
+        "inserted": changes.inserted.iter().take(5).map(|&i| text(accepted, ID, i as usize)).collect::<Vec<_>>(),
+        "updated": updated,
+        "deleted": changes.deleted.iter().take(5).collect::<Vec<_>>(),
     })
 }
 

@@ -370,6 +370,26 @@ fn dry_run_plans_without_writing() {
     );
     assert!(!w.out().join("crm.sqlite").exists());
     assert!(!w.out().join("staging.sqlite").exists());
+    // After a real run, `plan` shows updates as field: before -> after, and deletes.
+    assert_eq!(w.run().code, 0);
+    w.cp1252("clientes.csv", &clients_csv(10, &[9], &[2]));
+    let o = w.cmd(&[
+        "plan",
+        "--recipes",
+        "recipes",
+        "--inbox",
+        "in",
+        "--out",
+        "out",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("update  2  email: cliente2@mail.com -> nuevo2@mail.com"),
+        "{text}"
+    );
+    assert!(text.contains("delete  9"), "{text}");
+    let email: String = w.q("crm.sqlite", "SELECT email FROM clientes WHERE id = '2'");
+    assert_eq!(email, "cliente2@mail.com", "plan wrote nothing");
 }
 
 #[test]

@@ -60,6 +60,15 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// What a run would do, per entity, with samples of each kind of change; writes nothing.
+    Plan {
+        #[command(flatten)]
+        ws: Workspace,
+        #[arg(long, default_value = "watch/inbox")]
+        inbox: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Apply the deletes that the guard held in a run.
     Approve {
         run_id: String,
@@ -245,6 +254,58 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                 other => anyhow::Error::from(other),
             })?;
             tracing::info!(runs, "watcher stopped");
+            Ok(Exit::Ok)
+        }
+        Command::Plan { ws, inbox, json } => {
+            let report = pipeline::run(&RunOptions {
+                recipes: ws.recipes,
+                inbox,
+                out: ws.out,
+                dry_run: true,
+                progress: false,
+                stop: None,
+            })?;
+            if json {
+                println!("{}", report.to_json());
+                return Ok(Exit::Ok);
+            }
+            print_table(&report);
+            for (entity, sample) in &report.samples {
+                let list = |k: &str| -> Vec<String> {
+                    sample[k]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|v| v.as_str().unwrap_or("").to_string())
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                let (ins, del) = (list("inserted"), list("deleted"));
+                let upd = sample["updated"].as_array().cloned().unwrap_or_default();
+                if ins.is_empty() && del.is_empty() && upd.is_empty() {
+                    continue;
+                }
+                println!("\n{entity}:");
+                if !ins.is_empty() {
+                    println!("  insert  {}", ins.join(", "));
+                }
+                for u in upd {
+                    let changes = u["changes"]
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or("")))
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        })
+                        .unwrap_or_default();
+                    println!("  update  {}  {changes}", u["id"].as_str().unwrap_or(""));
+                }
+                if !del.is_empty() {
+                    println!("  delete  {}", del.join(", "));
+                }
+            }
             Ok(Exit::Ok)
         }
         Command::Approve { run_id, ws } => {
