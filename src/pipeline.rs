@@ -15,8 +15,7 @@ use crate::diff::{self, ChangeSet, HASH};
 use crate::read::{self, ReadError};
 use crate::recipe::plan::{Plan, ID};
 use crate::recipe::{self, DeletePolicy, Recipe, RecipeError, Recipes};
-use crate::sinks::sqlite::SqliteCrm;
-use crate::sinks::{Sink, SinkError};
+use crate::sinks::SinkError;
 use crate::sources::{self, SourceError};
 use crate::stage::sheets::{self, SheetInput};
 use crate::stage::sqlite::Staging;
@@ -162,6 +161,8 @@ struct EntityWork<'r> {
     changes: ChangeSet,
     /// A few changes of each kind (for `--dry-run` / `plan`).
     sample: Value,
+    /// The file the rows came from.
+    file_name: String,
     /// The entity had a snapshot before this run.
     had_snapshot: bool,
     /// Deletes to apply now (policy soft/hard, not held).
@@ -204,15 +205,6 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
     let mut work: Vec<EntityWork> = Vec::new();
     let mut held_any = false;
     let mut holds: Vec<(String, Vec<String>)> = Vec::new();
-    let frame_err = |entity: &str| {
-        let run_id = run_id.clone();
-        let entity = entity.to_string();
-        move |source| PipelineError::Frame {
-            run_id: run_id.clone(),
-            entity: entity.clone(),
-            source,
-        }
-    };
 
     for recipe in &recipes.entities {
         let entity = recipe.entity.as_str();
@@ -235,7 +227,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
             summary.status = "no_file".into();
             refs.insert(
                 entity.to_string(),
-                ids_of(prev.as_ref()).map_err(frame_err(entity))?,
+                ids_of(prev.as_ref()).map_err(frame_err(&run_id, entity))?,
             );
             summaries.push((entity.to_string(), summary));
             continue;
@@ -270,7 +262,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
                 // The entity keeps its last accepted state; children check against it.
                 refs.insert(
                     entity.to_string(),
-                    ids_of(prev.as_ref()).map_err(frame_err(entity))?,
+                    ids_of(prev.as_ref()).map_err(frame_err(&run_id, entity))?,
                 );
                 summaries.push((entity.to_string(), summary));
                 continue;
@@ -298,13 +290,13 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
         let t = Instant::now();
         let typed = Plan::new(recipe)
             .apply(raw.frame.clone())
-            .map_err(frame_err(entity))?;
+            .map_err(frame_err(&run_id, entity))?;
         timings.transform += t.elapsed().as_secs_f64();
 
         progress.set(entity, "validating");
         let t = Instant::now();
         let v = validate::validate(recipe, &file_name, &typed, &raw.frame, &refs)
-            .map_err(frame_err(entity))?;
+            .map_err(frame_err(&run_id, entity))?;
         drop(typed);
         drop(raw);
         timings.validate += t.elapsed().as_secs_f64();
@@ -314,12 +306,12 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
         let t = Instant::now();
         let mut accepted = v.accepted;
         let hashes = diff::row_hashes(&accepted, recipe, diff::HashScope::Comparable)
-            .map_err(frame_err(entity))?;
+            .map_err(frame_err(&run_id, entity))?;
         accepted
             .with_column(UInt64Chunked::from_vec(HASH.into(), hashes).into_column())
-            .map_err(frame_err(entity))?;
+            .map_err(frame_err(&run_id, entity))?;
         let changes = diff::diff(recipe, &accepted, prev.as_ref(), &v.rejected_ids)
-            .map_err(frame_err(entity))?;
+            .map_err(frame_err(&run_id, entity))?;
         let prev_rows = prev.as_ref().map(|p| p.height()).unwrap_or(0);
         let mut keep_rows = changes.carried.clone();
         let mut deletes = Vec::new();
@@ -341,8 +333,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
                     }
                 );
                 if let Some(p) = prev.as_ref() {
-                    keep_rows
-                        .extend(diff::positions(p, &changes.deleted).map_err(frame_err(entity))?);
+                    keep_rows.extend(
+                        diff::positions(p, &changes.deleted).map_err(frame_err(&run_id, entity))?,
+                    );
                 }
                 holds.push((entity.to_string(), changes.deleted.clone()));
             } else {
@@ -350,8 +343,8 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
             }
         }
         keep_rows.sort_unstable();
-        let snapshot =
-            diff::next_snapshot(&accepted, prev.as_ref(), &keep_rows).map_err(frame_err(entity))?;
+        let snapshot = diff::next_snapshot(&accepted, prev.as_ref(), &keep_rows)
+            .map_err(frame_err(&run_id, entity))?;
         timings.diff += t.elapsed().as_secs_f64();
 
         summary.status = if summary.held_deletes > 0 {
@@ -376,6 +369,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
             Value::Null
         };
         work.push(EntityWork {
+            file_name: file_name.clone(),
             recipe,
             accepted,
             lines: v.lines,
@@ -445,25 +439,43 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
                 &recipes,
             )
         });
-        let applied = apply_crm(opts, &run_id, &state, &work, &mut snapshots, &holds);
+        let applied = apply_crm(
+            opts,
+            &recipes.pipeline.target,
+            &run_id,
+            &state,
+            &work,
+            &mut snapshots,
+            &holds,
+        );
         (staging.join(), applied)
     });
     let (mut staging, stage_sqlite, stage_xlsx) = match staged {
         Ok(r) => r?,
         Err(_) => return Err(PipelineError::Io("the staging thread panicked".into())),
     };
-    let (written, crm_secs, snapshot_secs) = applied?;
+    let applied = applied?;
     report.timings.stage_sqlite = stage_sqlite;
     report.timings.stage_xlsx = stage_xlsx;
-    report.timings.crm = crm_secs;
-    report.timings.snapshot = snapshot_secs;
-    report.crm_rows_written = written;
+    report.timings.crm = applied.crm_secs;
+    report.timings.snapshot = applied.snapshot_secs;
+    report.crm_rows_written = applied.written;
+    if !applied.issues.is_empty() {
+        // Rows the CRM refused are rejects too, with their file and line.
+        staging.write_rejects(&run_id, &applied.issues)?;
+        for issue in &applied.issues {
+            if let Some((_, s)) = report.entities.iter_mut().find(|(e, _)| *e == issue.entity) {
+                s.crm_refused += 1;
+            }
+        }
+        report.issues.extend(applied.issues);
+    }
     staging.write_run(&run_id, &report.entities)?;
     report.timings.total = started.elapsed().as_secs_f64();
     report.peak_rss_mb = peak_rss_mb();
     state.finish_run(&run_id, status.as_str(), &report.to_json())?;
     progress.finish();
-    tracing::info!(run_id = %run_id, status = status.as_str(), crm_rows = written, seconds = report.timings.total, "run finished");
+    tracing::info!(run_id = %run_id, status = status.as_str(), crm_rows = report.crm_rows_written, seconds = report.timings.total, "run finished");
     Ok(report)
 }
 
@@ -520,80 +532,142 @@ fn stage(
 /// the CRM and on the state.
 fn apply_crm(
     opts: &RunOptions,
+    target: &crate::sinks::TargetSpec,
     run_id: &str,
     state: &State,
     work: &[EntityWork],
     snapshots: &mut [DataFrame],
     holds: &[(String, Vec<String>)],
-) -> Result<(usize, f64, f64), PipelineError> {
+) -> Result<CrmApplied, PipelineError> {
     let t = Instant::now();
-    let sink_err = |entity: &str| {
-        let run_id = run_id.to_string();
-        let entity = entity.to_string();
-        move |source| PipelineError::Sink {
-            run_id: run_id.clone(),
-            entity: entity.clone(),
-            source,
-        }
-    };
-    let frame_err = |entity: &str| {
-        let run_id = run_id.to_string();
-        let entity = entity.to_string();
-        move |source| PipelineError::Frame {
-            run_id: run_id.clone(),
-            entity: entity.clone(),
-            source,
-        }
-    };
-    let mut crm = SqliteCrm::open(&opts.out.join("crm.sqlite")).map_err(sink_err("-"))?;
-    let mut written = 0;
-    for w in work.iter() {
+    let mut crm = crate::sinks::open(target, &opts.out).map_err(sink_err(run_id, "-"))?;
+    let mut applied = CrmApplied::default();
+    let mut refused: Vec<Vec<(String, String)>> = vec![Vec::new(); work.len()];
+    for (k, w) in work.iter().enumerate() {
         let entity = w.recipe.entity.as_str();
-        let rows = without_hash(&w.accepted).map_err(frame_err(entity))?;
-        crm.prepare(w.recipe, &rows).map_err(sink_err(entity))?;
-        let upserts = w.changes.upsert_rows();
-        if !upserts.is_empty() {
+        let rows = without_hash(&w.accepted).map_err(frame_err(run_id, entity))?;
+        crm.prepare(w.recipe, &rows)
+            .map_err(sink_err(run_id, entity))?;
+        if w.changes.inserted.is_empty() && w.changes.updated.is_empty() {
+            continue;
+        }
+        let lines =
+            UInt32Chunked::from_vec(crate::read::LINE.into(), w.lines.clone()).into_column();
+        let mut rows = rows;
+        rows.with_column(lines).map_err(frame_err(run_id, entity))?;
+        let take = |idx: Vec<u32>| {
             let idx = IdxCa::from_vec(
                 "idx".into(),
-                upserts.iter().map(|&i| i as IdxSize).collect(),
+                idx.into_iter().map(|i| i as IdxSize).collect(),
             );
-            let subset = rows.take(&idx).map_err(frame_err(entity))?;
-            crm.upsert(w.recipe, &subset, run_id)
-                .map_err(sink_err(entity))?;
-            written += upserts.len();
-        }
+            rows.take(&idx)
+        };
+        let inserts = take(w.changes.inserted.clone()).map_err(frame_err(run_id, entity))?;
+        let updates = take(w.changes.updated.iter().map(|(r, _)| *r).collect())
+            .map_err(frame_err(run_id, entity))?;
+        let out = crm
+            .upsert(w.recipe, &inserts, &updates, run_id)
+            .map_err(sink_err(run_id, entity))?;
+        applied.written += inserts.height() + updates.height() - out.refused.len();
+        refused[k] = out.refused;
     }
     failpoint("after-upserts");
-    for w in work.iter().rev() {
+    for (k, w) in work.iter().enumerate().rev() {
         if !w.deletes.is_empty() {
             let entity = w.recipe.entity.as_str();
-            crm.delete(w.recipe, &w.deletes, w.recipe.delete_policy, run_id)
-                .map_err(sink_err(entity))?;
-            written += w.deletes.len();
+            let out = crm
+                .delete(w.recipe, &w.deletes, w.recipe.delete_policy, run_id)
+                .map_err(sink_err(run_id, entity))?;
+            applied.written += w.deletes.len() - out.refused.len();
+            refused[k].extend(out.refused);
         }
     }
-    let crm_secs = t.elapsed().as_secs_f64();
+    applied.crm_secs = t.elapsed().as_secs_f64();
     failpoint("before-snapshots");
     let t = Instant::now();
-    for (w, snapshot) in work.iter().zip(snapshots.iter_mut()) {
+    for ((w, snapshot), refused) in work.iter().zip(snapshots.iter_mut()).zip(refused) {
         let entity = w.recipe.entity.clone();
         // No insert, update or delete: the new snapshot has the same IDs and hashes as the
         // old one, so the file is left as it is.
         let c = &w.changes;
-        if !(c.inserted.is_empty()
-            && c.updated.is_empty()
-            && c.deleted.is_empty()
-            && w.had_snapshot)
-        {
+        let unchanged = c.inserted.is_empty() && c.updated.is_empty() && c.deleted.is_empty();
+        if !refused.is_empty() {
+            // What the CRM refused did not happen: those IDs keep their last accepted
+            // version (or stay absent), so the next run tries them again.
+            let prev = state.load_snapshot(&entity)?;
+            *snapshot = revert_ids(snapshot, prev.as_ref(), &refused)
+                .map_err(frame_err(run_id, &entity))?;
+            applied.issues.extend(refused_issues(w, &refused));
+        }
+        if !(unchanged && w.had_snapshot) {
             state.save_snapshot(&entity, snapshot)?;
         }
+        crm.finish(w.recipe).map_err(sink_err(run_id, &entity))?;
         state.supersede_holds(&entity, run_id)?;
         record_changes(state, run_id, w)?;
     }
     for (entity, ids) in holds {
         state.hold_deletes(run_id, entity, ids)?;
     }
-    Ok((written, crm_secs, t.elapsed().as_secs_f64()))
+    applied.snapshot_secs = t.elapsed().as_secs_f64();
+    Ok(applied)
+}
+
+/// What the CRM stage did.
+#[derive(Default)]
+struct CrmApplied {
+    written: usize,
+    crm_secs: f64,
+    snapshot_secs: f64,
+    /// Rows the CRM refused, as rejects with their source line.
+    issues: Vec<Issue>,
+}
+
+/// `snapshot` with the rows of `refused` IDs replaced by their previous version (or dropped
+/// when they had none).
+fn revert_ids(
+    snapshot: &DataFrame,
+    prev: Option<&DataFrame>,
+    refused: &[(String, String)],
+) -> PolarsResult<DataFrame> {
+    let ids: HashSet<&str> = refused.iter().map(|(id, _)| id.as_str()).collect();
+    let keep: BooleanChunked = snapshot
+        .column(ID)?
+        .str()?
+        .iter()
+        .map(|id| Some(!id.is_some_and(|id| ids.contains(id))))
+        .collect();
+    let kept = snapshot.filter(&keep)?;
+    let Some(prev) = prev else { return Ok(kept) };
+    let back: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    let rows = diff::positions(prev, &back)?;
+    diff::next_snapshot(&kept, Some(prev), &rows)
+}
+
+fn refused_issues(w: &EntityWork, refused: &[(String, String)]) -> Vec<Issue> {
+    let ids = w
+        .accepted
+        .column(ID)
+        .ok()
+        .and_then(|c| c.str().ok().cloned());
+    let line_of = |id: &str| -> u32 {
+        ids.as_ref()
+            .and_then(|c| c.iter().position(|x| x == Some(id)))
+            .and_then(|i| w.lines.get(i).copied())
+            .unwrap_or(0)
+    };
+    refused
+        .iter()
+        .map(|(id, message)| Issue {
+            entity: w.recipe.entity.clone(),
+            file: w.file_name.clone(),
+            line: line_of(id),
+            id: id.clone(),
+            severity: Severity::Error,
+            rule: "crm.refused".into(),
+            reason: format!("the CRM refused the row: {message}"),
+        })
+        .collect()
 }
 
 /// The frames the workbook shows: this run's accepted rows, or for an entity without a file
@@ -629,6 +703,26 @@ pub fn peak_rss_mb() -> f64 {
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
+}
+
+/// Wraps a frame error with the run and entity it happened in.
+fn frame_err(run_id: &str, entity: &str) -> impl Fn(PolarsError) -> PipelineError {
+    let (run_id, entity) = (run_id.to_string(), entity.to_string());
+    move |source| PipelineError::Frame {
+        run_id: run_id.clone(),
+        entity: entity.clone(),
+        source,
+    }
+}
+
+/// Wraps a CRM error with the run and entity it happened in.
+fn sink_err(run_id: &str, entity: &str) -> impl Fn(SinkError) -> PipelineError {
+    let (run_id, entity) = (run_id.to_string(), entity.to_string());
+    move |source| PipelineError::Sink {
+        run_id: run_id.clone(),
+        entity: entity.clone(),
+        source,
+    }
 }
 
 fn ids_of(df: Option<&DataFrame>) -> PolarsResult<HashSet<String>> {
@@ -799,11 +893,7 @@ pub fn approve(
         }));
     }
     let mut crm =
-        SqliteCrm::open(&out.join("crm.sqlite")).map_err(|source| PipelineError::Sink {
-            run_id: run_id.to_string(),
-            entity: "-".into(),
-            source,
-        })?;
+        crate::sinks::open(&recipes.pipeline.target, out).map_err(sink_err(run_id, "-"))?;
     let mut done = Vec::new();
     // Children before parents, as in a run.
     for recipe in recipes.entities.iter().rev() {
@@ -843,7 +933,7 @@ pub fn approve(
             .map(|id| (id.clone(), "deleted", None, None))
             .collect();
         state.record_changes(run_id, &recipe.entity, &rows)?;
-        tracing::info!(entity = %recipe.entity, deleted = n, "held deletes applied");
+        tracing::info!(entity = %recipe.entity, deleted = n.written, "held deletes applied");
         done.push((recipe.entity.clone(), ids.len()));
     }
     state.set_status(run_id, "approved")?;

@@ -196,7 +196,7 @@ impl CopyText {
                     Some(t) if matches!(v, ColumnView::Bool(_)) => {
                         line.push_str(if t == "true" { "t" } else { "f" })
                     }
-                    Some(t) => copy_escape(&t, &mut line),
+                    Some(t) => crate::sinks::postgres_target::copy_escape(&t, &mut line),
                 }
             }
             line.push('\n');
@@ -218,19 +218,6 @@ impl std::io::Read for CopyText {
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
-    }
-}
-
-/// Escapes one value for COPY text format.
-pub fn copy_escape(value: &str, out: &mut String) {
-    for ch in value.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
     }
 }
 

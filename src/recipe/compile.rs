@@ -81,6 +81,7 @@ pub struct Recipe {
     pub entity: String,
     pub file: PathBuf,
     pub crm_object: String,
+    pub crm_id_property: String,
     pub source: SourceSpec,
     pub id: IdSpec,
     pub delete_policy: DeletePolicy,
@@ -411,6 +412,10 @@ fn compile_one(
             .crm_object
             .clone()
             .unwrap_or_else(|| f.entity.get_ref().clone()),
+        crm_id_property: f
+            .crm_id_property
+            .clone()
+            .unwrap_or_else(|| "dropsync_id".to_string()),
         source: f.source.clone(),
         id: f.id.clone(),
         delete_policy: f.deletes.policy,

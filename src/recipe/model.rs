@@ -16,6 +16,8 @@ pub struct RecipeFile {
     pub entity: Spanned<String>,
     /// CRM object (table) name, when it differs from the entity name.
     pub crm_object: Option<String>,
+    /// REST targets: the CRM property holding our ID (the upsert's `idProperty`).
+    pub crm_id_property: Option<String>,
     pub source: SourceSpec,
     pub id: IdSpec,
     #[serde(default)]
@@ -247,6 +249,9 @@ pub struct PipelineFile {
     pub guard: GuardSpec,
     #[serde(default)]
     pub staging: StagingSpec,
+    /// Which CRM the run writes to (default: the embedded `crm.sqlite`).
+    #[serde(default)]
+    pub target: crate::sinks::TargetSpec,
 }
 
 #[derive(Debug, Clone, Deserialize)]

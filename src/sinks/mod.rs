@@ -1,37 +1,92 @@
-//! CRM targets. The pipeline hands a sink only what changed, parents before children for
-//! upserts and children before parents for deletes; every sink makes its writes idempotent
-//! (an upsert that finds the same values changes nothing) so a run that is killed and
-//! redone converges on the same CRM.
+//! CRM targets behind one interface. The pipeline hands a sink only what changed, parents
+//! before children for upserts and children before parents for deletes; every sink makes its
+//! writes idempotent (an upsert that finds the same values changes nothing, a REST batch
+//! already confirmed is not sent again) so a run that is killed and redone converges on the
+//! same CRM. `pipeline.toml`'s `[target]` picks the sink; credentials come from environment
+//! variables it names.
 
+pub mod config;
+pub mod postgres;
+pub mod postgres_target;
+pub mod rest;
+pub mod rest_crm;
 pub mod sqlite;
+
+#[cfg(test)]
+mod e2e_tests;
+
+use std::path::Path;
 
 use polars::prelude::DataFrame;
 
 use crate::recipe::{DeletePolicy, Recipe};
 
+pub use config::{TargetKind, TargetSpec};
+
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
+    /// Worth retrying later (CRM outage, rate limits beyond patience): the run stops, the
+    /// snapshots of unwritten entities stay, the next run resumes.
+    #[error("CRM {target} unavailable (will resume on the next run): {message}")]
+    Transient { target: String, message: String },
     #[error("CRM {target}: {message}")]
     Write { target: String, message: String },
+}
+
+/// What a write did: rows written, and rows the CRM refused (ID, its message), which become
+/// rejects and do not advance in the snapshot.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub written: usize,
+    pub refused: Vec<(String, String)>,
 }
 
 pub trait Sink {
     /// Creates or migrates the entity's object (adds missing columns).
     fn prepare(&mut self, recipe: &Recipe, rows: &DataFrame) -> Result<(), SinkError>;
-    /// Inserts or updates `rows` (`id` + fields) in one transaction; create-only fields are
-    /// written on insert only. Returns rows actually changed.
+    /// Writes `inserts` and `updates` (`id` + fields + `__line`). Create-only fields are
+    /// written on insert only.
     fn upsert(
         &mut self,
         recipe: &Recipe,
-        rows: &DataFrame,
+        inserts: &DataFrame,
+        updates: &DataFrame,
         run_id: &str,
-    ) -> Result<usize, SinkError>;
-    /// Applies the delete policy to `ids` in one transaction. Returns rows affected.
+    ) -> Result<Applied, SinkError>;
+    /// Applies the delete policy to `ids`.
     fn delete(
         &mut self,
         recipe: &Recipe,
         ids: &[String],
         policy: DeletePolicy,
         run_id: &str,
-    ) -> Result<usize, SinkError>;
+    ) -> Result<Applied, SinkError>;
+    /// The entity's apply is complete and its snapshot advanced.
+    fn finish(&mut self, _recipe: &Recipe) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Opens the configured target for a workspace.
+pub fn open(target: &TargetSpec, out: &Path) -> Result<Box<dyn Sink>, SinkError> {
+    match target.kind {
+        TargetKind::Sqlite => Ok(Box::new(sqlite::SqliteCrm::open(&out.join("crm.sqlite"))?)),
+        TargetKind::Postgres => {
+            let cfg = target.postgres.clone().ok_or_else(|| SinkError::Write {
+                target: "postgres".into(),
+                message: "[target] kind = \"postgres\" needs a [target.postgres] section".into(),
+            })?;
+            Ok(Box::new(postgres::PgSink::open(&cfg)?))
+        }
+        TargetKind::Rest => {
+            let cfg = target.rest.clone().ok_or_else(|| SinkError::Write {
+                target: "rest".into(),
+                message: "[target] kind = \"rest\" needs a [target.rest] section".into(),
+            })?;
+            Ok(Box::new(rest::RestSink::open(
+                cfg,
+                &out.join("state/rest-journal.sqlite"),
+            )?))
+        }
+    }
 }

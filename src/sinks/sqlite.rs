@@ -7,7 +7,7 @@ use polars::prelude::*;
 use rusqlite::types::Value;
 use rusqlite::Connection;
 
-use super::{Sink, SinkError};
+use super::{Applied, Sink, SinkError};
 use crate::recipe::{DeletePolicy, Recipe};
 use crate::table::{ident, insert_frame, sql_type};
 
@@ -103,9 +103,12 @@ impl Sink for SqliteCrm {
     fn upsert(
         &mut self,
         recipe: &Recipe,
-        rows: &DataFrame,
+        inserts: &DataFrame,
+        updates: &DataFrame,
         run_id: &str,
-    ) -> Result<usize, SinkError> {
+    ) -> Result<Applied, SinkError> {
+        let rows = inserts.vstack(updates).map_err(|e| self.err(e))?;
+        let rows = &rows;
         let cols = columns(recipe);
         let table = ident(&recipe.crm_object);
         let names: Vec<String> = std::iter::once("id".to_string())
@@ -151,7 +154,10 @@ impl Sink for SqliteCrm {
         .map_err(|e| err(&path, e))?;
         crate::pipeline::failpoint(&format!("crm-upsert:{}", recipe.entity));
         tx.commit().map_err(|e| err(&path, e))?;
-        Ok(n)
+        Ok(Applied {
+            written: n,
+            refused: Vec::new(),
+        })
     }
 
     fn delete(
@@ -160,10 +166,10 @@ impl Sink for SqliteCrm {
         ids: &[String],
         policy: DeletePolicy,
         run_id: &str,
-    ) -> Result<usize, SinkError> {
+    ) -> Result<Applied, SinkError> {
         let table = ident(&recipe.crm_object);
         let sql = match policy {
-            DeletePolicy::Ignore => return Ok(0),
+            DeletePolicy::Ignore => return Ok(Applied::default()),
             DeletePolicy::Soft => format!(
                 "UPDATE {table} SET _deleted = 1, _deleted_run = ?2 WHERE id = ?1 AND _deleted = 0"
             ),
@@ -181,6 +187,9 @@ impl Sink for SqliteCrm {
             }
         }
         tx.commit().map_err(|e| err(&path, e))?;
-        Ok(n)
+        Ok(Applied {
+            written: n,
+            refused: Vec::new(),
+        })
     }
 }

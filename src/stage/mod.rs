@@ -22,6 +22,8 @@ pub struct EntitySummary {
     pub unchanged: usize,
     pub deleted: usize,
     pub held_deletes: usize,
+    /// Rows the CRM refused (per-record errors of a REST CRM); they are in `rejects`.
+    pub crm_refused: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

@@ -1,0 +1,160 @@
+//! The shipped samples through every target: PostgreSQL (a real server started by the tests)
+//! and a REST CRM (a local HTTP server speaking the bulk API) must end with the same counts
+//! as the embedded SQLite CRM; a rerun writes nothing; the next snapshot writes exactly its
+//! changes.
+
+use std::path::{Path, PathBuf};
+
+use crate::gen::Manifest;
+use crate::pipeline::{self, RunOptions, RunReport};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A copy of the shipped recipes with `target` as pipeline.toml's `[target]`.
+fn recipes_with(dir: &Path, target: &str) -> PathBuf {
+    let r = dir.join("recipes");
+    std::fs::create_dir_all(&r).unwrap();
+    for e in std::fs::read_dir(repo().join("recipes")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, r.join(p.file_name().unwrap())).unwrap();
+    }
+    let mut pipeline = std::fs::read_to_string(r.join("pipeline.toml")).unwrap();
+    pipeline.push_str(target);
+    std::fs::write(r.join("pipeline.toml"), pipeline).unwrap();
+    r
+}
+
+fn run(recipes: &Path, day: &str, out: &Path) -> RunReport {
+    let inbox = out.parent().unwrap().join(format!("in-{day}"));
+    std::fs::create_dir_all(&inbox).unwrap();
+    for e in std::fs::read_dir(repo().join("samples").join(day)).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap() != "manifest.json" {
+            std::fs::copy(&p, inbox.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    pipeline::run(&RunOptions {
+        recipes: recipes.to_path_buf(),
+        inbox,
+        out: out.to_path_buf(),
+        dry_run: false,
+        progress: false,
+        stop: None,
+    })
+    .unwrap()
+}
+
+fn counts(r: &RunReport) -> Vec<(String, usize, usize, usize, usize)> {
+    r.entities
+        .iter()
+        .map(|(e, s)| (e.clone(), s.accepted, s.inserted, s.updated, s.deleted))
+        .collect()
+}
+
+/// Total inserted + updated + deleted the next sample snapshot must write.
+fn next_changes() -> usize {
+    let m = Manifest::load(&repo().join("samples/2026-11-21")).unwrap();
+    m.changes
+        .unwrap()
+        .values()
+        .map(|c| c.inserted + c.updated + c.deleted)
+        .sum()
+}
+
+/// Runs day 1, day 1 again and day 2 into `recipes`' target and into SQLite; checks counts.
+fn check_target(recipes: &Path, tmp: &Path) -> Vec<RunReport> {
+    let sqlite_recipes = recipes_with(&tmp.join("sqlite"), "");
+    let sq_out = tmp.join("sqlite/out");
+    let first_sqlite = run(&sqlite_recipes, "2026-11-20", &sq_out);
+    let out = tmp.join("target/out");
+    std::fs::create_dir_all(&out).unwrap();
+    let first = run(recipes, "2026-11-20", &out);
+    assert_eq!(counts(&first), counts(&first_sqlite));
+    let accepted: usize = first.entities.iter().map(|(_, s)| s.accepted).sum();
+    assert_eq!(first.crm_rows_written, accepted);
+    let again = run(recipes, "2026-11-20", &out);
+    assert_eq!(again.crm_rows_written, 0);
+    let next = run(recipes, "2026-11-21", &out);
+    let next_sqlite = run(&sqlite_recipes, "2026-11-21", &sq_out);
+    assert_eq!(counts(&next), counts(&next_sqlite));
+    assert_eq!(next.crm_rows_written, next_changes());
+    vec![first, again, next]
+}
+
+#[test]
+fn samples_load_into_postgres_like_into_sqlite() {
+    use super::postgres_target::server::TestDb;
+    let db = TestDb::new("dropsync_e2e");
+    let tmp = tempfile::tempdir().unwrap();
+    let recipes = recipes_with(
+        tmp.path(),
+        &format!(
+            "\n[target]\nkind = \"postgres\"\n[target.postgres]\nurl_env = \"{}\"\nschema = \"crm\"\nstaging_schema = \"staging\"\n",
+            db.env_var
+        ),
+    );
+    check_target(&recipes, tmp.path());
+    let mut c = db.client();
+    let sqlite = pipeline::crm_counts(&tmp.path().join("sqlite/out"));
+    for (table, (rows, deleted)) in sqlite {
+        let row = c
+            .query_one(
+                &format!("SELECT count(*), count(*) FILTER (WHERE _deleted) FROM crm.\"{table}\""),
+                &[],
+            )
+            .unwrap();
+        let (n, d): (i64, i64) = (row.get(0), row.get(1));
+        assert_eq!((n, d), (rows, deleted), "{table}");
+    }
+    let staged: i64 = c
+        .query_one("SELECT count(*) FROM staging.clientes", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(staged, 305);
+    // Accents and dates arrive typed.
+    let (typ, dated): (String, i64) = c
+        .query_one(
+            "SELECT pg_typeof(fecha_alta)::text, count(fecha_alta) FROM crm.clientes GROUP BY 1",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(typ, "date");
+    assert!(dated > 290, "{dated}");
+    let accented: i64 = c
+        .query_one(
+            "SELECT count(*) FROM crm.clientes WHERE razon_social ~ '[áéíóúñ]'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(accented > 10);
+}
+
+#[test]
+fn samples_load_into_a_rest_crm_like_into_sqlite() {
+    use super::rest_crm::fake_crm::FakeCrm;
+    let crm = FakeCrm::start("secret-token");
+    let var = format!("DROPSYNC_E2E_CRM_TOKEN_{}", std::process::id());
+    std::env::set_var(&var, "secret-token");
+    let tmp = tempfile::tempdir().unwrap();
+    let recipes = recipes_with(
+        tmp.path(),
+        &format!(
+            "\n[target]\nkind = \"rest\"\n[target.rest]\nbase_url = \"{}\"\ntoken_env = \"{var}\"\nmax_requests_per_second = 1000.0\n",
+            crm.base_url
+        ),
+    );
+    crm.fail_429(1);
+    crm.fail_500(1);
+    let reports = check_target(&recipes, tmp.path());
+    // The CRM holds the accepted clients of day 1, plus day 2's inserts, minus its archives.
+    let day2 = &reports[2].entities[0].1;
+    assert_eq!(crm.stored("clientes"), 305 + day2.inserted - day2.deleted);
+    assert_eq!(
+        crm.archived("clientes").len(),
+        reports[2].entities[0].1.deleted
+    );
+}
