@@ -337,7 +337,7 @@ fn compile_one(
             default: spec.default.clone(),
             formats,
             reference,
-            create_only: spec.create_only,
+            create_only: spec.create_only || spec.crm_owned,
         });
     }
     let mut rules = Vec::new();

@@ -147,6 +147,10 @@ pub struct FieldSpec {
     /// Written on insert only: never compared, never overwritten on update.
     #[serde(default)]
     pub create_only: bool,
+    /// The CRM owns this field (people edit it there): dropsync gives it its first value on
+    /// insert and never overwrites it, whatever the export says later.
+    #[serde(default)]
+    pub crm_owned: bool,
     /// CRM column name when it differs from `name`.
     pub crm: Option<String>,
 }

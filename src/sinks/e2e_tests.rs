@@ -158,3 +158,53 @@ fn samples_load_into_a_rest_crm_like_into_sqlite() {
         reports[2].entities[0].1.deleted
     );
 }
+
+#[test]
+fn crm_refusals_become_rejects_and_an_outage_resumes_without_resending() {
+    use super::rest_crm::fake_crm::FakeCrm;
+    let crm = FakeCrm::start("tok");
+    let var = format!("DROPSYNC_E2E_CRM_TOKEN2_{}", std::process::id());
+    std::env::set_var(&var, "tok");
+    let tmp = tempfile::tempdir().unwrap();
+    let recipes = recipes_with(
+        tmp.path(),
+        &format!(
+            "\n[target]\nkind = \"rest\"\n[target.rest]\nbase_url = \"{}\"\ntoken_env = \"{var}\"\nmax_requests_per_second = 1000.0\nmax_retries = 1\nbackoff_base_ms = 1\nbackoff_max_ms = 2\n",
+            crm.base_url
+        ),
+    );
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // The CRM goes down after 3 confirmed batches: the run fails, nothing advances.
+    crm.down_after(3);
+    let failed = std::panic::catch_unwind(|| run(&recipes, "2026-11-20", &out));
+    assert!(failed.is_err(), "the outage must fail the run");
+    crm.up();
+    // The CRM refuses one sale by validation (sales were not sent before the outage).
+    crm.reject("OP-2019-000002", "amount over the portal's limit");
+    let r = run(&recipes, "2026-11-20", &out);
+    let ventas = &r.entities.iter().find(|(e, _)| e == "ventas").unwrap().1;
+    assert_eq!(ventas.crm_refused, 1);
+    let refusal = r.issues.iter().find(|i| i.rule == "crm.refused").unwrap();
+    assert_eq!(
+        (refusal.id.as_str(), refusal.file.as_str(), refusal.line),
+        ("OP-2019-000002", "ventas.csv", 3)
+    );
+    // Nothing was received twice although the first run died after 3 batches.
+    for id in ["1", "2", "3", "150", "300"] {
+        assert_eq!(crm.received("clientes", id), 1, "client {id}");
+    }
+    // The refused sale did not advance: the next run sends it (and only it) again.
+    let before = crm.received("ventas", "OP-2019-000002");
+    let again = run(&recipes, "2026-11-20", &out);
+    assert_eq!(
+        again
+            .entities
+            .iter()
+            .map(|(_, s)| s.inserted)
+            .sum::<usize>(),
+        1
+    );
+    assert_eq!(crm.received("ventas", "OP-2019-000002"), before + 1);
+    assert_eq!(crm.received("ventas", "OP-2025-000001"), 1);
+}
