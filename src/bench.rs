@@ -33,6 +33,9 @@ pub struct BenchOptions {
     pub recipes: PathBuf,
     pub seed: u64,
     pub report: Option<PathBuf>,
+    /// Env var with a PostgreSQL URL: also measure the PostgreSQL apply (COPY path vs a
+    /// naive row-by-row upsert of the same rows).
+    pub pg_url_env: Option<String>,
 }
 
 /// One measured run.
@@ -130,7 +133,16 @@ pub fn run(opts: &BenchOptions) -> Result<String, BenchError> {
             rerun / base.0
         ));
     }
-    let report = format!("{table}{ratios}");
+    let mut pg = String::new();
+    if let Some(var) = &opts.pg_url_env {
+        pg.push_str("\n| rows (clientes) | PostgreSQL COPY + ON CONFLICT rows/s | row-by-row INSERT … ON CONFLICT rows/s | speed-up |\n|---|---|---|---|\n");
+        for &n in &opts.sizes {
+            let day1 = opts.dir.join(format!("n{n}")).join("day1");
+            let (copy, naive, rows) = measure_pg(&opts.recipes, &day1, var)?;
+            pg.push_str(&format!("| {rows} | {copy:.0} | {naive:.0} | {:.1}x |\n", copy / naive));
+        }
+    }
+    let report = format!("{table}{ratios}{pg}");
     if let Some(path) = &opts.report {
         std::fs::write(path, &report).map_err(fail)?;
     }
@@ -283,4 +295,35 @@ pub fn baseline(recipes_dir: &Path, inbox: &Path) -> Result<Value, BenchError> {
     Ok(
         json!({"rows": rows, "seconds": t.elapsed().as_secs_f64(), "peak_rss_mb": crate::pipeline::peak_rss_mb()}),
     )
+}
+
+/// Rows/s of the PostgreSQL target's bulk upsert and of a naive row-by-row upsert, on the
+/// drop's clients (row-by-row on at most 20,000 of them: it is that slow).
+fn measure_pg(recipes_dir: &Path, day1: &Path, url_env: &str) -> Result<(f64, f64, usize), BenchError> {
+    use crate::sinks::postgres_target::PgTarget;
+    let recipes = recipe::load_dir(recipes_dir).map_err(fail)?;
+    let r = recipes.get("clientes").ok_or_else(|| fail("no clientes recipe"))?;
+    let raw = crate::read::read_file(&day1.join("clientes.csv"), r).map_err(fail)?;
+    let typed = crate::recipe::plan::Plan::new(r).apply(raw.frame).map_err(fail)?;
+    let rows = typed
+        .select(std::iter::once("id").chain(r.fields.iter().map(|f| f.name.as_str())))
+        .map_err(fail)?
+        .unique_stable(Some(&["id".into()]), UniqueKeepStrategy::First, None)
+        .map_err(fail)?;
+    let cols = crate::sinks::postgres::columns(r, true);
+    let mut pg = PgTarget::connect(url_env, "dropsync_bench").map_err(fail)?;
+    for t in ["bench_copy", "bench_rows"] {
+        pg.prepare_crm_table(t, &cols).map_err(fail)?;
+        pg.delete(t, &[], crate::sinks::postgres_target::DeleteMode::Hard, "x").map_err(fail)?;
+    }
+    let t = Instant::now();
+    let mut data = crate::table::CopyText::new(&rows).map_err(fail)?;
+    pg.upsert_copy("bench_copy", &cols, &mut data, "bench").map_err(fail)?;
+    let copy = rows.height() as f64 / t.elapsed().as_secs_f64();
+    let few = rows.head(Some(20_000));
+    let t = Instant::now();
+    let mut data = crate::table::CopyText::new(&few).map_err(fail)?;
+    pg.upsert_row_by_row("bench_rows", &cols, &mut data, "bench").map_err(fail)?;
+    let naive = few.height() as f64 / t.elapsed().as_secs_f64();
+    Ok((copy, naive, rows.height()))
 }

@@ -142,6 +142,9 @@ enum Command {
         /// Also write the result table here.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Env var holding a PostgreSQL URL: also measure the PostgreSQL apply.
+        #[arg(long)]
+        pg_url_env: Option<String>,
     },
     /// The benchmark's baseline: polars reads and parses the drop's CSVs (prints JSON).
     #[command(hide = true)]
@@ -438,6 +441,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
             recipes,
             seed,
             report,
+            pg_url_env,
         } => {
             let table = crate::bench::run(&crate::bench::BenchOptions {
                 sizes,
@@ -445,6 +449,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                 recipes,
                 seed,
                 report,
+                pg_url_env,
             })?;
             println!("{table}");
             Ok(Exit::Ok)
