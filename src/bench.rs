@@ -139,7 +139,10 @@ pub fn run(opts: &BenchOptions) -> Result<String, BenchError> {
         for &n in &opts.sizes {
             let day1 = opts.dir.join(format!("n{n}")).join("day1");
             let (copy, naive, rows) = measure_pg(&opts.recipes, &day1, var)?;
-            pg.push_str(&format!("| {rows} | {copy:.0} | {naive:.0} | {:.1}x |\n", copy / naive));
+            pg.push_str(&format!(
+                "| {rows} | {copy:.0} | {naive:.0} | {:.1}x |\n",
+                copy / naive
+            ));
         }
     }
     let report = format!("{table}{ratios}{pg}");
@@ -299,12 +302,20 @@ pub fn baseline(recipes_dir: &Path, inbox: &Path) -> Result<Value, BenchError> {
 
 /// Rows/s of the PostgreSQL target's bulk upsert and of a naive row-by-row upsert, on the
 /// drop's clients (row-by-row on at most 20,000 of them: it is that slow).
-fn measure_pg(recipes_dir: &Path, day1: &Path, url_env: &str) -> Result<(f64, f64, usize), BenchError> {
+fn measure_pg(
+    recipes_dir: &Path,
+    day1: &Path,
+    url_env: &str,
+) -> Result<(f64, f64, usize), BenchError> {
     use crate::sinks::postgres_target::PgTarget;
     let recipes = recipe::load_dir(recipes_dir).map_err(fail)?;
-    let r = recipes.get("clientes").ok_or_else(|| fail("no clientes recipe"))?;
+    let r = recipes
+        .get("clientes")
+        .ok_or_else(|| fail("no clientes recipe"))?;
     let raw = crate::read::read_file(&day1.join("clientes.csv"), r).map_err(fail)?;
-    let typed = crate::recipe::plan::Plan::new(r).apply(raw.frame).map_err(fail)?;
+    let typed = crate::recipe::plan::Plan::new(r)
+        .apply(raw.frame)
+        .map_err(fail)?;
     let rows = typed
         .select(std::iter::once("id").chain(r.fields.iter().map(|f| f.name.as_str())))
         .map_err(fail)?
@@ -314,16 +325,19 @@ fn measure_pg(recipes_dir: &Path, day1: &Path, url_env: &str) -> Result<(f64, f6
     let mut pg = PgTarget::connect(url_env, "dropsync_bench").map_err(fail)?;
     for t in ["bench_copy", "bench_rows"] {
         pg.prepare_crm_table(t, &cols).map_err(fail)?;
-        pg.delete(t, &[], crate::sinks::postgres_target::DeleteMode::Hard, "x").map_err(fail)?;
+        pg.delete(t, &[], crate::sinks::postgres_target::DeleteMode::Hard, "x")
+            .map_err(fail)?;
     }
     let t = Instant::now();
     let mut data = crate::table::CopyText::new(&rows).map_err(fail)?;
-    pg.upsert_copy("bench_copy", &cols, &mut data, "bench").map_err(fail)?;
+    pg.upsert_copy("bench_copy", &cols, &mut data, "bench")
+        .map_err(fail)?;
     let copy = rows.height() as f64 / t.elapsed().as_secs_f64();
     let few = rows.head(Some(20_000));
     let t = Instant::now();
     let mut data = crate::table::CopyText::new(&few).map_err(fail)?;
-    pg.upsert_row_by_row("bench_rows", &cols, &mut data, "bench").map_err(fail)?;
+    pg.upsert_row_by_row("bench_rows", &cols, &mut data, "bench")
+        .map_err(fail)?;
     let naive = few.height() as f64 / t.elapsed().as_secs_f64();
     Ok((copy, naive, rows.height()))
 }

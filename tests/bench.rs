@@ -6,7 +6,18 @@ mod support;
 #[test]
 fn bench_prints_three_runs_and_the_baseline_ratio() {
     let w = support::Workdir::new();
-    let o = w.cmd(&["-q", "bench", "--sizes", "200", "--dir", "bw", "--recipes", "recipes", "--report", "r.md"]);
+    let o = w.cmd(&[
+        "-q",
+        "bench",
+        "--sizes",
+        "200",
+        "--dir",
+        "bw",
+        "--recipes",
+        "recipes",
+        "--report",
+        "r.md",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = std::fs::read_to_string(w.path().join("r.md")).unwrap();
     let row = |label: &str| -> Vec<String> {
@@ -20,11 +31,20 @@ fn bench_prints_three_runs_and_the_baseline_ratio() {
     // Column 9 is "CRM rows written".
     let first = row("first load");
     let rows: usize = first[2].parse().unwrap();
-    assert_eq!(first[9].parse::<usize>().unwrap(), rows, "a clean first load writes every row");
+    assert_eq!(
+        first[9].parse::<usize>().unwrap(),
+        rows,
+        "a clean first load writes every row"
+    );
     assert_eq!(row("identical rerun")[9], "0");
     let changed: usize = row("1% changes")[9].parse().unwrap();
     let m = dropsync::gen::Manifest::load(&w.path().join("bw/n200/day2")).unwrap();
-    let want: usize = m.changes.unwrap().values().map(|c| c.inserted + c.updated + c.deleted).sum();
+    let want: usize = m
+        .changes
+        .unwrap()
+        .values()
+        .map(|c| c.inserted + c.updated + c.deleted)
+        .sum();
     assert_eq!(changed, want, "exactly the changed rows are written");
     assert!(text.contains("ratio rerun / baseline"));
 }

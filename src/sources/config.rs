@@ -178,6 +178,25 @@ mod tests {
     }
 
     #[test]
+    fn the_commented_remote_examples_are_valid_config() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("watch/sources.toml");
+        let text: String = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.starts_with("[[") || rest.contains(" = ") => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let cfg: SourcesFile = toml::from_str(&text).unwrap();
+        assert_eq!(cfg.sftp.len(), 1);
+        assert_eq!(cfg.sftp[0].port, 22);
+        assert_eq!(cfg.gdrive.len(), 1);
+        assert_eq!(cfg.gdrive[0].key_file_env, "GOOGLE_APPLICATION_CREDENTIALS");
+    }
+
+    #[test]
     fn durations_cron_and_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.toml");
