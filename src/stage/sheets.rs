@@ -26,7 +26,9 @@ pub struct SheetInput<'a> {
     pub rows: &'a DataFrame,
 }
 
-/// Writes the whole workbook to `path` (via a temporary file renamed into place).
+/// Writes the whole workbook to `path` (via a temporary file renamed into place). Sheets are
+/// filled on parallel threads (constant-memory worksheets stream to their own temp files),
+/// then zipped at a fast compression level: the workbook is the slowest output of a run.
 pub fn write_workbook(
     path: &Path,
     entities: &[SheetInput],
@@ -34,75 +36,74 @@ pub fn write_workbook(
     summary: &[(String, EntitySummary)],
     max_rows: u32,
 ) -> Result<(), StageError> {
-    let err = |e: XlsxError| StageError::Xlsx {
+    let fail = |e: &dyn std::fmt::Display| StageError::Xlsx {
         path: path.display().to_string(),
         message: e.to_string(),
     };
-    let mut wb = Workbook::new();
-    let bold = Format::new().set_bold();
-    for input in entities {
-        write_frame(&mut wb, input.name, input.rows, max_rows, &bold).map_err(err)?;
-    }
-    let rejects_df = issues_frame(rejects).map_err(|e| StageError::Xlsx {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    write_frame(&mut wb, "rejects", &rejects_df, max_rows, &bold).map_err(err)?;
-    let ws = wb.add_worksheet_with_constant_memory().map_err(err)?;
-    ws.set_name("summary").map_err(err)?;
-    let head = [
-        "entity",
-        "status",
-        "file",
-        "encoding",
-        "read",
-        "accepted",
-        "rejected",
-        "skipped",
-        "warnings",
-        "inserted",
-        "updated",
-        "unchanged",
-        "deleted",
-        "held_deletes",
-        "reason",
-    ];
-    for (c, h) in head.iter().enumerate() {
-        ws.write_string_with_format(0, c as u16, *h, &bold)
-            .map_err(err)?;
-    }
-    for (r, (entity, s)) in summary.iter().enumerate() {
-        let r = r as u32 + 1;
-        ws.write_string(r, 0, entity).map_err(err)?;
-        ws.write_string(r, 1, &s.status).map_err(err)?;
-        ws.write_string(r, 2, neutralize(s.file.as_deref().unwrap_or("")))
-            .map_err(err)?;
-        ws.write_string(r, 3, s.encoding.as_deref().unwrap_or(""))
-            .map_err(err)?;
-        let nums = [
-            s.read,
-            s.accepted,
-            s.rejected,
-            s.skipped,
-            s.warnings,
-            s.inserted,
-            s.updated,
-            s.unchanged,
-            s.deleted,
-            s.held_deletes,
-        ];
-        for (i, n) in nums.iter().enumerate() {
-            ws.write_number(r, 4 + i as u16, *n as f64).map_err(err)?;
+    let rejects_df = issues_frame(rejects).map_err(|e| fail(&e))?;
+    let summary_df = summary_frame(summary).map_err(|e| fail(&e))?;
+    let frames: Vec<(&str, &DataFrame)> = entities
+        .iter()
+        .map(|e| (e.name, e.rows))
+        .chain([("rejects", &rejects_df), ("summary", &summary_df)])
+        .collect();
+    // One part per sheet: Excel's row limit splits a frame over `name (2)`, `name (3)`…
+    let per_sheet = max_rows.max(1) as usize;
+    let mut parts: Vec<(String, &DataFrame, usize, usize)> = Vec::new();
+    for (name, df) in frames {
+        let n = df.height().div_ceil(per_sheet).max(1);
+        for k in 0..n {
+            let sheet = if k == 0 {
+                name.to_string()
+            } else {
+                format!("{name} ({})", k + 1)
+            };
+            parts.push((
+                sheet,
+                df,
+                k * per_sheet,
+                df.height().min((k + 1) * per_sheet),
+            ));
         }
-        ws.write_string(r, 14, neutralize(s.reason.as_deref().unwrap_or("")))
-            .map_err(err)?;
+    }
+    let mut wb = Workbook::new();
+    wb.set_zip_compression_level(1);
+    let bold = Format::new().set_bold();
+    let mut sheets = Vec::with_capacity(parts.len());
+    for (name, ..) in &parts {
+        let mut ws = wb
+            .new_worksheet_with_constant_memory()
+            .map_err(|e| fail(&e))?;
+        ws.set_name(name).map_err(|e| fail(&e))?;
+        sheets.push(ws);
+    }
+    let results: Vec<Result<(), XlsxError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sheets
+            .iter_mut()
+            .zip(&parts)
+            .map(|(ws, (_, df, start, end))| {
+                let bold = &bold;
+                scope.spawn(move || fill(ws, df, *start, *end, bold))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(XlsxError::ParameterError("sheet writer panicked".into()))
+                })
+            })
+            .collect()
+    });
+    for r in results {
+        r.map_err(|e| fail(&e))?;
+    }
+    for ws in sheets {
+        wb.push_worksheet(ws);
     }
     let tmp = path.with_extension("xlsx.tmp");
-    wb.save(&tmp).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(|e| StageError::Xlsx {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
+    wb.save(&tmp).map_err(|e| fail(&e))?;
+    std::fs::rename(&tmp, path).map_err(|e| fail(&e))
 }
 
 fn issues_frame(issues: &[Issue]) -> PolarsResult<DataFrame> {
@@ -117,12 +118,36 @@ fn issues_frame(issues: &[Issue]) -> PolarsResult<DataFrame> {
     )
 }
 
-/// One frame over as many sheets as Excel's row limit needs.
-fn write_frame(
-    wb: &mut Workbook,
-    name: &str,
+fn summary_frame(summary: &[(String, EntitySummary)]) -> PolarsResult<DataFrame> {
+    let num = |f: fn(&EntitySummary) -> usize| {
+        summary.iter().map(|(_, s)| f(s) as i64).collect::<Vec<_>>()
+    };
+    df!(
+        "entity" => summary.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>(),
+        "status" => summary.iter().map(|(_, s)| s.status.as_str()).collect::<Vec<_>>(),
+        "file" => summary.iter().map(|(_, s)| s.file.as_deref()).collect::<Vec<_>>(),
+        "encoding" => summary.iter().map(|(_, s)| s.encoding.as_deref()).collect::<Vec<_>>(),
+        "read" => num(|s| s.read),
+        "accepted" => num(|s| s.accepted),
+        "rejected" => num(|s| s.rejected),
+        "skipped" => num(|s| s.skipped),
+        "warnings" => num(|s| s.warnings),
+        "inserted" => num(|s| s.inserted),
+        "updated" => num(|s| s.updated),
+        "unchanged" => num(|s| s.unchanged),
+        "deleted" => num(|s| s.deleted),
+        "held_deletes" => num(|s| s.held_deletes),
+        "crm_refused" => num(|s| s.crm_refused),
+        "reason" => summary.iter().map(|(_, s)| s.reason.as_deref()).collect::<Vec<_>>()
+    )
+}
+
+/// Rows `start..end` of `df` into one sheet, header first.
+fn fill(
+    ws: &mut Worksheet,
     df: &DataFrame,
-    max_rows: u32,
+    start: usize,
+    end: usize,
     bold: &Format,
 ) -> Result<(), XlsxError> {
     let views: Vec<ColumnView> = df
@@ -131,42 +156,30 @@ fn write_frame(
         .map(ColumnView::new)
         .collect::<PolarsResult<_>>()
         .map_err(|e| XlsxError::ParameterError(e.to_string()))?;
-    let height = df.height();
-    let per_sheet = max_rows.max(1) as usize;
-    let sheets = height.div_ceil(per_sheet).max(1);
-    for part in 0..sheets {
-        let ws = wb.add_worksheet_with_constant_memory()?;
-        ws.set_name(if part == 0 {
-            name.to_string()
-        } else {
-            format!("{name} ({})", part + 1)
-        })?;
-        header(ws, df, bold)?;
-        let start = part * per_sheet;
-        for (r, i) in (start..height.min(start + per_sheet)).enumerate() {
-            let r = r as u32 + 1;
-            for (c, v) in views.iter().enumerate() {
-                let c = c as u16;
-                match v {
-                    ColumnView::Str(s) => {
-                        if let Some(s) = s.get(i) {
-                            ws.write_string(r, c, neutralize(s))?;
-                        }
+    header(ws, df, bold)?;
+    for (r, i) in (start..end).enumerate() {
+        let r = r as u32 + 1;
+        for (c, v) in views.iter().enumerate() {
+            let c = c as u16;
+            match v {
+                ColumnView::Str(s) => {
+                    if let Some(s) = s.get(i) {
+                        ws.write_string(r, c, neutralize(s))?;
                     }
-                    ColumnView::I64(x) => {
-                        if let Some(x) = x.get(i) {
-                            ws.write_number(r, c, x as f64)?;
-                        }
+                }
+                ColumnView::I64(x) => {
+                    if let Some(x) = x.get(i) {
+                        ws.write_number(r, c, x as f64)?;
                     }
-                    ColumnView::F64(x) => {
-                        if let Some(x) = x.get(i) {
-                            ws.write_number(r, c, x)?;
-                        }
+                }
+                ColumnView::F64(x) => {
+                    if let Some(x) = x.get(i) {
+                        ws.write_number(r, c, x)?;
                     }
-                    ColumnView::Bool(x) => {
-                        if let Some(x) = x.get(i) {
-                            ws.write_boolean(r, c, x)?;
-                        }
+                }
+                ColumnView::Bool(x) => {
+                    if let Some(x) = x.get(i) {
+                        ws.write_boolean(r, c, x)?;
                     }
                 }
             }
