@@ -14,8 +14,8 @@ const CONFIG: &str = r#"
 inbox = "watch/inbox"
 archive = "watch/archive"
 quarantine = "watch/quarantine"
-settle = "400ms"
-quiet = "800ms"
+settle = "700ms"
+quiet = "1500ms"
 rescan = "2s"
 "#;
 
