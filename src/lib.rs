@@ -12,6 +12,7 @@
 pub mod bench;
 pub mod cli;
 pub mod diff;
+pub mod explain;
 pub mod gen;
 pub mod pipeline;
 pub mod read;

@@ -429,3 +429,55 @@ fn unzip_sheet(w: &Workdir, i: usize) -> String {
         &format!("xl/worksheets/sheet{i}.xml"),
     )
 }
+
+#[test]
+fn explain_tells_a_rows_history() {
+    let w = Workdir::new();
+    w.cp1252("clientes.csv", &clients_csv(20, &[], &[]));
+    assert_eq!(w.run().code, 0);
+    w.cp1252("clientes.csv", &clients_csv(20, &[], &[5]));
+    assert_eq!(w.run().code, 0);
+    // Client 5 duplicated on the third day: rejected, with both lines.
+    let mut dup = clients_csv(20, &[], &[5]);
+    dup.push_str("0005;Otro;Persona;;;;;;;;;\n");
+    w.cp1252("clientes.csv", &dup);
+    assert_eq!(w.run().code, 0);
+    w.cp1252("clientes.csv", &clients_csv(20, &[5], &[]));
+    assert_eq!(w.run().code, 0);
+    let o = w.cmd(&[
+        "explain",
+        "clientes",
+        "000005",
+        "--recipes",
+        "recipes",
+        "--out",
+        "out",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let events: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let what: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(what, ["inserted", "updated", "error", "error", "deleted"]);
+    assert_eq!(events[1]["detail"], "changed: email");
+    assert_eq!(events[0]["line"], 6);
+    assert!(events[2]["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("id.duplicate"));
+    assert_eq!(events[2]["file"], "clientes.csv");
+    let unknown = w.cmd(&[
+        "explain",
+        "nada",
+        "1",
+        "--recipes",
+        "recipes",
+        "--out",
+        "out",
+    ]);
+    assert_eq!(unknown.status.code(), Some(2));
+}

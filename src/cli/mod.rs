@@ -69,6 +69,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A row's history: the runs that inserted, updated, deleted, held or rejected it, and why.
+    Explain {
+        entity: String,
+        id: String,
+        #[command(flatten)]
+        ws: Workspace,
+        #[arg(long)]
+        json: bool,
+    },
     /// Apply the deletes that the guard held in a run.
     Approve {
         run_id: String,
@@ -307,6 +316,41 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                 }
                 if !del.is_empty() {
                     println!("  delete  {}", del.join(", "));
+                }
+            }
+            Ok(Exit::Ok)
+        }
+        Command::Explain {
+            entity,
+            id,
+            ws,
+            json,
+        } => {
+            let events = crate::explain::explain(&ws.recipes, &ws.out, &entity, &id).map_err(
+                |e| match e {
+                    crate::explain::ExplainError::Recipe(r) => {
+                        anyhow::Error::from(PipelineError::Recipe(r))
+                    }
+                    crate::explain::ExplainError::UnknownEntity(e) => anyhow::Error::from(
+                        PipelineError::Usage(format!("no entity `{e}` in the recipes")),
+                    ),
+                    other => anyhow::Error::from(other),
+                },
+            )?;
+            if json {
+                println!("{}", serde_json::to_string(&events)?);
+            } else if events.is_empty() {
+                println!("{entity} {id}: no run has seen this ID");
+            } else {
+                for ev in &events {
+                    let at = match (&ev.file, ev.line) {
+                        (Some(f), Some(l)) => format!(" ({f}:{l})"),
+                        _ => String::new(),
+                    };
+                    println!(
+                        "{}  {:<24} {:<9} {}{at}",
+                        ev.started_at, ev.run_id, ev.what, ev.detail
+                    );
                 }
             }
             Ok(Exit::Ok)

@@ -1,0 +1,195 @@
+//! `dropsync explain ENTITY ID`: why a row is what it is in the CRM. Gathers, per run, what
+//! happened to the ID: inserted or updated (with the changed fields and the source line),
+//! deleted, held, or rejected/skipped/warned (rule, file, line, reason), from `state.sqlite`
+//! and the staged `rejects`.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+use crate::recipe::{self, RecipeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error(transparent)]
+    Recipe(#[from] RecipeError),
+    #[error("no entity `{0}` in the recipes")]
+    UnknownEntity(String),
+    #[error("{path}: {source}")]
+    Db {
+        path: String,
+        source: rusqlite::Error,
+    },
+}
+
+/// One thing that happened to the row in one run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Event {
+    pub run_id: String,
+    pub started_at: String,
+    /// `inserted`, `updated`, `deleted`, `held`, or a reject severity (`error`, `warning`, `skip`).
+    pub what: String,
+    pub detail: String,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+}
+
+/// The ID as the pipeline stores it (`000123` → `123` for numeric IDs).
+pub fn normalize(id: &str, numeric: bool, uppercase: bool) -> String {
+    let mut s = id.trim().to_string();
+    if numeric && s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() {
+        let t = s.trim_start_matches('0');
+        s = if t.is_empty() {
+            "0".into()
+        } else {
+            t.to_string()
+        };
+    }
+    if uppercase {
+        s = s.to_uppercase();
+    }
+    s
+}
+
+fn db(path: &Path) -> Result<Option<Connection>, ExplainError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    Connection::open(path)
+        .map(Some)
+        .map_err(|source| ExplainError::Db {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// The row's history, oldest first.
+pub fn explain(
+    recipes_dir: &Path,
+    out: &Path,
+    entity: &str,
+    id: &str,
+) -> Result<Vec<Event>, ExplainError> {
+    let recipes = recipe::load_dir(recipes_dir)?;
+    let r = recipes
+        .get(entity)
+        .ok_or_else(|| ExplainError::UnknownEntity(entity.to_string()))?;
+    let key = normalize(id, r.id.numeric, r.id.uppercase);
+    let mut events = Vec::new();
+    let state_path = out.join("state/state.sqlite");
+    let e = |source| ExplainError::Db {
+        path: state_path.display().to_string(),
+        source,
+    };
+    if let Some(conn) = db(&state_path)? {
+        let mut st = conn
+            .prepare(
+                "SELECT c.run_id, coalesce(r.started_at, ''), c.change, coalesce(c.fields, ''), c.line,
+                        (SELECT file FROM run_files f WHERE f.run_id = c.run_id AND f.entity = c.entity LIMIT 1)
+                 FROM changes c LEFT JOIN runs r ON r.run_id = c.run_id
+                 WHERE c.entity = ?1 AND c.id = ?2",
+            )
+            .map_err(e)?;
+        let rows = st
+            .query_map(params![entity, key], |row| {
+                let change: String = row.get(2)?;
+                let fields: String = row.get(3)?;
+                Ok(Event {
+                    run_id: row.get(0)?,
+                    started_at: row.get(1)?,
+                    detail: match change.as_str() {
+                        "updated" => format!("changed: {fields}"),
+                        "inserted" => "new in the CRM".into(),
+                        _ => "gone from the export; deleted per the recipe's policy".into(),
+                    },
+                    what: change,
+                    line: row.get(4)?,
+                    file: row.get(5)?,
+                })
+            })
+            .map_err(e)?;
+        for row in rows {
+            events.push(row.map_err(e)?);
+        }
+        let mut st = conn
+            .prepare(
+                "SELECT h.run_id, coalesce(r.started_at, ''), h.state FROM held_deletes h
+                 LEFT JOIN runs r ON r.run_id = h.run_id WHERE h.entity = ?1 AND h.id = ?2",
+            )
+            .map_err(e)?;
+        let rows = st
+            .query_map(params![entity, key], |row| {
+                Ok(Event {
+                    run_id: row.get(0)?,
+                    started_at: row.get(1)?,
+                    what: "held".into(),
+                    detail: format!("delete held by the guard ({})", row.get::<_, String>(2)?),
+                    file: None,
+                    line: None,
+                })
+            })
+            .map_err(e)?;
+        for row in rows {
+            events.push(row.map_err(e)?);
+        }
+    }
+    let staging_path = out.join("staging.sqlite");
+    if let Some(conn) = db(&staging_path)? {
+        let e = |source| ExplainError::Db {
+            path: staging_path.display().to_string(),
+            source,
+        };
+        let started: std::collections::HashMap<String, String> = db(&state_path)?
+            .and_then(|c| {
+                let mut st = c.prepare("SELECT run_id, started_at FROM runs").ok()?;
+                let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).ok()?;
+                Some(rows.flatten().collect())
+            })
+            .unwrap_or_default();
+        let mut st = conn
+            .prepare("SELECT run_id, severity, rule, reason, file, line, id FROM rejects WHERE entity = ?1")
+            .map_err(e)?;
+        let rows = st
+            .query_map(params![entity], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, u32>(5)?,
+                    row.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                ))
+            })
+            .map_err(e)?;
+        for row in rows {
+            let (run_id, sev, rule, reason, file, line, raw) = row.map_err(e)?;
+            if normalize(&raw, r.id.numeric, r.id.uppercase) != key {
+                continue;
+            }
+            events.push(Event {
+                started_at: started.get(&run_id).cloned().unwrap_or_default(),
+                run_id,
+                what: sev,
+                detail: format!("{rule}: {reason}"),
+                file: Some(file),
+                line: Some(line),
+            });
+        }
+    }
+    events.sort_by(|a, b| (&a.started_at, &a.run_id).cmp(&(&b.started_at, &b.run_id)));
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_normalise_like_the_pipeline() {
+        assert_eq!(normalize(" 000123 ", true, false), "123");
+        assert_eq!(normalize("000", true, false), "0");
+        assert_eq!(normalize("suc-03", false, true), "SUC-03");
+    }
+}
