@@ -10,6 +10,7 @@
 //! exit codes and `anyhow`.
 
 pub mod bench;
+pub mod check;
 pub mod cli;
 pub mod diff;
 pub mod explain;

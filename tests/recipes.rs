@@ -168,3 +168,30 @@ matches = "(?i)^prueba"
     let left: i64 = w.q("crm.sqlite", "SELECT count(*) FROM clientes");
     assert_eq!(left, 9);
 }
+
+#[test]
+fn check_tests_each_source_and_the_target() {
+    let w = Workdir::new();
+    let (code, out) = check(&w);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("OK     target sqlite"), "{out}");
+    // An SFTP source nobody answers for: a clear per-item failure, exit 1.
+    std::fs::create_dir_all(w.path().join("watch")).unwrap();
+    std::fs::write(
+        w.path().join("watch/sources.toml"),
+        "[[sftp]]\nname = \"dealer\"\nhost = \"127.0.0.1\"\nport = 9\nuser = \"x\"\nremote_dir = \"/\"\nkey_file_env = \"HOME\"\nknown_hosts = \"/dev/null\"\n",
+    )
+    .unwrap();
+    let (code, out) = check(&w);
+    assert_eq!(code, 1, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("source sftp `dealer`"))
+        .unwrap();
+    assert!(line.starts_with("FAILED"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("OK") && l.contains("recipes")),
+        "{out}"
+    );
+}

@@ -163,10 +163,14 @@ enum Command {
         #[arg(long)]
         inbox: PathBuf,
     },
-    /// Check the recipes and print the load order.
+    /// Check recipes and config, and test each source and the target connection.
     Check {
         #[command(flatten)]
         ws: Workspace,
+        #[arg(long, default_value = "watch/sources.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -502,18 +506,28 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
             println!("{}", crate::bench::baseline(&recipes, &inbox)?);
             Ok(Exit::Ok)
         }
-        Command::Check { ws } => {
-            let recipes = crate::recipe::load_dir(&ws.recipes).map_err(PipelineError::from)?;
-            println!(
-                "recipes OK: {}",
-                recipes
-                    .entities
-                    .iter()
-                    .map(|r| r.entity.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" -> ")
-            );
-            Ok(Exit::Ok)
+        Command::Check { ws, config, json } => {
+            let verdicts = crate::check::check(&ws.recipes, &config, &ws.out);
+            if json {
+                println!("{}", serde_json::to_string(&verdicts)?);
+            } else {
+                for v in &verdicts {
+                    println!(
+                        "{:<6} {:<40} {}",
+                        if v.ok { "OK" } else { "FAILED" },
+                        v.item,
+                        v.detail
+                    );
+                }
+            }
+            let recipes_ok = verdicts.first().is_some_and(|v| v.ok);
+            Ok(if !recipes_ok {
+                Exit::Config
+            } else if verdicts.iter().all(|v| v.ok) {
+                Exit::Ok
+            } else {
+                Exit::Failure
+            })
         }
     }
 }
