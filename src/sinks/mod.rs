@@ -41,6 +41,16 @@ pub struct Applied {
     pub refused: Vec<(String, String)>,
 }
 
+impl Applied {
+    /// All `n` rows written, none refused.
+    pub fn written(n: usize) -> Applied {
+        Applied {
+            written: n,
+            refused: Vec::new(),
+        }
+    }
+}
+
 pub trait Sink {
     /// Creates or migrates the entity's object (adds missing columns).
     fn prepare(&mut self, recipe: &Recipe, rows: &DataFrame) -> Result<(), SinkError>;

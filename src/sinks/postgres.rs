@@ -110,10 +110,7 @@ impl Sink for PgSink {
             )
             .map_err(err)?;
         crate::pipeline::failpoint(&format!("crm-upsert:{}", recipe.entity));
-        Ok(Applied {
-            written: n as usize,
-            refused: Vec::new(),
-        })
+        Ok(Applied::written(n as usize))
     }
 
     fn delete(
@@ -132,9 +129,6 @@ impl Sink for PgSink {
             .crm
             .delete(&recipe.crm_object, ids, mode, run_id)
             .map_err(err)?;
-        Ok(Applied {
-            written: n as usize,
-            refused: Vec::new(),
-        })
+        Ok(Applied::written(n as usize))
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use polars::prelude::*;
 use serde_json::{Map, Value};
 
-use super::rest_crm::{Record, RestConfig, RestCrm, RestError};
+use super::rest_crm::{Outcome, Record, RestConfig, RestCrm, RestError};
 use super::{Applied, Sink, SinkError};
 use crate::recipe::{DeletePolicy, Recipe};
 use crate::table::ColumnView;
@@ -76,6 +76,18 @@ fn records(recipe: &Recipe, df: &DataFrame, skip_create_only: bool) -> PolarsRes
         .collect())
 }
 
+/// Confirmed now or by an earlier attempt (journal) count as written.
+fn applied(out: Outcome) -> Applied {
+    Applied {
+        written: out.confirmed + out.already_confirmed,
+        refused: out
+            .rejected
+            .into_iter()
+            .map(|r| (r.id, r.message))
+            .collect(),
+    }
+}
+
 impl Sink for RestSink {
     fn prepare(&mut self, _recipe: &Recipe, _rows: &DataFrame) -> Result<(), SinkError> {
         Ok(())
@@ -98,14 +110,7 @@ impl Sink for RestSink {
             .crm
             .upsert(&recipe.crm_object, &recipe.crm_id_property, &all)
             .map_err(|e| err(&self.target, e))?;
-        Ok(Applied {
-            written: out.confirmed + out.already_confirmed,
-            refused: out
-                .rejected
-                .into_iter()
-                .map(|r| (r.id, r.message))
-                .collect(),
-        })
+        Ok(applied(out))
     }
 
     fn delete(
@@ -122,14 +127,7 @@ impl Sink for RestSink {
             .crm
             .delete(&recipe.crm_object, &recipe.crm_id_property, ids)
             .map_err(|e| err(&self.target, e))?;
-        Ok(Applied {
-            written: out.confirmed + out.already_confirmed,
-            refused: out
-                .rejected
-                .into_iter()
-                .map(|r| (r.id, r.message))
-                .collect(),
-        })
+        Ok(applied(out))
     }
 
     fn finish(&mut self, recipe: &Recipe) -> Result<(), SinkError> {

@@ -154,10 +154,7 @@ impl Sink for SqliteCrm {
         .map_err(|e| err(&path, e))?;
         crate::pipeline::failpoint(&format!("crm-upsert:{}", recipe.entity));
         tx.commit().map_err(|e| err(&path, e))?;
-        Ok(Applied {
-            written: n,
-            refused: Vec::new(),
-        })
+        Ok(Applied::written(n))
     }
 
     fn delete(
@@ -187,9 +184,6 @@ impl Sink for SqliteCrm {
             }
         }
         tx.commit().map_err(|e| err(&path, e))?;
-        Ok(Applied {
-            written: n,
-            refused: Vec::new(),
-        })
+        Ok(Applied::written(n))
     }
 }
