@@ -95,13 +95,25 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
-/// Header names as people write them: trimmed, case-folded, inner spaces collapsed.
+/// Header names as people write them: trimmed, case-folded, inner spaces collapsed, and
+/// Spanish accents folded (`Código` = `Codigo`: some systems export ASCII-only headers).
 pub fn normalize_header(name: &str) -> String {
     name.trim_start_matches('\u{feff}')
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
         .to_lowercase()
+        .chars()
+        .map(|c| match c {
+            'á' | 'à' | 'ä' | 'â' => 'a',
+            'é' | 'è' | 'ë' | 'ê' => 'e',
+            'í' | 'ì' | 'ï' | 'î' => 'i',
+            'ó' | 'ò' | 'ö' | 'ô' => 'o',
+            'ú' | 'ù' | 'ü' | 'û' => 'u',
+            'ñ' => 'n',
+            c => c,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -141,7 +153,11 @@ mod tests {
     fn header_names_fold_case_and_spaces() {
         assert_eq!(
             normalize_header("  Razón  Social / NOMBRE "),
-            "razón social / nombre"
+            "razon social / nombre"
+        );
+        assert_eq!(
+            normalize_header("CODIGO SUCURSAL"),
+            normalize_header("Código Sucursal")
         );
     }
 }
