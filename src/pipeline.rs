@@ -4,7 +4,9 @@
 //! CRM writes committed, so a run killed anywhere is redone by the next one with the same
 //! result and nothing doubled.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashSet as HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -199,7 +201,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
     let progress = Progress::new(opts.progress, recipes.entities.len());
 
     let mut timings = Timings::default();
-    let mut refs: RefSets = RefSets::new();
+    let mut refs: RefSets = RefSets::default();
     let mut summaries: Vec<(String, EntitySummary)> = Vec::new();
     let mut issues: Vec<Issue> = Vec::new();
     let mut work: Vec<EntityWork> = Vec::new();
@@ -727,7 +729,7 @@ fn sink_err(run_id: &str, entity: &str) -> impl Fn(SinkError) -> PipelineError {
 
 fn ids_of(df: Option<&DataFrame>) -> PolarsResult<HashSet<String>> {
     let Some(df) = df else {
-        return Ok(HashSet::new());
+        return Ok(HashSet::default());
     };
     Ok(df
         .column(ID)?

@@ -5,7 +5,7 @@
 //! A row rejected in this run is not a delete: its last accepted version is carried into
 //! the next snapshot, as are deletes held by the guard (they are still in the CRM).
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use polars::prelude::*;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -119,7 +119,8 @@ pub fn diff(
         .enumerate()
         .filter_map(|(i, id)| id.map(|id| (id, i as u32)))
         .collect();
-    let mut seen: HashSet<&str> = HashSet::with_capacity(new.height());
+    let mut seen: HashSet<&str> =
+        HashSet::with_capacity_and_hasher(new.height(), Default::default());
     for (i, (id, h)) in new_ids.iter().zip(new_hash.iter()).enumerate() {
         let id = id.unwrap_or("");
         seen.insert(id);

@@ -224,14 +224,14 @@ fn field_exprs(f: &Field) -> (Expr, Option<Expr>, Option<Expr>) {
             .then(lit(false))
             .otherwise(lit(NULL).cast(DataType::Boolean))
         }
+        // A Date cast to text is ISO `YYYY-MM-DD` without a strftime per value.
         FieldType::Date => coalesce(
             &f.formats
                 .iter()
                 .map(|fmt| parse_date(s.clone(), fmt))
                 .collect::<Vec<_>>(),
         )
-        .dt()
-        .to_string("%Y-%m-%d"),
+        .cast(DataType::String),
         FieldType::Datetime => coalesce(
             &f.formats
                 .iter()

@@ -76,7 +76,7 @@ impl Staging {
                 |r| r.get(0),
             )
             .ok();
-        let staged: Option<std::collections::HashMap<String, i64>> = match current {
+        let staged: Option<rustc_hash::FxHashMap<String, i64>> = match current {
             Some(sql) if sql == create => tx
                 .prepare(&format!("SELECT id, hash FROM {hash_table}"))
                 .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
@@ -106,7 +106,10 @@ impl Staging {
         let written = match staged {
             Some(staged) => {
                 let mut upserts: Vec<u32> = Vec::new();
-                let mut seen = std::collections::HashSet::with_capacity(rows.height());
+                let mut seen = rustc_hash::FxHashSet::with_capacity_and_hasher(
+                    rows.height(),
+                    Default::default(),
+                );
                 for (i, (id, h)) in ids.iter().zip(hashes).enumerate() {
                     let id = id.unwrap_or("");
                     seen.insert(id);
