@@ -481,3 +481,47 @@ fn explain_tells_a_rows_history() {
     ]);
     assert_eq!(unknown.status.code(), Some(2));
 }
+
+#[test]
+fn other_dialects_read_the_same() {
+    // Comma-separated UTF-8 without BOM and LF line ends, headers in other case and spacing,
+    // quoted commas; a tab-separated sales file; a pipe-separated users file.
+    let w = Workdir::new();
+    w.utf8(
+        "clientes.csv",
+        "NRO CLIENTE , razon social / nombre,TIPO,Cuit/Dni,EMAIL,Telefono,Celular,Domicilio,Localidad,Provincia,Codigo Postal,Fecha Alta\n\
+         7,\"Gómez, Ana\",Persona,27-1.234.567-8,ana@x.com,,,\"Calle 1, piso 2\",Rosario,Santa Fe,2000,3/4/2021\n\
+         0008,Ñandú SA,Empresa,,,,,,,,,\n",
+    );
+    w.utf8(
+        "ventas.csv",
+        "Nro Operación\tFecha\tNro Cliente\tVendedor\tSucursal\tTipo\tImporte Total\tMoneda\tEstado\n\
+         A-1\t01/02/2026\t007\tV1\t\t0km\t1.500.000,50\tARS\tFacturada\n",
+    );
+    w.utf8(
+        "usuarios.csv",
+        "Código|Nombre y Apellido|Email|Rol|Sucursal|Activo\nv1|Ana|a@x|Vendedor||Sí\n",
+    );
+    let r = w.run();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.counts("clientes")[..3], [2, 2, 0]);
+    assert_eq!(r.counts("ventas")[..4], [1, 1, 0, 0], "{}", r.json);
+    let c = w.rows(
+        "staging.sqlite",
+        "SELECT id, apellido, nombre, cuit_dni, domicilio, fecha_alta FROM clientes ORDER BY id",
+    );
+    assert_eq!(
+        c,
+        [
+            "7|Gómez|Ana|2712345678|Calle 1, piso 2|2021-04-03",
+            "8|||||"
+        ]
+    );
+    let v = w.rows(
+        "staging.sqlite",
+        "SELECT cliente_id, vendedor_id, importe_total FROM ventas",
+    );
+    assert_eq!(v, ["7|V1|1500000.5"]);
+    let u = w.rows("staging.sqlite", "SELECT id, activo FROM usuarios");
+    assert_eq!(u, ["V1|1"]);
+}
