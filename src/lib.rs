@@ -9,6 +9,7 @@
 //! `pipeline` wires the stages for one run; `cli` is the only place that knows about processes,
 //! exit codes and `anyhow`.
 
+pub mod alerts;
 pub mod bench;
 pub mod check;
 pub mod cli;

@@ -234,8 +234,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                 progress: !json && !cli.quiet,
                 stop: Some(stop_flag()?),
             };
+            let alert_spec = crate::recipe::load_dir(&opts.recipes)
+                .ok()
+                .map(|r| r.pipeline.alerts);
             match pipeline::run(&opts) {
                 Ok(report) => {
+                    if let Some(spec) = &alert_spec {
+                        if let Some(why) =
+                            crate::alerts::reason(spec, &report).filter(|_| !report.dry_run)
+                        {
+                            if let Err(e) = crate::alerts::send(
+                                spec,
+                                &crate::alerts::payload(spec, &report, &why),
+                            ) {
+                                tracing::warn!(error = %e, "alert not sent");
+                            }
+                        }
+                    }
                     if json {
                         println!("{}", report.to_json());
                     } else {
@@ -247,6 +262,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                     })
                 }
                 Err(e) => {
+                    if let Some(spec) = &alert_spec {
+                        if let Err(a) = crate::alerts::send(
+                            spec,
+                            &crate::alerts::failure_payload(&e.to_string()),
+                        ) {
+                            tracing::warn!(error = %a, "alert not sent");
+                        }
+                    }
                     if json {
                         println!(
                             "{}",

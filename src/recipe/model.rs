@@ -256,6 +256,9 @@ pub struct PipelineFile {
     /// Which CRM the run writes to (default: the embedded `crm.sqlite`).
     #[serde(default)]
     pub target: crate::sinks::TargetSpec,
+    /// Where to tell operators about failed, held or badly rejected runs.
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertSpec,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -282,6 +282,15 @@ fn process_batch(
         stop: Some(opts.stop.clone()),
     })?;
     *runs += 1;
+    if let Ok(r) = crate::recipe::load_dir(&opts.recipes) {
+        let spec = &r.pipeline.alerts;
+        if let Some(why) = crate::alerts::reason(spec, &report) {
+            if let Err(e) = crate::alerts::send(spec, &crate::alerts::payload(spec, &report, &why))
+            {
+                tracing::warn!(error = %e, "alert not sent");
+            }
+        }
+    }
     let state = State::open(&opts.out).map_err(PipelineError::from)?;
     let archive = cfg.watch.archive.join(&report.run_id);
     let quarantine = cfg.watch.quarantine.join(&report.run_id);

@@ -1,0 +1,225 @@
+//! Telling operators when a batch needs them: after a run that failed, was held by the
+//! guard, or rejected more than a configured share of an entity's rows, a JSON POST to a
+//! webhook (Slack and Teams incoming webhooks read its `text`) with the counts, the top reject
+//! reasons with an example line each, and the link to the run. The URL comes from an
+//! environment variable named in `pipeline.toml`, never from the recipes.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::pipeline::{RunReport, RunStatus};
+use crate::validate::Severity;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSpec {
+    /// Name of the environment variable holding the webhook URL; no alerts when unset.
+    pub webhook_env: Option<String>,
+    /// Alert when an entity rejects more than this share of the rows it read.
+    #[serde(default = "share")]
+    pub reject_share: f64,
+    /// Link to the run page; `{run_id}` is replaced.
+    pub run_link: Option<String>,
+}
+
+fn share() -> f64 {
+    0.05
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("alert webhook: {0}")]
+    Send(String),
+}
+
+/// Why a finished run deserves an alert, if it does.
+pub fn reason(spec: &AlertSpec, report: &RunReport) -> Option<String> {
+    if report.status == RunStatus::Held {
+        return Some("deletes held by the guard: approve or fix the export".into());
+    }
+    report
+        .entities
+        .iter()
+        .find(|(_, s)| s.read > 0 && s.rejected as f64 > spec.reject_share * s.read as f64)
+        .map(|(e, s)| {
+            format!(
+                "{e}: {} of {} rows rejected (over {:.0}%)",
+                s.rejected,
+                s.read,
+                spec.reject_share * 100.0
+            )
+        })
+        .or_else(|| {
+            report
+                .entities
+                .iter()
+                .find(|(_, s)| s.status == "quarantined")
+                .map(|(e, s)| {
+                    format!(
+                        "{e}: file quarantined: {}",
+                        s.reason.clone().unwrap_or_default()
+                    )
+                })
+        })
+}
+
+/// The webhook body for a finished run.
+pub fn payload(spec: &AlertSpec, report: &RunReport, why: &str) -> Value {
+    let mut top: BTreeMap<(String, String), (usize, String)> = BTreeMap::new();
+    for i in report
+        .issues
+        .iter()
+        .filter(|i| i.severity == Severity::Error)
+    {
+        let e = top
+            .entry((i.entity.clone(), i.rule.clone()))
+            .or_insert((0, format!("{}:{} {} — {}", i.file, i.line, i.id, i.reason)));
+        e.0 += 1;
+    }
+    let mut reasons: Vec<_> = top.into_iter().collect();
+    reasons.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    let link = spec
+        .run_link
+        .as_ref()
+        .map(|l| l.replace("{run_id}", &report.run_id));
+    let text = format!(
+        "dropsync run {} {}: {why}{}",
+        report.run_id,
+        report.status.as_str(),
+        link.as_ref().map(|l| format!(" — {l}")).unwrap_or_default()
+    );
+    json!({
+        "text": text,
+        "run_id": report.run_id,
+        "status": report.status.as_str(),
+        "reason": why,
+        "link": link,
+        "entities": report.to_json()["entities"].clone(),
+        "top_reasons": reasons.iter().take(5).map(|((entity, rule), (count, example))| json!({
+            "entity": entity, "rule": rule, "count": count, "example": example,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The webhook body for a run that failed before finishing.
+pub fn failure_payload(error: &str) -> Value {
+    json!({"text": format!("dropsync run failed: {error}"), "status": "failed", "reason": error})
+}
+
+/// Posts `body` to the configured webhook (no-op when none is configured).
+pub fn send(spec: &AlertSpec, body: &Value) -> Result<bool, AlertError> {
+    let Some(var) = &spec.webhook_env else {
+        return Ok(false);
+    };
+    let url = std::env::var(var)
+        .map_err(|_| AlertError::Send(format!("environment variable {var} is not set")))?;
+    let client = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(15))
+        .build()
+        .map_err(|e| AlertError::Send(e.to_string()))?;
+    let resp = client
+        .post(&url)
+        .json(body)
+        .send()
+        .map_err(|e| AlertError::Send(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(AlertError::Send(format!("HTTP {}", resp.status())));
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    /// A one-request HTTP receiver on 127.0.0.1; returns its URL and the body it got.
+    fn receiver() -> (String, std::thread::JoinHandle<String>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.to_lowercase().starts_with("content-length:") {
+                    len = line[15..].trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .unwrap();
+            String::from_utf8(body).unwrap()
+        });
+        (url, handle)
+    }
+
+    #[test]
+    fn a_held_run_posts_counts_reasons_and_link() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let w = |name: &str, text: &str| {
+            std::fs::write(dir.path().join("in").join(name), text).unwrap()
+        };
+        std::fs::create_dir_all(dir.path().join("in")).unwrap();
+        let recipes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
+        let opts = |inbox: &str| crate::pipeline::RunOptions {
+            recipes: recipes.clone(),
+            inbox: dir.path().join(inbox),
+            out: dir.path().join("out"),
+            dry_run: false,
+            progress: false,
+            stop: None,
+        };
+        let mut csv = String::from("Nro Cliente;Razón Social / Nombre\n");
+        for i in 1..=20 {
+            csv.push_str(&format!("{i};C{i}\n"));
+        }
+        w("clientes.csv", &csv);
+        crate::pipeline::run(&opts("in")).unwrap();
+        // Next day: a truncated file (held) with a duplicate in it.
+        w(
+            "clientes.csv",
+            "Nro Cliente;Razón Social / Nombre\n1;A\n01;B\n",
+        );
+        let report = crate::pipeline::run(&opts("in")).unwrap();
+        let spec = AlertSpec {
+            webhook_env: Some(format!("DROPSYNC_TEST_HOOK_{}", std::process::id())),
+            reject_share: 0.05,
+            run_link: Some("http://127.0.0.1:8080/runs/{run_id}".into()),
+        };
+        let why = reason(&spec, &report).expect("a held run is worth an alert");
+        let (url, got) = receiver();
+        std::env::set_var(spec.webhook_env.as_ref().unwrap(), &url);
+        assert!(send(&spec, &payload(&spec, &report, &why)).unwrap());
+        let body: Value = serde_json::from_str(&got.join().unwrap()).unwrap();
+        assert_eq!(body["status"], "held");
+        assert_eq!(body["entities"]["clientes"]["held_deletes"], 19);
+        assert_eq!(body["top_reasons"][0]["rule"], "id.duplicate");
+        assert_eq!(body["top_reasons"][0]["count"], 2);
+        assert!(body["top_reasons"][0]["example"]
+            .as_str()
+            .unwrap()
+            .starts_with("clientes.csv:2 1"));
+        assert_eq!(
+            body["link"],
+            format!("http://127.0.0.1:8080/runs/{}", report.run_id)
+        );
+        assert!(body["text"].as_str().unwrap().contains("held"));
+    }
+
+    #[test]
+    fn quiet_runs_send_nothing() {
+        let spec = AlertSpec::default();
+        assert!(!send(&spec, &json!({})).unwrap());
+    }
+}
