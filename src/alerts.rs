@@ -79,7 +79,7 @@ pub fn payload(spec: &AlertSpec, report: &RunReport, why: &str) -> Value {
         e.0 += 1;
     }
     let mut reasons: Vec<_> = top.into_iter().collect();
-    reasons.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    reasons.sort_by_key(|r| std::cmp::Reverse(r.1 .0));
     let link = spec
         .run_link
         .as_ref()
