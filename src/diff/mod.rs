@@ -29,17 +29,6 @@ pub struct ChangeSet {
     pub carried: Vec<u32>,
 }
 
-impl ChangeSet {
-    /// Rows to write to the CRM (inserts then updates).
-    pub fn upsert_rows(&self) -> Vec<u32> {
-        self.inserted
-            .iter()
-            .copied()
-            .chain(self.updated.iter().map(|(r, _)| *r))
-            .collect()
-    }
-}
-
 /// Which fields a row hash covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HashScope {
