@@ -1,8 +1,8 @@
 //! Telling operators when a batch needs them: after a run that failed, was held by the
 //! guard, or rejected more than a configured share of an entity's rows, a JSON POST to a
-//! webhook (Slack and Teams incoming webhooks read its `text`) with the counts, the top reject
-//! reasons with an example line each, and the link to the run. The URL comes from an
-//! environment variable named in `pipeline.toml`, never from the recipes.
+//! webhook (Slack and Teams incoming webhooks read its `text`) and/or an email (SMTP via
+//! `lettre`), with the counts, the top reject reasons with an example line each, and the link
+//! to the run. URLs and credentials come from environment variables named in `pipeline.toml`.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +22,32 @@ pub struct AlertSpec {
     pub reject_share: f64,
     /// Link to the run page; `{run_id}` is replaced.
     pub run_link: Option<String>,
+    /// Email the alert too.
+    pub email: Option<EmailSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSpec {
+    pub host: String,
+    #[serde(default = "submission")]
+    pub port: u16,
+    /// STARTTLS (default); `false` only for a local relay.
+    #[serde(default = "yes")]
+    pub starttls: bool,
+    pub from: String,
+    pub to: Vec<String>,
+    /// Names of the environment variables holding the SMTP user and password.
+    pub user_env: Option<String>,
+    pub password_env: Option<String>,
+}
+
+fn submission() -> u16 {
+    587
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn share() -> f64 {
@@ -108,8 +134,70 @@ pub fn failure_payload(error: &str) -> Value {
     json!({"text": format!("dropsync run failed: {error}"), "status": "failed", "reason": error})
 }
 
-/// Posts `body` to the configured webhook (no-op when none is configured).
+/// Sends the alert on every configured channel; returns whether any was configured.
 pub fn send(spec: &AlertSpec, body: &Value) -> Result<bool, AlertError> {
+    let mut sent = false;
+    if let Some(email) = &spec.email {
+        send_email(email, body)?;
+        sent = true;
+    }
+    Ok(post_webhook(spec, body)? || sent)
+}
+
+/// The alert as a plain-text email: the `text` line as subject, then the reasons.
+fn send_email(spec: &EmailSpec, body: &Value) -> Result<(), AlertError> {
+    use lettre::message::header::ContentType;
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::{Message, SmtpTransport, Transport};
+    let fail =
+        |e: &dyn std::fmt::Display| AlertError::Send(format!("email via {}: {e}", spec.host));
+    let subject = body["text"]
+        .as_str()
+        .unwrap_or("dropsync alert")
+        .to_string();
+    let mut text = format!("{subject}\n\n");
+    for r in body["top_reasons"].as_array().into_iter().flatten() {
+        text.push_str(&format!(
+            "- {} {} x{}: e.g. {}\n",
+            r["entity"].as_str().unwrap_or(""),
+            r["rule"].as_str().unwrap_or(""),
+            r["count"],
+            r["example"].as_str().unwrap_or("")
+        ));
+    }
+    text.push_str(&format!(
+        "\n{}\n",
+        serde_json::to_string_pretty(&body["entities"]).unwrap_or_default()
+    ));
+    let mut msg = Message::builder()
+        .from(spec.from.parse().map_err(|e| fail(&e))?)
+        .subject(subject);
+    for to in &spec.to {
+        msg = msg.to(to.parse().map_err(|e| fail(&e))?);
+    }
+    let msg = msg
+        .header(ContentType::TEXT_PLAIN)
+        .body(text)
+        .map_err(|e| fail(&e))?;
+    let mut transport = if spec.starttls {
+        SmtpTransport::starttls_relay(&spec.host).map_err(|e| fail(&e))?
+    } else {
+        SmtpTransport::builder_dangerous(&spec.host)
+    }
+    .port(spec.port)
+    .timeout(Some(std::time::Duration::from_secs(20)));
+    if let (Some(u), Some(p)) = (&spec.user_env, &spec.password_env) {
+        let get = |v: &str| {
+            std::env::var(v).map_err(|_| fail(&format!("environment variable {v} is not set")))
+        };
+        transport = transport.credentials(Credentials::new(get(u)?, get(p)?));
+    }
+    transport.build().send(&msg).map_err(|e| fail(&e))?;
+    Ok(())
+}
+
+/// Posts `body` to the configured webhook (no-op when none is configured).
+fn post_webhook(spec: &AlertSpec, body: &Value) -> Result<bool, AlertError> {
     let Some(var) = &spec.webhook_env else {
         return Ok(false);
     };
@@ -196,6 +284,7 @@ mod tests {
             webhook_env: Some(format!("DROPSYNC_TEST_HOOK_{}", std::process::id())),
             reject_share: 0.05,
             run_link: Some("http://127.0.0.1:8080/runs/{run_id}".into()),
+            email: None,
         };
         let why = reason(&spec, &report).expect("a held run is worth an alert");
         let (url, got) = receiver();
@@ -215,6 +304,75 @@ mod tests {
             format!("http://127.0.0.1:8080/runs/{}", report.run_id)
         );
         assert!(body["text"].as_str().unwrap().contains("held"));
+    }
+
+    /// A minimal SMTP server on 127.0.0.1 that accepts one message and returns it.
+    fn smtp_receiver() -> (u16, std::thread::JoinHandle<String>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            stream.write_all(b"220 localhost ESMTP test\r\n").unwrap();
+            let mut data = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 {
+                    break;
+                }
+                let cmd = line.to_uppercase();
+                if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                    stream
+                        .write_all(b"250-localhost\r\n250 8BITMIME\r\n")
+                        .unwrap();
+                } else if cmd.starts_with("DATA") {
+                    stream.write_all(b"354 go ahead\r\n").unwrap();
+                    loop {
+                        let mut l = String::new();
+                        reader.read_line(&mut l).unwrap();
+                        if l == ".\r\n" {
+                            break;
+                        }
+                        data.push_str(&l);
+                    }
+                    stream.write_all(b"250 queued\r\n").unwrap();
+                } else if cmd.starts_with("QUIT") {
+                    stream.write_all(b"221 bye\r\n").unwrap();
+                    break;
+                } else {
+                    stream.write_all(b"250 OK\r\n").unwrap();
+                }
+            }
+            data
+        });
+        (port, handle)
+    }
+
+    #[test]
+    fn an_alert_is_emailed_with_its_reasons() {
+        let (port, got) = smtp_receiver();
+        let spec = AlertSpec {
+            email: Some(EmailSpec {
+                host: "127.0.0.1".into(),
+                port,
+                starttls: false,
+                from: "dropsync@dealer.test".into(),
+                to: vec!["ops@dealer.test".into()],
+                user_env: None,
+                password_env: None,
+            }),
+            ..AlertSpec::default()
+        };
+        let body = json!({
+            "text": "dropsync run R1 held: deletes held by the guard",
+            "top_reasons": [{"entity": "ventas", "rule": "ref.missing", "count": 3, "example": "ventas.csv:57 OP-1 — Nro Cliente `9` is not an accepted row"}],
+            "entities": {"ventas": {"rejected": 3}},
+        });
+        assert!(send(&spec, &body).unwrap());
+        let mail = got.join().unwrap();
+        assert!(mail.contains("Subject: dropsync run R1 held"), "{mail}");
+        assert!(mail.contains("To: ops@dealer.test"), "{mail}");
+        assert!(mail.contains("ventas.csv:57 OP-1"), "{mail}");
     }
 
     #[test]
