@@ -345,20 +345,7 @@ fn broken_file_is_quarantined_and_children_use_the_last_state() {
 fn dry_run_plans_without_writing() {
     let w = Workdir::new();
     w.cp1252("clientes.csv", &clients_csv(10, &[], &[]));
-    let r = {
-        let o = w.cmd(&[
-            "run",
-            "--recipes",
-            "recipes",
-            "--inbox",
-            "in",
-            "--out",
-            "out",
-            "--json",
-            "--dry-run",
-        ]);
-        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
-    };
+    let r = w.run_args(&["--dry-run"], &[]).json;
     assert_eq!(r["dry_run"], true);
     assert_eq!(r["entities"]["clientes"]["inserted"], 10);
     assert_eq!(

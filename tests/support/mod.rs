@@ -110,6 +110,11 @@ impl Workdir {
     }
 
     pub fn run_with_env(&self, env: &[(&str, &str)]) -> RunResult {
+        self.run_args(&[], env)
+    }
+
+    /// `dropsync run --json` on the workspace with `extra` flags (e.g. `--dry-run`).
+    pub fn run_args(&self, extra: &[&str], env: &[(&str, &str)]) -> RunResult {
         let mut c = Command::new(env!("CARGO_BIN_EXE_dropsync"));
         c.current_dir(self.path()).env("RUST_LOG", "warn").args([
             "run",
@@ -121,6 +126,7 @@ impl Workdir {
             "out",
             "--json",
         ]);
+        c.args(extra);
         for (k, v) in env {
             c.env(k, v);
         }
