@@ -6,7 +6,8 @@
 //! → `validate` (IDs, required fields, references, row rules → accepted rows and rejects)
 //! → `stage` (staging.sqlite + staging.xlsx for analysts) → `diff` (against the last accepted
 //! snapshot) → `sinks` (the CRM) → `state` (runs, snapshots, held deletes).
-//! `pipeline` wires the stages for one run; `cli` is the only place that knows about processes,
+//! `pipeline` wires the stages for one run; `serve` shows runs, rejects and holds on a local web
+//! page (reading `state` and `stage`, approving through `pipeline`); `cli` is the only place that knows about processes,
 //! exit codes and `anyhow`.
 
 pub mod alerts;
@@ -17,8 +18,10 @@ pub mod diff;
 pub mod explain;
 pub mod gen;
 pub mod pipeline;
+pub mod progress;
 pub mod read;
 pub mod recipe;
+pub mod serve;
 pub mod sinks;
 pub mod sources;
 pub mod stage;

@@ -14,6 +14,7 @@ use polars::prelude::*;
 use serde_json::{json, Map, Value};
 
 use crate::diff::{self, ChangeSet, HASH};
+use crate::progress::{Progress, Stage};
 use crate::read::{self, ReadError};
 use crate::recipe::plan::{Plan, ID};
 use crate::recipe::{self, DeletePolicy, Recipe, RecipeError, Recipes};
@@ -105,7 +106,7 @@ pub struct RunReport {
     pub status: RunStatus,
     pub dry_run: bool,
     pub entities: Vec<(String, EntitySummary)>,
-    /// Dry run only: a few changes of each kind per entity.
+    /// A few changes of each kind per entity (shown by `plan` and the status page).
     pub samples: Vec<(String, Value)>,
     pub issues: Vec<Issue>,
     pub timings: Timings,
@@ -121,7 +122,7 @@ impl RunReport {
         for (e, s) in &self.entities {
             entities.insert(e.clone(), serde_json::to_value(s).unwrap_or(Value::Null));
         }
-        let mut out = json!({
+        json!({
             "run_id": self.run_id,
             "status": self.status.as_str(),
             "dry_run": self.dry_run,
@@ -129,12 +130,8 @@ impl RunReport {
             "crm_rows_written": self.crm_rows_written,
             "peak_rss_mb": self.peak_rss_mb,
             "timings": self.timings,
-        });
-        if self.dry_run {
-            let samples: Map<String, Value> = self.samples.iter().cloned().collect();
-            out["samples"] = Value::Object(samples);
-        }
-        out
+            "samples": self.samples.iter().cloned().collect::<Map<String, Value>>(),
+        })
     }
 }
 
@@ -198,7 +195,28 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
         }
     }
     tracing::info!(run_id = %run_id, files = files.len(), "run started");
-    let progress = Progress::new(opts.progress, recipes.entities.len());
+    let result = process(opts, &recipes, &files, &state, &run_id, started);
+    if let Err(e) = &result {
+        if !opts.dry_run && !matches!(e, PipelineError::Stopped { .. }) {
+            // The status page and `runs` must say why; the next run redoes the work anyway.
+            if let Err(db) = state.finish_run(&run_id, "failed", &json!({"error": e.to_string()})) {
+                tracing::warn!(error = %db, "could not record the failed run");
+            }
+        }
+    }
+    result
+}
+
+/// A run after it was registered: read, validate, diff, stage and apply each entity.
+fn process(
+    opts: &RunOptions,
+    recipes: &Recipes,
+    files: &[sources::EntityFile],
+    state: &State,
+    run_id: &str,
+    started: Instant,
+) -> Result<RunReport, PipelineError> {
+    let progress = Progress::new(opts.progress, files.len());
 
     let mut timings = Timings::default();
     let mut refs: RefSets = RefSets::default();
@@ -216,10 +234,10 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
             .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
         {
             if !opts.dry_run {
-                state.finish_run(&run_id, "stopped", &json!({"stopped_before": entity}))?;
+                state.finish_run(run_id, "stopped", &json!({"stopped_before": entity}))?;
             }
             return Err(PipelineError::Stopped {
-                run_id,
+                run_id: run_id.to_string(),
                 entity: entity.to_string(),
             });
         }
@@ -229,7 +247,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
             summary.status = "no_file".into();
             refs.insert(
                 entity.to_string(),
-                ids_of(prev.as_ref()).map_err(frame_err(&run_id, entity))?,
+                ids_of(prev.as_ref()).map_err(frame_err(run_id, entity))?,
             );
             summaries.push((entity.to_string(), summary));
             continue;
@@ -237,7 +255,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
         for ignored in &file.ignored {
             tracing::warn!(entity, file = %ignored.display(), "another file matched this entity; ignored");
         }
-        progress.set(entity, "reading");
+        progress.begin(Stage::Read, entity);
         let file_name = file
             .path
             .file_name()
@@ -249,7 +267,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
             Ok(raw) => raw,
             Err(e) => {
                 timings.read += t.elapsed().as_secs_f64();
-                quarantine(&state, opts, &run_id, entity, &file.path, &e)?;
+                quarantine(state, opts, run_id, entity, &file.path, &e)?;
                 summary.status = "quarantined".into();
                 summary.reason = Some(e.to_string());
                 issues.push(Issue {
@@ -264,17 +282,18 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
                 // The entity keeps its last accepted state; children check against it.
                 refs.insert(
                     entity.to_string(),
-                    ids_of(prev.as_ref()).map_err(frame_err(&run_id, entity))?,
+                    ids_of(prev.as_ref()).map_err(frame_err(run_id, entity))?,
                 );
                 summaries.push((entity.to_string(), summary));
                 continue;
             }
         };
         timings.read += t.elapsed().as_secs_f64();
+        progress.end(Stage::Read, entity, raw.frame.height());
         summary.encoding = Some(raw.encoding.to_string());
         if !opts.dry_run {
             state.record_file(
-                &run_id,
+                run_id,
                 entity,
                 &file_name,
                 &raw.hash,
@@ -288,32 +307,34 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
             tracing::warn!(entity, column = %m, "optional column not in the file; its field stays empty");
         }
 
-        progress.set(entity, "transforming");
+        progress.begin(Stage::Transform, entity);
         let t = Instant::now();
         let typed = Plan::new(recipe)
             .apply(raw.frame.clone())
-            .map_err(frame_err(&run_id, entity))?;
+            .map_err(frame_err(run_id, entity))?;
         timings.transform += t.elapsed().as_secs_f64();
+        progress.end(Stage::Transform, entity, typed.height());
 
-        progress.set(entity, "validating");
+        progress.begin(Stage::Validate, entity);
         let t = Instant::now();
         let v = validate::validate(recipe, &file_name, &typed, &raw.frame, &refs)
-            .map_err(frame_err(&run_id, entity))?;
+            .map_err(frame_err(run_id, entity))?;
         drop(typed);
         drop(raw);
         timings.validate += t.elapsed().as_secs_f64();
+        progress.end(Stage::Validate, entity, v.counts.accepted);
         refs.insert(entity.to_string(), v.accepted_ids);
 
-        progress.set(entity, "diffing");
+        progress.begin(Stage::Diff, entity);
         let t = Instant::now();
         let mut accepted = v.accepted;
         let hashes = diff::row_hashes(&accepted, recipe, diff::HashScope::Comparable)
-            .map_err(frame_err(&run_id, entity))?;
+            .map_err(frame_err(run_id, entity))?;
         accepted
             .with_column(UInt64Chunked::from_vec(HASH.into(), hashes).into_column())
-            .map_err(frame_err(&run_id, entity))?;
+            .map_err(frame_err(run_id, entity))?;
         let changes = diff::diff(recipe, &accepted, prev.as_ref(), &v.rejected_ids)
-            .map_err(frame_err(&run_id, entity))?;
+            .map_err(frame_err(run_id, entity))?;
         let prev_rows = prev.as_ref().map(|p| p.height()).unwrap_or(0);
         let mut keep_rows = changes.carried.clone();
         let mut deletes = Vec::new();
@@ -336,7 +357,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
                 );
                 if let Some(p) = prev.as_ref() {
                     keep_rows.extend(
-                        diff::positions(p, &changes.deleted).map_err(frame_err(&run_id, entity))?,
+                        diff::positions(p, &changes.deleted).map_err(frame_err(run_id, entity))?,
                     );
                 }
                 holds.push((entity.to_string(), changes.deleted.clone()));
@@ -346,7 +367,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
         }
         keep_rows.sort_unstable();
         let snapshot = diff::next_snapshot(&accepted, prev.as_ref(), &keep_rows)
-            .map_err(frame_err(&run_id, entity))?;
+            .map_err(frame_err(run_id, entity))?;
         timings.diff += t.elapsed().as_secs_f64();
 
         summary.status = if summary.held_deletes > 0 {
@@ -365,11 +386,12 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
         summary.deleted = deletes.len();
         issues.extend(v.issues);
         summaries.push((entity.to_string(), summary));
-        let sample = if opts.dry_run {
-            samples(&accepted, prev.as_ref(), &changes)
-        } else {
-            Value::Null
-        };
+        let sample = samples(&accepted, prev.as_ref(), &changes);
+        progress.end(
+            Stage::Diff,
+            entity,
+            changes.inserted.len() + changes.updated.len() + changes.deleted.len(),
+        );
         work.push(EntityWork {
             file_name: file_name.clone(),
             recipe,
@@ -381,7 +403,6 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
             deletes,
             snapshot,
         });
-        progress.done(entity);
     }
 
     let status = if held_any {
@@ -390,21 +411,20 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
         RunStatus::Ok
     };
     let mut report = RunReport {
-        run_id: run_id.clone(),
+        run_id: run_id.to_string(),
         status,
         dry_run: opts.dry_run,
         entities: summaries,
-        samples: Vec::new(),
+        samples: work
+            .iter()
+            .map(|w| (w.recipe.entity.clone(), w.sample.clone()))
+            .collect(),
         issues,
         timings,
         crm_rows_written: 0,
         peak_rss_mb: 0.0,
     };
     if opts.dry_run {
-        report.samples = work
-            .iter()
-            .map(|w| (w.recipe.entity.clone(), w.sample.clone()))
-            .collect();
         report.timings.total = started.elapsed().as_secs_f64();
         report.peak_rss_mb = peak_rss_mb();
         progress.finish();
@@ -416,8 +436,8 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
     // snapshot each run, so a run killed midway is repaired by the next one either way.
     let sheet_frames = if recipes.pipeline.staging.xlsx {
         Some(
-            xlsx_frames(&recipes, &state, &work).map_err(|source| PipelineError::Frame {
-                run_id: run_id.clone(),
+            xlsx_frames(recipes, state, &work).map_err(|source| PipelineError::Frame {
+                run_id: run_id.to_string(),
                 entity: "-".into(),
                 source,
             })?,
@@ -429,26 +449,27 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
         .iter_mut()
         .map(|w| std::mem::replace(&mut w.snapshot, DataFrame::empty()))
         .collect();
-    progress.message("staging and writing CRM");
     let (staged, applied) = std::thread::scope(|scope| {
         let staging = scope.spawn(|| {
             stage(
                 opts,
-                &run_id,
+                run_id,
                 &work,
                 &report,
                 sheet_frames.as_deref(),
-                &recipes,
+                recipes,
+                &progress,
             )
         });
         let applied = apply_crm(
             opts,
             &recipes.pipeline.target,
-            &run_id,
-            &state,
+            run_id,
+            state,
             &work,
             &mut snapshots,
             &holds,
+            &progress,
         );
         (staging.join(), applied)
     });
@@ -464,7 +485,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
     report.crm_rows_written = applied.written;
     if !applied.issues.is_empty() {
         // Rows the CRM refused are rejects too, with their file and line.
-        staging.write_rejects(&run_id, &applied.issues)?;
+        staging.write_rejects(run_id, &applied.issues)?;
         for issue in &applied.issues {
             if let Some((_, s)) = report.entities.iter_mut().find(|(e, _)| *e == issue.entity) {
                 s.crm_refused += 1;
@@ -472,10 +493,10 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
         }
         report.issues.extend(applied.issues);
     }
-    staging.write_run(&run_id, &report.entities)?;
+    staging.write_run(run_id, &report.entities)?;
     report.timings.total = started.elapsed().as_secs_f64();
     report.peak_rss_mb = peak_rss_mb();
-    state.finish_run(&run_id, status.as_str(), &report.to_json())?;
+    state.finish_run(run_id, status.as_str(), &report.to_json())?;
     progress.finish();
     tracing::info!(run_id = %run_id, status = status.as_str(), crm_rows = report.crm_rows_written, seconds = report.timings.total, "run finished");
     Ok(report)
@@ -490,10 +511,15 @@ fn stage(
     report: &RunReport,
     sheets: Option<&[(String, DataFrame)]>,
     recipes: &Recipes,
+    progress: &Progress,
 ) -> Result<(Staging, f64, f64), PipelineError> {
     let t = Instant::now();
+    if sheets.is_some() {
+        progress.add_step(Stage::Staging);
+    }
     let mut staging = Staging::open(&opts.out.join("staging.sqlite"))?;
     for w in work {
+        progress.begin(Stage::Staging, &w.recipe.entity);
         let rows = without_hash(&w.accepted).map_err(|source| PipelineError::Frame {
             run_id: run_id.to_string(),
             entity: w.recipe.entity.clone(),
@@ -507,13 +533,15 @@ fn stage(
                     source,
                 }
             })?;
-        staging.sync_entity(&w.recipe.entity, &rows, &hashes)?;
+        let written = staging.sync_entity(&w.recipe.entity, &rows, &hashes)?;
+        progress.end(Stage::Staging, &w.recipe.entity, written);
     }
     staging.write_rejects(run_id, &report.issues)?;
     let sqlite_secs = t.elapsed().as_secs_f64();
     failpoint("after-stage");
     let t = Instant::now();
     if let Some(frames) = sheets {
+        progress.begin(Stage::Staging, "workbook");
         let inputs: Vec<SheetInput> = frames
             .iter()
             .map(|(n, df)| SheetInput { name: n, rows: df })
@@ -525,6 +553,8 @@ fn stage(
             &report.entities,
             recipes.pipeline.staging.xlsx_max_rows,
         )?;
+        let cells: usize = frames.iter().map(|(_, df)| df.height()).sum();
+        progress.end(Stage::Staging, "workbook", cells);
     }
     Ok((staging, sqlite_secs, t.elapsed().as_secs_f64()))
 }
@@ -532,6 +562,7 @@ fn stage(
 /// Writes the CRM (upserts parents first, deletes children first), then advances the
 /// snapshots and records changes and holds. Returns rows written and the seconds spent on
 /// the CRM and on the state.
+#[allow(clippy::too_many_arguments)]
 fn apply_crm(
     opts: &RunOptions,
     target: &crate::sinks::TargetSpec,
@@ -540,6 +571,7 @@ fn apply_crm(
     work: &[EntityWork],
     snapshots: &mut [DataFrame],
     holds: &[(String, Vec<String>)],
+    progress: &Progress,
 ) -> Result<CrmApplied, PipelineError> {
     let t = Instant::now();
     let mut crm = crate::sinks::open(target, &opts.out).map_err(sink_err(run_id, "-"))?;
@@ -547,10 +579,12 @@ fn apply_crm(
     let mut refused: Vec<Vec<(String, String)>> = vec![Vec::new(); work.len()];
     for (k, w) in work.iter().enumerate() {
         let entity = w.recipe.entity.as_str();
+        progress.begin(Stage::Crm, entity);
         let rows = without_hash(&w.accepted).map_err(frame_err(run_id, entity))?;
         crm.prepare(w.recipe, &rows)
             .map_err(sink_err(run_id, entity))?;
         if w.changes.inserted.is_empty() && w.changes.updated.is_empty() {
+            progress.end(Stage::Crm, entity, 0);
             continue;
         }
         let lines =
@@ -572,6 +606,7 @@ fn apply_crm(
             .map_err(sink_err(run_id, entity))?;
         applied.written += inserts.height() + updates.height() - out.refused.len();
         refused[k] = out.refused;
+        progress.end(Stage::Crm, entity, inserts.height() + updates.height());
     }
     failpoint("after-upserts");
     for (k, w) in work.iter().enumerate().rev() {
@@ -818,7 +853,7 @@ fn record_changes(state: &State, run_id: &str, w: &EntityWork) -> Result<(), Pip
     Ok(())
 }
 
-/// A few changes of each kind, for `--dry-run` / `plan`: inserted and deleted IDs, updated
+/// A few changes of each kind, for `plan` and the status page: inserted and deleted IDs, updated
 /// rows as `field: before -> after`.
 fn samples(accepted: &DataFrame, prev: Option<&DataFrame>, changes: &ChangeSet) -> Value {
     let text = |df: &DataFrame, col: &str, row: usize| -> String {
@@ -940,48 +975,6 @@ pub fn approve(
     }
     state.set_status(run_id, "approved")?;
     Ok(done)
-}
-
-/// Per-entity progress on a terminal; nothing otherwise.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl Progress {
-    fn new(enabled: bool, entities: usize) -> Progress {
-        let bar = (enabled && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
-            let b = indicatif::ProgressBar::new(entities as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            b.enable_steady_tick(std::time::Duration::from_millis(120));
-            b
-        });
-        Progress { bar }
-    }
-    fn set(&self, entity: &str, what: &str) {
-        if let Some(b) = &self.bar {
-            b.set_message(format!("{entity}: {what}"));
-        }
-    }
-    fn message(&self, what: &str) {
-        if let Some(b) = &self.bar {
-            b.set_message(what.to_string());
-        }
-    }
-    fn done(&self, _entity: &str) {
-        if let Some(b) = &self.bar {
-            b.inc(1);
-        }
-    }
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
 }
 
 /// Rows per entity in the CRM, for reports and tests.

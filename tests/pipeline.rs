@@ -512,3 +512,32 @@ fn other_dialects_read_the_same() {
     let u = w.rows("staging.sqlite", "SELECT id, activo FROM usuarios");
     assert_eq!(u, ["V1|1"]);
 }
+
+#[test]
+fn log_dir_keeps_a_daily_log_file_even_when_quiet() {
+    let w = Workdir::new();
+    support::write_small_drop(&w);
+    let logs = w.path().join("logs");
+    let r = w.run_args(&["--quiet", "--log-dir", logs.to_str().unwrap()], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("run started"),
+        "--quiet keeps info off stderr: {}",
+        r.stderr
+    );
+    let files: Vec<_> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().to_string();
+    assert!(name.starts_with("dropsync.log."), "{name}");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    let run_id = r.json["run_id"].as_str().unwrap();
+    assert!(
+        text.contains("run started") && text.contains(run_id),
+        "{text}"
+    );
+    assert!(text.contains("run finished"), "{text}");
+    assert!(!text.contains("\u{1b}["), "no colour codes in the file");
+}

@@ -29,6 +29,10 @@ pub struct Cli {
     /// Only warnings and errors on stderr, no progress bars.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Also write logs (info and up, whatever --quiet says) to a daily file
+    /// `DIR/dropsync.log.YYYY-MM-DD`; the record an operator reads after a nightly run.
+    #[arg(long, global = true, env = "DROPSYNC_LOG_DIR", value_name = "DIR")]
+    log_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -163,6 +167,19 @@ enum Command {
         #[arg(long)]
         inbox: PathBuf,
     },
+    /// The status web page: runs, rejects, changes, held deletes (with Approve), recipes and
+    /// a row's history. Listens on 127.0.0.1 unless told otherwise (then a token is required).
+    Serve {
+        #[command(flatten)]
+        ws: Workspace,
+        /// Address to listen on; port 0 picks a free port (printed on stdout).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Environment variable holding the access token; required beyond loopback, and
+        /// enforced whenever it is set.
+        #[arg(long, default_value = "DROPSYNC_SERVE_TOKEN")]
+        token_env: String,
+    },
     /// Check recipes and config, and test each source and the target connection.
     Check {
         #[command(flatten)]
@@ -186,18 +203,19 @@ struct Workspace {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
-        if cli.quiet {
-            "warn".into()
-        } else {
-            "info".into()
+    let _log_guard = match init_logs(cli.quiet, cli.log_dir.as_deref()) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!(
+                "error: cannot log to {}: {e}",
+                cli.log_dir
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("?"))
+                    .display()
+            );
+            return ExitCode::from(Exit::Config as u8);
         }
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    };
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -208,8 +226,52 @@ pub fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
+/// Logs on stderr (warnings only with `--quiet`; `RUST_LOG` overrides) and, with
+/// `--log-dir`, in a daily file at info whatever the terminal shows: the file is the record.
+/// yup-oauth2 stays at warn everywhere, because its debug output contains access tokens. The
+/// guard flushes the file writer at exit.
+fn init_logs(
+    quiet: bool,
+    log_dir: Option<&std::path::Path>,
+) -> std::io::Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let level =
+        std::env::var("RUST_LOG").unwrap_or_else(|_| (if quiet { "warn" } else { "info" }).into());
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_filter(EnvFilter::new(format!("{level},yup_oauth2=warn")));
+    let (file, guard) = match log_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            let appender = tracing_appender::rolling::Builder::new()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix("dropsync.log")
+                .build(dir)
+                .map_err(std::io::Error::other)?;
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(writer)
+                .with_ansi(false)
+                .with_filter(EnvFilter::new("info,yup_oauth2=warn"));
+            (Some(layer), Some(guard))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
+        .init();
+    Ok(guard)
+}
+
 fn exit_for(e: &anyhow::Error) -> Exit {
     if let Some(crate::sources::watch::WatchError::Config(_)) = e.downcast_ref() {
+        return Exit::Config;
+    }
+    if let Some(crate::serve::ServeError::TokenRequired(_)) = e.downcast_ref() {
         return Exit::Config;
     }
     match e.downcast_ref::<PipelineError>() {
@@ -380,6 +442,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                     );
                 }
             }
+            Ok(Exit::Ok)
+        }
+        Command::Serve {
+            ws,
+            listen,
+            token_env,
+        } => {
+            let token = std::env::var(&token_env).ok().filter(|t| !t.is_empty());
+            let opts = crate::serve::ServeOptions {
+                listen,
+                token,
+                recipes: ws.recipes,
+                out: ws.out,
+            };
+            crate::serve::serve(opts, |addr| {
+                use std::io::Write;
+                println!("dropsync status page: http://{addr}/");
+                let _ = std::io::stdout().flush();
+            })?;
             Ok(Exit::Ok)
         }
         Command::Approve { run_id, ws } => {

@@ -7,7 +7,10 @@ pub mod sheets;
 pub mod sqlite;
 
 /// Per-entity line of a run, as staged in `runs` and the `summary` sheet.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+/// Deserialized back from a run's stored summary by the status page; `default` keeps old
+/// summaries readable when a field is added.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct EntitySummary {
     pub status: String,
     pub file: Option<String>,

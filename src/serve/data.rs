@@ -1,0 +1,347 @@
+//! What the status pages show, read straight from the workspace's `state/state.sqlite` (runs,
+//! files, holds) and `staging.sqlite` (rejects). Each request opens its own read-only
+//! connections: a run writing the same databases at that moment is never blocked (WAL), and
+//! the page shows the last committed state.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde_json::Value;
+
+use crate::stage::EntitySummary;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {source}")]
+    Db {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// One export file a run took, with the content hash that proves which bytes it was.
+#[derive(Debug, Clone)]
+pub struct RunFile {
+    pub entity: String,
+    pub file: String,
+    pub hash: String,
+    pub bytes: i64,
+    pub encoding: Option<String>,
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunView {
+    pub run_id: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: String,
+    pub files: Vec<RunFile>,
+    /// Per-entity counts in load order, as the run stored them.
+    pub entities: Vec<(String, EntitySummary)>,
+    /// Per entity: `inserted` and `deleted` IDs, `updated` as `{id, changes: {field: "a -> b"}}`.
+    pub samples: Vec<(String, Value)>,
+    pub crm_rows_written: Option<u64>,
+    /// Why a failed or stopped run stopped, when it said.
+    pub error: Option<String>,
+}
+
+impl RunView {
+    /// Seconds between start and finish, when both are known.
+    pub fn duration_secs(&self) -> Option<f64> {
+        let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
+        let start = parse(&self.started_at)?;
+        let end = parse(self.finished_at.as_deref()?)?;
+        Some((end - start).num_milliseconds() as f64 / 1000.0)
+    }
+}
+
+/// Held deletes of one entity in one run.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub entity: String,
+    /// `held` (waiting), `approved` or `superseded` (a later run saw the rows again).
+    pub state: String,
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Reject {
+    pub entity: String,
+    pub file: String,
+    pub line: i64,
+    pub id: Option<String>,
+    pub severity: String,
+    pub rule: String,
+    pub reason: String,
+}
+
+/// A filtered page of a run's rejects, with what the filters can choose from.
+#[derive(Debug, Clone, Default)]
+pub struct RejectPage {
+    pub rows: Vec<Reject>,
+    pub total: usize,
+    pub entities: Vec<String>,
+    pub rules: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RejectFilter {
+    pub entity: Option<String>,
+    pub rule: Option<String>,
+    pub page: usize,
+    pub per_page: usize,
+}
+
+pub struct Workspace {
+    pub out: PathBuf,
+}
+
+impl Workspace {
+    fn open(&self, rel: &str) -> Result<Option<(Connection, PathBuf)>, DataError> {
+        let path = self.out.join(rel);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| DataError::Db {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Some((conn, path)))
+    }
+
+    fn state(&self) -> Result<Option<(Connection, PathBuf)>, DataError> {
+        self.open("state/state.sqlite")
+    }
+
+    /// The most recent runs first, each with its files and counts.
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunView>, DataError> {
+        let Some((conn, path)) = self.state()? else {
+            return Ok(Vec::new());
+        };
+        let e = |source| DataError::Db {
+            path: path.clone(),
+            source,
+        };
+        let mut st = conn
+            .prepare(
+                "SELECT run_id, started_at, finished_at, status, summary FROM runs
+                 ORDER BY started_at DESC, run_id DESC LIMIT ?1",
+            )
+            .map_err(e)?;
+        let rows = st
+            .query_map(params![limit as i64], run_row)
+            .map_err(e)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(e)?;
+        let mut runs: Vec<RunView> = rows.into_iter().map(run_view).collect();
+        for run in &mut runs {
+            run.files = files(&conn, &run.run_id).map_err(e)?;
+        }
+        Ok(runs)
+    }
+
+    pub fn run(&self, run_id: &str) -> Result<Option<RunView>, DataError> {
+        let Some((conn, path)) = self.state()? else {
+            return Ok(None);
+        };
+        let e = |source| DataError::Db {
+            path: path.clone(),
+            source,
+        };
+        let row = conn
+            .query_row(
+                "SELECT run_id, started_at, finished_at, status, summary FROM runs WHERE run_id = ?1",
+                params![run_id],
+                run_row,
+            )
+            .optional()
+            .map_err(e)?;
+        let Some(row) = row else { return Ok(None) };
+        let mut run = run_view(row);
+        run.files = files(&conn, run_id).map_err(e)?;
+        Ok(Some(run))
+    }
+
+    /// The run's held deletes per entity and state, IDs in the order they were held.
+    pub fn held(&self, run_id: &str) -> Result<Vec<Held>, DataError> {
+        let Some((conn, path)) = self.state()? else {
+            return Ok(Vec::new());
+        };
+        let e = |source| DataError::Db {
+            path: path.clone(),
+            source,
+        };
+        let mut st = conn
+            .prepare(
+                "SELECT entity, state, id FROM held_deletes WHERE run_id = ?1 ORDER BY entity, state, rowid",
+            )
+            .map_err(e)?;
+        let rows = st
+            .query_map(params![run_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(e)?;
+        let mut out: Vec<Held> = Vec::new();
+        for row in rows {
+            let (entity, state, id) = row.map_err(e)?;
+            match out.last_mut() {
+                Some(h) if h.entity == entity && h.state == state => h.ids.push(id),
+                _ => out.push(Held {
+                    entity,
+                    state,
+                    ids: vec![id],
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// One page of the run's rejects (errors, skips and warnings), by entity, file and line.
+    pub fn rejects(&self, run_id: &str, filter: &RejectFilter) -> Result<RejectPage, DataError> {
+        let Some((conn, path)) = self.open("staging.sqlite")? else {
+            return Ok(RejectPage::default());
+        };
+        let e = |source| DataError::Db {
+            path: path.clone(),
+            source,
+        };
+        let distinct = |col: &str| -> rusqlite::Result<Vec<String>> {
+            let mut st = conn.prepare(&format!(
+                "SELECT DISTINCT {col} FROM rejects WHERE run_id = ?1 ORDER BY {col}"
+            ))?;
+            let rows = st.query_map(params![run_id], |r| r.get(0))?;
+            rows.collect()
+        };
+        let entities = distinct("entity").map_err(e)?;
+        let rules = distinct("rule").map_err(e)?;
+        let cond = "run_id = ?1 AND (?2 IS NULL OR entity = ?2) AND (?3 IS NULL OR rule = ?3)";
+        let total: i64 = conn
+            .query_row(
+                &format!("SELECT count(*) FROM rejects WHERE {cond}"),
+                params![run_id, filter.entity, filter.rule],
+                |r| r.get(0),
+            )
+            .map_err(e)?;
+        let per_page = filter.per_page.max(1);
+        let mut st = conn
+            .prepare(&format!(
+                "SELECT entity, file, line, id, severity, rule, reason FROM rejects WHERE {cond}
+                 ORDER BY entity, file, line, rowid LIMIT ?4 OFFSET ?5"
+            ))
+            .map_err(e)?;
+        let rows = st
+            .query_map(
+                params![
+                    run_id,
+                    filter.entity,
+                    filter.rule,
+                    per_page as i64,
+                    (filter.page * per_page) as i64
+                ],
+                |r| {
+                    Ok(Reject {
+                        entity: r.get(0)?,
+                        file: r.get(1)?,
+                        line: r.get(2)?,
+                        id: r.get(3)?,
+                        severity: r.get(4)?,
+                        rule: r.get(5)?,
+                        reason: r.get(6)?,
+                    })
+                },
+            )
+            .map_err(e)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(e)?;
+        Ok(RejectPage {
+            rows,
+            total: total as usize,
+            entities,
+            rules,
+        })
+    }
+}
+
+type RunRow = (String, String, Option<String>, String, Option<String>);
+
+fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn run_view((run_id, started_at, finished_at, status, summary): RunRow) -> RunView {
+    let summary: Value = summary
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(Value::Null);
+    let entities = summary["entities"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let s: EntitySummary = serde_json::from_value(v.clone()).unwrap_or_default();
+                    (k.clone(), s)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let samples = summary["samples"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    RunView {
+        run_id,
+        started_at,
+        finished_at,
+        status,
+        files: Vec::new(),
+        entities,
+        samples,
+        crm_rows_written: summary["crm_rows_written"].as_u64(),
+        error: summary["error"].as_str().map(str::to_owned),
+    }
+}
+
+fn files(conn: &Connection, run_id: &str) -> rusqlite::Result<Vec<RunFile>> {
+    let mut st = conn.prepare(
+        "SELECT entity, file, hash, bytes, encoding, status, reason FROM run_files
+         WHERE run_id = ?1 ORDER BY rowid",
+    )?;
+    let rows = st.query_map(params![run_id], |r| {
+        Ok(RunFile {
+            entity: r.get(0)?,
+            file: r.get(1)?,
+            hash: r.get(2)?,
+            bytes: r.get(3)?,
+            encoding: r.get(4)?,
+            status: r.get(5)?,
+            reason: r.get(6)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The recipe files in effect, by name, as text (the page shows them as they are on disk).
+pub fn recipe_files(dir: &Path) -> std::io::Result<Vec<(String, String)>> {
+    let mut files: Vec<(String, String)> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            files.push((name, std::fs::read_to_string(&path)?));
+        }
+    }
+    files.sort();
+    Ok(files)
+}

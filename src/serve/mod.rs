@@ -1,0 +1,396 @@
+//! `dropsync serve`: the operators' morning page. Runs with their files and counts, a run's
+//! rejects (filterable, paginated, each with file and line), samples of its changes, the
+//! deletes the guard held with an **Approve** button, the recipes in effect, and a row's
+//! history. Server-rendered HTML, no script, no external asset.
+//!
+//! # Who may see and act
+//! - By default it listens on 127.0.0.1 only. Any other address needs an access token (from an
+//!   environment variable, never the command line or a file in the repo); with a token, every
+//!   request must carry it as `Authorization: Bearer <token>` or the `dropsync_token` cookie
+//!   that `/login?token=<token>` sets (HttpOnly, SameSite=Strict).
+//! - Without a token the server answers only requests whose `Host` is the loopback address it
+//!   listens on: a web page that resolves its own name to 127.0.0.1 (DNS rebinding) is refused.
+//! - Approve is a POST carrying a per-process random CSRF token that only our own pages hold:
+//!   another site can make the browser post, but cannot read the token.
+
+mod data;
+mod pages;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Form, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use subtle::ConstantTimeEq;
+
+use self::data::{RejectFilter, Workspace};
+
+/// Rejects shown per page.
+const PER_PAGE: usize = 50;
+const COOKIE: &str = "dropsync_token";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("refusing to listen on {0} without an access token: set the environment variable named by --token-env (binding beyond 127.0.0.1 exposes the CRM's runs and the Approve button)")]
+    TokenRequired(SocketAddr),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("status server: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot draw random bytes for the CSRF token: {0}")]
+    Random(String),
+}
+
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    /// Required when `listen` is not a loopback address.
+    pub token: Option<String>,
+    pub recipes: PathBuf,
+    pub out: PathBuf,
+}
+
+struct App {
+    ws: Workspace,
+    recipes: PathBuf,
+    csrf: String,
+    token: Option<String>,
+    /// `Host` values accepted when there is no token (loopback names of the bound port).
+    hosts: Vec<String>,
+}
+
+/// Serves until SIGINT/SIGTERM. `on_ready` gets the bound address (port 0 picks a free one),
+/// so callers can print it or tests can connect.
+pub fn serve(opts: ServeOptions, on_ready: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
+    if !opts.listen.ip().is_loopback() && opts.token.is_none() {
+        return Err(ServeError::TokenRequired(opts.listen));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(opts.listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: opts.listen,
+                source,
+            })?;
+        let addr = listener.local_addr()?;
+        let port = addr.port();
+        let app = Arc::new(App {
+            ws: Workspace { out: opts.out },
+            recipes: opts.recipes,
+            csrf: random_token()?,
+            token: opts.token,
+            hosts: vec![
+                format!("127.0.0.1:{port}"),
+                format!("localhost:{port}"),
+                format!("[::1]:{port}"),
+                addr.to_string(),
+            ],
+        });
+        on_ready(addr);
+        tracing::info!(%addr, "status page listening");
+        axum::serve(listener, router(app))
+            .with_graceful_shutdown(shutdown())
+            .await?;
+        Ok(())
+    })
+}
+
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(runs))
+        .route("/runs/{run_id}", get(run))
+        .route("/runs/{run_id}/approve", post(approve))
+        .route("/recipes", get(recipes))
+        .route("/search", get(search))
+        .route("/login", get(login))
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .with_state(app)
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}
+
+fn random_token() -> Result<String, ServeError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| ServeError::Random(e.to_string()))?;
+    Ok(blake3::Hash::from_bytes(bytes).to_hex().to_string())
+}
+
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// Token or loopback-Host check before every handler; `/login` is how a browser presents the
+/// token once.
+async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    match &app.token {
+        Some(token) => {
+            let bearer = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            let cookie = cookie(headers, COOKIE);
+            let ok = bearer.is_some_and(|b| same_secret(b, token))
+                || cookie.is_some_and(|c| same_secret(&c, token));
+            if !ok && req.uri().path() != "/login" {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    pages::message(
+                        "Access token required",
+                        "Open /login?token=<token> once, or send Authorization: Bearer <token>.",
+                    ),
+                )
+                    .into_response();
+            }
+        }
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !app.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+                return (
+                    StatusCode::MISDIRECTED_REQUEST,
+                    pages::message(
+                        "Unknown host",
+                        "This status page answers only on its loopback address.",
+                    ),
+                )
+                    .into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+#[derive(serde::Deserialize)]
+struct LoginQuery {
+    token: String,
+}
+
+async fn login(State(app): State<Arc<App>>, Query(q): Query<LoginQuery>) -> Response {
+    match &app.token {
+        Some(token) if same_secret(&q.token, token) => (
+            [(
+                header::SET_COOKIE,
+                format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"),
+            )],
+            Redirect::to("/"),
+        )
+            .into_response(),
+        Some(_) => (
+            StatusCode::UNAUTHORIZED,
+            pages::message("Wrong token", "The token does not match."),
+        )
+            .into_response(),
+        None => Redirect::to("/").into_response(),
+    }
+}
+
+/// Database reads are blocking (SQLite): keep them off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            pages::message("Cannot read the workspace", &e),
+        )
+            .into_response()),
+        Err(e) => Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            pages::message("Internal error", &e.to_string()),
+        )
+            .into_response()),
+    }
+}
+
+async fn runs(State(app): State<Arc<App>>) -> Response {
+    let list = blocking(move || app.ws.runs(200).map_err(|e| e.to_string())).await;
+    match list {
+        Ok(list) => pages::runs(&list).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct RunQuery {
+    page: Option<usize>,
+    entity: Option<String>,
+    rule: Option<String>,
+    approved: Option<usize>,
+}
+
+async fn run(
+    State(app): State<Arc<App>>,
+    Path(run_id): Path<String>,
+    Query(q): Query<RunQuery>,
+) -> Response {
+    let filter = RejectFilter {
+        entity: q.entity.filter(|s| !s.is_empty()),
+        rule: q.rule.filter(|s| !s.is_empty()),
+        page: q.page.unwrap_or(0),
+        per_page: PER_PAGE,
+    };
+    let csrf = app.csrf.clone();
+    let approved = q.approved;
+    let found = blocking(move || {
+        let e = |e: data::DataError| e.to_string();
+        let Some(run) = app.ws.run(&run_id).map_err(e)? else {
+            return Ok(None);
+        };
+        let held = app.ws.held(&run_id).map_err(e)?;
+        let rejects = app.ws.rejects(&run_id, &filter).map_err(e)?;
+        Ok(Some((run, held, rejects, filter)))
+    })
+    .await;
+    match found {
+        Ok(Some((run, held, rejects, filter))) => pages::run(&pages::RunPage {
+            run: &run,
+            held: &held,
+            rejects: &rejects,
+            filter: &filter,
+            csrf: &csrf,
+            approved,
+        })
+        .into_response(),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            pages::message("No such run", "This workspace has no run with that ID."),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ApproveForm {
+    csrf: String,
+}
+
+/// Does what `dropsync approve RUN_ID` does (same function, same workspace lock), then shows
+/// the run again with the number of deletes applied.
+async fn approve(
+    State(app): State<Arc<App>>,
+    Path(run_id): Path<String>,
+    Form(form): Form<ApproveForm>,
+) -> Response {
+    if !same_secret(&form.csrf, &app.csrf) {
+        return (
+            StatusCode::FORBIDDEN,
+            pages::message(
+                "Approval refused",
+                "The form's CSRF token is missing or stale: reload the run page and approve again.",
+            ),
+        )
+            .into_response();
+    }
+    let (recipes, out, id) = (app.recipes.clone(), app.ws.out.clone(), run_id.clone());
+    let done = tokio::task::spawn_blocking(move || {
+        crate::pipeline::approve(&recipes, &out, &id).map_err(|e| e.to_string())
+    })
+    .await;
+    match done {
+        Ok(Ok(applied)) => {
+            let n: usize = applied.iter().map(|(_, n)| n).sum();
+            tracing::info!(run_id = %run_id, deletes = n, "held deletes approved from the status page");
+            Redirect::to(&format!("/runs/{run_id}?approved={n}")).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::CONFLICT, pages::message("Approval failed", &e)).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            pages::message("Approval failed", &e.to_string()),
+        )
+            .into_response(),
+    }
+}
+
+async fn recipes(State(app): State<Arc<App>>) -> Response {
+    let dir = app.recipes.clone();
+    let read = blocking(move || {
+        let files = data::recipe_files(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let order = crate::recipe::load_dir(&dir)
+            .map(|r| r.entities.iter().map(|e| e.entity.clone()).collect())
+            .map_err(|e| e.to_string());
+        Ok((files, order))
+    })
+    .await;
+    match read {
+        Ok((files, order)) => pages::recipes(&files, order).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct SearchQuery {
+    entity: Option<String>,
+    id: Option<String>,
+}
+
+async fn search(State(app): State<Arc<App>>, Query(q): Query<SearchQuery>) -> Response {
+    let found = blocking(move || {
+        let entities: Vec<String> = crate::recipe::load_dir(&app.recipes)
+            .map(|r| r.entities.iter().map(|e| e.entity.clone()).collect())
+            .unwrap_or_default();
+        let entity = q
+            .entity
+            .filter(|e| !e.is_empty())
+            .or_else(|| entities.first().cloned())
+            .unwrap_or_default();
+        let id = q.id.unwrap_or_default();
+        let result = (!id.trim().is_empty()).then(|| {
+            crate::explain::explain(&app.recipes, &app.ws.out, &entity, &id)
+                .map_err(|e| e.to_string())
+        });
+        Ok((entities, entity, id, result))
+    })
+    .await;
+    match found {
+        Ok((entities, entity, id, result)) => {
+            pages::search(&entities, &entity, &id, result).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,347 @@
+//! The HTML of the status pages, rendered on the server with maud (escaped by construction:
+//! file names, IDs and reject reasons come from clients' exports). One stylesheet inline, no
+//! script, no external asset: the page works offline and behind any proxy.
+
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use serde_json::Value;
+
+use super::data::{Held, RejectFilter, RejectPage, RunView};
+use crate::explain::Event;
+use crate::stage::EntitySummary;
+
+const STYLE: &str = "
+body{font-family:system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
+header{background:#1d2330;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.5rem;align-items:baseline}
+header a{color:#cfd8ea;text-decoration:none}header strong{font-size:1.1rem;color:#fff}
+main{padding:1rem 1.2rem;max-width:80rem}
+table{border-collapse:collapse;background:#fff;margin:.4rem 0 1.2rem;font-size:.9rem}
+th,td{border:1px solid #d8dce3;padding:.25rem .5rem;text-align:left;vertical-align:top}
+th{background:#eef0f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
+span.ok,span.approved{color:#17703a}span.held{color:#9a5b00}
+span.failed,span.quarantined,span.error{color:#b3261e}
+span.interrupted,span.stopped,span.warning,span.skip,span.superseded{color:#6b6f76}
+code,pre{font-family:ui-monospace,monospace;font-size:.85rem}
+pre{background:#fff;border:1px solid #d8dce3;padding:.6rem;overflow:auto}
+.box{background:#fff;border:1px solid #d8dce3;padding:.6rem 1rem;margin:.6rem 0}
+.notice{background:#e8f4ec;border-color:#9ccfac}.alert{background:#fdf0e1;border-color:#e9b873}
+button{background:#1d2330;color:#fff;border:0;padding:.4rem .9rem;cursor:pointer}
+form.inline{display:inline}
+";
+
+fn layout(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) " · dropsync" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    strong { "dropsync" }
+                    a href="/" { "Runs" }
+                    a href="/search" { "Search a row" }
+                    a href="/recipes" { "Recipes" }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+fn status(s: &str) -> Markup {
+    html! { span class=(s) data-status=(s) { (s) } }
+}
+
+fn short_hash(h: &str) -> &str {
+    h.get(..12).unwrap_or(h)
+}
+
+fn secs(s: Option<f64>) -> String {
+    s.map(|s| format!("{s:.1} s")).unwrap_or_else(|| "—".into())
+}
+
+/// One compact line per entity: `read → accepted, rejected, +ins ~upd −del`.
+fn counts_line(e: &EntitySummary) -> String {
+    format!(
+        "{} read, {} accepted, {} rejected · +{} ~{} −{}{}",
+        e.read,
+        e.accepted,
+        e.rejected,
+        e.inserted,
+        e.updated,
+        e.deleted,
+        if e.held_deletes > 0 {
+            format!(" ({} held)", e.held_deletes)
+        } else {
+            String::new()
+        }
+    )
+}
+
+pub fn runs(list: &[RunView]) -> Markup {
+    layout(
+        "Runs",
+        html! {
+            h1 { "Runs" }
+            @if list.is_empty() {
+                p { "No run yet in this workspace. Run " code { "dropsync run" } " or " code { "dropsync demo" } "." }
+            } @else {
+                table #runs {
+                    tr { th { "Run" } th { "Status" } th { "Started (UTC)" } th { "Duration" } th { "Files" } th { "Per entity" } }
+                    @for r in list {
+                        tr data-run=(r.run_id) {
+                            td { a href={ "/runs/" (r.run_id) } { (r.run_id) } }
+                            td { (status(&r.status)) }
+                            td { (r.started_at) }
+                            td.n { (secs(r.duration_secs())) }
+                            td {
+                                @for f in &r.files {
+                                    div { (f.file) " " code title=(f.hash) { (short_hash(&f.hash)) } }
+                                }
+                            }
+                            td {
+                                @for (name, e) in &r.entities {
+                                    div { b { (name) } ": " (counts_line(e)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Everything the run detail page shows.
+pub struct RunPage<'a> {
+    pub run: &'a RunView,
+    pub held: &'a [Held],
+    pub rejects: &'a RejectPage,
+    pub filter: &'a RejectFilter,
+    pub csrf: &'a str,
+    /// Set after an approval redirected here: how many deletes were applied.
+    pub approved: Option<usize>,
+}
+
+pub fn run(p: &RunPage) -> Markup {
+    let r = p.run;
+    let waiting: Vec<&Held> = p.held.iter().filter(|h| h.state == "held").collect();
+    layout(
+        &format!("Run {}", r.run_id),
+        html! {
+            h1 { "Run " (r.run_id) }
+            p {
+                "Status " (status(&r.status)) " · started " (r.started_at)
+                " · " (secs(r.duration_secs()))
+                @if let Some(n) = r.crm_rows_written { " · " (n) " CRM rows written" }
+            }
+            @if let Some(n) = p.approved {
+                div.box.notice #approved { "Approved: " (n) " held deletes applied to the CRM." }
+            }
+            @if let Some(e) = &r.error { div.box.alert { "Error: " (e) } }
+            h2 { "Entities" }
+            table #entities {
+                tr {
+                    th { "Entity" } th { "Status" } th { "Read" } th { "Accepted" } th { "Rejected" }
+                    th { "Skipped" } th { "Warnings" } th { "Inserted" } th { "Updated" }
+                    th { "Unchanged" } th { "Deleted" } th { "Held" } th { "CRM refused" }
+                }
+                @for (name, e) in &r.entities {
+                    tr data-entity=(name) {
+                        td { b { (name) } }
+                        td { (status(&e.status)) @if let Some(why) = &e.reason { br; small { (why) } } }
+                        td.n.read { (e.read) } td.n.accepted { (e.accepted) } td.n.rejected { (e.rejected) }
+                        td.n.skipped { (e.skipped) } td.n.warnings { (e.warnings) } td.n.inserted { (e.inserted) }
+                        td.n.updated { (e.updated) } td.n.unchanged { (e.unchanged) } td.n.deleted { (e.deleted) }
+                        td.n.held { (e.held_deletes) } td.n.refused { (e.crm_refused) }
+                    }
+                }
+            }
+            h2 { "Files" }
+            table #files {
+                tr { th { "Entity" } th { "File" } th { "Bytes" } th { "Encoding" } th { "Status" } th { "BLAKE3" } }
+                @for f in &r.files {
+                    tr {
+                        td { (f.entity) } td { (f.file) } td.n { (f.bytes) }
+                        td { (f.encoding.as_deref().unwrap_or("—")) }
+                        td { (status(&f.status)) @if let Some(why) = &f.reason { br; small { (why) } } }
+                        td { code { (f.hash) } }
+                    }
+                }
+            }
+            h2 { "Held deletes" }
+            @if p.held.is_empty() {
+                p { "The guard held nothing in this run." }
+            }
+            @for h in p.held {
+                div.box.alert[h.state == "held"] data-held=(h.entity) {
+                    b { (h.entity) } ": " (h.ids.len()) " deletes " (status(&h.state)) ". IDs: "
+                    code { (h.ids.iter().take(20).cloned().collect::<Vec<_>>().join(", ")) @if h.ids.len() > 20 { ", …" } }
+                }
+            }
+            @if !waiting.is_empty() {
+                form #approve method="post" action={ "/runs/" (r.run_id) "/approve" } {
+                    input type="hidden" name="csrf" value=(p.csrf);
+                    p { "Approving applies these deletes to the CRM, as " code { "dropsync approve " (r.run_id) } " does." }
+                    button type="submit" { "Approve" }
+                }
+            }
+            h2 { "Changes (samples)" }
+            (samples(&r.samples))
+            h2 #rejects-title { "Rejects and warnings" }
+            (rejects(&r.run_id, p.rejects, p.filter))
+        },
+    )
+}
+
+fn samples(samples: &[(String, Value)]) -> Markup {
+    let ids = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| {
+                        x.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| x.to_string())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    html! {
+        @if samples.iter().all(|(_, v)| v.is_null()) { p { "No samples stored for this run." } }
+        @for (entity, s) in samples {
+            @let inserted = ids(&s["inserted"]);
+            @let deleted = ids(&s["deleted"]);
+            @let updated = s["updated"].as_array().cloned().unwrap_or_default();
+            @if !inserted.is_empty() || !deleted.is_empty() || !updated.is_empty() {
+                div.box data-samples=(entity) {
+                    b { (entity) }
+                    @if !inserted.is_empty() { div { "Inserted: " code { (inserted.join(", ")) } } }
+                    @if !updated.is_empty() {
+                        div { "Updated:" }
+                        ul {
+                            @for u in &updated {
+                                li {
+                                    code { (u["id"].as_str().unwrap_or("?")) } ": "
+                                    @for (field, change) in u["changes"].as_object().into_iter().flatten() {
+                                        span.change { (field) ": " (change.as_str().unwrap_or("")) } "; "
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    @if !deleted.is_empty() { div { "Gone from the export: " code { (deleted.join(", ")) } } }
+                }
+            }
+        }
+    }
+}
+
+fn rejects(run_id: &str, page: &RejectPage, filter: &RejectFilter) -> Markup {
+    let per = filter.per_page.max(1);
+    let pages = page.total.div_ceil(per).max(1);
+    let link = |n: usize| {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("page", &n.to_string());
+        if let Some(e) = &filter.entity {
+            q.append_pair("entity", e);
+        }
+        if let Some(r) = &filter.rule {
+            q.append_pair("rule", r);
+        }
+        format!("/runs/{run_id}?{}#rejects-title", q.finish())
+    };
+    html! {
+        form #reject-filter method="get" action={ "/runs/" (run_id) } {
+            label { "Entity " select name="entity" {
+                option value="" { "all" }
+                @for e in &page.entities { option value=(e) selected[filter.entity.as_deref() == Some(e)] { (e) } }
+            } }
+            " "
+            label { "Rule " select name="rule" {
+                option value="" { "all" }
+                @for r in &page.rules { option value=(r) selected[filter.rule.as_deref() == Some(r)] { (r) } }
+            } }
+            " " button type="submit" { "Filter" }
+        }
+        p #reject-count { (page.total) " rows · page " (filter.page + 1) " of " (pages) }
+        table #rejects {
+            tr { th { "Entity" } th { "File" } th { "Line" } th { "ID" } th { "Severity" } th { "Rule" } th { "Reason" } }
+            @for x in &page.rows {
+                tr {
+                    td { (x.entity) } td { (x.file) } td.n.line { (x.line) }
+                    td { (x.id.as_deref().unwrap_or("")) } td { (status(&x.severity)) }
+                    td { code { (x.rule) } } td { (x.reason) }
+                }
+            }
+        }
+        p {
+            @if filter.page > 0 { a #prev href=(link(filter.page - 1)) { "← previous" } " " }
+            @if filter.page + 1 < pages { a #next href=(link(filter.page + 1)) { "next →" } }
+        }
+    }
+}
+
+pub fn recipes(files: &[(String, String)], load_order: Result<Vec<String>, String>) -> Markup {
+    layout(
+        "Recipes",
+        html! {
+            h1 { "Recipes in effect" }
+            @match &load_order {
+                Ok(order) => p { "Load order (parents first): " code { (order.join(" → ")) } },
+                Err(e) => div.box.alert { "These recipes do not compile: " pre { (e) } },
+            }
+            @for (name, text) in files {
+                h2 id=(name) { (name) }
+                pre { (text) }
+            }
+        },
+    )
+}
+
+pub fn search(
+    entities: &[String],
+    entity: &str,
+    id: &str,
+    result: Option<Result<Vec<Event>, String>>,
+) -> Markup {
+    layout(
+        "Search",
+        html! {
+            h1 { "Why is this row like this?" }
+            form #search method="get" action="/search" {
+                label { "Entity " select name="entity" {
+                    @for e in entities { option value=(e) selected[e == entity] { (e) } }
+                } }
+                " " label { "ID " input type="text" name="id" value=(id); }
+                " " button type="submit" { "Show history" }
+            }
+            @match result {
+                None => {},
+                Some(Err(e)) => div.box.alert { (e) },
+                Some(Ok(events)) if events.is_empty() => p { "Nothing recorded for " code { (entity) " " (id) } "." },
+                Some(Ok(events)) => table #history {
+                    tr { th { "Run" } th { "Started" } th { "What" } th { "Detail" } th { "File" } th { "Line" } }
+                    @for ev in &events {
+                        tr {
+                            td { a href={ "/runs/" (ev.run_id) } { (ev.run_id) } }
+                            td { (ev.started_at) } td { (status(&ev.what)) } td { (ev.detail) }
+                            td { (ev.file.as_deref().unwrap_or("")) }
+                            td.n { (ev.line.map(|l| l.to_string()).unwrap_or_default()) }
+                        }
+                    }
+                },
+            }
+        },
+    )
+}
+
+pub fn message(title: &str, text: &str) -> Markup {
+    layout(
+        title,
+        html! { h1 { (title) } div.box.alert { (text) } p { a href="/" { "Back to the runs" } } },
+    )
+}
