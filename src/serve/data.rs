@@ -345,3 +345,90 @@ pub fn recipe_files(dir: &Path) -> std::io::Result<Vec<(String, String)>> {
     files.sort();
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 120 rejects over two entities and two rules, stored as the pipeline stores them.
+    fn workspace() -> (tempfile::TempDir, Workspace) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut staging =
+            crate::stage::sqlite::Staging::open(&dir.path().join("staging.sqlite")).unwrap();
+        let issues: Vec<crate::validate::Issue> = (0..120u32)
+            .map(|i| crate::validate::Issue {
+                entity: if i % 3 == 0 { "ventas" } else { "clientes" }.into(),
+                file: "x.csv".into(),
+                line: 200 - i,
+                id: i.to_string(),
+                severity: crate::validate::Severity::Error,
+                rule: if i % 2 == 0 {
+                    "id.empty"
+                } else {
+                    "ref.missing"
+                }
+                .into(),
+                reason: format!("reason {i}"),
+            })
+            .collect();
+        staging.write_rejects("r1", &issues).unwrap();
+        staging.write_rejects("r2", &issues[..5]).unwrap();
+        let ws = Workspace {
+            out: dir.path().to_path_buf(),
+        };
+        (dir, ws)
+    }
+
+    #[test]
+    fn rejects_page_by_line_within_a_run_and_filter_by_entity_and_rule() {
+        let (_dir, ws) = workspace();
+        let page = |entity: Option<&str>, rule: Option<&str>, page| {
+            ws.rejects(
+                "r1",
+                &RejectFilter {
+                    entity: entity.map(str::to_owned),
+                    rule: rule.map(str::to_owned),
+                    page,
+                    per_page: 50,
+                },
+            )
+            .unwrap()
+        };
+        let first = page(None, None, 0);
+        assert_eq!(first.total, 120, "only run r1's rejects");
+        assert_eq!(first.rows.len(), 50);
+        assert_eq!(first.entities, ["clientes", "ventas"]);
+        assert_eq!(first.rules, ["id.empty", "ref.missing"]);
+        assert!(first
+            .rows
+            .windows(2)
+            .all(|w| (w[0].entity.as_str(), w[0].line) <= (w[1].entity.as_str(), w[1].line)));
+        assert_eq!(
+            page(None, None, 2).rows.len(),
+            20,
+            "the last page holds the rest"
+        );
+        assert!(page(None, None, 3).rows.is_empty());
+        let ventas_ids = page(Some("ventas"), Some("id.empty"), 0);
+        assert_eq!(ventas_ids.total, 20, "i divisible by 6");
+        assert!(ventas_ids
+            .rows
+            .iter()
+            .all(|r| r.entity == "ventas" && r.rule == "id.empty"));
+    }
+
+    #[test]
+    fn a_workspace_without_databases_reads_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace {
+            out: dir.path().to_path_buf(),
+        };
+        assert!(ws.runs(10).unwrap().is_empty());
+        assert!(ws.run("x").unwrap().is_none());
+        assert_eq!(ws.rejects("x", &RejectFilter::default()).unwrap().total, 0);
+        assert!(
+            !dir.path().join("staging.sqlite").exists(),
+            "reading creates nothing"
+        );
+    }
+}

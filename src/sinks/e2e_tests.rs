@@ -182,8 +182,14 @@ fn crm_refusals_become_rejects_and_an_outage_resumes_without_resending() {
     // ...and the run is on record as failed, with the reason, for `runs` and the status page.
     let runs = crate::state::State::open(&out).unwrap().runs(1).unwrap();
     assert_eq!(runs[0].status, "failed");
-    let error = runs[0].summary.as_ref().unwrap()["error"].as_str().unwrap().to_string();
-    assert!(error.contains("ventas") || error.contains("clientes"), "{error}");
+    let error = runs[0].summary.as_ref().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("ventas") || error.contains("clientes"),
+        "{error}"
+    );
     crm.up();
     // The CRM refuses one sale by validation (sales were not sent before the outage).
     crm.reject("OP-2019-000002", "amount over the portal's limit");
