@@ -258,16 +258,57 @@ fn has_time(fmt: &str) -> bool {
     fmt.contains("%H") || fmt.contains("%M") || fmt.contains("%S") || fmt.contains("%T")
 }
 
+/// The shape a value must have for `fmt`, as an anchored regex, when `fmt` has a four-digit
+/// year: chrono's `%Y` also takes `26` as the year 26, so `01/02/26` would load as 0026-02-01
+/// instead of being rejected (the contract says `yyyy`). Other specifiers stay permissive.
+fn year_shape(fmt: &str) -> Option<String> {
+    if !fmt.contains("%Y") {
+        return None;
+    }
+    let mut re = String::from("^");
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            re.push_str(&regex::escape(&c.to_string()));
+            continue;
+        }
+        re.push_str(match chars.next() {
+            Some('Y') => r"[0-9]{4}",
+            Some('y' | 'd' | 'm' | 'H' | 'M' | 'S' | 'e') => r"\s?[0-9]{1,2}",
+            Some('%') => "%",
+            // Month names, fractions, offsets...: anything, strptime decides.
+            _ => ".*?",
+        });
+    }
+    re.push('$');
+    Some(re)
+}
+
+/// Null where the value does not have `fmt`'s four-digit year, else `parsed`.
+fn four_digit_year(s: Expr, fmt: &str, parsed: Expr) -> Expr {
+    match year_shape(fmt) {
+        Some(re) => when(s.str().contains(lit(re), true))
+            .then(parsed)
+            .otherwise(lit(NULL)),
+        None => parsed,
+    }
+}
+
 /// A date field accepts a timestamp too (`dd/mm/yyyy hh:mm`) and keeps its day.
 fn parse_date(s: Expr, fmt: &str) -> Expr {
     if has_time(fmt) {
         parse_datetime(s, fmt).dt().date()
     } else {
-        s.str().to_date(strptime(fmt))
+        four_digit_year(s.clone(), fmt, s.str().to_date(strptime(fmt)))
     }
 }
 
 fn parse_datetime(s: Expr, fmt: &str) -> Expr {
+    let parsed = parse_datetime_any_year(s.clone(), fmt);
+    four_digit_year(s, fmt, parsed)
+}
+
+fn parse_datetime_any_year(s: Expr, fmt: &str) -> Expr {
     if has_time(fmt) {
         s.str().to_datetime(
             Some(TimeUnit::Milliseconds),
@@ -394,6 +435,64 @@ mod tests {
         assert!(flags(&df, &err_col("d"))[5]);
         let b: Vec<Option<bool>> = df.column("b").unwrap().bool().unwrap().iter().collect();
         assert_eq!(b[3..5], [Some(true), Some(false)]);
+    }
+
+    #[test]
+    fn a_two_digit_year_is_an_error_not_the_year_26() {
+        let r = recipe(
+            "[[field]]\nname = \"d\"\nfrom = \"V\"\ntype = \"date\"\n\
+             [[field]]\nname = \"t\"\nfrom = \"V\"\ntype = \"datetime\"\n",
+        );
+        let df = run(
+            &r,
+            "V",
+            &[
+                Some("01/02/26"),
+                Some("01/02/2026"),
+                Some("01/02/26 10:00"),
+                Some("1/2/2026 10:00"),
+                Some("26-02-01"),
+                Some("01/02/20266"),
+            ],
+        );
+        assert_eq!(
+            strs(&df, "d"),
+            [
+                None,
+                Some("2026-02-01".into()),
+                None,
+                Some("2026-02-01".into()),
+                None,
+                None
+            ]
+        );
+        assert_eq!(
+            flags(&df, &err_col("d")),
+            [true, false, true, false, true, true]
+        );
+        assert_eq!(
+            flags(&df, &err_col("t")),
+            [true, false, true, false, true, true]
+        );
+        assert_eq!(
+            strs(&df, "t")[3],
+            Some("2026-02-01 10:00:00".into()),
+            "a four-digit year with a time still parses"
+        );
+    }
+
+    #[test]
+    fn year_shapes_follow_the_format() {
+        assert_eq!(year_shape("%d/%m/%y"), None);
+        let re = regex::Regex::new(&year_shape("%d/%m/%Y %H:%M").unwrap()).unwrap();
+        assert!(re.is_match("1/2/2026 9:05"));
+        assert!(!re.is_match("1/2/26 9:05"));
+        assert!(regex::Regex::new(&year_shape("%Y.%m.%d").unwrap())
+            .unwrap()
+            .is_match("2026.02.01"));
+        assert!(!regex::Regex::new(&year_shape("%Y.%m.%d").unwrap())
+            .unwrap()
+            .is_match("2026x02x01"));
     }
 
     #[test]
