@@ -6,7 +6,8 @@
 //! → `validate` (IDs, required fields, references, row rules → accepted rows and rejects)
 //! → `stage` (staging.sqlite + staging.xlsx for analysts) → `diff` (against the last accepted
 //! snapshot) → `sinks` (the CRM) → `state` (runs, snapshots, held deletes).
-//! `pipeline` wires the stages for one run; `cli` is the only place that knows about processes,
+//! `google` holds what the Drive source and the Sheets staging share (credentials, retries,
+//! the HTTP client). `pipeline` wires the stages for one run; `cli` is the only place that knows about processes,
 //! exit codes and `anyhow`.
 
 pub mod alerts;
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod diff;
 pub mod explain;
 pub mod gen;
+pub mod google;
 pub mod pipeline;
 pub mod read;
 pub mod recipe;
