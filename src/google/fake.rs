@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::http::{header, HeaderMap, StatusCode};
@@ -46,6 +46,15 @@ hKIv1n654pOsRuZOzHJ53c3sRA==
 ";
 
 const JWT_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// A fake's in-memory state, shared by its handlers and the test.
+pub(crate) type Shared<T> = Arc<Mutex<T>>;
+
+/// Locks a fake's state; a poisoned lock only means a panicking test thread, the state is
+/// still what the server saw.
+pub(crate) fn lock<T>(s: &Shared<T>) -> MutexGuard<'_, T> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// The token endpoint's memory: who may get tokens, for which scope, and what it issued.
 pub(crate) struct TokenIssuer {
@@ -214,7 +223,7 @@ impl Drop for Served {
 
 /// Writes a service-account key JSON for `client_email` (with [`TEST_PRIVATE_KEY`] and
 /// `token_uri`) to `dir/key.json` and returns its path.
-pub(crate) fn write_test_key(dir: &Path, client_email: &str, token_uri: &str) -> PathBuf {
+fn write_test_key(dir: &Path, client_email: &str, token_uri: &str) -> PathBuf {
     // DEPENDENCIES.md trap 1: tests that build clients install a provider once per process.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let key = serde_json::json!({
@@ -230,6 +239,22 @@ pub(crate) fn write_test_key(dir: &Path, client_email: &str, token_uri: &str) ->
     let path = dir.join("key.json");
     std::fs::write(&path, key.to_string()).expect("write key");
     path
+}
+
+/// Each call gets its own env var, so parallel tests never race on one.
+static NEXT_VAR: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Writes a test key (see [`write_test_key`]) and points a fresh environment variable,
+/// `<prefix>_<pid>_<n>`, at it; returns the variable's name for `key_file_env`.
+pub(crate) fn key_in_env(dir: &Path, client_email: &str, token_uri: &str, prefix: &str) -> String {
+    let key_path = write_test_key(dir, client_email, token_uri);
+    let var = format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        NEXT_VAR.fetch_add(1, Ordering::SeqCst)
+    );
+    std::env::set_var(&var, &key_path);
+    var
 }
 
 /// Unpadded base64url (RFC 4648 §5), as in JWTs.

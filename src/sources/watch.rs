@@ -574,9 +574,12 @@ mod tests {
         let email = "dropsync@test.iam.gserviceaccount.com";
         let drive = FakeDrive::start("folder-x", email, files);
         let ws = tempfile::tempdir().unwrap();
-        let key = crate::google::fake::write_test_key(ws.path(), email, &drive.token_uri());
-        let var = format!("DROPSYNC_WATCH_TEST_DRIVE_KEY_{}", std::process::id());
-        std::env::set_var(&var, &key);
+        let var = crate::google::fake::key_in_env(
+            ws.path(),
+            email,
+            &drive.token_uri(),
+            "DROPSYNC_WATCH_TEST_DRIVE_KEY",
+        );
         let (runs, got) = watch_once(
             ws.path(),
             &format!(

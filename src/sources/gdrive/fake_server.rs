@@ -15,7 +15,7 @@
 //! `Retry-After`, 503, a stalled answer, or a body cut off before its `Content-Length`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use std::future::Future;
@@ -31,7 +31,7 @@ use axum::{Json, Router};
 // hyper re-exports http_body's Frame, which a hand-made body needs.
 use google_drive3::hyper::body::Frame;
 
-use crate::google::fake::{bearer, google_error, Served, TokenIssuer};
+use crate::google::fake::{self, bearer, google_error, lock, Served, TokenIssuer};
 
 pub(crate) const SHEET_MIME: &str = "application/vnd.google-apps.spreadsheet";
 const READONLY_SCOPE: &str = "https://www.googleapis.com/auth/drive.readonly";
@@ -123,11 +123,7 @@ struct Drive {
     hits: Vec<Hit>,
 }
 
-type Shared = Arc<Mutex<Drive>>;
-
-fn lock(s: &Shared) -> MutexGuard<'_, Drive> {
-    s.lock().unwrap_or_else(|p| p.into_inner())
-}
+type Shared = fake::Shared<Drive>;
 
 /// A running fake server; stops when dropped.
 pub(crate) struct FakeDrive {

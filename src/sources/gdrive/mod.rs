@@ -317,13 +317,7 @@ impl GdriveSource {
                     message,
                 },
             })?;
-        let Session {
-            runtime,
-            client,
-            tokens,
-            force_refresh,
-        } = session;
-        let mut hub = DriveHub::new(client, tokens);
+        let mut hub = DriveHub::new(session.client, session.tokens);
         hub.base_url(format!("{api_base}drive/v3/"));
         hub.root_url(api_base);
         hub.user_agent(format!("dropsync/{}", env!("CARGO_PKG_VERSION")));
@@ -340,10 +334,10 @@ impl GdriveSource {
             patterns,
             key_path,
             timing,
-            force_refresh,
+            force_refresh: session.force_refresh,
             failures: Vec::new(),
             hub,
-            runtime,
+            runtime: session.runtime,
         })
     }
 

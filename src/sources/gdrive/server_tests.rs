@@ -3,18 +3,14 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::fake_server::{FakeDrive, FakeFile, Fault, Route, SHEET_MIME};
 use super::{Fetched, GdriveConfig, GdriveError, GdriveSource, RetryTiming};
-use crate::google::fake::write_test_key;
+use crate::google::fake::key_in_env;
 
 const FOLDER: &str = "folder-1";
 const EMAIL: &str = "dropsync-test@example-project.iam.gserviceaccount.com";
-
-/// Each test gets its own env var, so parallel tests never race on one.
-static NEXT_VAR: AtomicU32 = AtomicU32::new(0);
 
 struct Setup {
     drive: FakeDrive,
@@ -31,13 +27,12 @@ impl Setup {
     fn with_email(files: Vec<FakeFile>, key_email: &str) -> Self {
         let drive = FakeDrive::start(FOLDER, EMAIL, files);
         let dir = tempfile::tempdir().expect("tempdir");
-        let key_path = write_test_key(dir.path(), key_email, &drive.token_uri());
-        let var = format!(
-            "DROPSYNC_GDRIVE_TEST_KEY_{}_{}",
-            std::process::id(),
-            NEXT_VAR.fetch_add(1, Ordering::SeqCst)
+        let var = key_in_env(
+            dir.path(),
+            key_email,
+            &drive.token_uri(),
+            "DROPSYNC_GDRIVE_TEST_KEY",
         );
-        std::env::set_var(&var, &key_path);
         Setup { drive, dir, var }
     }
 

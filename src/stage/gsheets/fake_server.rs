@@ -20,7 +20,7 @@
 //! programmed per route: 429 with `Retry-After`, 500, or revoking the presented token (401).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Form, OriginalUri, State};
@@ -30,7 +30,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::google::fake::{bearer, google_error, Served, TokenIssuer};
+use crate::google::fake::{self, bearer, google_error, lock, Served, TokenIssuer};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/spreadsheets";
 
@@ -89,11 +89,7 @@ struct Book {
     hits: Vec<Hit>,
 }
 
-type Shared = Arc<Mutex<Book>>;
-
-fn lock(s: &Shared) -> MutexGuard<'_, Book> {
-    s.lock().unwrap_or_else(|p| p.into_inner())
-}
+type Shared = fake::Shared<Book>;
 
 /// A running fake server; stops when dropped.
 pub(crate) struct FakeSheets {

@@ -234,36 +234,30 @@ pub fn publish_with(
         KeyError::Read { var, path, source } => GsheetsError::KeyFile { var, path, source },
         KeyError::Format { path, message } => GsheetsError::KeyFormat { path, message },
     })?;
-    let Session {
-        runtime,
-        client,
-        tokens,
-        force_refresh,
-    } = Session::new(&key, &api_base, "dropsync-gsheets", timing.request_timeout).map_err(|e| {
-        match e {
+    let session = Session::new(&key, &api_base, "dropsync-gsheets", timing.request_timeout)
+        .map_err(|e| match e {
             SessionError::Setup(message) => GsheetsError::Setup { message },
             SessionError::Key(message) => GsheetsError::KeyFormat {
                 path: key_path.clone(),
                 message,
             },
-        }
-    })?;
-    let mut hub = Sheets::new(client, tokens);
+        })?;
+    let mut hub = Sheets::new(session.client, session.tokens);
     hub.base_url(api_base.clone());
     hub.root_url(api_base);
     hub.user_agent(format!("dropsync/{}", env!("CARGO_PKG_VERSION")));
-    // Declared after `runtime`, so dropped before it: pooled connections run on it.
+    // Dropped before `session.runtime`, on which its pooled connections run.
     let publisher = Publisher {
         spec,
         hub,
         timing,
-        force_refresh,
+        force_refresh: session.force_refresh,
         principal: key.principal(),
         key_path,
         requests: Cell::new(0),
         retries: Cell::new(0),
     };
-    runtime.block_on(publisher.run(grids))
+    session.runtime.block_on(publisher.run(grids))
 }
 
 /// Checks what needs no network, so a bad recipe or caller fails before any call.
@@ -315,6 +309,28 @@ fn width(g: &Grid) -> usize {
         .chain([g.header.len(), 1])
         .max()
         .unwrap_or(1)
+}
+
+/// Runs one generated call (`$call`, built anew for each try from the hub and a clone of
+/// the request body `$val`) with the retry loop of `crate::google::retry`, then counts its tries and maps its failure.
+/// A macro because each generated call is its own type with the same inherent methods.
+macro_rules! retried {
+    ($publisher:expr, $attempts:ident, |$hub:ident $(, $arg:ident = $val:ident)?| $call:expr) => {{
+        let result = retry::run(&$attempts, || {
+            let mut dlg = $attempts.delegate();
+            let $hub = &$publisher.hub;
+            $(let $arg = $val.clone();)?
+            async move {
+                $call
+                    .add_scope(Scope::Spreadsheet)
+                    .delegate(&mut dlg)
+                    .doit()
+                    .await
+            }
+        })
+        .await;
+        $publisher.finish(&$attempts, result)
+    }};
 }
 
 struct Publisher<'a> {
@@ -456,21 +472,10 @@ impl Publisher<'_> {
     async fn sheets_now(&self) -> Result<Vec<Existing>, GsheetsError> {
         let id = self.spec.spreadsheet_id.as_str();
         let attempts = self.attempts("spreadsheets.get".to_owned());
-        let result = retry::run(&attempts, || {
-            let mut dlg = attempts.delegate();
-            let hub = &self.hub;
-            async move {
-                hub.spreadsheets()
-                    .get(id)
-                    .param("fields", GET_FIELDS)
-                    .add_scope(Scope::Spreadsheet)
-                    .delegate(&mut dlg)
-                    .doit()
-                    .await
-            }
-        })
-        .await;
-        let (_, book) = self.finish(&attempts, result)?;
+        let (_, book) = retried!(self, attempts, |hub| hub
+            .spreadsheets()
+            .get(id)
+            .param("fields", GET_FIELDS))?;
         let mut out = Vec::new();
         for sheet in book.sheets.unwrap_or_default() {
             let Some(p) = sheet.properties else { continue };
@@ -506,20 +511,8 @@ impl Publisher<'_> {
             requests: Some(requests),
             ..Default::default()
         };
-        let result = retry::run(&attempts, || {
-            let mut dlg = attempts.delegate();
-            let (hub, body) = (&self.hub, body.clone());
-            async move {
-                hub.spreadsheets()
-                    .batch_update(body, id)
-                    .add_scope(Scope::Spreadsheet)
-                    .delegate(&mut dlg)
-                    .doit()
-                    .await
-            }
-        })
-        .await;
-        self.finish(&attempts, result).map(drop)
+        retried!(self, attempts, |hub, body = body| hub.spreadsheets().batch_update(body, id))
+            .map(drop)
     }
 
     async fn clear(&self, ranges: Vec<String>) -> Result<(), GsheetsError> {
@@ -528,20 +521,8 @@ impl Publisher<'_> {
         let body = BatchClearValuesRequest {
             ranges: Some(ranges),
         };
-        let result = retry::run(&attempts, || {
-            let mut dlg = attempts.delegate();
-            let (hub, body) = (&self.hub, body.clone());
-            async move {
-                hub.spreadsheets()
-                    .values_batch_clear(body, id)
-                    .add_scope(Scope::Spreadsheet)
-                    .delegate(&mut dlg)
-                    .doit()
-                    .await
-            }
-        })
-        .await;
-        self.finish(&attempts, result).map(drop)
+        retried!(self, attempts, |hub, body = body| hub.spreadsheets().values_batch_clear(body, id))
+            .map(drop)
     }
 
     /// One `values.batchUpdate` with the rows of `chunk`.
@@ -581,20 +562,8 @@ impl Publisher<'_> {
             data: Some(data),
             ..Default::default()
         };
-        let result = retry::run(&attempts, || {
-            let mut dlg = attempts.delegate();
-            let (hub, body) = (&self.hub, body.clone());
-            async move {
-                hub.spreadsheets()
-                    .values_batch_update(body, id)
-                    .add_scope(Scope::Spreadsheet)
-                    .delegate(&mut dlg)
-                    .doit()
-                    .await
-            }
-        })
-        .await;
-        self.finish(&attempts, result).map(drop)
+        retried!(self, attempts, |hub, body = body| hub.spreadsheets().values_batch_update(body, id))
+        .map(drop)
     }
 
     fn call_error(&self, attempts: &Attempts, stop: Stop) -> GsheetsError {

@@ -2,18 +2,14 @@
 //! real google-sheets4 and yup-oauth2 code. Google's API cannot be reached offline (nor
 //! should tests write to a real spreadsheet), so every test here runs against that local fake.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::fake_server::{FakeSheets, Fault, Route};
 use super::{publish_with, Grid, GsheetsError, GsheetsSpec, PublishReport, RetryTiming};
-use crate::google::fake::write_test_key;
+use crate::google::fake::key_in_env;
 
 const SPREADSHEET: &str = "sheet-book-1";
 const EMAIL: &str = "dropsync-sheets@example-project.iam.gserviceaccount.com";
-
-/// Each test gets its own env var, so parallel tests never race on one.
-static NEXT_VAR: AtomicU32 = AtomicU32::new(0);
 
 struct Setup {
     sheets: FakeSheets,
@@ -26,13 +22,12 @@ impl Setup {
     fn new(first_tab: (u64, u64)) -> Self {
         let sheets = FakeSheets::start(SPREADSHEET, EMAIL, first_tab);
         let dir = tempfile::tempdir().expect("tempdir");
-        let key_path = write_test_key(dir.path(), EMAIL, &sheets.token_uri());
-        let var = format!(
-            "DROPSYNC_GSHEETS_TEST_KEY_{}_{}",
-            std::process::id(),
-            NEXT_VAR.fetch_add(1, Ordering::SeqCst)
+        let var = key_in_env(
+            dir.path(),
+            EMAIL,
+            &sheets.token_uri(),
+            "DROPSYNC_GSHEETS_TEST_KEY",
         );
-        std::env::set_var(&var, &key_path);
         Setup {
             sheets,
             _dir: dir,
@@ -58,6 +53,14 @@ impl Setup {
     /// A tab as `values.get` would give it back: header first.
     fn read(&self, title: &str) -> Vec<Vec<String>> {
         self.sheets.values(title)
+    }
+
+    fn statuses(&self, route: Route) -> Vec<u16> {
+        self.sheets
+            .route_hits(route)
+            .iter()
+            .map(|h| h.status)
+            .collect()
     }
 
     /// Requests the fake refused on its own (not programmed faults).
@@ -273,12 +276,7 @@ fn gsheets_rate_limit_is_retried_after_the_pause() {
         "Retry-After honoured"
     );
     assert_eq!(report.retries, 1);
-    let statuses: Vec<u16> = s
-        .sheets
-        .route_hits(Route::Write)
-        .iter()
-        .map(|h| h.status)
-        .collect();
+    let statuses = s.statuses(Route::Write);
     assert_eq!(statuses, [429, 200]);
     for g in &grids {
         assert_eq!(s.read(&g.title), expected(g));
@@ -315,22 +313,12 @@ fn gsheets_unauthorized_fetches_a_fresh_token() {
     let s = Setup::new((1, 1));
     s.sheets.fault(Route::Clear, Fault::RevokeToken, 1);
     s.publish(&s.spec(), &five_grids(1)).expect("first publish");
-    let clears: Vec<u16> = s
-        .sheets
-        .route_hits(Route::Clear)
-        .iter()
-        .map(|h| h.status)
-        .collect();
+    let clears = s.statuses(Route::Clear);
     assert!(clears.is_empty(), "nothing to clear yet: {clears:?}");
 
     s.publish(&s.spec(), &five_grids(1))
         .expect("second publish");
-    let clears: Vec<u16> = s
-        .sheets
-        .route_hits(Route::Clear)
-        .iter()
-        .map(|h| h.status)
-        .collect();
+    let clears = s.statuses(Route::Clear);
     assert_eq!(clears, [401, 200]);
     // One token per publish, plus the fresh one after the 401.
     assert_eq!(s.sheets.route_hits(Route::Token).len(), 3);
