@@ -13,7 +13,7 @@
 //! - `POST /v4/spreadsheets/{id}/values:batchClear` and `.../values:batchUpdate` (only
 //!   `valueInputOption=RAW`, rows major): ranges in A1 notation with quoted titles; a range
 //!   beyond its tab's grid is refused with Google's "exceeds grid limits", values that do not
-//!   fit their range likewise.
+//!   fit their range likewise, and so are cells over 50,000 characters.
 //! - Bodies above `max_body` bytes are refused with 400, as Google refuses large payloads.
 //!
 //! Every API route requires a bearer token issued here and not revoked. Faults are
@@ -665,6 +665,15 @@ fn batch_write(st: &mut Book, body: &Value) -> Result<Value, Refusal> {
         }
         for row in &rows {
             let cells = row.as_array().cloned().unwrap_or_default();
+            if cells
+                .iter()
+                .any(|c| c.as_str().is_some_and(|t| t.chars().count() > 50_000))
+            {
+                return Err(bad(
+                    "Your input contains more than the maximum of 50000 characters in a single cell."
+                        .to_owned(),
+                ));
+            }
             if cells.len() as u64 > width {
                 return Err(bad(format!(
                     "Requested writing within range [{text}], but tried writing to column [{}]",

@@ -12,6 +12,8 @@ use super::Grid;
 
 /// The `fields` mask of a resize: only the grid size changes, nothing else of the sheet.
 const RESIZE_FIELDS: &str = "gridProperties.rowCount,gridProperties.columnCount";
+/// Google refuses a cell with more characters than this.
+pub(crate) const MAX_CELL_CHARS: usize = 50_000;
 /// JSON around one range of a write request besides its rows and quoted title:
 /// `{"majorDimension":"ROWS","range":"!A1:ZZ1000000","values":[]}`, with room to spare for
 /// the request's own envelope.
@@ -35,33 +37,48 @@ impl Planned<'_> {
         1 + self.written + usize::from(self.marker.is_some())
     }
 
-    /// Row `i` of the sheet (0 = header), every cell neutralised.
+    /// Row `i` of the sheet (0 = header), every cell neutralised and cut to Google's limit.
     pub(crate) fn row(&self, i: usize) -> Vec<serde_json::Value> {
-        let cells: Vec<&str> = if i == 0 {
-            self.grid.header.iter().map(String::as_str).collect()
-        } else if i <= self.written {
-            self.grid.rows[i - 1].iter().map(String::as_str).collect()
-        } else {
-            vec![self.marker.as_deref().unwrap_or("")]
-        };
-        cells
-            .into_iter()
-            .map(|c| serde_json::Value::String(neutralize(c).into_owned()))
+        self.cells(i)
+            .map(|c| serde_json::Value::String(cell(c)))
             .collect()
+    }
+
+    /// How many cells are longer than Google takes; [`Self::row`] cuts them.
+    pub(crate) fn overlong(&self) -> usize {
+        (0..self.grid_rows())
+            .flat_map(|i| self.cells(i))
+            .filter(|c| c.len() > MAX_CELL_CHARS && c.chars().count() > MAX_CELL_CHARS)
+            .count()
     }
 
     /// An upper bound of row `i`'s JSON size, without building it.
     fn row_bytes(&self, i: usize) -> usize {
-        let cells: Box<dyn Iterator<Item = &str> + '_> = if i == 0 {
+        // `[`, `]`, and per cell: two quotes, a comma, an apostrophe from `neutralize`.
+        2 + self.cells(i).map(|c| json_str_bytes(c) + 4).sum::<usize>()
+    }
+
+    fn cells(&self, i: usize) -> Box<dyn Iterator<Item = &str> + '_> {
+        if i == 0 {
             Box::new(self.grid.header.iter().map(String::as_str))
         } else if i <= self.written {
             Box::new(self.grid.rows[i - 1].iter().map(String::as_str))
         } else {
             Box::new(self.marker.iter().map(String::as_str))
-        };
-        // `[`, `]`, and per cell: two quotes, a comma, an apostrophe from `neutralize`.
-        2 + cells.map(|c| json_str_bytes(c) + 4).sum::<usize>()
+        }
     }
+}
+
+/// A cell as sent: neutralised, and cut to Google's limit with `…` at the end, since Google
+/// refuses the whole write otherwise (the full text is in staging.sqlite).
+fn cell(c: &str) -> String {
+    let safe = neutralize(c);
+    if safe.len() <= MAX_CELL_CHARS || safe.chars().count() <= MAX_CELL_CHARS {
+        return safe.into_owned();
+    }
+    let mut cut: String = safe.chars().take(MAX_CELL_CHARS - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// Bytes of `s` as a JSON string body: `"` and `\` take 2, other control characters up to 6.
@@ -341,5 +358,31 @@ mod tests {
             .as_str()
             .unwrap_or("")
             .starts_with("… 1 more rows"));
+        assert_eq!(p.overlong(), 0);
+    }
+
+    #[test]
+    fn overlong_cells_are_cut_to_googles_limit() {
+        let long = "ñ".repeat(MAX_CELL_CHARS + 10);
+        let g = Grid {
+            title: "t".into(),
+            header: vec!["h".into()],
+            rows: vec![vec![long.clone()], vec!["ñ".repeat(MAX_CELL_CHARS)]],
+        };
+        let p = Planned {
+            grid: &g,
+            cols: 1,
+            written: 2,
+            marker: None,
+        };
+        assert_eq!(p.overlong(), 1);
+        let sent = p.row(1)[0].as_str().unwrap_or("").to_owned();
+        assert_eq!(sent.chars().count(), MAX_CELL_CHARS);
+        assert!(sent.ends_with("ñ…"));
+        assert_eq!(
+            p.row(2)[0].as_str().map(|s| s.chars().count()),
+            Some(MAX_CELL_CHARS)
+        );
+        assert_eq!(cell(&format!("={long}")).chars().count(), MAX_CELL_CHARS);
     }
 }

@@ -31,7 +31,10 @@
 //! Titles are matched exactly (Google compares them case-insensitively, so a tab `Clientes`
 //! beside a grid `clientes` makes `addSheet` fail with a clear 400). Between the clear and
 //! the last write, readers see a partly filled sheet. A cell over Google's 50,000-character
-//! limit is refused by Google, failing the publish.
+//! limit is cut, ending in `…`. A structural `batchUpdate` that Google applied but whose
+//! answer was lost is retried and then refused (the tab already exists): that publish fails
+//! and the next one, which sees the new tab, succeeds. A managed tab with more frozen rows
+//! or columns than its new size cannot shrink; Google's 400 says so.
 
 mod budget;
 mod layout;
@@ -388,12 +391,23 @@ impl Publisher<'_> {
                         "sheet cut to fit the spreadsheet's cell limit; the full data is in staging.sqlite"
                     );
                 }
-                Planned {
+                let p = Planned {
                     grid,
                     cols: width(grid),
                     written: w,
                     marker: (more > 0).then(|| layout::marker(more, self.spec.max_cells)),
+                };
+                let overlong = p.overlong();
+                if overlong > 0 {
+                    tracing::warn!(
+                        spreadsheet_id = id,
+                        sheet = %grid.title,
+                        cells = overlong,
+                        max_chars = layout::MAX_CELL_CHARS,
+                        "cells over Google's per-cell limit were cut; the full text is in staging.sqlite"
+                    );
                 }
+                p
             })
             .collect();
 

@@ -422,3 +422,20 @@ fn gsheets_missing_or_unreadable_key_names_the_env_var() {
         "{text}"
     );
 }
+
+/// Runs against the local fake (Google's API cannot be reached offline), which refuses
+/// cells over 50,000 characters as Google does: such a cell arrives cut, ending in `…`,
+/// and the rest of the sheet is written.
+#[test]
+fn gsheets_overlong_cell_is_cut_not_refused() {
+    let s = Setup::new((1, 1));
+    let mut g = grid("servicios", &["id", "notas"], 3);
+    g.rows[1][1] = "x".repeat(60_000);
+    s.publish(&s.spec(), std::slice::from_ref(&g))
+        .expect("publish");
+    let got = s.read("servicios");
+    assert_eq!(got[2][1].chars().count(), 50_000);
+    assert!(got[2][1].ends_with("x…"));
+    assert_eq!(got[3], expected(&g)[3]);
+    assert!(s.refusals().is_empty(), "{:?}", s.refusals());
+}
