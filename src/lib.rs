@@ -4,10 +4,12 @@
 //! `sources` (which files are in the drop) → `read` (bytes → raw text columns with line numbers)
 //! → `recipe` (declarative TOML compiled into a polars plan: types, cleanup, maps)
 //! → `validate` (IDs, required fields, references, row rules → accepted rows and rejects)
-//! → `stage` (staging.sqlite + staging.xlsx for analysts) → `diff` (against the last accepted
+//! → `stage` (staging.sqlite, staging.xlsx and optionally Google Sheets, for analysts) → `diff` (against the last accepted
 //! snapshot) → `sinks` (the CRM) → `state` (runs, snapshots, held deletes).
-//! `pipeline` wires the stages for one run; `serve` shows runs, rejects and holds on a local web
-//! page (reading `state` and `stage`, approving through `pipeline`); `cli` is the only place that knows about processes,
+//! `google` holds what the Drive source and the Sheets staging share (credentials, retries,
+//! the HTTP client). `pipeline` wires the stages for one run; `serve` shows runs, rejects and
+//! holds on a local web page (reading `state` and `stage`, approving through `pipeline`);
+//! `cli` is the only place that knows about processes,
 //! exit codes and `anyhow`.
 
 pub mod alerts;
@@ -17,6 +19,7 @@ pub mod cli;
 pub mod diff;
 pub mod explain;
 pub mod gen;
+pub mod google;
 pub mod pipeline;
 pub mod progress;
 pub mod read;

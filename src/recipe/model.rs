@@ -290,6 +290,10 @@ pub struct StagingSpec {
     /// Rows per sheet before continuing on `<entity> (2)`; Excel's limit minus the header.
     #[serde(default = "excel_rows")]
     pub xlsx_max_rows: u32,
+    /// `[staging.gsheets]`: also publish the staging tables to one Google spreadsheet, for
+    /// analysts who work in Sheets rather than Excel. Off when the table is absent.
+    #[serde(default)]
+    pub gsheets: Option<crate::stage::gsheets::GsheetsSpec>,
 }
 
 impl Default for StagingSpec {
@@ -297,6 +301,7 @@ impl Default for StagingSpec {
         StagingSpec {
             xlsx: true,
             xlsx_max_rows: excel_rows(),
+            gsheets: None,
         }
     }
 }

@@ -559,8 +559,7 @@ mod tests {
 
     #[test]
     fn a_drive_drop_runs_like_the_same_files_given_to_run() {
-        use super::super::gdrive::fake_server::{FakeDrive, FakeFile, TEST_PRIVATE_KEY};
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        use super::super::gdrive::fake_server::{FakeDrive, FakeFile};
         let local = tempfile::tempdir().unwrap();
         let (_plain, want) = drop_and_plain_run(local.path());
         let files: Vec<FakeFile> = std::fs::read_dir(local.path())
@@ -575,19 +574,12 @@ mod tests {
         let email = "dropsync@test.iam.gserviceaccount.com";
         let drive = FakeDrive::start("folder-x", email, files);
         let ws = tempfile::tempdir().unwrap();
-        let key = ws.path().join("key.json");
-        std::fs::write(
-            &key,
-            serde_json::json!({
-                "type": "service_account", "project_id": "p", "private_key_id": "k",
-                "private_key": TEST_PRIVATE_KEY, "client_email": email, "client_id": "1",
-                "auth_uri": "http://127.0.0.1:1/unused", "token_uri": drive.token_uri(),
-            })
-            .to_string(),
-        )
-        .unwrap();
-        let var = format!("DROPSYNC_WATCH_TEST_DRIVE_KEY_{}", std::process::id());
-        std::env::set_var(&var, &key);
+        let var = crate::google::fake::key_in_env(
+            ws.path(),
+            email,
+            &drive.token_uri(),
+            "DROPSYNC_WATCH_TEST_DRIVE_KEY",
+        );
         let (runs, got) = watch_once(
             ws.path(),
             &format!(

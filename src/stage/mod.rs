@@ -1,8 +1,9 @@
 //! Staging: what analysts look at. `staging.sqlite` holds one table per entity with this
 //! run's accepted rows (replaced atomically), the `rejects` of every run and a `runs` table
 //! of per-entity counts; `staging.xlsx` mirrors it as one sheet per entity plus `rejects`
-//! and `summary`.
+//! and `summary`; `gsheets` optionally publishes the same sheets to a Google spreadsheet.
 
+pub mod gsheets;
 pub mod sheets;
 pub mod sqlite;
 

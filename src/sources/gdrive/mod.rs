@@ -31,7 +31,7 @@
 //! else back off; 408, 5xx, connection errors, requests without response headers within
 //! [`RetryTiming::request_timeout`] and downloads that break off or stall are retried with
 //! exponential backoff and jitter, up to `max_retries` retries per call. A 401 forces one new
-//! token from the token endpoint and retries at once; see `retry.rs`.
+//! token from the token endpoint and retries at once; see `crate::google::retry`.
 //!
 //! # Limits
 //! No recursion into subfolders; Google-native files other than Sheets (Docs, Slides, ...) are
@@ -42,15 +42,12 @@
 //! `spawn_blocking`). A process killed mid-download can leave `.<name>.part` behind; the next
 //! download of that file overwrites it.
 
-mod auth;
-mod retry;
-
 #[cfg(test)]
 pub(crate) mod fake_server;
 #[cfg(test)]
 mod server_tests;
 
-pub use self::retry::RetryTiming;
+pub use crate::google::RetryTiming;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -64,16 +61,11 @@ use std::time::{Duration, Instant};
 use google_drive3::api::Scope;
 use google_drive3::common;
 use google_drive3::hyper::body::Body as _;
-use google_drive3::hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use google_drive3::hyper_util::client::legacy::connect::HttpConnector;
-use google_drive3::hyper_util::client::legacy::Client;
-use google_drive3::hyper_util::rt::{TokioExecutor, TokioTimer};
 use google_drive3::DriveHub;
 
-use self::retry::{Attempts, Stop};
-
-/// The connector both the Drive hub and the token client use.
-type Connector = HttpsConnector<HttpConnector>;
+use crate::google::auth::{self, KeyError};
+use crate::google::retry::{self, Attempts, Failure, Stop};
+use crate::google::{Connector, Session, SessionError};
 
 /// MIME type of a Google Sheet; such files are exported as CSV instead of downloaded.
 pub const SPREADSHEET_MIME: &str = "application/vnd.google-apps.spreadsheet";
@@ -295,63 +287,37 @@ impl GdriveSource {
         let patterns = compile_patterns(&cfg)?;
         let api_base = api_base(&cfg)?;
 
-        let key_path = std::env::var_os(&cfg.key_file_env)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .ok_or_else(|| GdriveError::MissingEnv {
+        let (key_path, key) = auth::load_key(&cfg.key_file_env).map_err(|e| match e {
+            KeyError::MissingEnv { var } => GdriveError::MissingEnv {
                 source_name: source_name.clone(),
-                var: cfg.key_file_env.clone(),
-            })?;
-        let bytes = auth::read_key(&key_path).map_err(|source| GdriveError::KeyFile {
-            source_name: source_name.clone(),
-            var: cfg.key_file_env.clone(),
-            path: key_path.clone(),
-            source,
-        })?;
-        let key_format = |message: String| GdriveError::KeyFormat {
-            source_name: source_name.clone(),
-            path: key_path.clone(),
-            message,
-        };
-        let key = auth::parse_key(&bytes).map_err(key_format)?;
-        let plain_http_only = api_base.starts_with("http://")
-            && matches!(&key, auth::Key::ServiceAccount(k) if k.token_uri.starts_with("http://"));
-
-        let setup = |message: String| GdriveError::Setup {
-            source_name: source_name.clone(),
-            message,
-        };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("dropsync-gdrive")
-            .enable_all()
-            .build()
-            .map_err(|e| setup(format!("no tokio runtime: {e}")))?;
-        let connector = connector(plain_http_only).map_err(setup)?;
-        let auth_client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .build::<_, String>(connector.clone());
-        let api_client: common::Client<Connector> = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
-
-        let timing = RetryTiming::default();
-        let authenticator = runtime
-            .block_on(auth::authenticator(
-                &key,
-                auth_client,
-                timing.request_timeout,
-            ))
-            .map_err(|e| key_format(e.to_string()))?;
-        let force_refresh = Arc::new(AtomicBool::new(false));
-        let mut hub = DriveHub::new(
-            api_client,
-            auth::TokenSource {
-                auth: authenticator,
-                force_refresh: force_refresh.clone(),
+                var,
             },
-        );
+            KeyError::Read { var, path, source } => GdriveError::KeyFile {
+                source_name: source_name.clone(),
+                var,
+                path,
+                source,
+            },
+            KeyError::Format { path, message } => GdriveError::KeyFormat {
+                source_name: source_name.clone(),
+                path,
+                message,
+            },
+        })?;
+        let timing = RetryTiming::default();
+        let session = Session::new(&key, &api_base, "dropsync-gdrive", timing.request_timeout)
+            .map_err(|e| match e {
+                SessionError::Setup(message) => GdriveError::Setup {
+                    source_name: source_name.clone(),
+                    message,
+                },
+                SessionError::Key(message) => GdriveError::KeyFormat {
+                    source_name: source_name.clone(),
+                    path: key_path.clone(),
+                    message,
+                },
+            })?;
+        let mut hub = DriveHub::new(session.client, session.tokens);
         hub.base_url(format!("{api_base}drive/v3/"));
         hub.root_url(api_base);
         hub.user_agent(format!("dropsync/{}", env!("CARGO_PKG_VERSION")));
@@ -368,10 +334,10 @@ impl GdriveSource {
             patterns,
             key_path,
             timing,
-            force_refresh,
+            force_refresh: session.force_refresh,
             failures: Vec::new(),
             hub,
-            runtime,
+            runtime: session.runtime,
         })
     }
 
@@ -622,48 +588,32 @@ impl GdriveSource {
     fn call_error(&self, attempts: &Attempts, stop: Stop) -> GdriveError {
         let call = attempts.what().to_owned();
         let source_name = self.cfg.name.clone();
-        if attempts.exhausted() {
-            return self.gave_up(attempts);
-        }
-        let err = match stop {
-            Stop::TimedOut => return self.gave_up(attempts),
-            Stop::Call(err) => err,
-        };
-        let (status, message, reason) = match err {
-            common::Error::MissingToken(e) => {
-                return GdriveError::Auth {
-                    source_name,
-                    call,
-                    principal: self.principal.clone(),
-                    key_path: self.key_path.clone(),
-                    message: e.to_string(),
-                };
-            }
-            common::Error::BadRequest(json) => {
-                let (message, reason) = retry::google_error(Some(&json));
-                let code = json
-                    .pointer("/error/code")
-                    .and_then(|c| c.as_u64())
-                    .and_then(|c| u16::try_from(c).ok());
-                (attempts.last_status().or(code), message, reason)
-            }
-            common::Error::Failure(response) => (Some(response.status().as_u16()), None, None),
-            common::Error::JsonDecodeError(_, e) => {
-                return self.protocol(&call, format!("the answer is not the documented JSON: {e}"));
-            }
-            other => return self.protocol(&call, other.to_string()),
-        };
-        let status = status.unwrap_or(0);
-        GdriveError::Api {
-            hint: self.hint(status, reason.as_deref()),
-            message: message.unwrap_or_else(|| {
-                attempts
-                    .last_problem()
-                    .unwrap_or_else(|| "no message".to_owned())
-            }),
-            source_name,
-            call,
-            status,
+        match retry::classify(attempts, stop) {
+            Failure::GaveUp { tries, last } => GdriveError::GaveUp {
+                source_name,
+                call,
+                tries,
+                last,
+            },
+            Failure::Auth(message) => GdriveError::Auth {
+                source_name,
+                call,
+                principal: self.principal.clone(),
+                key_path: self.key_path.clone(),
+                message,
+            },
+            Failure::Protocol(message) => self.protocol(&call, message),
+            Failure::Api {
+                status,
+                message,
+                reason,
+            } => GdriveError::Api {
+                hint: self.hint(status, reason.as_deref()),
+                message,
+                source_name,
+                call,
+                status,
+            },
         }
     }
 
@@ -718,48 +668,12 @@ fn compile_patterns(cfg: &GdriveConfig) -> Result<Vec<glob::Pattern>, GdriveErro
 
 /// The API root with exactly one trailing slash.
 fn api_base(cfg: &GdriveConfig) -> Result<String, GdriveError> {
-    let raw = cfg.api_base.as_deref().unwrap_or(DEFAULT_API_BASE).trim();
-    let ok = (raw.starts_with("https://") || raw.starts_with("http://"))
-        && !raw.contains(['?', '#', ' '])
-        && raw.len() > "https://".len();
-    if !ok {
-        return Err(GdriveError::ApiBase {
+    crate::google::api_base(cfg.api_base.as_deref(), DEFAULT_API_BASE).map_err(|api_base| {
+        GdriveError::ApiBase {
             source_name: cfg.name.clone(),
-            api_base: raw.to_owned(),
-        });
-    }
-    Ok(format!("{}/", raw.trim_end_matches('/')))
-}
-
-/// TLS with the system's roots and an explicit `ring` provider (see DEPENDENCIES.md, trap 1).
-/// When every endpoint is plain HTTP (tests), a machine without CA certificates still works.
-fn connector(plain_http_only: bool) -> Result<Connector, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = match HttpsConnectorBuilder::new().with_provider_and_native_roots(provider.clone()) {
-        Ok(builder) => builder,
-        Err(e) if plain_http_only => {
-            tracing::debug!(error = %e, "no system CA roots; fine for plain-HTTP endpoints");
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("TLS setup failed: {e}"))?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            HttpsConnectorBuilder::new().with_tls_config(config)
+            api_base,
         }
-        Err(e) => {
-            return Err(format!(
-                "no system CA certificates ({e}); install the ca-certificates package"
-            ))
-        }
-    };
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(Duration::from_secs(30)));
-    Ok(tls
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http))
+    })
 }
 
 /// A listed file the poll will download.

@@ -3,17 +3,14 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use super::fake_server::{FakeDrive, FakeFile, Fault, Route, SHEET_MIME, TEST_PRIVATE_KEY};
+use super::fake_server::{FakeDrive, FakeFile, Fault, Route, SHEET_MIME};
 use super::{Fetched, GdriveConfig, GdriveError, GdriveSource, RetryTiming};
+use crate::google::fake::key_in_env;
 
 const FOLDER: &str = "folder-1";
 const EMAIL: &str = "dropsync-test@example-project.iam.gserviceaccount.com";
-
-/// Each test gets its own env var, so parallel tests never race on one.
-static NEXT_VAR: AtomicU32 = AtomicU32::new(0);
 
 struct Setup {
     drive: FakeDrive,
@@ -28,28 +25,14 @@ impl Setup {
 
     /// `key_email` is the account the key file claims; the server only knows `EMAIL`.
     fn with_email(files: Vec<FakeFile>, key_email: &str) -> Self {
-        // DEPENDENCIES.md trap 1; the module itself uses an explicit provider.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let drive = FakeDrive::start(FOLDER, EMAIL, files);
         let dir = tempfile::tempdir().expect("tempdir");
-        let key = serde_json::json!({
-            "type": "service_account",
-            "project_id": "example-project",
-            "private_key_id": "test-key-1",
-            "private_key": TEST_PRIVATE_KEY,
-            "client_email": key_email,
-            "client_id": "1234567890",
-            "auth_uri": "http://127.0.0.1:1/unused",
-            "token_uri": drive.token_uri(),
-        });
-        let key_path = dir.path().join("key.json");
-        std::fs::write(&key_path, key.to_string()).expect("write key");
-        let var = format!(
-            "DROPSYNC_GDRIVE_TEST_KEY_{}_{}",
-            std::process::id(),
-            NEXT_VAR.fetch_add(1, Ordering::SeqCst)
+        let var = key_in_env(
+            dir.path(),
+            key_email,
+            &drive.token_uri(),
+            "DROPSYNC_GDRIVE_TEST_KEY",
         );
-        std::env::set_var(&var, &key_path);
         Setup { drive, dir, var }
     }
 

@@ -1,11 +1,11 @@
-//! Credentials: the key file named by the source's env var, turned into a yup-oauth2
-//! authenticator, wrapped so that a 401 from Drive can force one fresh token.
+//! Credentials: the key file named by an env var, turned into a yup-oauth2 authenticator,
+//! wrapped so that a 401 from a Google API can force one fresh token.
 //!
-//! Tokens never leave this file except inside the `Authorization` header that google-drive3
-//! builds; nothing here logs them.
+//! Tokens never leave this file except inside the `Authorization` header that the generated
+//! hubs build; nothing here logs them, and no error quotes the key file's content.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use yup_oauth2::{
 use super::Connector;
 
 /// The two kinds of credential file we accept.
-pub(super) enum Key {
+pub(crate) enum Key {
     /// A service-account key JSON (`"type": "service_account"`), as downloaded from the
     /// Cloud Console. Its `token_uri` says where tokens come from.
     ServiceAccount(Box<ServiceAccountKey>),
@@ -32,8 +32,8 @@ pub(super) enum Key {
 }
 
 impl Key {
-    /// Who Drive sees, for hints such as "share the folder with ...".
-    pub(super) fn principal(&self) -> String {
+    /// Who Google sees, for hints such as "share the folder with ...".
+    pub(crate) fn principal(&self) -> String {
         match self {
             Key::ServiceAccount(k) => k.client_email.clone(),
             Key::AuthorizedUser(_) => "the account of the authorized-user file".to_owned(),
@@ -43,7 +43,7 @@ impl Key {
 
 /// Parses a key file. The error text never quotes the file's content (it holds secrets):
 /// only serde's "missing field" wording or a line and column.
-pub(super) fn parse_key(bytes: &[u8]) -> Result<Key, String> {
+pub(crate) fn parse_key(bytes: &[u8]) -> Result<Key, String> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(safe_json_error)?;
     let kind = value
         .get("type")
@@ -83,8 +83,8 @@ fn safe_json_error(e: serde_json::Error) -> String {
 }
 
 /// Builds the authenticator over our own HTTP client, so it shares the TLS setup (and the
-/// plain-HTTP permission for local test servers) with the Drive calls.
-pub(super) async fn authenticator(
+/// plain-HTTP permission for local test servers) with the API calls.
+pub(crate) async fn authenticator(
     key: &Key,
     client: google_drive3::hyper_util::client::legacy::Client<Connector, String>,
     timeout: Duration,
@@ -110,9 +110,9 @@ pub(super) async fn authenticator(
 /// retry delegate saw a 401 (it sets `force_refresh`). yup-oauth2 alone would keep handing
 /// out a cached token that the server has revoked until its own clock says it expired.
 #[derive(Clone)]
-pub(super) struct TokenSource {
-    pub(super) auth: Authenticator<Connector>,
-    pub(super) force_refresh: Arc<AtomicBool>,
+pub(crate) struct TokenSource {
+    pub(crate) auth: Authenticator<Connector>,
+    pub(crate) force_refresh: Arc<AtomicBool>,
 }
 
 type TokenResult = Result<Option<String>, Box<dyn std::error::Error + Send + Sync>>;
@@ -137,8 +137,43 @@ impl GetToken for TokenSource {
     }
 }
 
-/// Reads the key file at `path`.
-pub(super) fn read_key(path: &Path) -> std::io::Result<Vec<u8>> {
+/// Why the key named by an env var could not be loaded; callers wrap it into their own
+/// error, which names the component the key is for.
+#[derive(Debug)]
+pub(crate) enum KeyError {
+    /// The variable is unset or empty.
+    MissingEnv { var: String },
+    /// The file it names cannot be read.
+    Read {
+        var: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not a key we can use; `message` never quotes its content.
+    Format { path: PathBuf, message: String },
+}
+
+/// Reads and parses the key file whose path is in env var `var`.
+pub(crate) fn load_key(var: &str) -> Result<(PathBuf, Key), KeyError> {
+    let path = std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| KeyError::MissingEnv {
+            var: var.to_owned(),
+        })?;
+    let bytes = read_key(&path).map_err(|source| KeyError::Read {
+        var: var.to_owned(),
+        path: path.clone(),
+        source,
+    })?;
+    let key = parse_key(&bytes).map_err(|message| KeyError::Format {
+        path: path.clone(),
+        message,
+    })?;
+    Ok((path, key))
+}
+
+fn read_key(path: &Path) -> std::io::Result<Vec<u8>> {
     std::fs::read(path)
 }
 

@@ -1,6 +1,6 @@
-//! Retry decisions for Drive calls.
+//! Retry decisions for Google API calls (Drive, Sheets).
 //!
-//! google-drive3 reports every non-2xx answer to a [`Delegate`] before giving up, and only the
+//! The generated hubs report every non-2xx answer to a [`Delegate`] before giving up, and only the
 //! delegate sees the response headers (`Retry-After`). Sleeping inside the generated call would
 //! count against our per-request timeout, so the delegate here only *decides*: it records how
 //! long to wait in the shared [`Attempts`] and aborts the call, and [`run`] does the waiting and
@@ -47,9 +47,9 @@ impl Default for RetryTiming {
     }
 }
 
-/// What happened to one logical call (one page of `files.list`, one download) over all its
-/// tries; shared by the delegate, the retry loop and the error mapping.
-pub(super) struct Attempts {
+/// What happened to one logical call (one page of `files.list`, one download, one values
+/// write) over all its tries; shared by the delegate, the retry loop and the error mapping.
+pub(crate) struct Attempts {
     what: String,
     max_retries: u32,
     timing: RetryTiming,
@@ -69,7 +69,7 @@ struct State {
 }
 
 impl Attempts {
-    pub(super) fn new(
+    pub(crate) fn new(
         what: String,
         max_retries: u32,
         timing: RetryTiming,
@@ -90,33 +90,33 @@ impl Attempts {
     }
 
     /// The call this is about, e.g. `files.list page 2`.
-    pub(super) fn what(&self) -> &str {
+    pub(crate) fn what(&self) -> &str {
         &self.what
     }
 
-    pub(super) fn timing(&self) -> RetryTiming {
+    pub(crate) fn timing(&self) -> RetryTiming {
         self.timing
     }
 
     /// A fresh delegate for one try of the generated call.
-    pub(super) fn delegate(&self) -> RetryDelegate<'_> {
+    pub(crate) fn delegate(&self) -> RetryDelegate<'_> {
         RetryDelegate { attempts: self }
     }
 
     /// Tries made so far (the first one included).
-    pub(super) fn tries(&self) -> u32 {
+    pub(crate) fn tries(&self) -> u32 {
         self.lock().retries + 1
     }
 
-    pub(super) fn last_status(&self) -> Option<u16> {
+    pub(crate) fn last_status(&self) -> Option<u16> {
         self.lock().last_status
     }
 
-    pub(super) fn last_problem(&self) -> Option<String> {
+    pub(crate) fn last_problem(&self) -> Option<String> {
         self.lock().last_problem.clone()
     }
 
-    pub(super) fn exhausted(&self) -> bool {
+    pub(crate) fn exhausted(&self) -> bool {
         self.lock().exhausted
     }
 
@@ -128,7 +128,7 @@ impl Attempts {
     /// Records a transient problem seen outside the generated call (a timeout, a download
     /// that broke off) and returns the pause before the next try, or `None` when retries are
     /// used up.
-    pub(super) fn transient(&self, problem: String) -> Option<Duration> {
+    pub(crate) fn transient(&self, problem: String) -> Option<Duration> {
         let mut st = self.lock();
         st.last_status = None;
         st.last_problem = Some(problem);
@@ -159,7 +159,7 @@ impl Attempts {
 
 /// Exponential backoff with "equal jitter": half of `base * 2^retry` (capped) plus a random
 /// part of the other half, so clients that failed together do not retry together.
-pub(super) fn backoff_delay(timing: &RetryTiming, retry: u32, jitter: f64) -> Duration {
+pub(crate) fn backoff_delay(timing: &RetryTiming, retry: u32, jitter: f64) -> Duration {
     let factor = 2u32.saturating_pow(retry.min(20));
     let full = timing
         .base_delay
@@ -183,12 +183,12 @@ fn jitter_fraction() -> f64 {
 
 /// `Retry-After` in its delay-seconds form; an HTTP-date (rare from Google) yields `None`
 /// and the caller falls back to backoff.
-pub(super) fn parse_retry_after(value: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// The `error.message` and first `error.errors[].reason` of a Google JSON error body.
-pub(super) fn google_error(json: Option<&serde_json::Value>) -> (Option<String>, Option<String>) {
+pub(crate) fn google_error(json: Option<&serde_json::Value>) -> (Option<String>, Option<String>) {
     let Some(err) = json.and_then(|v| v.get("error")) else {
         return (None, None);
     };
@@ -206,7 +206,7 @@ pub(super) fn google_error(json: Option<&serde_json::Value>) -> (Option<String>,
 }
 
 /// The delegate handed to each generated call; see the module doc.
-pub(super) struct RetryDelegate<'a> {
+pub(crate) struct RetryDelegate<'a> {
     attempts: &'a Attempts,
 }
 
@@ -256,7 +256,7 @@ impl common::Delegate for RetryDelegate<'_> {
             a.force_refresh.store(true, Ordering::SeqCst);
             tracing::info!(
                 call = %a.what,
-                "Drive refused the access token (401); fetching a new one and retrying"
+                "Google refused the access token (401); fetching a new one and retrying"
             );
             return common::Retry::After(Duration::ZERO);
         }
@@ -278,7 +278,7 @@ impl common::Delegate for RetryDelegate<'_> {
 }
 
 /// Why [`run`] stopped without a result.
-pub(super) enum Stop {
+pub(crate) enum Stop {
     /// The generated call failed and the delegate chose not to retry (or could not).
     Call(common::Error),
     /// The last try got no response headers within `request_timeout` and retries are used up.
@@ -287,7 +287,7 @@ pub(super) enum Stop {
 
 /// Runs `call` until it succeeds, a failure is not worth retrying, or retries run out.
 /// Each try is bounded by `request_timeout`; pauses between tries happen here.
-pub(super) async fn run<T, F, Fut>(attempts: &Attempts, mut call: F) -> Result<T, Stop>
+pub(crate) async fn run<T, F, Fut>(attempts: &Attempts, mut call: F) -> Result<T, Stop>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, common::Error>>,
@@ -310,7 +310,67 @@ where
     }
 }
 
-pub(super) fn log_retry(attempts: &Attempts, pause: Duration) {
+/// How a call ended for good, before each caller turns it into its own error with its own
+/// hints.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// A retryable failure outlasted the retry budget (or a `Retry-After` was too long).
+    GaveUp { tries: u32, last: String },
+    /// No access token: the token endpoint refused the key or could not be reached.
+    Auth(String),
+    /// The API answered with an error it is no use retrying.
+    Api {
+        status: u16,
+        message: String,
+        reason: Option<String>,
+    },
+    /// The answer was not what the API documents (wrong `api_base`?).
+    Protocol(String),
+}
+
+/// Sorts out why [`run`] stopped.
+pub(crate) fn classify(attempts: &Attempts, stop: Stop) -> Failure {
+    let gave_up = || Failure::GaveUp {
+        tries: attempts.tries(),
+        last: attempts
+            .last_problem()
+            .unwrap_or_else(|| "unknown problem".to_owned()),
+    };
+    if attempts.exhausted() {
+        return gave_up();
+    }
+    let err = match stop {
+        Stop::TimedOut => return gave_up(),
+        Stop::Call(err) => err,
+    };
+    let (status, message, reason) = match err {
+        common::Error::MissingToken(e) => return Failure::Auth(e.to_string()),
+        common::Error::BadRequest(json) => {
+            let (message, reason) = google_error(Some(&json));
+            let code = json
+                .pointer("/error/code")
+                .and_then(|c| c.as_u64())
+                .and_then(|c| u16::try_from(c).ok());
+            (attempts.last_status().or(code), message, reason)
+        }
+        common::Error::Failure(response) => (Some(response.status().as_u16()), None, None),
+        common::Error::JsonDecodeError(_, e) => {
+            return Failure::Protocol(format!("the answer is not the documented JSON: {e}"));
+        }
+        other => return Failure::Protocol(other.to_string()),
+    };
+    Failure::Api {
+        status: status.unwrap_or(0),
+        message: message.unwrap_or_else(|| {
+            attempts
+                .last_problem()
+                .unwrap_or_else(|| "no message".to_owned())
+        }),
+        reason,
+    }
+}
+
+pub(crate) fn log_retry(attempts: &Attempts, pause: Duration) {
     let st = attempts.lock();
     tracing::warn!(
         call = %attempts.what,
@@ -318,7 +378,7 @@ pub(super) fn log_retry(attempts: &Attempts, pause: Duration) {
         max_retries = attempts.max_retries,
         pause_ms = pause.as_millis() as u64,
         problem = st.last_problem.as_deref().unwrap_or("unknown"),
-        "Drive call failed; retrying after a pause"
+        "Google API call failed; retrying after a pause"
     );
 }
 
