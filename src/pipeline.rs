@@ -95,6 +95,8 @@ pub struct Timings {
     pub diff: f64,
     pub stage_sqlite: f64,
     pub stage_xlsx: f64,
+    /// Publishing to Google Sheets, after the CRM (0 when not configured).
+    pub gsheets: f64,
     pub crm: f64,
     pub snapshot: f64,
     pub total: f64,
@@ -113,6 +115,9 @@ pub struct RunReport {
     pub crm_rows_written: usize,
     /// Peak resident memory of the process so far (VmHWM), in MiB.
     pub peak_rss_mb: f64,
+    /// What the Google Sheets publish did (sheets and rows written) or why it failed; `None`
+    /// when `[staging.gsheets]` is not configured.
+    pub gsheets: Option<Value>,
 }
 
 impl RunReport {
@@ -131,6 +136,7 @@ impl RunReport {
             "peak_rss_mb": self.peak_rss_mb,
             "timings": self.timings,
             "samples": self.samples.iter().cloned().collect::<Map<String, Value>>(),
+            "gsheets": self.gsheets,
         })
     }
 }
@@ -423,6 +429,7 @@ fn process(
         timings,
         crm_rows_written: 0,
         peak_rss_mb: 0.0,
+        gsheets: None,
     };
     if opts.dry_run {
         report.timings.total = started.elapsed().as_secs_f64();
@@ -434,7 +441,9 @@ fn process(
     // Staging (sqlite, then the workbook) runs on its own thread while this one writes the
     // CRM: different files, no shared connection, both cores busy. Staging is a full
     // snapshot each run, so a run killed midway is repaired by the next one either way.
-    let sheet_frames = if recipes.pipeline.staging.xlsx {
+    let xlsx = recipes.pipeline.staging.xlsx;
+    let gsheets = recipes.pipeline.staging.gsheets.as_ref();
+    let sheet_frames = if xlsx || gsheets.is_some() {
         Some(
             xlsx_frames(recipes, state, &work).map_err(|source| PipelineError::Frame {
                 run_id: run_id.to_string(),
@@ -456,7 +465,7 @@ fn process(
                 run_id,
                 &work,
                 &report,
-                sheet_frames.as_deref(),
+                sheet_frames.as_deref().filter(|_| xlsx),
                 recipes,
                 &progress,
             )
@@ -494,6 +503,14 @@ fn process(
         report.issues.extend(applied.issues);
     }
     staging.write_run(run_id, &report.entities)?;
+    // The spreadsheet follows accepted runs only: published once the CRM committed, with the
+    // CRM's refusals among the rejects. Its failure is the analysts' problem, not the CRM's:
+    // a warning and a line in the summary, never a failed run.
+    if let (Some(spec), Some(frames)) = (gsheets, sheet_frames.as_deref()) {
+        let t = Instant::now();
+        report.gsheets = Some(publish_sheets(spec, frames, &report));
+        report.timings.gsheets = t.elapsed().as_secs_f64();
+    }
     report.timings.total = started.elapsed().as_secs_f64();
     report.peak_rss_mb = peak_rss_mb();
     state.finish_run(run_id, status.as_str(), &report.to_json())?;
@@ -726,6 +743,32 @@ fn xlsx_frames(
         frames.push((recipe.entity.clone(), df));
     }
     Ok(frames)
+}
+
+/// Publishes the staged sheets; the outcome as the run summary's `gsheets` object.
+fn publish_sheets(
+    spec: &crate::stage::gsheets::GsheetsSpec,
+    frames: &[(String, DataFrame)],
+    report: &RunReport,
+) -> Value {
+    use crate::stage::gsheets;
+    let published =
+        gsheets::staging_grids(frames, &report.issues, &report.entities, spec.max_cells)
+            .map_err(|e| e.to_string())
+            .and_then(|grids| gsheets::publish(spec, &grids).map_err(|e| e.to_string()));
+    match published {
+        Ok(r) => json!({
+            "spreadsheet_id": spec.spreadsheet_id,
+            "requests": r.requests,
+            "sheets": r.sheets.iter().map(|s| json!({
+                "title": s.title, "rows_written": s.rows_written, "rows_total": s.rows_total,
+            })).collect::<Vec<_>>(),
+        }),
+        Err(error) => {
+            tracing::warn!(spreadsheet_id = %spec.spreadsheet_id, %error, "Google Sheets staging not updated; staging.sqlite and staging.xlsx are");
+            json!({"spreadsheet_id": spec.spreadsheet_id, "error": error})
+        }
+    }
 }
 
 /// VmHWM from /proc (Linux); 0 elsewhere.

@@ -219,3 +219,62 @@ fn crm_refusals_become_rejects_and_an_outage_resumes_without_resending() {
     assert_eq!(crm.received("ventas", "OP-2019-000002"), before + 1);
     assert_eq!(crm.received("ventas", "OP-2025-000001"), 1);
 }
+
+/// The spreadsheet of the no-code flow, end to end: a run on the samples publishes every
+/// staged entity, the rejects (with their lines) and the summary to the Sheets API — here the
+/// local fake of `stage::gsheets`, since Google cannot be reached offline — and a Sheets
+/// outage leaves the run (and the CRM) fine, with the error in the run's summary.
+#[test]
+fn accepted_runs_publish_their_staging_to_google_sheets() {
+    use crate::stage::gsheets::fake_server::{FakeSheets, Fault, Route};
+    let email = "dropsync-e2e@example-project.iam.gserviceaccount.com";
+    let sheets = FakeSheets::start("book-e2e", email, (1000, 26));
+    let tmp = tempfile::tempdir().unwrap();
+    let var = crate::google::fake::key_in_env(
+        tmp.path(),
+        email,
+        &sheets.token_uri(),
+        "DROPSYNC_E2E_GSHEETS_KEY",
+    );
+    let recipes = recipes_with(
+        tmp.path(),
+        &format!(
+            "\n[staging.gsheets]\nspreadsheet_id = \"book-e2e\"\nkey_file_env = \"{var}\"\napi_base = \"{}\"\nmax_retries = 0\n",
+            sheets.base()
+        ),
+    );
+    let out = tmp.path().join("out");
+    let r = run(&recipes, "2026-11-20", &out);
+    let published = r.gsheets.as_ref().expect("gsheets outcome in the report");
+    assert!(published.get("error").is_none(), "{published}");
+    let titles = sheets.titles();
+    for (entity, summary) in &r.entities {
+        assert!(titles.contains(entity), "{entity} tab in {titles:?}");
+        let tab = sheets.values(entity);
+        assert_eq!(
+            tab.len(),
+            summary.accepted + 1,
+            "{entity}: header + accepted rows"
+        );
+        assert_eq!(tab[0][0], "id");
+    }
+    let rejects = sheets.values("rejects");
+    assert_eq!(rejects.len(), r.issues.len() + 1);
+    let first = &r.issues[0];
+    assert!(rejects.iter().any(|row| row[0] == first.entity
+        && row[2] == first.line.to_string()
+        && row[5] == first.rule));
+    let summary = sheets.values("summary");
+    assert_eq!(summary.len(), r.entities.len() + 1);
+
+    // Next day, the Sheets API is down: the run still loads the CRM and says why the
+    // spreadsheet is stale.
+    sheets.fault(Route::Write, Fault::Internal, 100);
+    let r2 = run(&recipes, "2026-11-21", &out);
+    assert_eq!(r2.status.as_str(), "ok");
+    assert!(r2.crm_rows_written > 0);
+    let error = r2.gsheets.as_ref().unwrap()["error"].as_str().unwrap();
+    assert!(error.contains("500"), "{error}");
+    let stored = crate::state::State::open(&out).unwrap().runs(1).unwrap();
+    assert!(stored[0].summary.as_ref().unwrap()["gsheets"]["error"].is_string());
+}

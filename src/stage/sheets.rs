@@ -106,7 +106,8 @@ pub fn write_workbook(
     std::fs::rename(&tmp, path).map_err(|e| fail(&e))
 }
 
-fn issues_frame(issues: &[Issue]) -> PolarsResult<DataFrame> {
+/// The `rejects` sheet's rows (also published to Google Sheets).
+pub(crate) fn issues_frame(issues: &[Issue]) -> PolarsResult<DataFrame> {
     df!(
         "entity" => issues.iter().map(|i| i.entity.as_str()).collect::<Vec<_>>(),
         "file" => issues.iter().map(|i| i.file.as_str()).collect::<Vec<_>>(),
@@ -118,7 +119,8 @@ fn issues_frame(issues: &[Issue]) -> PolarsResult<DataFrame> {
     )
 }
 
-fn summary_frame(summary: &[(String, EntitySummary)]) -> PolarsResult<DataFrame> {
+/// The `summary` sheet's rows (also published to Google Sheets).
+pub(crate) fn summary_frame(summary: &[(String, EntitySummary)]) -> PolarsResult<DataFrame> {
     let num = |f: fn(&EntitySummary) -> usize| {
         summary.iter().map(|(_, s)| f(s) as i64).collect::<Vec<_>>()
     };

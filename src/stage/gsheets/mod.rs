@@ -37,7 +37,10 @@
 //! or columns than its new size cannot shrink; Google's 400 says so.
 
 mod budget;
+mod frames;
 mod layout;
+
+pub use self::frames::staging_grids;
 
 #[cfg(test)]
 pub(crate) mod fake_server;
