@@ -45,6 +45,8 @@ pub struct RunView {
     pub crm_rows_written: Option<u64>,
     /// Why a failed or stopped run stopped, when it said.
     pub error: Option<String>,
+    /// The Google Sheets publish: `sheets` written, or its `error`.
+    pub gsheets: Option<Value>,
 }
 
 impl RunView {
@@ -307,6 +309,7 @@ fn run_view((run_id, started_at, finished_at, status, summary): RunRow) -> RunVi
         samples,
         crm_rows_written: summary["crm_rows_written"].as_u64(),
         error: summary["error"].as_str().map(str::to_owned),
+        gsheets: summary.get("gsheets").filter(|g| !g.is_null()).cloned(),
     }
 }
 

@@ -141,6 +141,18 @@ pub fn run(p: &RunPage) -> Markup {
                 div.box.notice #approved { "Approved: " (n) " held deletes applied to the CRM." }
             }
             @if let Some(e) = &r.error { div.box.alert { "Error: " (e) } }
+            @if let Some(g) = &r.gsheets {
+                @if let Some(e) = g["error"].as_str() {
+                    div.box.alert #gsheets { "Google Sheets not updated: " (e) }
+                } @else {
+                    div.box #gsheets {
+                        "Google Sheets " code { (g["spreadsheet_id"].as_str().unwrap_or("")) } ": "
+                        @for t in g["sheets"].as_array().into_iter().flatten() {
+                            (t["title"].as_str().unwrap_or("")) " " (t["rows_written"]) "/" (t["rows_total"]) " rows; "
+                        }
+                    }
+                }
+            }
             h2 { "Entities" }
             table #entities {
                 tr {

@@ -306,3 +306,36 @@ fn search_shows_a_rows_history_and_escapes_what_it_echoes() {
     assert!(!evil.contains("<script>x</script>"));
     assert!(evil.contains("&lt;script&gt;"));
 }
+
+#[test]
+fn the_run_page_says_whether_google_sheets_was_updated() {
+    let mut run = data::RunView {
+        run_id: "r1".into(),
+        started_at: "2026-11-27T01:00:00.000Z".into(),
+        finished_at: Some("2026-11-27T01:00:02.500Z".into()),
+        status: "ok".into(),
+        files: Vec::new(),
+        entities: Vec::new(),
+        samples: Vec::new(),
+        crm_rows_written: Some(3),
+        error: None,
+        gsheets: Some(serde_json::json!({"spreadsheet_id": "book", "sheets": [
+            {"title": "clientes", "rows_written": 40, "rows_total": 300}]})),
+    };
+    assert_eq!(run.duration_secs(), Some(2.5));
+    let render = |run: &data::RunView| {
+        pages::run(&pages::RunPage {
+            run,
+            held: &[],
+            rejects: &data::RejectPage::default(),
+            filter: &data::RejectFilter::default(),
+            csrf: "t",
+            approved: None,
+        })
+        .into_string()
+    };
+    assert!(render(&run).contains("clientes 40/300 rows"));
+    run.gsheets = Some(serde_json::json!({"spreadsheet_id": "book", "error": "HTTP 500 <boom>"}));
+    let page = render(&run);
+    assert!(page.contains("Google Sheets not updated: HTTP 500 &lt;boom&gt;"));
+}
