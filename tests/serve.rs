@@ -120,10 +120,30 @@ fn capabilities(profile: &Path) -> serde_json::Map<String, serde_json::Value> {
     caps.as_object().unwrap().clone()
 }
 
-fn cell(table: &str, row_attr: &str, class: &str) -> Locator<'static> {
-    Locator::Css(Box::leak(
-        format!("table#{table} tr[{row_attr}] td.{class}").into_boxed_str(),
-    ))
+/// The text of the first element matching `css`.
+async fn text(c: &fantoccini::Client, css: &str) -> String {
+    let found = c.find(Locator::Css(css)).await;
+    let found = found.unwrap_or_else(|e| panic!("{css}: {e}"));
+    found.text().await.unwrap()
+}
+
+async fn click(c: &fantoccini::Client, css: &str) {
+    let found = c.find(Locator::Css(css)).await;
+    found
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Waits for the page (after a click) that has `css`, then returns its text.
+async fn wait_text(c: &fantoccini::Client, css: &str) -> String {
+    let found = c.wait().for_element(Locator::Css(css)).await;
+    found
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
 }
 
 #[test]
@@ -177,15 +197,11 @@ fn operator_reads_the_run_filters_rejects_and_approves_held_deletes_in_a_browser
 
         // Runs list → day 2's run.
         c.goto(&format!("{base}/")).await.unwrap();
-        let status = c
-            .find(Locator::Css(&format!(
-                "table#runs tr[data-run='{held_id}'] [data-status]"
-            )))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let status = text(
+            &c,
+            &format!("table#runs tr[data-run='{held_id}'] [data-status]"),
+        )
+        .await;
         assert_eq!(status, "held");
         c.find(Locator::LinkText(&day2_id))
             .await
@@ -193,10 +209,7 @@ fn operator_reads_the_run_filters_rejects_and_approves_held_deletes_in_a_browser
             .click()
             .await
             .unwrap();
-        c.wait()
-            .for_element(Locator::Css("table#entities"))
-            .await
-            .unwrap();
+        wait_text(&c, "table#entities").await;
 
         // The page's counts are the run's counts.
         for entity in ["clientes", "ventas", "servicios"] {
@@ -204,13 +217,7 @@ fn operator_reads_the_run_filters_rejects_and_approves_held_deletes_in_a_browser
             for key in [
                 "read", "accepted", "rejected", "inserted", "updated", "deleted",
             ] {
-                let shown = c
-                    .find(cell("entities", &row, key))
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
+                let shown = text(&c, &format!("table#entities tr[{row}] td.{key}")).await;
                 assert_eq!(
                     shown,
                     day2.entity(entity)[key].to_string(),
@@ -237,19 +244,13 @@ fn operator_reads_the_run_filters_rejects_and_approves_held_deletes_in_a_browser
             .select_by_value(&reject_rule)
             .await
             .unwrap();
-        c.find(Locator::Css("form#reject-filter button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "form#reject-filter button").await;
         // The reloaded page is the one whose entity filter is set.
-        c.wait()
-            .for_element(Locator::Css(
-                "form#reject-filter select[name='entity'] option[value='ventas'][selected]",
-            ))
-            .await
-            .unwrap();
+        wait_text(
+            &c,
+            "form#reject-filter select[name='entity'] option[value='ventas'][selected]",
+        )
+        .await;
         let url = c.current_url().await.unwrap();
         assert!(url.as_str().contains("entity=ventas"), "{url}");
         let rows = c.find_all(Locator::Css("table#rejects tr")).await.unwrap();
@@ -267,31 +268,13 @@ fn operator_reads_the_run_filters_rejects_and_approves_held_deletes_in_a_browser
 
         // The held run: its count, then Approve.
         c.goto(&format!("{base}/runs/{held_id}")).await.unwrap();
-        let held_text = c
-            .find(Locator::Css("[data-held='clientes']"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let held_text = text(&c, "[data-held='clientes']").await;
         assert!(
             held_text.contains(&format!("{held_n} deletes held")),
             "{held_text}"
         );
-        c.find(Locator::Css("form#approve button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        let notice = c
-            .wait()
-            .for_element(Locator::Css("#approved"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        click(&c, "form#approve button").await;
+        let notice = wait_text(&c, "#approved").await;
         assert!(
             notice.contains(&format!("{held_n} held deletes applied")),
             "{notice}"

@@ -100,8 +100,23 @@ pub struct Workspace {
     pub out: PathBuf,
 }
 
+/// An open database and its path, for errors that say which file.
+struct Db {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Db {
+    fn err(&self) -> impl Fn(rusqlite::Error) -> DataError + Copy + '_ {
+        |source| DataError::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
 impl Workspace {
-    fn open(&self, rel: &str) -> Result<Option<(Connection, PathBuf)>, DataError> {
+    fn open(&self, rel: &str) -> Result<Option<Db>, DataError> {
         let path = self.out.join(rel);
         if !path.exists() {
             return Ok(None);
@@ -114,22 +129,19 @@ impl Workspace {
             path: path.clone(),
             source,
         })?;
-        Ok(Some((conn, path)))
+        Ok(Some(Db { conn, path }))
     }
 
-    fn state(&self) -> Result<Option<(Connection, PathBuf)>, DataError> {
+    fn state(&self) -> Result<Option<Db>, DataError> {
         self.open("state/state.sqlite")
     }
 
     /// The most recent runs first, each with its files and counts.
     pub fn runs(&self, limit: usize) -> Result<Vec<RunView>, DataError> {
-        let Some((conn, path)) = self.state()? else {
+        let Some(db) = self.state()? else {
             return Ok(Vec::new());
         };
-        let e = |source| DataError::Db {
-            path: path.clone(),
-            source,
-        };
+        let (conn, e) = (&db.conn, db.err());
         let mut st = conn
             .prepare(
                 "SELECT run_id, started_at, finished_at, status, summary FROM runs
@@ -143,19 +155,16 @@ impl Workspace {
             .map_err(e)?;
         let mut runs: Vec<RunView> = rows.into_iter().map(run_view).collect();
         for run in &mut runs {
-            run.files = files(&conn, &run.run_id).map_err(e)?;
+            run.files = files(conn, &run.run_id).map_err(e)?;
         }
         Ok(runs)
     }
 
     pub fn run(&self, run_id: &str) -> Result<Option<RunView>, DataError> {
-        let Some((conn, path)) = self.state()? else {
+        let Some(db) = self.state()? else {
             return Ok(None);
         };
-        let e = |source| DataError::Db {
-            path: path.clone(),
-            source,
-        };
+        let (conn, e) = (&db.conn, db.err());
         let row = conn
             .query_row(
                 "SELECT run_id, started_at, finished_at, status, summary FROM runs WHERE run_id = ?1",
@@ -166,19 +175,16 @@ impl Workspace {
             .map_err(e)?;
         let Some(row) = row else { return Ok(None) };
         let mut run = run_view(row);
-        run.files = files(&conn, run_id).map_err(e)?;
+        run.files = files(conn, run_id).map_err(e)?;
         Ok(Some(run))
     }
 
     /// The run's held deletes per entity and state, IDs in the order they were held.
     pub fn held(&self, run_id: &str) -> Result<Vec<Held>, DataError> {
-        let Some((conn, path)) = self.state()? else {
+        let Some(db) = self.state()? else {
             return Ok(Vec::new());
         };
-        let e = |source| DataError::Db {
-            path: path.clone(),
-            source,
-        };
+        let (conn, e) = (&db.conn, db.err());
         let mut st = conn
             .prepare(
                 "SELECT entity, state, id FROM held_deletes WHERE run_id = ?1 ORDER BY entity, state, rowid",
@@ -210,13 +216,10 @@ impl Workspace {
 
     /// One page of the run's rejects (errors, skips and warnings), by entity, file and line.
     pub fn rejects(&self, run_id: &str, filter: &RejectFilter) -> Result<RejectPage, DataError> {
-        let Some((conn, path)) = self.open("staging.sqlite")? else {
+        let Some(db) = self.open("staging.sqlite")? else {
             return Ok(RejectPage::default());
         };
-        let e = |source| DataError::Db {
-            path: path.clone(),
-            source,
-        };
+        let (conn, e) = (&db.conn, db.err());
         let distinct = |col: &str| -> rusqlite::Result<Vec<String>> {
             let mut st = conn.prepare(&format!(
                 "SELECT DISTINCT {col} FROM rejects WHERE run_id = ?1 ORDER BY {col}"
