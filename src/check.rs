@@ -1,6 +1,7 @@
 //! `dropsync check`: like a connector's "test connection". Validates the recipes and the
 //! sources config, then tries each configured source (SFTP: connect, verify the host key,
-//! list; Drive: token + list) without taking any file, and opens the CRM target. One verdict
+//! list; Drive: token + list) without taking any file, opens the CRM target and, when
+//! configured, reads the Google Sheets spreadsheet (nothing written). One verdict
 //! per item, so an operator sees at once what is broken before the nightly run.
 
 use std::path::Path;
@@ -103,6 +104,12 @@ pub fn check(recipes_dir: &Path, sources: &Path, out: &Path) -> Vec<Verdict> {
             format!("target {kind}"),
             opened.map(|_| "opened".to_string()),
         ));
+        if let Some(spec) = &r.pipeline.staging.gsheets {
+            v.push(verdict(
+                "staging google sheets",
+                crate::stage::gsheets::probe(spec).map_err(|e| e.to_string()),
+            ));
+        }
     }
     v
 }

@@ -244,6 +244,14 @@ fn accepted_runs_publish_their_staging_to_google_sheets() {
         ),
     );
     let out = tmp.path().join("out");
+    // `dropsync check` reads the spreadsheet first, writing nothing.
+    let verdicts = crate::check::check(&recipes, &tmp.path().join("sources.toml"), &out);
+    let probe = verdicts
+        .iter()
+        .find(|v| v.item == "staging google sheets")
+        .expect("a verdict for the spreadsheet");
+    assert!(probe.ok && probe.detail.contains("book-e2e"), "{probe:?}");
+    assert_eq!(sheets.titles(), ["Sheet1"]);
     let r = run(&recipes, "2026-11-20", &out);
     let published = r.gsheets.as_ref().expect("gsheets outcome in the report");
     assert!(published.get("error").is_none(), "{published}");

@@ -226,6 +226,42 @@ pub fn publish_with(
     timing: RetryTiming,
 ) -> Result<PublishReport, GsheetsError> {
     check(spec, grids)?;
+    let c = connect(spec, timing)?;
+    c.runtime.block_on(c.publisher.run(grids))
+}
+
+/// `dropsync check`'s test of the Sheets setup: the key gives a token and the spreadsheet
+/// is readable (one `spreadsheets.get`, nothing written). Says which tabs it has.
+pub fn probe(spec: &GsheetsSpec) -> Result<String, GsheetsError> {
+    probe_with(spec, RetryTiming::default())
+}
+
+pub fn probe_with(spec: &GsheetsSpec, timing: RetryTiming) -> Result<String, GsheetsError> {
+    check(spec, &[])?;
+    let c = connect(spec, timing)?;
+    let tabs = c.runtime.block_on(c.publisher.sheets_now())?;
+    let cells: u64 = tabs.iter().map(|t| t.rows * t.cols).sum();
+    Ok(format!(
+        "spreadsheet {} readable as {}: {} tab(s) ({}), {cells} of {} cells used",
+        spec.spreadsheet_id,
+        c.publisher.principal,
+        tabs.len(),
+        tabs.iter()
+            .map(|t| t.title.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        spec.max_cells
+    ))
+}
+
+/// A publisher and the runtime its connections live on. Field order matters: the publisher
+/// (its hub's pooled connections) is dropped before the runtime.
+struct Connected<'a> {
+    publisher: Publisher<'a>,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn connect(spec: &GsheetsSpec, timing: RetryTiming) -> Result<Connected<'_>, GsheetsError> {
     let api_base =
         crate::google::api_base(spec.api_base.as_deref(), DEFAULT_API_BASE).map_err(|raw| {
             GsheetsError::Config {
@@ -252,18 +288,19 @@ pub fn publish_with(
     hub.base_url(api_base.clone());
     hub.root_url(api_base);
     hub.user_agent(format!("dropsync/{}", env!("CARGO_PKG_VERSION")));
-    // Dropped before `session.runtime`, on which its pooled connections run.
-    let publisher = Publisher {
-        spec,
-        hub,
-        timing,
-        force_refresh: session.force_refresh,
-        principal: key.principal(),
-        key_path,
-        requests: Cell::new(0),
-        retries: Cell::new(0),
-    };
-    session.runtime.block_on(publisher.run(grids))
+    Ok(Connected {
+        publisher: Publisher {
+            spec,
+            hub,
+            timing,
+            force_refresh: session.force_refresh,
+            principal: key.principal(),
+            key_path,
+            requests: Cell::new(0),
+            retries: Cell::new(0),
+        },
+        runtime: session.runtime,
+    })
 }
 
 /// Checks what needs no network, so a bad recipe or caller fails before any call.

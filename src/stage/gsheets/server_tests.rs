@@ -439,3 +439,22 @@ fn gsheets_overlong_cell_is_cut_not_refused() {
     assert_eq!(got[3], expected(&g)[3]);
     assert!(s.refusals().is_empty(), "{:?}", s.refusals());
 }
+
+/// `dropsync check`'s probe reads the spreadsheet and writes nothing; a key the token
+/// endpoint does not know fails with a clear error (against the local fake, as above).
+#[test]
+fn gsheets_probe_reads_the_tabs_and_writes_nothing() {
+    let s = Setup::new((1000, 26));
+    let said = super::probe_with(&s.spec(), fast()).unwrap();
+    assert!(said.contains("1 tab(s) (Sheet1)"), "{said}");
+    assert!(said.contains("26000 of 10000000 cells"), "{said}");
+    assert!(s.statuses(Route::Write).is_empty());
+    assert!(s.statuses(Route::BatchUpdate).is_empty());
+    let mut wrong = s.spec();
+    wrong.spreadsheet_id = "no-such-book".into();
+    let err = super::probe_with(&wrong, fast()).unwrap_err().to_string();
+    assert!(
+        err.contains("404") && err.contains("spreadsheets.get"),
+        "{err}"
+    );
+}
