@@ -896,7 +896,8 @@ fn record_changes(state: &State, run_id: &str, w: &EntityWork) -> Result<(), Pip
     Ok(())
 }
 
-/// A few changes of each kind, for `plan` and the status page: inserted and deleted IDs, updated
+/// A few changes of each kind, for `plan` and the status page: inserted rows (and their IDs),
+/// deleted rows as the snapshot had them, and deleted IDs, updated
 /// rows as `field: before -> after`.
 fn samples(accepted: &DataFrame, prev: Option<&DataFrame>, changes: &ChangeSet) -> Value {
     let text = |df: &DataFrame, col: &str, row: usize| -> String {
@@ -942,10 +943,36 @@ fn samples(accepted: &DataFrame, prev: Option<&DataFrame>, changes: &ChangeSet) 
             json!({"id": id, "changes": diffs})
         })
         .collect();
+    // Whole rows for inserts and deletes: what arrived, and what the CRM had for what left.
+    let row = |df: &DataFrame, i: usize| -> Value {
+        df.get_column_names()
+            .iter()
+            .filter(|c| !c.starts_with("__"))
+            .map(|c| (c.to_string(), Value::String(text(df, c, i))))
+            .collect::<Map<String, Value>>()
+            .into()
+    };
+    let inserted_rows: Vec<Value> = changes
+        .inserted
+        .iter()
+        .take(5)
+        .map(|&i| row(accepted, i as usize))
+        .collect();
+    let deleted_rows: Vec<Value> = match prev {
+        Some(p) => changes
+            .deleted
+            .iter()
+            .take(5)
+            .filter_map(|id| prev_index.get(id).map(|&j| row(p, j)))
+            .collect(),
+        None => Vec::new(),
+    };
     json!({
         "inserted": changes.inserted.iter().take(5).map(|&i| text(accepted, ID, i as usize)).collect::<Vec<_>>(),
+        "inserted_rows": inserted_rows,
         "updated": updated,
         "deleted": changes.deleted.iter().take(5).collect::<Vec<_>>(),
+        "deleted_rows": deleted_rows,
     })
 }
 

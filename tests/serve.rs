@@ -225,6 +225,30 @@ fn operator_reads_the_run_filters_rejects_and_approves_held_deletes_in_a_browser
                 );
             }
         }
+        // Whole inserted rows, and updated rows as field: before -> after.
+        let samples = &day2.json["samples"]["clientes"];
+        let inserted = text(
+            &c,
+            "[data-samples='clientes'] table.sample[data-kind='inserted']",
+        )
+        .await;
+        let first_id = samples["inserted_rows"][0]["id"].as_str().unwrap();
+        let first_name = samples["inserted_rows"][0]["nombre"].as_str().unwrap();
+        assert!(
+            inserted.contains(first_id) && inserted.contains(first_name),
+            "{inserted}"
+        );
+        let updated = text(&c, "[data-samples='clientes'] li").await;
+        let (field, change) = samples["updated"][0]["changes"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .next()
+            .unwrap();
+        assert!(
+            updated.contains(&format!("{field}: {}", change.as_str().unwrap())),
+            "{updated}"
+        );
         if let Some(dir) = std::env::var_os("DROPSYNC_SCREENSHOT_DIR") {
             let png = c.screenshot().await.unwrap();
             assert_eq!(&png[..4], b"\x89PNG");

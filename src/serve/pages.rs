@@ -231,7 +231,10 @@ fn samples(samples: &[(String, Value)]) -> Markup {
             @if !inserted.is_empty() || !deleted.is_empty() || !updated.is_empty() {
                 div.box data-samples=(entity) {
                     b { (entity) }
-                    @if !inserted.is_empty() { div { "Inserted: " code { (inserted.join(", ")) } } }
+                    @if !inserted.is_empty() {
+                        div { "Inserted:" }
+                        (rows_table("inserted", &s["inserted_rows"], &inserted))
+                    }
                     @if !updated.is_empty() {
                         div { "Updated:" }
                         ul {
@@ -245,7 +248,33 @@ fn samples(samples: &[(String, Value)]) -> Markup {
                             }
                         }
                     }
-                    @if !deleted.is_empty() { div { "Gone from the export: " code { (deleted.join(", ")) } } }
+                    @if !deleted.is_empty() {
+                        div { "Gone from the export (as the CRM had them):" }
+                        (rows_table("deleted", &s["deleted_rows"], &deleted))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sample rows as a table (columns of the first row); just the IDs for runs stored before
+/// whole rows were kept.
+fn rows_table(kind: &str, rows: &Value, ids: &[String]) -> Markup {
+    let rows = rows.as_array().cloned().unwrap_or_default();
+    let cols: Vec<String> = rows
+        .first()
+        .and_then(Value::as_object)
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    html! {
+        @if cols.is_empty() {
+            code { (ids.join(", ")) }
+        } @else {
+            table.sample data-kind=(kind) {
+                tr { @for c in &cols { th { (c) } } }
+                @for r in &rows {
+                    tr { @for c in &cols { td { (r[c].as_str().unwrap_or("")) } } }
                 }
             }
         }
