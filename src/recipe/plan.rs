@@ -33,6 +33,11 @@ const INTEGER: &str = r"^[-+]?(\d+|\d{1,3}(\.\d{3})+)$";
 /// Decimal comma numbers: `1.234.567,89`, `7,5`, `1234`.
 const DECIMAL: &str = r"^[-+]?(\d+|\d{1,3}(\.\d{3})+)(,\d+)?$";
 
+/// Whitespace runs that `collapse_spaces` rewrites to one space: two or more, or a single
+/// one that is not a plain space (tab, NBSP...). Same result as replacing every `\s+`, but a
+/// value whose words are already single-spaced has no match and is not copied (most names).
+const COLLAPSE: &str = r"\s{2,}|[\s&&[^ ]]";
+
 /// The expressions of one entity, ready to run on any raw frame of that entity.
 pub struct Plan {
     exprs: Vec<Expr>,
@@ -141,7 +146,7 @@ fn field_exprs(f: &Field) -> (Expr, Option<Expr>, Option<Expr>) {
             CleanStep::Trim => s.str().strip_chars(lit(NULL)),
             CleanStep::Lower => s.str().to_lowercase(),
             CleanStep::Upper => s.str().to_uppercase(),
-            CleanStep::CollapseSpaces => s.str().replace_all(lit(r"\s+"), lit(" "), false),
+            CleanStep::CollapseSpaces => s.str().replace_all(lit(COLLAPSE), lit(" "), false),
             CleanStep::DigitsOnly => s.str().replace_all(lit(r"\D"), lit(""), false),
         };
     }
@@ -478,6 +483,35 @@ mod tests {
             strs(&df, "t")[3],
             Some("2026-02-01 10:00:00".into()),
             "a four-digit year with a time still parses"
+        );
+    }
+
+    #[test]
+    fn collapse_spaces_matches_every_whitespace_run_but_single_spaces() {
+        let r = recipe("[[field]]\nname = \"v\"\nfrom = \"V\"\nclean = [\"collapse_spaces\"]\n");
+        let df = run(
+            &r,
+            "V",
+            &[
+                Some("Juan  Carlos"),
+                Some("Juan Carlos"),
+                Some("Juan\tCarlos"),
+                Some("Juan\u{a0}Carlos"),
+                Some("Juan \u{a0}\t Carlos   Pérez"),
+                Some("Juan\r\nCarlos"),
+            ],
+        );
+        let once = Some("Juan Carlos".to_string());
+        assert_eq!(
+            strs(&df, "v"),
+            [
+                once.clone(),
+                once.clone(),
+                once.clone(),
+                once.clone(),
+                Some("Juan Carlos Pérez".into()),
+                once
+            ]
         );
     }
 
