@@ -530,50 +530,67 @@ fn stage(
     recipes: &Recipes,
     progress: &Progress,
 ) -> Result<(Staging, f64, f64), PipelineError> {
-    let t = Instant::now();
     if sheets.is_some() {
         progress.add_step(Stage::Staging);
     }
+    // The workbook and the staging tables share nothing: the workbook is written on its own
+    // thread while the tables sync, so its single-threaded zip phase overlaps the SQLite work.
+    std::thread::scope(|scope| {
+        let workbook = sheets.map(|frames| {
+            scope.spawn(move || -> Result<f64, StageError> {
+                let t = Instant::now();
+                progress.begin(Stage::Staging, "workbook");
+                let inputs: Vec<SheetInput> = frames
+                    .iter()
+                    .map(|(n, df)| SheetInput { name: n, rows: df })
+                    .collect();
+                sheets::write_workbook(
+                    &opts.out.join("staging.xlsx"),
+                    &inputs,
+                    &report.issues,
+                    &report.entities,
+                    recipes.pipeline.staging.xlsx_max_rows,
+                )?;
+                let rows: usize = frames.iter().map(|(_, df)| df.height()).sum();
+                progress.end(Stage::Staging, "workbook", rows);
+                Ok(t.elapsed().as_secs_f64())
+            })
+        });
+        let t = Instant::now();
+        let staging = stage_tables(opts, run_id, work, report, progress)?;
+        let sqlite_secs = t.elapsed().as_secs_f64();
+        failpoint("after-stage");
+        let xlsx_secs = match workbook.map(|h| h.join()) {
+            None => 0.0,
+            Some(Ok(r)) => r?,
+            Some(Err(_)) => {
+                return Err(PipelineError::Io("the workbook thread panicked".into()));
+            }
+        };
+        Ok((staging, sqlite_secs, xlsx_secs))
+    })
+}
+
+/// staging.sqlite: each entity's table synced to this run's accepted rows, and the rejects.
+fn stage_tables(
+    opts: &RunOptions,
+    run_id: &str,
+    work: &[EntityWork],
+    report: &RunReport,
+    progress: &Progress,
+) -> Result<Staging, PipelineError> {
     let mut staging = Staging::open(&opts.out.join("staging.sqlite"))?;
     for w in work {
-        progress.begin(Stage::Staging, &w.recipe.entity);
-        let rows = without_hash(&w.accepted).map_err(|source| PipelineError::Frame {
-            run_id: run_id.to_string(),
-            entity: w.recipe.entity.clone(),
-            source,
-        })?;
-        let hashes =
-            diff::row_hashes(&rows, w.recipe, diff::HashScope::AllFields).map_err(|source| {
-                PipelineError::Frame {
-                    run_id: run_id.to_string(),
-                    entity: w.recipe.entity.clone(),
-                    source,
-                }
-            })?;
-        let written = staging.sync_entity(&w.recipe.entity, &rows, &hashes)?;
-        progress.end(Stage::Staging, &w.recipe.entity, written);
+        let entity = w.recipe.entity.as_str();
+        progress.begin(Stage::Staging, entity);
+        let rows = without_hash(&w.accepted).map_err(frame_err(run_id, entity))?;
+        let hashes = diff::row_hashes(&rows, w.recipe, diff::HashScope::AllFields)
+            .map_err(frame_err(run_id, entity))?;
+        let written = staging.sync_entity(entity, &rows, &hashes)?;
+        progress.end(Stage::Staging, entity, written);
     }
     staging.write_rejects(run_id, &report.issues)?;
-    let sqlite_secs = t.elapsed().as_secs_f64();
-    failpoint("after-stage");
-    let t = Instant::now();
-    if let Some(frames) = sheets {
-        progress.begin(Stage::Staging, "workbook");
-        let inputs: Vec<SheetInput> = frames
-            .iter()
-            .map(|(n, df)| SheetInput { name: n, rows: df })
-            .collect();
-        sheets::write_workbook(
-            &opts.out.join("staging.xlsx"),
-            &inputs,
-            &report.issues,
-            &report.entities,
-            recipes.pipeline.staging.xlsx_max_rows,
-        )?;
-        let cells: usize = frames.iter().map(|(_, df)| df.height()).sum();
-        progress.end(Stage::Staging, "workbook", cells);
-    }
-    Ok((staging, sqlite_secs, t.elapsed().as_secs_f64()))
+    Ok(staging)
 }
 
 /// Writes the CRM (upserts parents first, deletes children first), then advances the
