@@ -230,24 +230,32 @@ fn field_exprs(f: &Field) -> (Expr, Option<Expr>, Option<Expr>) {
             .otherwise(lit(NULL).cast(DataType::Boolean))
         }
         // A Date cast to text is ISO `YYYY-MM-DD` without a strftime per value.
-        FieldType::Date => coalesce(
-            &f.formats
-                .iter()
-                .map(|fmt| parse_date(s.clone(), fmt))
-                .collect::<Vec<_>>(),
-        )
-        .cast(DataType::String),
-        FieldType::Datetime => coalesce(
-            &f.formats
-                .iter()
-                .map(|fmt| parse_datetime(s.clone(), fmt))
-                .collect::<Vec<_>>(),
-        )
-        .dt()
-        .to_string("%Y-%m-%d %H:%M:%S"),
+        FieldType::Date => first_format(&s, &f.formats, parse_date).cast(DataType::String),
+        FieldType::Datetime => first_format(&s, &f.formats, parse_datetime)
+            .dt()
+            .to_string("%Y-%m-%d %H:%M:%S"),
     };
     let err = s.is_not_null().and(parsed.clone().is_null());
     (parsed, Some(err), unmapped)
+}
+
+/// The value parsed by the first format that takes it. Each further format only sees the
+/// values the earlier ones left null (the rest are nulls to it, which cost nothing): with
+/// `["%d/%m/%Y", "%d/%m/%Y %H:%M"]` a file of plain dates never runs the second parser,
+/// whose per-value fallback is the slow path of polars' strptime.
+fn first_format(s: &Expr, formats: &[String], parse: fn(Expr, &str) -> Expr) -> Expr {
+    let mut formats = formats.iter();
+    let Some(first) = formats.next() else {
+        return lit(NULL).cast(DataType::String);
+    };
+    let mut acc = parse(s.clone(), first);
+    for fmt in formats {
+        let left = when(acc.clone().is_null())
+            .then(s.clone())
+            .otherwise(lit(NULL).cast(DataType::String));
+        acc = acc.fill_null(parse(left, fmt));
+    }
+    acc
 }
 
 fn strptime(fmt: &str) -> StrptimeOptions {
