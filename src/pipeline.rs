@@ -164,7 +164,7 @@ struct EntityWork<'r> {
     accepted: DataFrame,
     lines: Vec<u32>,
     changes: ChangeSet,
-    /// A few changes of each kind (for `--dry-run` / `plan`).
+    /// A few changes of each kind (for `plan`, the run summary and the status page).
     sample: Value,
     /// The file the rows came from.
     file_name: String,
