@@ -7,7 +7,8 @@
 //! - By default it listens on 127.0.0.1 only. Any other address needs an access token (from an
 //!   environment variable, never the command line or a file in the repo); with a token, every
 //!   request must carry it as `Authorization: Bearer <token>` or the `dropsync_token` cookie
-//!   that `/login?token=<token>` sets (HttpOnly, SameSite=Strict).
+//!   that the `/login` form sets (HttpOnly, SameSite=Strict). The token is posted, never put
+//!   in a URL, so it stays out of browser history and proxy logs.
 //! - Without a token the server answers only requests whose `Host` is the loopback address it
 //!   listens on: a web page that resolves its own name to 127.0.0.1 (DNS rebinding) is refused.
 //! - Approve is a POST carrying a per-process random CSRF token that only our own pages hold:
@@ -113,7 +114,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/runs/{run_id}/approve", post(approve))
         .route("/recipes", get(recipes))
         .route("/search", get(search))
-        .route("/login", get(login))
+        .route("/login", get(login_form).post(login))
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
 }
@@ -164,7 +165,7 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
                     StatusCode::UNAUTHORIZED,
                     pages::message(
                         "Access token required",
-                        "Open /login?token=<token> once, or send Authorization: Bearer <token>.",
+                        "Sign in once at /login, or send Authorization: Bearer <token>.",
                     ),
                 )
                     .into_response();
@@ -201,14 +202,18 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+async fn login_form() -> Response {
+    pages::login(None).into_response()
+}
+
 #[derive(serde::Deserialize)]
-struct LoginQuery {
+struct LoginForm {
     token: String,
 }
 
-async fn login(State(app): State<Arc<App>>, Query(q): Query<LoginQuery>) -> Response {
+async fn login(State(app): State<Arc<App>>, Form(form): Form<LoginForm>) -> Response {
     match &app.token {
-        Some(token) if same_secret(&q.token, token) => (
+        Some(token) if same_secret(&form.token, token) => (
             [(
                 header::SET_COOKIE,
                 format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"),
@@ -218,7 +223,7 @@ async fn login(State(app): State<Arc<App>>, Query(q): Query<LoginQuery>) -> Resp
             .into_response(),
         Some(_) => (
             StatusCode::UNAUTHORIZED,
-            pages::message("Wrong token", "The token does not match."),
+            pages::login(Some("That token does not match.")),
         )
             .into_response(),
         None => Redirect::to("/").into_response(),

@@ -380,6 +380,20 @@ pub fn search(
     )
 }
 
+pub fn login(problem: Option<&str>) -> Markup {
+    layout(
+        "Sign in",
+        html! {
+            h1 { "Sign in" }
+            @if let Some(p) = problem { div.box.alert { (p) } }
+            form #login method="post" action="/login" {
+                label { "Access token " input type="password" name="token" autocomplete="current-password"; }
+                " " button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
 pub fn message(title: &str, text: &str) -> Markup {
     layout(
         title,

@@ -225,8 +225,19 @@ fn a_token_guards_every_page_and_login_sets_a_cookie() {
         .send()
         .unwrap();
     assert_eq!(ok.status(), 200);
+    let form = c.get(format!("{}/login", s.base)).send().unwrap();
+    assert_eq!(form.status(), 200, "the sign-in form needs no token");
+    assert!(form.text().unwrap().contains("type=\"password\""));
+    let wrong_login = c
+        .post(format!("{}/login", s.base))
+        .form(&[("token", "nope")])
+        .send()
+        .unwrap();
+    assert_eq!(wrong_login.status(), 401);
+    assert!(wrong_login.headers().get("set-cookie").is_none());
     let login = c
-        .get(format!("{}/login?token=s3cret-token", s.base))
+        .post(format!("{}/login", s.base))
+        .form(&[("token", "s3cret-token")])
         .send()
         .unwrap();
     let cookie = login.headers()["set-cookie"].to_str().unwrap().to_string();
