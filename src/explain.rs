@@ -8,7 +8,7 @@ use std::path::Path;
 use rusqlite::{params, Connection};
 use serde::Serialize;
 
-use crate::recipe::{self, RecipeError};
+use crate::recipe::{self, RecipeError, Recipes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExplainError {
@@ -71,7 +71,16 @@ pub fn explain(
     entity: &str,
     id: &str,
 ) -> Result<Vec<Event>, ExplainError> {
-    let recipes = recipe::load_dir(recipes_dir)?;
+    history(&recipe::load_dir(recipes_dir)?, out, entity, id)
+}
+
+/// [`explain`] with recipes already compiled (the status page has them for its entity list).
+pub fn history(
+    recipes: &Recipes,
+    out: &Path,
+    entity: &str,
+    id: &str,
+) -> Result<Vec<Event>, ExplainError> {
     let r = recipes
         .get(entity)
         .ok_or_else(|| ExplainError::UnknownEntity(entity.to_string()))?;

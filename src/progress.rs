@@ -52,10 +52,6 @@ impl Progress {
         }
     }
 
-    pub fn hidden() -> Progress {
-        Progress { bars: None }
-    }
-
     fn with_target(target: ProgressDrawTarget, entities: usize) -> Progress {
         let multi = MultiProgress::with_draw_target(target);
         let style = ProgressStyle::with_template(

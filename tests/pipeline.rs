@@ -220,7 +220,7 @@ fn guard_holds_a_truncated_file_and_approve_releases_it() {
     let run_id = r.json["run_id"].as_str().unwrap().to_string();
     let runs = w.cmd(&["runs", "--out", "out", "--json"]);
     assert!(String::from_utf8_lossy(&runs.stdout).contains(&format!("\"run_id\":\"{run_id}\",")));
-    let a = w.cmd(&["approve", &run_id, "--recipes", "recipes", "--out", "out"]);
+    let a = w.ws_cmd(&["approve", &run_id]);
     assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
     let live: i64 = w.q(
         "crm.sqlite",
@@ -228,7 +228,7 @@ fn guard_holds_a_truncated_file_and_approve_releases_it() {
     );
     assert_eq!(live, 0);
     // Approving twice is refused; the next run has nothing left to delete.
-    let again = w.cmd(&["approve", &run_id, "--recipes", "recipes", "--out", "out"]);
+    let again = w.ws_cmd(&["approve", &run_id]);
     assert_eq!(again.status.code(), Some(2));
     let r = w.run();
     assert_eq!(
@@ -360,15 +360,7 @@ fn dry_run_plans_without_writing() {
     // After a real run, `plan` shows updates as field: before -> after, and deletes.
     assert_eq!(w.run().code, 0);
     w.cp1252("clientes.csv", &clients_csv(10, &[9], &[2]));
-    let o = w.cmd(&[
-        "plan",
-        "--recipes",
-        "recipes",
-        "--inbox",
-        "in",
-        "--out",
-        "out",
-    ]);
+    let o = w.ws_cmd(&["plan", "--inbox", "in"]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
         text.contains("update  2  email: cliente2@mail.com -> nuevo2@mail.com"),
@@ -431,16 +423,7 @@ fn explain_tells_a_rows_history() {
     assert_eq!(w.run().code, 0);
     w.cp1252("clientes.csv", &clients_csv(20, &[5], &[]));
     assert_eq!(w.run().code, 0);
-    let o = w.cmd(&[
-        "explain",
-        "clientes",
-        "000005",
-        "--recipes",
-        "recipes",
-        "--out",
-        "out",
-        "--json",
-    ]);
+    let o = w.ws_cmd(&["explain", "clientes", "000005", "--json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let events: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let what: Vec<&str> = events
@@ -457,15 +440,7 @@ fn explain_tells_a_rows_history() {
         .unwrap()
         .starts_with("id.duplicate"));
     assert_eq!(events[2]["file"], "clientes.csv");
-    let unknown = w.cmd(&[
-        "explain",
-        "nada",
-        "1",
-        "--recipes",
-        "recipes",
-        "--out",
-        "out",
-    ]);
+    let unknown = w.ws_cmd(&["explain", "nada", "1"]);
     assert_eq!(unknown.status.code(), Some(2));
 }
 

@@ -57,15 +57,8 @@ fn serve(w: &Workdir) -> (Proc, String) {
         .current_dir(w.path())
         .env("RUST_LOG", "warn")
         .env_remove("DROPSYNC_SERVE_TOKEN")
-        .args([
-            "serve",
-            "--recipes",
-            "recipes",
-            "--out",
-            "out",
-            "--listen",
-            "127.0.0.1:0",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(support::WORKSPACE)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -34,15 +34,8 @@ fn spawn_watch(w: &Workdir, once: bool) -> Child {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dropsync"));
     c.current_dir(w.path())
         .env("RUST_LOG", "info")
-        .args([
-            "watch",
-            "--recipes",
-            "recipes",
-            "--out",
-            "out",
-            "--config",
-            "watch/sources.toml",
-        ])
+        .args(["watch", "--config", "watch/sources.toml"])
+        .args(support::WORKSPACE)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if once {

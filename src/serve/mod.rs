@@ -373,7 +373,9 @@ struct SearchQuery {
 
 async fn search(State(app): State<Arc<App>>, Query(q): Query<SearchQuery>) -> Response {
     let found = blocking(move || {
-        let entities: Vec<String> = crate::recipe::load_dir(&app.recipes)
+        let recipes = crate::recipe::load_dir(&app.recipes).map_err(|e| e.to_string());
+        let entities: Vec<String> = recipes
+            .as_ref()
             .map(|r| r.entities.iter().map(|e| e.entity.clone()).collect())
             .unwrap_or_default();
         let entity = q
@@ -383,8 +385,9 @@ async fn search(State(app): State<Arc<App>>, Query(q): Query<SearchQuery>) -> Re
             .unwrap_or_default();
         let id = q.id.unwrap_or_default();
         let result = (!id.trim().is_empty()).then(|| {
-            crate::explain::explain(&app.recipes, &app.ws.out, &entity, &id)
-                .map_err(|e| e.to_string())
+            recipes.as_ref().map_err(Clone::clone).and_then(|r| {
+                crate::explain::history(r, &app.ws.out, &entity, &id).map_err(|e| e.to_string())
+            })
         });
         Ok((entities, entity, id, result))
     })

@@ -7,6 +7,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// The flags every command takes to work on the test's workspace (`recipes/`, `out/`).
+pub const WORKSPACE: [&str; 4] = ["--recipes", "recipes", "--out", "out"];
+
 pub struct Workdir {
     pub dir: tempfile::TempDir,
 }
@@ -95,6 +98,11 @@ impl Workdir {
         let _ = std::fs::remove_file(self.inbox().join(name));
     }
 
+    /// `dropsync <args...>` on this workspace (`--recipes recipes --out out` appended).
+    pub fn ws_cmd(&self, args: &[&str]) -> Output {
+        self.cmd(&[args, &WORKSPACE[..]].concat())
+    }
+
     pub fn cmd(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_dropsync"))
             .current_dir(self.path())
@@ -116,16 +124,10 @@ impl Workdir {
     /// `dropsync run --json` on the workspace with `extra` flags (e.g. `--dry-run`).
     pub fn run_args(&self, extra: &[&str], env: &[(&str, &str)]) -> RunResult {
         let mut c = Command::new(env!("CARGO_BIN_EXE_dropsync"));
-        c.current_dir(self.path()).env("RUST_LOG", "warn").args([
-            "run",
-            "--recipes",
-            "recipes",
-            "--inbox",
-            "in",
-            "--out",
-            "out",
-            "--json",
-        ]);
+        c.current_dir(self.path())
+            .env("RUST_LOG", "warn")
+            .args(["run", "--inbox", "in", "--json"])
+            .args(WORKSPACE);
         c.args(extra);
         for (k, v) in env {
             c.env(k, v);
