@@ -23,6 +23,7 @@ use crate::sources::{self, SourceError};
 use crate::stage::sheets::{self, SheetInput};
 use crate::stage::sqlite::Staging;
 use crate::stage::{EntitySummary, StageError};
+use crate::state::journal::{self, EntityIntent, IntentKind};
 use crate::state::{State, StateError};
 use crate::validate::{self, Issue, RefSets, Severity};
 
@@ -191,7 +192,12 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
     };
     let state = State::open(&opts.out)?;
     let run_id = new_run_id();
-    if !opts.dry_run {
+    if opts.dry_run {
+        if !state.pending()?.is_empty() {
+            tracing::warn!("an interrupted run left CRM writes to complete; this plan compares with the snapshots before them (the next real run completes them first)");
+        }
+    } else {
+        recover(&recipes, &state, &opts.out, &run_id)?;
         let stale = state.begin_run(&run_id, &crate::state::now())?;
         if stale > 0 {
             tracing::warn!(
@@ -329,7 +335,7 @@ fn process(
         drop(raw);
         timings.validate += t.elapsed().as_secs_f64();
         progress.end(Stage::Validate, entity, v.counts.accepted);
-        refs.insert(entity.to_string(), v.accepted_ids);
+        let mut ref_ids = v.accepted_ids;
 
         progress.begin(Stage::Diff, entity);
         let t = Instant::now();
@@ -367,10 +373,14 @@ fn process(
                     );
                 }
                 holds.push((entity.to_string(), changes.deleted.clone()));
+                // Held rows still exist until approval: children's references to them hold,
+                // so nothing about them (not even a child's optional link) changes now.
+                ref_ids.extend(changes.deleted.iter().cloned());
             } else {
                 deletes = changes.deleted.clone();
             }
         }
+        refs.insert(entity.to_string(), ref_ids);
         keep_rows.sort_unstable();
         let snapshot = diff::next_snapshot(&accepted, prev.as_ref(), &keep_rows)
             .map_err(frame_err(run_id, entity))?;
@@ -454,10 +464,31 @@ fn process(
     } else {
         None
     };
-    let mut snapshots: Vec<DataFrame> = work
+    // The journal first: once it commits, the CRM writes below are this run's promise, and
+    // a run that follows a kill completes them before it reads anything.
+    let t = Instant::now();
+    let mut intents: Vec<EntityIntent> = work
+        .iter()
+        .map(|w| intent_of(w, &holds).map_err(frame_err(run_id, &w.recipe.entity)))
+        .collect::<Result<_, _>>()?;
+    let mut snapshots: Vec<Option<DataFrame>> = work
         .iter_mut()
-        .map(|w| std::mem::replace(&mut w.snapshot, DataFrame::empty()))
+        .zip(&intents)
+        .map(|(w, i)| {
+            let s = std::mem::replace(&mut w.snapshot, DataFrame::empty());
+            i.has_snapshot.then_some(s)
+        })
         .collect();
+    let summary = report.to_json();
+    state.write_intent(
+        run_id,
+        status.as_str(),
+        &summary,
+        &mut intents,
+        &mut snapshots,
+    )?;
+    drop(snapshots);
+    let journal_secs = t.elapsed().as_secs_f64();
     let (staged, applied) = std::thread::scope(|scope| {
         let staging = scope.spawn(|| {
             stage(
@@ -470,16 +501,7 @@ fn process(
                 &progress,
             )
         });
-        let applied = apply_crm(
-            opts,
-            &recipes.pipeline.target,
-            run_id,
-            state,
-            &work,
-            &mut snapshots,
-            &holds,
-            &progress,
-        );
+        let applied = apply_run(opts, recipes, run_id, state, &intents, &summary, &progress);
         (staging.join(), applied)
     });
     let (mut staging, stage_sqlite, stage_xlsx) = match staged {
@@ -490,7 +512,7 @@ fn process(
     report.timings.stage_sqlite = stage_sqlite;
     report.timings.stage_xlsx = stage_xlsx;
     report.timings.crm = applied.crm_secs;
-    report.timings.snapshot = applied.snapshot_secs;
+    report.timings.snapshot = applied.snapshot_secs + journal_secs;
     report.crm_rows_written = applied.written;
     if !applied.issues.is_empty() {
         // Rows the CRM refused are rejects too, with their file and line.
@@ -593,95 +615,200 @@ fn stage_tables(
     Ok(staging)
 }
 
-/// Writes the CRM (upserts parents first, deletes children first), then advances the
-/// snapshots and records changes and holds. Returns rows written and the seconds spent on
-/// the CRM and on the state.
-#[allow(clippy::too_many_arguments)]
-fn apply_crm(
+/// Builds one entity's journal entry from its diff: the rows to insert and update (with their
+/// source lines and changed fields), the deletes to apply now and those held.
+fn intent_of(w: &EntityWork, holds: &[(String, Vec<String>)]) -> PolarsResult<EntityIntent> {
+    let mut rows = without_hash(&w.accepted)?;
+    rows.with_column(
+        UInt32Chunked::from_vec(crate::read::LINE.into(), w.lines.clone()).into_column(),
+    )?;
+    let take = |idx: Vec<u32>| {
+        let idx = IdxCa::from_vec(
+            "idx".into(),
+            idx.into_iter().map(|i| i as IdxSize).collect(),
+        );
+        rows.take(&idx)
+    };
+    let inserts = take(w.changes.inserted.clone())?;
+    let mut updates = take(w.changes.updated.iter().map(|(r, _)| *r).collect())?;
+    updates.with_column(
+        StringChunked::from_iter_values(
+            journal::FIELDS.into(),
+            w.changes.updated.iter().map(|(_, f)| f.join(",")),
+        )
+        .into_column(),
+    )?;
+    let held = holds
+        .iter()
+        .find(|(e, _)| *e == w.recipe.entity)
+        .map(|(_, ids)| ids.clone())
+        .unwrap_or_default();
+    let c = &w.changes;
+    let unchanged = c.inserted.is_empty() && c.updated.is_empty() && c.deleted.is_empty();
+    Ok(EntityIntent {
+        entity: w.recipe.entity.clone(),
+        file_name: w.file_name.clone(),
+        inserts,
+        updates,
+        deletes: w.deletes.clone(),
+        held,
+        // No insert, update or delete: the new snapshot would have the same IDs and hashes
+        // as the old one, so the file is left as it is.
+        has_snapshot: !(unchanged && w.had_snapshot),
+    })
+}
+
+/// This run's CRM stage: its journal applied, then closed with the run's summary.
+fn apply_run(
     opts: &RunOptions,
-    target: &crate::sinks::TargetSpec,
+    recipes: &Recipes,
     run_id: &str,
     state: &State,
-    work: &[EntityWork],
-    snapshots: &mut [DataFrame],
-    holds: &[(String, Vec<String>)],
+    intents: &[EntityIntent],
+    summary: &Value,
+    progress: &Progress,
+) -> Result<CrmApplied, PipelineError> {
+    let mut crm =
+        crate::sinks::open(&recipes.pipeline.target, &opts.out).map_err(sink_err(run_id, "-"))?;
+    let applied = apply_intents(crm.as_mut(), recipes, run_id, state, intents, progress)?;
+    let t = Instant::now();
+    let status = summary["status"].as_str().unwrap_or("ok");
+    state.commit_run(run_id, status, summary, intents)?;
+    Ok(CrmApplied {
+        snapshot_secs: applied.snapshot_secs + t.elapsed().as_secs_f64(),
+        ..applied
+    })
+}
+
+/// Applies a committed journal to the CRM (upserts parents first, deletes children first),
+/// then promotes each entity's journaled snapshot. Every step is idempotent, so the same
+/// journal applied again after a kill anywhere in here ends in the same CRM; an entity
+/// whose snapshot was already promoted had finished its part and is skipped.
+fn apply_intents(
+    crm: &mut dyn crate::sinks::Sink,
+    recipes: &Recipes,
+    run_id: &str,
+    state: &State,
+    intents: &[EntityIntent],
     progress: &Progress,
 ) -> Result<CrmApplied, PipelineError> {
     let t = Instant::now();
-    let mut crm = crate::sinks::open(target, &opts.out).map_err(sink_err(run_id, "-"))?;
+    let recipe_of = |entity: &str| {
+        recipes
+            .entities
+            .iter()
+            .find(|r| r.entity == entity)
+            .ok_or_else(|| {
+                PipelineError::Usage(format!(
+                    "run {run_id} left CRM writes for {entity} to complete, but no recipe defines \
+                     {entity} any more: restore its recipe, run again, then remove it"
+                ))
+            })
+    };
+    let todo: Vec<bool> = intents
+        .iter()
+        .map(|e| !e.has_snapshot || state.snapshot_pending(run_id, &e.entity))
+        .collect();
     let mut applied = CrmApplied::default();
-    let mut refused: Vec<Vec<(String, String)>> = vec![Vec::new(); work.len()];
-    for (k, w) in work.iter().enumerate() {
-        let entity = w.recipe.entity.as_str();
+    let mut refused: Vec<Vec<(String, String)>> = vec![Vec::new(); intents.len()];
+    for (k, e) in intents.iter().enumerate().filter(|(k, _)| todo[*k]) {
+        let entity = e.entity.as_str();
+        let recipe = recipe_of(entity)?;
         progress.begin(Stage::Crm, entity);
-        let rows = without_hash(&w.accepted).map_err(frame_err(run_id, entity))?;
-        crm.prepare(w.recipe, &rows)
+        crm.prepare(recipe, &e.inserts)
             .map_err(sink_err(run_id, entity))?;
-        if w.changes.inserted.is_empty() && w.changes.updated.is_empty() {
-            progress.end(Stage::Crm, entity, 0);
-            continue;
+        if e.inserts.height() + e.updates.height() > 0 {
+            let updates = e
+                .updates
+                .drop(journal::FIELDS)
+                .map_err(frame_err(run_id, entity))?;
+            let out = crm
+                .upsert(recipe, &e.inserts, &updates, run_id)
+                .map_err(sink_err(run_id, entity))?;
+            applied.written += e.inserts.height() + updates.height() - out.refused.len();
+            refused[k] = out.refused;
         }
-        let lines =
-            UInt32Chunked::from_vec(crate::read::LINE.into(), w.lines.clone()).into_column();
-        let mut rows = rows;
-        rows.with_column(lines).map_err(frame_err(run_id, entity))?;
-        let take = |idx: Vec<u32>| {
-            let idx = IdxCa::from_vec(
-                "idx".into(),
-                idx.into_iter().map(|i| i as IdxSize).collect(),
-            );
-            rows.take(&idx)
-        };
-        let inserts = take(w.changes.inserted.clone()).map_err(frame_err(run_id, entity))?;
-        let updates = take(w.changes.updated.iter().map(|(r, _)| *r).collect())
-            .map_err(frame_err(run_id, entity))?;
-        let out = crm
-            .upsert(w.recipe, &inserts, &updates, run_id)
-            .map_err(sink_err(run_id, entity))?;
-        applied.written += inserts.height() + updates.height() - out.refused.len();
-        refused[k] = out.refused;
-        progress.end(Stage::Crm, entity, inserts.height() + updates.height());
+        progress.end(Stage::Crm, entity, e.inserts.height() + e.updates.height());
     }
     failpoint("after-upserts");
-    for (k, w) in work.iter().enumerate().rev() {
-        if !w.deletes.is_empty() {
-            let entity = w.recipe.entity.as_str();
-            let out = crm
-                .delete(w.recipe, &w.deletes, w.recipe.delete_policy, run_id)
-                .map_err(sink_err(run_id, entity))?;
-            applied.written += w.deletes.len() - out.refused.len();
-            refused[k].extend(out.refused);
+    for (k, e) in intents.iter().enumerate().rev().filter(|(k, _)| todo[*k]) {
+        if e.deletes.is_empty() {
+            continue;
         }
+        let recipe = recipe_of(&e.entity)?;
+        let out = crm
+            .delete(recipe, &e.deletes, recipe.delete_policy, run_id)
+            .map_err(sink_err(run_id, &e.entity))?;
+        applied.written += e.deletes.len() - out.refused.len();
+        refused[k].extend(out.refused);
     }
     applied.crm_secs = t.elapsed().as_secs_f64();
     failpoint("before-snapshots");
     let t = Instant::now();
-    for ((w, snapshot), refused) in work.iter().zip(snapshots.iter_mut()).zip(refused) {
-        let entity = w.recipe.entity.clone();
-        // No insert, update or delete: the new snapshot has the same IDs and hashes as the
-        // old one, so the file is left as it is.
-        let c = &w.changes;
-        let unchanged = c.inserted.is_empty() && c.updated.is_empty() && c.deleted.is_empty();
-        if !refused.is_empty() {
+    for (k, e) in intents.iter().enumerate() {
+        let entity = e.entity.as_str();
+        if !todo[k] {
+            // Promoted before a kill; the sink may still hold its resume notes.
+            crm.finish(recipe_of(entity)?)
+                .map_err(sink_err(run_id, entity))?;
+            continue;
+        }
+        if !refused[k].is_empty() && e.has_snapshot {
             // What the CRM refused did not happen: those IDs keep their last accepted
             // version (or stay absent), so the next run tries them again.
-            let prev = state.load_snapshot(&entity)?;
-            *snapshot = revert_ids(snapshot, prev.as_ref(), &refused)
-                .map_err(frame_err(run_id, &entity))?;
-            applied.issues.extend(refused_issues(w, &refused));
+            let prev = state.load_snapshot(entity)?;
+            let next = state.load_pending_snapshot(run_id, entity)?;
+            let mut next =
+                revert_ids(&next, prev.as_ref(), &refused[k]).map_err(frame_err(run_id, entity))?;
+            state.replace_pending_snapshot(run_id, entity, &mut next)?;
+            applied.issues.extend(refused_issues(e, &refused[k]));
         }
-        if !(unchanged && w.had_snapshot) {
-            state.save_snapshot(&entity, snapshot)?;
+        if e.has_snapshot {
+            state.promote_snapshot(run_id, entity)?;
         }
-        crm.finish(w.recipe).map_err(sink_err(run_id, &entity))?;
-        state.supersede_holds(&entity, run_id)?;
-        record_changes(state, run_id, w)?;
-    }
-    for (entity, ids) in holds {
-        state.hold_deletes(run_id, entity, ids)?;
+        crm.finish(recipe_of(entity)?)
+            .map_err(sink_err(run_id, entity))?;
     }
     applied.snapshot_secs = t.elapsed().as_secs_f64();
     Ok(applied)
+}
+
+/// Completes what interrupted runs and approvals had committed to do (their journals),
+/// before anything new is read: their CRM writes re-applied, their snapshots promoted,
+/// their runs recorded as they would have ended. Returns how many were completed.
+fn recover(recipes: &Recipes, state: &State, out: &Path, by: &str) -> Result<usize, PipelineError> {
+    let pending = state.pending()?;
+    for p in &pending {
+        match p.meta.kind {
+            IntentKind::Run => {
+                let intents = state.load_intent(p)?;
+                let mut crm = crate::sinks::open(&recipes.pipeline.target, out)
+                    .map_err(sink_err(&p.run_id, "-"))?;
+                let applied = apply_intents(
+                    crm.as_mut(),
+                    recipes,
+                    &p.run_id,
+                    state,
+                    &intents,
+                    &Progress::new(false, 0),
+                )?;
+                let mut summary = p.meta.report.clone();
+                if let Some(o) = summary.as_object_mut() {
+                    o.insert("recovered_by".into(), json!(by));
+                    o.insert(
+                        "crm_rows_written_on_recovery".into(),
+                        json!(applied.written),
+                    );
+                }
+                state.commit_run(&p.run_id, &p.meta.status, &summary, &intents)?;
+            }
+            IntentKind::Approve => {
+                approve_entities(recipes, state, out, &p.run_id)?;
+            }
+        }
+        tracing::warn!(run_id = %p.run_id, by, "completed the CRM writes an interrupted {} had committed to", match p.meta.kind { IntentKind::Run => "run", IntentKind::Approve => "approval" });
+    }
+    Ok(pending.len())
 }
 
 /// What the CRM stage did.
@@ -715,24 +842,27 @@ fn revert_ids(
     diff::next_snapshot(&kept, Some(prev), &rows)
 }
 
-fn refused_issues(w: &EntityWork, refused: &[(String, String)]) -> Vec<Issue> {
-    let ids = w
-        .accepted
-        .column(ID)
-        .ok()
-        .and_then(|c| c.str().ok().cloned());
-    let line_of = |id: &str| -> u32 {
-        ids.as_ref()
-            .and_then(|c| c.iter().position(|x| x == Some(id)))
-            .and_then(|i| w.lines.get(i).copied())
-            .unwrap_or(0)
-    };
+fn refused_issues(e: &EntityIntent, refused: &[(String, String)]) -> Vec<Issue> {
+    let mut line_of: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    for df in [&e.inserts, &e.updates] {
+        let (Ok(ids), Ok(lines)) = (
+            df.column(ID).and_then(|c| c.str()),
+            df.column(crate::read::LINE).and_then(|c| c.u32()),
+        ) else {
+            continue;
+        };
+        for (id, line) in ids.iter().zip(lines.iter()) {
+            if let (Some(id), Some(line)) = (id, line) {
+                line_of.insert(id, line);
+            }
+        }
+    }
     refused
         .iter()
         .map(|(id, message)| Issue {
-            entity: w.recipe.entity.clone(),
-            file: w.file_name.clone(),
-            line: line_of(id),
+            entity: e.entity.clone(),
+            file: e.file_name.clone(),
+            line: line_of.get(id.as_str()).copied().unwrap_or(0),
             id: id.clone(),
             severity: Severity::Error,
             rule: "crm.refused".into(),
@@ -883,36 +1013,6 @@ fn quarantine(
     Ok(())
 }
 
-fn record_changes(state: &State, run_id: &str, w: &EntityWork) -> Result<(), PipelineError> {
-    let ids = w
-        .accepted
-        .column(ID)
-        .and_then(|c| c.str().cloned())
-        .map_err(|source| PipelineError::Frame {
-            run_id: run_id.to_string(),
-            entity: w.recipe.entity.clone(),
-            source,
-        })?;
-    let id_at = |i: u32| ids.get(i as usize).unwrap_or("").to_string();
-    let mut rows: Vec<crate::state::ChangeRow> = Vec::new();
-    for &i in &w.changes.inserted {
-        rows.push((id_at(i), "inserted", None, w.lines.get(i as usize).copied()));
-    }
-    for (i, fields) in &w.changes.updated {
-        rows.push((
-            id_at(*i),
-            "updated",
-            Some(fields.join(",")),
-            w.lines.get(*i as usize).copied(),
-        ));
-    }
-    for id in &w.deletes {
-        rows.push((id.clone(), "deleted", None, None));
-    }
-    state.record_changes(run_id, &w.recipe.entity, &rows)?;
-    Ok(())
-}
-
 /// A few changes of each kind, for `plan` and the status page: inserted rows (and their IDs),
 /// deleted rows as the snapshot had them, and deleted IDs, updated
 /// rows as `field: before -> after`.
@@ -1006,7 +1106,8 @@ fn samples(accepted: &DataFrame, prev: Option<&DataFrame>, changes: &ChangeSet) 
     })
 }
 
-/// Applies the deletes a held run kept back, as `dropsync approve RUN_ID`.
+/// Applies the deletes a held run kept back, as `dropsync approve RUN_ID`. The approval is
+/// journaled first, so one killed halfway is completed by the next run or approval.
 pub fn approve(
     recipes_dir: &Path,
     out: &Path,
@@ -1015,6 +1116,7 @@ pub fn approve(
     let recipes = recipe::load_dir(recipes_dir)?;
     let _lock = crate::state::lock::WorkspaceLock::acquire(out)?;
     let state = State::open(out)?;
+    recover(&recipes, &state, out, &format!("approve {run_id}"))?;
     let Some(run) = state.run(run_id)? else {
         return Err(PipelineError::Usage(format!(
             "no run {run_id} in {}",
@@ -1029,51 +1131,52 @@ pub fn approve(
             format!("run {run_id} (status {}) has no held deletes", run.status)
         }));
     }
+    state.write_approve_intent(run_id)?;
+    approve_entities(&recipes, &state, out, run_id)
+}
+
+/// The approval's work, idempotent: per entity (children first) the CRM deletes, the
+/// snapshot without those rows, then the holds released with the change log in one
+/// transaction; an entity released before a kill is not touched again.
+fn approve_entities(
+    recipes: &Recipes,
+    state: &State,
+    out: &Path,
+    run_id: &str,
+) -> Result<Vec<(String, usize)>, PipelineError> {
+    let (held, _) = state.held(run_id)?;
     let mut crm =
         crate::sinks::open(&recipes.pipeline.target, out).map_err(sink_err(run_id, "-"))?;
     let mut done = Vec::new();
-    // Children before parents, as in a run.
     for recipe in recipes.entities.iter().rev() {
         let Some((_, ids)) = held.iter().find(|(e, _)| *e == recipe.entity) else {
             continue;
         };
+        let entity = recipe.entity.as_str();
         let n = crm
             .delete(recipe, ids, recipe.delete_policy, run_id)
-            .map_err(|source| PipelineError::Sink {
-                run_id: run_id.to_string(),
-                entity: recipe.entity.clone(),
-                source,
-            })?;
-        if let Some(snap) = state.load_snapshot(&recipe.entity)? {
+            .map_err(sink_err(run_id, entity))?;
+        failpoint("approve-after-delete");
+        if let Some(snap) = state.load_snapshot(entity)? {
             let gone: HashSet<&str> = ids.iter().map(String::as_str).collect();
             let keep: BooleanChunked = snap
                 .column(ID)
                 .and_then(|c| c.str().cloned())
-                .map_err(|source| PipelineError::Frame {
-                    run_id: run_id.to_string(),
-                    entity: recipe.entity.clone(),
-                    source,
-                })?
+                .map_err(frame_err(run_id, entity))?
                 .iter()
                 .map(|id| Some(!id.is_some_and(|id| gone.contains(id))))
                 .collect();
-            let mut kept = snap.filter(&keep).map_err(|source| PipelineError::Frame {
-                run_id: run_id.to_string(),
-                entity: recipe.entity.clone(),
-                source,
-            })?;
-            state.save_snapshot(&recipe.entity, &mut kept)?;
+            let mut kept = snap.filter(&keep).map_err(frame_err(run_id, entity))?;
+            state.save_snapshot(entity, &mut kept)?;
         }
-        state.mark_released(run_id, &recipe.entity)?;
-        let rows: Vec<crate::state::ChangeRow> = ids
-            .iter()
-            .map(|id| (id.clone(), "deleted", None, None))
-            .collect();
-        state.record_changes(run_id, &recipe.entity, &rows)?;
-        tracing::info!(entity = %recipe.entity, deleted = n.written, "held deletes applied");
+        failpoint("approve-after-snapshot");
+        state.release_held(run_id, entity, ids)?;
+        // The sink's resume notes for these deletes are moot once released.
+        crm.finish(recipe).map_err(sink_err(run_id, entity))?;
+        tracing::info!(entity, deleted = n.written, "held deletes applied");
         done.push((recipe.entity.clone(), ids.len()));
     }
-    state.set_status(run_id, "approved")?;
+    state.finish_approve(run_id)?;
     Ok(done)
 }
 

@@ -19,7 +19,7 @@ pub struct SqliteCrm {
 impl SqliteCrm {
     pub fn open(path: &Path) -> Result<SqliteCrm, SinkError> {
         let conn = Connection::open(path).map_err(|e| err(path, e))?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
             .map_err(|e| err(path, e))?;
         Ok(SqliteCrm {
             path: path.to_path_buf(),

@@ -3,6 +3,7 @@
 //! `state.sqlite` with the runs, their files, the deletes held by the guard and the change
 //! log that `explain` reads.
 
+pub mod journal;
 pub mod lock;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ pub enum StateError {
     },
     #[error("snapshot {path}: {source}")]
     Snapshot { path: PathBuf, source: PolarsError },
+    #[error("run {run_id}'s journal: {message}")]
+    Journal { run_id: String, message: String },
     #[error("state folder {path}: {source}")]
     Io {
         path: PathBuf,
@@ -65,6 +68,8 @@ CREATE INDEX IF NOT EXISTS changes_by_row ON changes (entity, id);
 CREATE TABLE IF NOT EXISTS processed_files (
   hash TEXT PRIMARY KEY, name TEXT NOT NULL, run_id TEXT NOT NULL, status TEXT NOT NULL,
   at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pending (
+  run_id TEXT PRIMARY KEY, kind TEXT NOT NULL, meta TEXT NOT NULL, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS remote_seen (
   source TEXT NOT NULL, key TEXT NOT NULL, run_id TEXT NOT NULL, PRIMARY KEY (source, key));
 ";
@@ -85,7 +90,7 @@ impl State {
         state
             .db
             .execute_batch(&format!(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; {SCHEMA}"
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000; {SCHEMA}"
             ))
             .map_err(|e| state.err(e))?;
         Ok(state)
@@ -108,35 +113,13 @@ impl State {
         if !path.exists() {
             return Ok(None);
         }
-        let err = |source| StateError::Snapshot {
-            path: path.clone(),
-            source,
-        };
-        let file = std::fs::File::open(&path).map_err(|source| StateError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        ParquetReader::new(file).finish().map(Some).map_err(err)
+        journal::read_parquet(&path).map(Some)
     }
 
     /// Replaces the snapshot atomically: written beside it, fsynced, then renamed over it.
     pub fn save_snapshot(&self, entity: &str, df: &mut DataFrame) -> Result<(), StateError> {
-        let path = self.snapshot_path(entity);
-        let tmp = path.with_extension("parquet.tmp");
-        let io = |source| StateError::Io {
-            path: tmp.clone(),
-            source,
-        };
-        let file = std::fs::File::create(&tmp).map_err(io)?;
-        ParquetWriter::new(&file)
-            .finish(df)
-            .map_err(|source| StateError::Snapshot {
-                path: tmp.clone(),
-                source,
-            })?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        Ok(())
+        journal::write_parquet(&self.snapshot_path(entity), df)?;
+        journal::sync_dir(&self.dir.join("snapshots"))
     }
 
     /// Runs left `running` by a crash are marked `interrupted`: their work is redone by the
@@ -213,45 +196,6 @@ impl State {
         Ok(())
     }
 
-    /// Records held deletes; earlier holds of the same entity are superseded, since this run's
-    /// diff saw those rows again (they stayed in the snapshot).
-    pub fn hold_deletes(
-        &self,
-        run_id: &str,
-        entity: &str,
-        ids: &[String],
-    ) -> Result<(), StateError> {
-        let tx = self.db.unchecked_transaction().map_err(|e| self.err(e))?;
-        tx.execute(
-            "UPDATE held_deletes SET state = 'superseded' WHERE entity = ?1 AND state = 'held' AND run_id <> ?2",
-            params![entity, run_id],
-        )
-        .map_err(|e| self.err(e))?;
-        {
-            let mut stmt = tx
-                .prepare(
-                    "INSERT OR REPLACE INTO held_deletes (run_id, entity, id) VALUES (?1, ?2, ?3)",
-                )
-                .map_err(|e| self.err(e))?;
-            for id in ids {
-                stmt.execute(params![run_id, entity, id])
-                    .map_err(|e| self.err(e))?;
-            }
-        }
-        tx.commit().map_err(|e| self.err(e))
-    }
-
-    /// A run processing `entity` makes older holds of it moot.
-    pub fn supersede_holds(&self, entity: &str, run_id: &str) -> Result<(), StateError> {
-        self.db
-            .execute(
-                "UPDATE held_deletes SET state = 'superseded' WHERE entity = ?1 AND state = 'held' AND run_id <> ?2",
-                params![entity, run_id],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
     /// Held deletes of a run per entity, and how many of them were superseded.
     pub fn held(&self, run_id: &str) -> Result<(HeldDeletes, usize), StateError> {
         let mut stmt = self
@@ -283,20 +227,11 @@ impl State {
         Ok((out, superseded))
     }
 
-    pub fn mark_released(&self, run_id: &str, entity: &str) -> Result<(), StateError> {
-        self.db
-            .execute(
-                "UPDATE held_deletes SET state = 'approved' WHERE run_id = ?1 AND entity = ?2 AND state = 'held'",
-                params![run_id, entity],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    /// Appends the run's changes for `explain`: one row per inserted, updated or deleted ID,
-    /// in multi-row statements (a first load logs every row).
-    pub fn record_changes(
+    /// The change-log rows of one entity, inside the caller's transaction, in multi-row
+    /// statements (a first load logs every row).
+    fn insert_changes(
         &self,
+        conn: &Connection,
         run_id: &str,
         entity: &str,
         rows: &[ChangeRow],
@@ -311,9 +246,8 @@ impl State {
             path: self.db_path.clone(),
             source,
         })?;
-        let tx = self.db.unchecked_transaction().map_err(|e| self.err(e))?;
         crate::table::insert_frame(
-            &tx,
+            conn,
             "INSERT INTO changes (id, change, fields, line, run_id, entity)",
             "",
             &frame,
@@ -323,7 +257,7 @@ impl State {
             ],
         )
         .map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))
+        Ok(())
     }
 
     /// The run that already processed a file with this content, if any.

@@ -1,0 +1,441 @@
+//! The intent journal: what a run or an approval is about to do to the CRM, made durable
+//! before the first CRM write.
+//!
+//! Why: the CRM and the snapshots cannot commit together. A run killed after the CRM took
+//! its writes but before the snapshots advanced would otherwise leave a CRM the snapshots do
+//! not describe, and the next run (perhaps of a different drop) would diff against the old
+//! snapshot and never repair it. With the journal, the next run first *rolls the interrupted
+//! one forward*: it re-applies the journaled writes (every sink's writes are idempotent),
+//! promotes the journaled snapshots, and records the run as it would have ended. A run killed
+//! before its journal committed never touched the CRM, and is as if it had not run.
+//!
+//! Layout: `state/pending/<run_id>/` holds per entity the rows to insert and update (with
+//! their source lines and changed fields), the IDs to delete and to hold, and the next
+//! snapshot; the journal commits when its row is inserted into `state.sqlite`'s `pending`
+//! table, after every file is written and fsynced. A folder without that row is debris of a
+//! run killed while writing its journal and is removed.
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+
+use super::{State, StateError};
+
+/// Column of the journaled updates holding the changed fields (comma-separated).
+pub const FIELDS: &str = "__fields";
+
+/// One entity's share of a run's intent.
+pub struct EntityIntent {
+    pub entity: String,
+    /// The file the rows came from (for the CRM's refusals, which become rejects).
+    pub file_name: String,
+    /// Rows to insert: `id`, the fields, `__line`.
+    pub inserts: DataFrame,
+    /// Rows to update: as inserts, plus `__fields`.
+    pub updates: DataFrame,
+    /// IDs to delete now (the recipe's policy applies).
+    pub deletes: Vec<String>,
+    /// IDs whose deletes the guard holds until approval.
+    pub held: Vec<String>,
+    /// A next snapshot waits in the journal (false: the entity's snapshot stays as it is).
+    pub has_snapshot: bool,
+}
+
+impl EntityIntent {
+    pub fn writes(&self) -> usize {
+        self.inserts.height() + self.updates.height() + self.deletes.len()
+    }
+}
+
+/// What a journal is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntentKind {
+    Run,
+    Approve,
+}
+
+/// The small part of a journal, kept in its `pending` row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IntentMeta {
+    pub kind: IntentKind,
+    /// The run's status once applied (`ok` or `held`); empty for an approval.
+    pub status: String,
+    /// The run's summary as known before the CRM stage.
+    pub report: serde_json::Value,
+    /// (entity, file name, has a next snapshot), in load order.
+    pub entities: Vec<(String, String, bool)>,
+}
+
+/// A committed journal not yet applied to the end.
+pub struct Pending {
+    pub run_id: String,
+    pub meta: IntentMeta,
+}
+
+impl State {
+    fn pending_dir(&self, run_id: &str) -> PathBuf {
+        self.dir.join("pending").join(run_id)
+    }
+
+    fn pending_file(&self, run_id: &str, entity: &str, part: &str) -> PathBuf {
+        self.pending_dir(run_id)
+            .join(format!("{entity}.{part}.parquet"))
+    }
+
+    /// Writes the journal of a run: every entity's writes and next snapshot, fsynced, then
+    /// the `pending` row that commits it. Nothing may touch the CRM before this returns.
+    pub fn write_intent(
+        &self,
+        run_id: &str,
+        status: &str,
+        report: &serde_json::Value,
+        intents: &mut [EntityIntent],
+        snapshots: &mut [Option<DataFrame>],
+    ) -> Result<(), StateError> {
+        let dir = self.pending_dir(run_id);
+        let io = |source| StateError::Io {
+            path: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        for (e, snap) in intents.iter_mut().zip(snapshots.iter_mut()) {
+            write_parquet(
+                &self.pending_file(run_id, &e.entity, "inserts"),
+                &mut e.inserts,
+            )?;
+            write_parquet(
+                &self.pending_file(run_id, &e.entity, "updates"),
+                &mut e.updates,
+            )?;
+            write_parquet(
+                &self.pending_file(run_id, &e.entity, "deletes"),
+                &mut id_frame(&e.deletes)?,
+            )?;
+            write_parquet(
+                &self.pending_file(run_id, &e.entity, "held"),
+                &mut id_frame(&e.held)?,
+            )?;
+            if let Some(s) = snap.as_mut() {
+                write_parquet(&self.pending_file(run_id, &e.entity, "snapshot"), s)?;
+            }
+        }
+        sync_dir(&dir)?;
+        let meta = IntentMeta {
+            kind: IntentKind::Run,
+            status: status.to_string(),
+            report: report.clone(),
+            entities: intents
+                .iter()
+                .map(|e| (e.entity.clone(), e.file_name.clone(), e.has_snapshot))
+                .collect(),
+        };
+        self.insert_pending(run_id, &meta)?;
+        crate::pipeline::failpoint("after-intent");
+        Ok(())
+    }
+
+    /// Commits the intent of an approval (the held IDs are already in `held_deletes`).
+    pub fn write_approve_intent(&self, run_id: &str) -> Result<(), StateError> {
+        self.insert_pending(
+            run_id,
+            &IntentMeta {
+                kind: IntentKind::Approve,
+                status: String::new(),
+                report: serde_json::Value::Null,
+                entities: Vec::new(),
+            },
+        )
+    }
+
+    fn insert_pending(&self, run_id: &str, meta: &IntentMeta) -> Result<(), StateError> {
+        let text = serde_json::to_string(meta).unwrap_or_default();
+        self.db
+            .execute(
+                "INSERT OR REPLACE INTO pending (run_id, kind, meta, at) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    run_id,
+                    match meta.kind {
+                        IntentKind::Run => "run",
+                        IntentKind::Approve => "approve",
+                    },
+                    text,
+                    super::now()
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Committed journals not yet applied to the end, oldest first. Journal folders without
+    /// a committed row (a run killed while writing its journal) are removed.
+    pub fn pending(&self) -> Result<Vec<Pending>, StateError> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT run_id, meta FROM pending ORDER BY at, rowid")
+            .map_err(|e| self.err(e))?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for (run_id, meta) in rows {
+            let meta: IntentMeta =
+                serde_json::from_str(&meta).map_err(|e| StateError::Journal {
+                    run_id: run_id.clone(),
+                    message: format!("unreadable journal entry: {e}"),
+                })?;
+            out.push(Pending { run_id, meta });
+        }
+        if let Ok(dirs) = std::fs::read_dir(self.dir.join("pending")) {
+            for d in dirs.flatten() {
+                let name = d.file_name().to_string_lossy().into_owned();
+                if !out.iter().any(|p| p.run_id == name) {
+                    let _ = std::fs::remove_dir_all(d.path());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Loads a committed run journal back (the snapshots stay on disk until promoted).
+    pub fn load_intent(&self, p: &Pending) -> Result<Vec<EntityIntent>, StateError> {
+        p.meta
+            .entities
+            .iter()
+            .map(|(entity, file_name, has_snapshot)| {
+                Ok(EntityIntent {
+                    entity: entity.clone(),
+                    file_name: file_name.clone(),
+                    inserts: read_parquet(&self.pending_file(&p.run_id, entity, "inserts"))?,
+                    updates: read_parquet(&self.pending_file(&p.run_id, entity, "updates"))?,
+                    deletes: ids(&read_parquet(
+                        &self.pending_file(&p.run_id, entity, "deletes"),
+                    )?)?,
+                    held: ids(&read_parquet(
+                        &self.pending_file(&p.run_id, entity, "held"),
+                    )?)?,
+                    has_snapshot: *has_snapshot,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether the entity's journaled snapshot still waits to become current (false once
+    /// promoted: the entity's part of the run is then complete).
+    pub fn snapshot_pending(&self, run_id: &str, entity: &str) -> bool {
+        self.pending_file(run_id, entity, "snapshot").exists()
+    }
+
+    pub fn load_pending_snapshot(
+        &self,
+        run_id: &str,
+        entity: &str,
+    ) -> Result<DataFrame, StateError> {
+        read_parquet(&self.pending_file(run_id, entity, "snapshot"))
+    }
+
+    /// Replaces the journaled snapshot (the CRM refused some rows: they keep their last
+    /// accepted version).
+    pub fn replace_pending_snapshot(
+        &self,
+        run_id: &str,
+        entity: &str,
+        df: &mut DataFrame,
+    ) -> Result<(), StateError> {
+        write_parquet(&self.pending_file(run_id, entity, "snapshot"), df)
+    }
+
+    /// Makes the journaled snapshot the entity's current one (one rename).
+    pub fn promote_snapshot(&self, run_id: &str, entity: &str) -> Result<(), StateError> {
+        let from = self.pending_file(run_id, entity, "snapshot");
+        let to = self.snapshot_path(entity);
+        std::fs::rename(&from, &to).map_err(|source| StateError::Io {
+            path: to.clone(),
+            source,
+        })?;
+        if let Some(parent) = to.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    }
+
+    /// The end of an applied run, in one transaction: older holds of its entities
+    /// superseded, its changes logged, its holds recorded, its status set, its journal
+    /// closed. Then the journal's folder goes.
+    pub fn commit_run(
+        &self,
+        run_id: &str,
+        status: &str,
+        summary: &serde_json::Value,
+        intents: &[EntityIntent],
+    ) -> Result<(), StateError> {
+        let tx = self.db.unchecked_transaction().map_err(|e| self.err(e))?;
+        for e in intents {
+            tx.execute(
+                "UPDATE held_deletes SET state = 'superseded' WHERE entity = ?1 AND state = 'held' AND run_id <> ?2",
+                params![e.entity, run_id],
+            )
+            .map_err(|x| self.err(x))?;
+            tx.execute(
+                "DELETE FROM changes WHERE run_id = ?1 AND entity = ?2",
+                params![run_id, e.entity],
+            )
+            .map_err(|x| self.err(x))?;
+            let rows = change_rows(e)?;
+            self.insert_changes(&tx, run_id, &e.entity, &rows)?;
+            let mut stmt = tx
+                .prepare(
+                    "INSERT OR REPLACE INTO held_deletes (run_id, entity, id) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(|x| self.err(x))?;
+            for id in &e.held {
+                stmt.execute(params![run_id, e.entity, id])
+                    .map_err(|x| self.err(x))?;
+            }
+        }
+        tx.execute(
+            "UPDATE runs SET status = ?2, finished_at = ?3, summary = ?4 WHERE run_id = ?1",
+            params![run_id, status, super::now(), summary.to_string()],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM pending WHERE run_id = ?1", params![run_id])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        let _ = std::fs::remove_dir_all(self.pending_dir(run_id));
+        Ok(())
+    }
+
+    /// An approval's entity done, in one transaction: its holds released, its deletes
+    /// logged.
+    pub fn release_held(
+        &self,
+        run_id: &str,
+        entity: &str,
+        deleted: &[String],
+    ) -> Result<(), StateError> {
+        let tx = self.db.unchecked_transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "UPDATE held_deletes SET state = 'approved' WHERE run_id = ?1 AND entity = ?2 AND state = 'held'",
+            params![run_id, entity],
+        )
+        .map_err(|e| self.err(e))?;
+        let rows: Vec<super::ChangeRow> = deleted
+            .iter()
+            .map(|id| (id.clone(), "deleted", None, None))
+            .collect();
+        self.insert_changes(&tx, run_id, entity, &rows)?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The approval is complete: the run reads `approved`, its journal is closed.
+    pub fn finish_approve(&self, run_id: &str) -> Result<(), StateError> {
+        let tx = self.db.unchecked_transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "UPDATE runs SET status = 'approved' WHERE run_id = ?1",
+            params![run_id],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM pending WHERE run_id = ?1", params![run_id])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+}
+
+/// The change log rows of one entity's intent: inserts and updates with their lines, then
+/// deletes.
+fn change_rows(e: &EntityIntent) -> Result<Vec<super::ChangeRow<'static>>, StateError> {
+    let frame = |source| StateError::Journal {
+        run_id: String::new(),
+        message: format!("{}: {source}", e.entity),
+    };
+    let mut rows = Vec::with_capacity(e.writes());
+    for (df, kind) in [(&e.inserts, "inserted"), (&e.updates, "updated")] {
+        let ids = df
+            .column("id")
+            .and_then(|c| c.str().cloned())
+            .map_err(frame)?;
+        let lines = df
+            .column(crate::read::LINE)
+            .ok()
+            .and_then(|c| c.u32().ok().cloned());
+        let fields = df.column(FIELDS).ok().and_then(|c| c.str().ok().cloned());
+        for i in 0..df.height() {
+            rows.push((
+                ids.get(i).unwrap_or("").to_string(),
+                kind,
+                fields.as_ref().and_then(|f| f.get(i)).map(str::to_string),
+                lines.as_ref().and_then(|l| l.get(i)),
+            ));
+        }
+    }
+    rows.extend(
+        e.deletes
+            .iter()
+            .map(|id| (id.clone(), "deleted", None, None)),
+    );
+    Ok(rows)
+}
+
+fn id_frame(ids: &[String]) -> Result<DataFrame, StateError> {
+    let col = StringChunked::from_iter_values("id".into(), ids.iter().map(String::as_str));
+    DataFrame::new(ids.len(), vec![col.into_column()]).map_err(|source| StateError::Snapshot {
+        path: PathBuf::from("journal"),
+        source,
+    })
+}
+
+fn ids(df: &DataFrame) -> Result<Vec<String>, StateError> {
+    let col = df
+        .column("id")
+        .and_then(|c| c.str().cloned())
+        .map_err(|source| StateError::Snapshot {
+            path: PathBuf::from("journal"),
+            source,
+        })?;
+    Ok(col.iter().map(|s| s.unwrap_or("").to_string()).collect())
+}
+
+/// Writes a parquet file beside its final name, fsyncs it, renames it into place.
+pub(super) fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<(), StateError> {
+    let tmp = path.with_extension("parquet.tmp");
+    let io = |source| StateError::Io {
+        path: tmp.clone(),
+        source,
+    };
+    let file = std::fs::File::create(&tmp).map_err(io)?;
+    ParquetWriter::new(&file)
+        .finish(df)
+        .map_err(|source| StateError::Snapshot {
+            path: tmp.clone(),
+            source,
+        })?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(())
+}
+
+pub(super) fn read_parquet(path: &Path) -> Result<DataFrame, StateError> {
+    let file = std::fs::File::open(path).map_err(|source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    ParquetReader::new(file)
+        .finish()
+        .map_err(|source| StateError::Snapshot {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// fsync of a folder, so the renames and new files in it survive a power loss.
+pub(super) fn sync_dir(dir: &Path) -> Result<(), StateError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| StateError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
