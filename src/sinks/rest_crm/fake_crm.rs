@@ -138,6 +138,33 @@ impl FakeCrm {
             .cloned()
             .unwrap_or_default()
     }
+    /// Everything stored, in a stable order (object -> id -> properties), and the archived
+    /// IDs per object as sets: what two CRMs are compared on.
+    pub fn dump(&self) -> String {
+        let inner = self.lock();
+        let mut out = Vec::new();
+        let mut objects: Vec<&String> = inner.records.keys().collect();
+        objects.sort();
+        for object in objects {
+            let mut ids: Vec<(&String, &Map<String, Value>)> =
+                inner.records[object].iter().collect();
+            ids.sort_by(|a, b| a.0.cmp(b.0));
+            for (id, props) in ids {
+                let mut props: Vec<(&String, &Value)> = props.iter().collect();
+                props.sort_by(|a, b| a.0.cmp(b.0));
+                out.push(format!("{object}/{id}: {props:?}"));
+            }
+        }
+        let mut archived: Vec<String> = inner
+            .archived
+            .iter()
+            .flat_map(|(o, ids)| ids.iter().map(move |id| format!("archived {o}/{id}")))
+            .collect();
+        archived.sort();
+        archived.dedup();
+        out.extend(archived);
+        out.join("\n")
+    }
     /// Every request received, in order.
     pub fn seen(&self) -> Vec<Seen> {
         self.lock().seen.clone()

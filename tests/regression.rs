@@ -1,0 +1,145 @@
+//! One test per bug found in dropsync's promises (issue 11), named after what must hold.
+//! Each failed before its fix.
+
+mod support;
+
+use support::{clients_csv, Workdir};
+
+const BUSINESS: &str = "SELECT id, email, _deleted FROM clientes ORDER BY id";
+
+/// Drop A, then drop B killed between the CRM commit and the snapshot advance, then drop A
+/// again: the CRM must be what A -> B -> A leaves, not keep B's rows (the rerun used to diff A
+/// against the old snapshot A and see nothing to do).
+#[test]
+fn a_kill_between_crm_and_snapshots_followed_by_another_drop_leaves_the_crm_exact() {
+    let a = clients_csv(40, &[], &[]);
+    let b = clients_csv(40, &[5, 6], &[3, 9]);
+    let clean = Workdir::new();
+    for drop in [&a, &b, &a] {
+        clean.cp1252("clientes.csv", drop);
+        assert_eq!(clean.run().code, 0);
+    }
+    let want = clean.rows("crm.sqlite", BUSINESS);
+
+    for point in ["after-upserts", "before-snapshots"] {
+        let w = Workdir::new();
+        w.cp1252("clientes.csv", &a);
+        assert_eq!(w.run().code, 0);
+        w.cp1252("clientes.csv", &b);
+        let killed = w.run_with_env(&[("DROPSYNC_FAILPOINT", point)]);
+        assert_ne!(killed.code, 0, "{point}: the failpoint must kill the run");
+        w.cp1252("clientes.csv", &a);
+        let r = w.run();
+        assert_eq!(r.code, 0, "{point}: {}", r.stderr);
+        assert_eq!(w.rows("crm.sqlite", BUSINESS), want, "{point}");
+        // The killed run is on record as completed by the next one.
+        let recovered: i64 = w.q(
+            "state/state.sqlite",
+            "SELECT count(*) FROM runs WHERE status = 'ok' AND summary LIKE '%recovered_by%'",
+        );
+        assert_eq!(recovered, 1, "{point}");
+    }
+}
+
+/// An approval killed after its CRM deletes but before the snapshot dropped those rows: the
+/// next run (of the same truncated drop) must find the approval completed, not hold the same
+/// deletes again over a CRM that already lost them.
+#[test]
+fn an_approval_killed_after_its_crm_deletes_is_completed_by_the_next_run() {
+    let full = clients_csv(40, &[], &[]);
+    let truncated = clients_csv(20, &[], &[]);
+    let w = Workdir::new();
+    w.cp1252("clientes.csv", &full);
+    assert_eq!(w.run().code, 0);
+    w.cp1252("clientes.csv", &truncated);
+    let held = w.run();
+    assert_eq!(held.code, 3, "{}", held.stderr);
+    let run_id = held.json["run_id"].as_str().unwrap().to_string();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_dropsync"))
+        .current_dir(w.path())
+        .env("DROPSYNC_FAILPOINT", "approve-after-delete")
+        .args(["approve", &run_id])
+        .args(support::WORKSPACE)
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the failpoint must kill approve");
+    let r = w.run();
+    assert_eq!(
+        r.code, 0,
+        "the approval must have been completed: {}",
+        r.stderr
+    );
+    assert_eq!(r.json["crm_rows_written"], 0);
+    let deleted: i64 = w.q(
+        "crm.sqlite",
+        "SELECT count(*) FROM clientes WHERE _deleted = 1",
+    );
+    assert_eq!(deleted, 20);
+    let status: String = w.q(
+        "state/state.sqlite",
+        &format!("SELECT status FROM runs WHERE run_id = '{run_id}'"),
+    );
+    assert_eq!(status, "approved");
+}
+
+/// While the guard holds a truncated clientes export, the held clients still exist for every
+/// reference: their sales are not rejected and their units keep their client link (the
+/// optional link used to be emptied in the CRM before anyone approved anything).
+#[test]
+fn held_rows_still_count_for_references_and_their_children_do_not_change() {
+    let w = Workdir::new();
+    let gen = w.cmd(&["gen", "--clients", "80", "--seed", "3", "--out", "in"]);
+    assert!(gen.status.success());
+    assert_eq!(w.run().code, 0);
+    let links = "SELECT count(*) FROM unidades WHERE cliente_id IS NOT NULL";
+    let linked: i64 = w.q("crm.sqlite", links);
+    assert!(linked > 10, "{linked}");
+    let before_units = w.rows("crm.sqlite", "SELECT * FROM unidades ORDER BY id");
+    let before_sales = w.rows("crm.sqlite", "SELECT * FROM ventas ORDER BY id");
+
+    // clientes cut to its first 10 records: the guard holds the rest.
+    let path = w.inbox().join("clientes.csv");
+    let bytes = std::fs::read(&path).unwrap();
+    let mut rdr = csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .from_reader(&bytes[..]);
+    let cut = rdr
+        .byte_records()
+        .nth(10)
+        .unwrap()
+        .unwrap()
+        .position()
+        .unwrap()
+        .byte() as usize;
+    std::fs::write(&path, &bytes[..cut]).unwrap();
+    let r = w.run();
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.json["entities"]["clientes"]["held_deletes"]
+            .as_u64()
+            .unwrap()
+            > 50
+    );
+    let ref_rejects: i64 = w.q(
+        "staging.sqlite",
+        &format!(
+            "SELECT count(*) FROM rejects WHERE run_id = '{}' AND rule LIKE 'ref.%'",
+            r.json["run_id"].as_str().unwrap()
+        ),
+    );
+    assert_eq!(ref_rejects, 0, "held clients must still resolve");
+    assert_eq!(w.q::<i64>("crm.sqlite", links), linked);
+    assert_eq!(
+        w.rows("crm.sqlite", "SELECT * FROM unidades ORDER BY id"),
+        before_units
+    );
+    assert_eq!(
+        w.rows("crm.sqlite", "SELECT * FROM ventas ORDER BY id"),
+        before_sales
+    );
+    let deleted: i64 = w.q(
+        "crm.sqlite",
+        "SELECT count(*) FROM clientes WHERE _deleted = 1",
+    );
+    assert_eq!(deleted, 0);
+}
