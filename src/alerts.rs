@@ -3,6 +3,11 @@
 //! webhook (Slack and Teams incoming webhooks read its `text`) and/or an email (SMTP via
 //! `lettre`), with the counts, the top reject reasons with an example line each, and the link
 //! to the run. URLs and credentials come from environment variables named in `pipeline.toml`.
+//!
+//! The webhook URL is a secret (its path is the credential of a Slack or Teams webhook): when
+//! a POST fails, errors say only `scheme://host[:port]/…`. Text taken from the data (reject
+//! reasons, quarantine reasons) is bounded in length, and in `text`, which Slack renders,
+//! `&`, `<` and `>` are escaped so a value cannot ping `<!channel>` or forge a link.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::pipeline::{RunReport, RunStatus};
+use crate::sinks::rest_crm::net;
 use crate::validate::Severity;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -52,6 +58,29 @@ fn yes() -> bool {
 
 fn share() -> f64 {
     0.05
+}
+
+/// Longest data-derived text (a reason, an example) put in an alert, in characters.
+const MAX_TEXT_CHARS: usize = 300;
+
+/// `text` cut to `max` characters (with `…`), control characters replaced by spaces.
+fn bounded(text: &str, max: usize) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match clean.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &clean[..cut]),
+        None => clean,
+    }
+}
+
+/// Slack's escaping for message text: `<!channel>`, `<@U123>` or `<https://x|label>` in the
+/// data stay literal text.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +130,10 @@ pub fn payload(spec: &AlertSpec, report: &RunReport, why: &str) -> Value {
     {
         let e = top
             .entry((i.entity.clone(), i.rule.clone()))
-            .or_insert((0, format!("{}:{} {} — {}", i.file, i.line, i.id, i.reason)));
+            .or_insert_with(|| {
+                let example = format!("{}:{} {} — {}", i.file, i.line, i.id, i.reason);
+                (0, bounded(&example, MAX_TEXT_CHARS))
+            });
         e.0 += 1;
     }
     let mut reasons: Vec<_> = top.into_iter().collect();
@@ -110,10 +142,12 @@ pub fn payload(spec: &AlertSpec, report: &RunReport, why: &str) -> Value {
         .run_link
         .as_ref()
         .map(|l| l.replace("{run_id}", &report.run_id));
+    let why = bounded(why, MAX_TEXT_CHARS);
     let text = format!(
-        "dropsync run {} {}: {why}{}",
+        "dropsync run {} {}: {}{}",
         report.run_id,
         report.status.as_str(),
+        slack_escape(&why),
         link.as_ref().map(|l| format!(" — {l}")).unwrap_or_default()
     );
     json!({
@@ -131,7 +165,8 @@ pub fn payload(spec: &AlertSpec, report: &RunReport, why: &str) -> Value {
 
 /// The webhook body for a run that failed before finishing.
 pub fn failure_payload(error: &str) -> Value {
-    json!({"text": format!("dropsync run failed: {error}"), "status": "failed", "reason": error})
+    let error = bounded(error, MAX_TEXT_CHARS);
+    json!({"text": format!("dropsync run failed: {}", slack_escape(&error)), "status": "failed", "reason": error})
 }
 
 /// Sends the alert on every configured channel; returns whether any was configured.
@@ -151,10 +186,11 @@ fn send_email(spec: &EmailSpec, body: &Value) -> Result<(), AlertError> {
     use lettre::{Message, SmtpTransport, Transport};
     let fail =
         |e: &dyn std::fmt::Display| AlertError::Send(format!("email via {}: {e}", spec.host));
-    let subject = body["text"]
-        .as_str()
-        .unwrap_or("dropsync alert")
-        .to_string();
+    // One header line: no control character from the data may start another header.
+    let subject = bounded(
+        body["text"].as_str().unwrap_or("dropsync alert"),
+        MAX_TEXT_CHARS,
+    );
     let mut text = format!("{subject}\n\n");
     for r in body["top_reasons"].as_array().into_iter().flatten() {
         text.push_str(&format!(
@@ -179,6 +215,7 @@ fn send_email(spec: &EmailSpec, body: &Value) -> Result<(), AlertError> {
         .header(ContentType::TEXT_PLAIN)
         .body(text)
         .map_err(|e| fail(&e))?;
+    net::ensure_crypto_provider();
     let mut transport = if spec.starttls {
         SmtpTransport::starttls_relay(&spec.host).map_err(|e| fail(&e))?
     } else {
@@ -203,17 +240,25 @@ fn post_webhook(spec: &AlertSpec, body: &Value) -> Result<bool, AlertError> {
     };
     let url = std::env::var(var)
         .map_err(|_| AlertError::Send(format!("environment variable {var} is not set")))?;
+    // The URL is the webhook's credential: messages name it as `scheme://host[:port]/…`.
+    let shown = net::redact_url(&url);
+    let fail = |e: reqwest::Error| {
+        AlertError::Send(format!(
+            "POST to {shown} (from {var}) failed: {}",
+            net::error_text(e, &url)
+        ))
+    };
+    net::ensure_crypto_provider();
     let client = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(15))
         .build()
-        .map_err(|e| AlertError::Send(e.to_string()))?;
-    let resp = client
-        .post(&url)
-        .json(body)
-        .send()
-        .map_err(|e| AlertError::Send(e.to_string()))?;
+        .map_err(fail)?;
+    let resp = client.post(&url).json(body).send().map_err(fail)?;
     if !resp.status().is_success() {
-        return Err(AlertError::Send(format!("HTTP {}", resp.status())));
+        return Err(AlertError::Send(format!(
+            "POST to {shown} (from {var}): HTTP {}",
+            resp.status()
+        )));
     }
     Ok(true)
 }
@@ -253,7 +298,7 @@ mod tests {
 
     #[test]
     fn a_held_run_posts_counts_reasons_and_link() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // No crypto provider installed here: `send` must install one itself.
         let dir = tempfile::tempdir().unwrap();
         let w = |name: &str, text: &str| {
             std::fs::write(dir.path().join("in").join(name), text).unwrap()
@@ -373,6 +418,45 @@ mod tests {
         assert!(mail.contains("Subject: dropsync run R1 held"), "{mail}");
         assert!(mail.contains("To: ops@dealer.test"), "{mail}");
         assert!(mail.contains("ventas.csv:57 OP-1"), "{mail}");
+    }
+
+    #[test]
+    fn a_failed_post_names_the_webhook_without_its_secret_path() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let var = format!("DROPSYNC_TEST_SECRET_HOOK_{}", std::process::id());
+        std::env::set_var(
+            &var,
+            format!("http://ops:hunter2@127.0.0.1:{port}/services/secret-token-XYZ?k=k3y"),
+        );
+        let spec = AlertSpec {
+            webhook_env: Some(var.clone()),
+            ..AlertSpec::default()
+        };
+        let err = send(&spec, &failure_payload("boom"))
+            .unwrap_err()
+            .to_string();
+        for secret in ["secret-token-XYZ", "k3y", "hunter2", "ops"] {
+            assert!(!err.contains(secret), "{secret} in {err}");
+        }
+        assert!(err.contains(&format!("http://127.0.0.1:{port}/…")), "{err}");
+        assert!(err.contains(&var), "the message names the variable: {err}");
+    }
+
+    #[test]
+    fn data_in_the_alert_text_cannot_ping_or_link_and_is_bounded() {
+        let hostile = format!(
+            "<!channel> <https://evil.example|approve> & {}",
+            "x".repeat(5000)
+        );
+        let body = failure_payload(&hostile);
+        let text = body["text"].as_str().unwrap();
+        assert!(!text.contains('<') && !text.contains('>'), "{text}");
+        assert!(text.contains("&lt;!channel&gt;"), "{text}");
+        assert!(text.chars().count() < 400, "bounded: {} chars", text.len());
+        assert!(!bounded("a\r\nBcc: x@evil", 50).contains(['\r', '\n']));
     }
 
     #[test]

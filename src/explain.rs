@@ -56,12 +56,16 @@ fn db(path: &Path) -> Result<Option<Connection>, ExplainError> {
     if !path.exists() {
         return Ok(None);
     }
-    Connection::open(path)
-        .map(Some)
-        .map_err(|source| ExplainError::Db {
-            path: path.display().to_string(),
-            source,
-        })
+    // Read-only: explaining a row (from the CLI or the status page) never writes a workspace.
+    Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map(Some)
+    .map_err(|source| ExplainError::Db {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// The row's history, oldest first.

@@ -219,7 +219,7 @@ pub fn main() -> ExitCode {
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", printable(&format!("{e:#}")));
             exit_for(&e)
         }
     };
@@ -371,42 +371,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                 return Ok(Exit::Ok);
             }
             print_table(&report);
-            for (entity, sample) in &report.samples {
-                let list = |k: &str| -> Vec<String> {
-                    sample[k]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .map(|v| v.as_str().unwrap_or("").to_string())
-                                .collect()
-                        })
-                        .unwrap_or_default()
-                };
-                let (ins, del) = (list("inserted"), list("deleted"));
-                let upd = sample["updated"].as_array().cloned().unwrap_or_default();
-                if ins.is_empty() && del.is_empty() && upd.is_empty() {
-                    continue;
-                }
-                println!("\n{entity}:");
-                if !ins.is_empty() {
-                    println!("  insert  {}", ins.join(", "));
-                }
-                for u in upd {
-                    let changes = u["changes"]
-                        .as_object()
-                        .map(|m| {
-                            m.iter()
-                                .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or("")))
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        })
-                        .unwrap_or_default();
-                    println!("  update  {}  {changes}", u["id"].as_str().unwrap_or(""));
-                }
-                if !del.is_empty() {
-                    println!("  delete  {}", del.join(", "));
-                }
-            }
+            print_samples(&report);
             Ok(Exit::Ok)
         }
         Command::Explain {
@@ -429,16 +394,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
             if json {
                 println!("{}", serde_json::to_string(&events)?);
             } else if events.is_empty() {
-                println!("{entity} {id}: no run has seen this ID");
+                println!(
+                    "{} {}: no run has seen this ID",
+                    printable(&entity),
+                    printable(&id)
+                );
             } else {
                 for ev in &events {
                     let at = match (&ev.file, ev.line) {
-                        (Some(f), Some(l)) => format!(" ({f}:{l})"),
+                        (Some(f), Some(l)) => format!(" ({}:{l})", printable(f)),
                         _ => String::new(),
                     };
                     println!(
                         "{}  {:<24} {:<9} {}{at}",
-                        ev.started_at, ev.run_id, ev.what, ev.detail
+                        printable(&ev.started_at),
+                        printable(&ev.run_id),
+                        printable(&ev.what),
+                        printable(&ev.detail)
                     );
                 }
             }
@@ -620,7 +592,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                         "{:<6} {:<40} {}",
                         if v.ok { "OK" } else { "FAILED" },
                         v.item,
-                        v.detail
+                        printable(&v.detail)
                     );
                 }
             }
@@ -646,10 +618,84 @@ fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> 
     Ok(flag)
 }
 
+/// `text` safe to print on a terminal: control characters (ESC, BEL, CR, C1…) and the
+/// invisible Unicode format characters that reorder or hide text (bidi overrides, zero
+/// widths) are shown escaped, `\u{1b}` style (`\t`, `\n`, `\r` for those), so data from an
+/// export can neither drive the terminal (retitle it, clear it, fake lines) nor hide itself.
+/// Borrowed when there is nothing to escape.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        c.is_control()
+            || matches!(c,
+                '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+    }
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if unsafe_char(c) => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// `plan`'s samples per entity: inserted IDs, updates as `field: before -> after`, deleted
+/// IDs. Every value comes from the export, so each is [`printable`].
+fn print_samples(report: &pipeline::RunReport) {
+    for (entity, sample) in &report.samples {
+        let list = |k: &str| -> Vec<String> {
+            sample[k]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|v| printable(v.as_str().unwrap_or("")).into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (ins, del) = (list("inserted"), list("deleted"));
+        let upd = sample["updated"].as_array().cloned().unwrap_or_default();
+        if ins.is_empty() && del.is_empty() && upd.is_empty() {
+            continue;
+        }
+        println!("\n{}:", printable(entity));
+        if !ins.is_empty() {
+            println!("  insert  {}", ins.join(", "));
+        }
+        for u in upd {
+            let changes = u["changes"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| {
+                            format!("{}: {}", printable(k), printable(v.as_str().unwrap_or("")))
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_default();
+            println!(
+                "  update  {}  {changes}",
+                printable(u["id"].as_str().unwrap_or(""))
+            );
+        }
+        if !del.is_empty() {
+            println!("  delete  {}", del.join(", "));
+        }
+    }
+}
+
 fn print_table(report: &pipeline::RunReport) {
     println!(
         "run {}  status {}{}",
-        report.run_id,
+        printable(&report.run_id),
         report.status.as_str(),
         if report.dry_run {
             "  (dry run: nothing written)"
@@ -674,8 +720,8 @@ fn print_table(report: &pipeline::RunReport) {
     for (e, s) in &report.entities {
         println!(
             "{:<12} {:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>6}",
-            e,
-            s.status,
+            printable(e),
+            printable(&s.status),
             s.read,
             s.accepted,
             s.rejected,
@@ -687,7 +733,7 @@ fn print_table(report: &pipeline::RunReport) {
             s.held_deletes
         );
         if let Some(r) = &s.reason {
-            println!("    {r}");
+            println!("    {}", printable(r));
         }
     }
     if report.status == RunStatus::Held {

@@ -1,7 +1,9 @@
 //! What the status pages show, read straight from the workspace's `state/state.sqlite` (runs,
 //! files, holds) and `staging.sqlite` (rejects). Each request opens its own read-only
 //! connections: a run writing the same databases at that moment is never blocked (WAL), and
-//! the page shows the last committed state.
+//! the page shows the last committed state. Read-only also means a page never writes (not even
+//! the WAL checkpoint a read-write connection does when it closes last): the only request that
+//! writes is Approve, through `pipeline::approve`.
 
 use std::path::{Path, PathBuf};
 
@@ -335,7 +337,20 @@ fn files(conn: &Connection, run_id: &str) -> rusqlite::Result<Vec<RunFile>> {
     rows.collect()
 }
 
-/// The recipe files in effect, by name, as text (the page shows them as they are on disk).
+/// `text` with the credentials of any URL in it (`scheme://user:password@host`) replaced by
+/// `…`: the recipes page shows `pipeline.toml`, and a `base_url` may carry them.
+pub fn hide_url_credentials(text: &str) -> String {
+    static USERINFO: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    USERINFO
+        .get_or_init(|| {
+            regex::Regex::new(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@]+@").expect("a valid regex")
+        })
+        .replace_all(text, "${1}…@")
+        .into_owned()
+}
+
+/// The recipe files in effect, by name, as text (the page shows them as they are on disk,
+/// URL credentials hidden).
 pub fn recipe_files(dir: &Path) -> std::io::Result<Vec<(String, String)>> {
     let mut files: Vec<(String, String)> = Vec::new();
     for entry in std::fs::read_dir(dir)? {

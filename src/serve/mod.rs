@@ -11,8 +11,14 @@
 //!   in a URL, so it stays out of browser history and proxy logs.
 //! - Without a token the server answers only requests whose `Host` is the loopback address it
 //!   listens on: a web page that resolves its own name to 127.0.0.1 (DNS rebinding) is refused.
-//! - Approve is a POST carrying a per-process random CSRF token that only our own pages hold:
-//!   another site can make the browser post, but cannot read the token.
+//! - Approve and sign-in are POSTs carrying a per-process random CSRF token that only our own
+//!   pages hold: another site can make the browser post, but cannot read the token. Sign-in
+//!   has its own (its page needs no access token), so Approve's never leaves signed-in pages.
+//! - Secrets (the access token, the cookie, the CSRF token) are compared as BLAKE3 digests in
+//!   constant time, so neither their bytes nor their length show in response times. The
+//!   cookie holds a value derived from the token, not the token itself.
+//! - Every database connection a request opens is read-only; the one request that writes is
+//!   Approve, through `pipeline::approve` and its workspace lock.
 
 mod data;
 mod pages;
@@ -33,6 +39,8 @@ use self::data::{RejectFilter, Workspace};
 
 /// Rejects shown per page.
 const PER_PAGE: usize = 50;
+/// Highest reject page a link may ask for (`page * PER_PAGE` must not overflow).
+const MAX_PAGE: usize = 1_000_000_000;
 const COOKIE: &str = "dropsync_token";
 
 #[derive(Debug, thiserror::Error)]
@@ -61,8 +69,11 @@ pub struct ServeOptions {
 struct App {
     ws: Workspace,
     recipes: PathBuf,
+    /// CSRF token of the Approve form (on signed-in pages only).
     csrf: String,
-    token: Option<String>,
+    /// CSRF token of the sign-in form.
+    login_csrf: String,
+    token: Option<AccessToken>,
     /// `Host` values accepted when there is no token (loopback names of the bound port).
     hosts: Vec<String>,
 }
@@ -90,7 +101,8 @@ pub fn serve(opts: ServeOptions, on_ready: impl FnOnce(SocketAddr)) -> Result<()
             ws: Workspace { out: opts.out },
             recipes: opts.recipes,
             csrf: random_token()?,
-            token: opts.token,
+            login_csrf: random_token()?,
+            token: opts.token.as_deref().map(AccessToken::new),
             hosts: vec![
                 format!("127.0.0.1:{port}"),
                 format!("localhost:{port}"),
@@ -143,8 +155,31 @@ fn random_token() -> Result<String, ServeError> {
     Ok(blake3::Hash::from_bytes(bytes).to_hex().to_string())
 }
 
-fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+/// Whether `presented` is `expected`, in time that depends on neither's bytes nor on whether
+/// their lengths match: both are hashed to 32-byte digests, compared in constant time.
+fn same_secret(presented: &str, expected: &str) -> bool {
+    let (a, b) = (
+        blake3::hash(presented.as_bytes()),
+        blake3::hash(expected.as_bytes()),
+    );
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// The access token, and the value of the sign-in cookie derived from it (hex, so any token
+/// makes a valid cookie, and the cookie is not the token).
+struct AccessToken {
+    token: String,
+    cookie: String,
+}
+
+impl AccessToken {
+    fn new(token: &str) -> AccessToken {
+        let cookie = blake3::derive_key("dropsync serve 2026-11 sign-in cookie", token.as_bytes());
+        AccessToken {
+            token: token.to_owned(),
+            cookie: blake3::Hash::from_bytes(cookie).to_hex().to_string(),
+        }
+    }
 }
 
 /// Token or loopback-Host check before every handler; `/login` is how a browser presents the
@@ -158,8 +193,8 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "));
             let cookie = cookie(headers, COOKIE);
-            let ok = bearer.is_some_and(|b| same_secret(b, token))
-                || cookie.is_some_and(|c| same_secret(&c, token));
+            let ok = bearer.is_some_and(|b| same_secret(b, &token.token))
+                || cookie.is_some_and(|c| same_secret(&c, &token.cookie));
             if !ok && req.uri().path() != "/login" {
                 return (
                     StatusCode::UNAUTHORIZED,
@@ -202,28 +237,45 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-async fn login_form() -> Response {
-    pages::login(None).into_response()
+async fn login_form(State(app): State<Arc<App>>) -> Response {
+    pages::login(None, &app.login_csrf).into_response()
 }
 
 #[derive(serde::Deserialize)]
 struct LoginForm {
     token: String,
+    #[serde(default)]
+    csrf: String,
 }
 
+/// Sets the cookie when the token matches. Needs the sign-in form's CSRF token: another site
+/// cannot sign the browser in (with a token of its choosing) or guess tokens through it.
 async fn login(State(app): State<Arc<App>>, Form(form): Form<LoginForm>) -> Response {
+    if !same_secret(&form.csrf, &app.login_csrf) {
+        return (
+            StatusCode::FORBIDDEN,
+            pages::message(
+                "Sign-in refused",
+                "The form's CSRF token is missing or stale: reload the sign-in page and try again.",
+            ),
+        )
+            .into_response();
+    }
     match &app.token {
-        Some(token) if same_secret(&form.token, token) => (
+        Some(token) if same_secret(&form.token, &token.token) => (
             [(
                 header::SET_COOKIE,
-                format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"),
+                format!(
+                    "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+                    token.cookie
+                ),
             )],
             Redirect::to("/"),
         )
             .into_response(),
         Some(_) => (
             StatusCode::UNAUTHORIZED,
-            pages::login(Some("That token does not match.")),
+            pages::login(Some("That token does not match."), &app.login_csrf),
         )
             .into_response(),
         None => Redirect::to("/").into_response(),
@@ -273,7 +325,7 @@ async fn run(
     let filter = RejectFilter {
         entity: q.entity.filter(|s| !s.is_empty()),
         rule: q.rule.filter(|s| !s.is_empty()),
-        page: q.page.unwrap_or(0),
+        page: q.page.unwrap_or(0).min(MAX_PAGE),
         per_page: PER_PAGE,
     };
     let csrf = app.csrf.clone();
@@ -360,7 +412,13 @@ async fn recipes(State(app): State<Arc<App>>) -> Response {
     })
     .await;
     match read {
-        Ok((files, order)) => pages::recipes(&files, order).into_response(),
+        Ok((files, order)) => {
+            let files: Vec<(String, String)> = files
+                .into_iter()
+                .map(|(name, text)| (name, data::hide_url_credentials(&text)))
+                .collect();
+            pages::recipes(&files, order).into_response()
+        }
         Err(r) => r,
     }
 }
@@ -384,6 +442,7 @@ async fn search(State(app): State<Arc<App>>, Query(q): Query<SearchQuery>) -> Re
             .or_else(|| entities.first().cloned())
             .unwrap_or_default();
         let id = q.id.unwrap_or_default();
+        // `explain` opens the workspace's databases read-only, like every page.
         let result = (!id.trim().is_empty()).then(|| {
             recipes.as_ref().map_err(Clone::clone).and_then(|r| {
                 crate::explain::history(r, &app.ws.out, &entity, &id).map_err(|e| e.to_string())

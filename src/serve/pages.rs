@@ -58,6 +58,18 @@ fn short_hash(h: &str) -> &str {
     h.get(..12).unwrap_or(h)
 }
 
+/// Longest text from the data shown in one table cell (a reject reason can list every line
+/// of thousands of duplicates); the full text stays in staging.sqlite.
+const MAX_CELL_CHARS: usize = 2_000;
+
+/// `text` cut to [`MAX_CELL_CHARS`] characters, with `…` when cut.
+fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(MAX_CELL_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]).into(),
+        None => text.into(),
+    }
+}
+
 fn secs(s: Option<f64>) -> String {
     s.map(|s| format!("{s:.1} s")).unwrap_or_else(|| "—".into())
 }
@@ -140,7 +152,7 @@ pub fn run(p: &RunPage) -> Markup {
             @if let Some(n) = p.approved {
                 div.box.notice #approved { "Approved: " (n) " held deletes applied to the CRM." }
             }
-            @if let Some(e) = &r.error { div.box.alert { "Error: " (e) } }
+            @if let Some(e) = &r.error { div.box.alert { "Error: " (bounded(e)) } }
             @if let Some(g) = &r.gsheets {
                 @if let Some(e) = g["error"].as_str() {
                     div.box.alert #gsheets { "Google Sheets not updated: " (e) }
@@ -315,7 +327,7 @@ fn rejects(run_id: &str, page: &RejectPage, filter: &RejectFilter) -> Markup {
                 tr {
                     td { (x.entity) } td { (x.file) } td.n.line { (x.line) }
                     td { (x.id.as_deref().unwrap_or("")) } td { (status(&x.severity)) }
-                    td { code { (x.rule) } } td { (x.reason) }
+                    td { code { (x.rule) } } td { (bounded(&x.reason)) }
                 }
             }
         }
@@ -380,13 +392,14 @@ pub fn search(
     )
 }
 
-pub fn login(problem: Option<&str>) -> Markup {
+pub fn login(problem: Option<&str>, csrf: &str) -> Markup {
     layout(
         "Sign in",
         html! {
             h1 { "Sign in" }
             @if let Some(p) = problem { div.box.alert { (p) } }
             form #login method="post" action="/login" {
+                input type="hidden" name="csrf" value=(csrf);
                 label { "Access token " input type="password" name="token" autocomplete="current-password"; }
                 " " button type="submit" { "Sign in" }
             }

@@ -48,10 +48,15 @@ fn held_workspace() -> (tempfile::TempDir, String) {
 struct Server {
     base: String,
     csrf: String,
+    login_csrf: String,
     _rt: tokio::runtime::Runtime,
 }
 
 fn start(out: &Path, token: Option<&str>) -> Server {
+    start_with(out, token, &repo().join("recipes"))
+}
+
+fn start_with(out: &Path, token: Option<&str>, recipes: &Path) -> Server {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -65,22 +70,24 @@ fn start(out: &Path, token: Option<&str>) -> Server {
         ws: Workspace {
             out: out.to_path_buf(),
         },
-        recipes: repo().join("recipes"),
+        recipes: recipes.to_path_buf(),
         csrf: random_token().unwrap(),
-        token: token.map(str::to_owned),
+        login_csrf: random_token().unwrap(),
+        token: token.map(AccessToken::new),
         hosts: vec![format!("127.0.0.1:{}", addr.port())],
     });
-    let csrf = app.csrf.clone();
+    let (csrf, login_csrf) = (app.csrf.clone(), app.login_csrf.clone());
     rt.spawn(async move { axum::serve(listener, router(app)).await });
     Server {
         base: format!("http://{addr}"),
         csrf,
+        login_csrf,
         _rt: rt,
     }
 }
 
 fn client() -> reqwest::blocking::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::sinks::rest_crm::ensure_crypto_provider();
     reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -230,18 +237,22 @@ fn a_token_guards_every_page_and_login_sets_a_cookie() {
     assert!(form.text().unwrap().contains("type=\"password\""));
     let wrong_login = c
         .post(format!("{}/login", s.base))
-        .form(&[("token", "nope")])
+        .form(&[("token", "nope"), ("csrf", s.login_csrf.as_str())])
         .send()
         .unwrap();
     assert_eq!(wrong_login.status(), 401);
     assert!(wrong_login.headers().get("set-cookie").is_none());
     let login = c
         .post(format!("{}/login", s.base))
-        .form(&[("token", "s3cret-token")])
+        .form(&[("token", "s3cret-token"), ("csrf", s.login_csrf.as_str())])
         .send()
         .unwrap();
     let cookie = login.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(
+        !cookie.contains("s3cret-token"),
+        "the cookie holds a value derived from the token, not the token: {cookie}"
+    );
     let with_cookie = c
         .get(format!("{}/recipes", s.base))
         .header("cookie", cookie.split(';').next().unwrap())
@@ -349,4 +360,204 @@ fn the_run_page_says_whether_google_sheets_was_updated() {
     run.gsheets = Some(serde_json::json!({"spreadsheet_id": "book", "error": "HTTP 500 <boom>"}));
     let page = render(&run);
     assert!(page.contains("Google Sheets not updated: HTTP 500 &lt;boom&gt;"));
+}
+
+#[test]
+fn sign_in_needs_the_csrf_token_of_the_sign_in_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), Some("s3cret-token"));
+    let c = client();
+    let form = c
+        .get(format!("{}/login", s.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        form.contains(&format!("name=\"csrf\" value=\"{}\"", s.login_csrf)),
+        "the sign-in form carries the CSRF token: {form}"
+    );
+    assert!(
+        !form.contains(&s.csrf),
+        "Approve's CSRF token is not on a page anyone may load"
+    );
+    let url = format!("{}/login", s.base);
+    // Another site can make the browser post the right token (say one it got hold of, to
+    // sign the operator into its session) but cannot read our form's CSRF token.
+    for fields in [
+        vec![("token", "s3cret-token")],
+        vec![("token", "s3cret-token"), ("csrf", "guess")],
+        vec![("token", "s3cret-token"), ("csrf", "")],
+    ] {
+        let r = c.post(&url).form(&fields).send().unwrap();
+        assert_eq!(r.status(), 403, "{fields:?}");
+        assert!(r.headers().get("set-cookie").is_none(), "{fields:?}");
+    }
+    let wrong_form = c
+        .post(&url)
+        .form(&[("token", "s3cret-token"), ("csrf", s.csrf.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(wrong_form.status(), 403, "Approve's token does not sign in");
+    let ok = c
+        .post(&url)
+        .form(&[("token", "s3cret-token"), ("csrf", s.login_csrf.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(ok.status(), 303);
+    assert!(ok.headers().get("set-cookie").is_some());
+}
+
+#[test]
+fn secrets_compare_in_the_same_time_whether_or_not_their_lengths_match() {
+    // A long token makes the work visible: comparing byte by byte after a length check
+    // answers a guess of another length at once, which tells the token's length.
+    let token = "t".repeat(1 << 20);
+    let same_length = format!("{}x", &token[1..]);
+    let other_length = format!("{token}x");
+    assert!(same_secret(&token, &token));
+    assert!(!same_secret(&same_length, &token));
+    assert!(!same_secret(&other_length, &token));
+    assert!(!same_secret("", &token));
+    // Interleaved, fastest of many: what the comparison costs, not what the machine did.
+    let time = |guess: &str| {
+        let at = std::time::Instant::now();
+        std::hint::black_box(same_secret(std::hint::black_box(guess), &token));
+        at.elapsed()
+    };
+    let (mut same, mut other) = (std::time::Duration::MAX, std::time::Duration::MAX);
+    for _ in 0..15 {
+        same = same.min(time(&same_length));
+        other = other.min(time(&other_length));
+    }
+    let ratio = other.as_secs_f64() / same.as_secs_f64();
+    assert!(
+        (0.3..3.0).contains(&ratio),
+        "same length {same:?}, other length {other:?}: the time tells the length"
+    );
+}
+
+#[test]
+fn no_page_writes_the_workspace_only_approve_does() {
+    let (dir, held_run) = held_workspace();
+    let out = dir.path().join("out");
+    // Leave a committed but not checkpointed change in each database's WAL, as a run that is
+    // writing at the same moment does. A read-write connection closing last checkpoints it
+    // into the database file (a write); a read-only one never does.
+    for db in ["state/state.sqlite", "staging.sqlite"] {
+        let conn = rusqlite::Connection::open(out.join(db)).unwrap();
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .unwrap();
+        conn.execute_batch("CREATE TABLE probe (x); INSERT INTO probe VALUES (1);")
+            .unwrap();
+        drop(conn);
+        assert!(
+            out.join(format!("{db}-wal")).exists(),
+            "{db}: the change waits in the WAL"
+        );
+    }
+    let files = ["state/state.sqlite", "staging.sqlite", "crm.sqlite"];
+    let snapshot = || {
+        files
+            .iter()
+            .map(|f| blake3::hash(&std::fs::read(out.join(f)).unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let before = snapshot();
+    let held_id: String = rusqlite::Connection::open_with_flags(
+        out.join("state/state.sqlite"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap()
+    .query_row(
+        "SELECT id FROM held_deletes WHERE run_id = ?1 LIMIT 1",
+        [&held_run],
+        |r| r.get(0),
+    )
+    .unwrap();
+    let s = start(&out, None);
+    let c = client();
+    for path in [
+        "/".to_string(),
+        format!("/runs/{held_run}"),
+        format!("/runs/{held_run}?entity=clientes&rule=id.empty&page=3"),
+        "/recipes".to_string(),
+        "/search".to_string(),
+        format!("/search?entity=clientes&id={held_id}"),
+        "/search?entity=ventas&id=OP-1".to_string(),
+        "/login".to_string(),
+    ] {
+        let r = c.get(format!("{}{path}", s.base)).send().unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        if path.contains(&held_id) {
+            assert!(r.text().unwrap().contains("new in the CRM"), "{path}");
+        }
+    }
+    let login = c
+        .post(format!("{}/login", s.base))
+        .form(&[("token", "x"), ("csrf", s.login_csrf.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let forged = c
+        .post(format!("{}/runs/{held_run}/approve", s.base))
+        .form(&[("csrf", "guess")])
+        .send()
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert!(
+        before == snapshot(),
+        "a page wrote to state.sqlite, staging.sqlite or crm.sqlite"
+    );
+}
+
+#[test]
+fn odd_queries_are_answered_not_crashed_on() {
+    let (dir, held_run) = held_workspace();
+    let s = start(&dir.path().join("out"), None);
+    let c = client();
+    for q in [
+        format!("page={}", usize::MAX),
+        format!("page={}", usize::MAX / 50 + 1),
+        "page=99999999999&entity=%1b%5b2J&rule=%00".to_string(),
+    ] {
+        let r = c
+            .get(format!("{}/runs/{held_run}?{q}", s.base))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{q}");
+        assert!(r.text().unwrap().contains("id=\"rejects\""), "{q}");
+    }
+}
+
+#[test]
+fn the_recipes_page_hides_credentials_in_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipes = dir.path().join("recipes");
+    std::fs::create_dir_all(&recipes).unwrap();
+    for e in std::fs::read_dir(repo().join("recipes")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, recipes.join(p.file_name().unwrap())).unwrap();
+    }
+    let mut pipeline = std::fs::read_to_string(recipes.join("pipeline.toml")).unwrap();
+    pipeline.push_str(
+        "\n[target]\nkind = \"rest\"\n[target.rest]\nbase_url = \"https://ops:hunter2@crm.example.com/api\"\ntoken_env = \"CRM_TOKEN\"\n",
+    );
+    std::fs::write(recipes.join("pipeline.toml"), pipeline).unwrap();
+    let s = start_with(dir.path(), None, &recipes);
+    let page = client()
+        .get(format!("{}/recipes", s.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(page.contains("crm.example.com/api"), "{page}");
+    assert!(!page.contains("hunter2"), "{page}");
+    assert_eq!(
+        data::hide_url_credentials("a = \"http://u:p@h/x\" b = \"https://h2/\" c = mail@x.org"),
+        "a = \"http://…@h/x\" b = \"https://h2/\" c = mail@x.org"
+    );
 }

@@ -7,19 +7,20 @@ use std::path::Path;
 use polars::prelude::*;
 use serde_json::{Map, Value};
 
-use super::rest_crm::{Outcome, Record, RestConfig, RestCrm, RestError};
+use super::rest_crm::{redact_url, Outcome, Record, RestConfig, RestCrm, RestError};
 use super::{Applied, Sink, SinkError};
 use crate::recipe::{DeletePolicy, Recipe};
 use crate::table::ColumnView;
 
 pub struct RestSink {
     crm: RestCrm,
+    /// The CRM as errors name it: `base_url` redacted (it may hold `user:password@`).
     target: String,
 }
 
 impl RestSink {
     pub fn open(cfg: RestConfig, journal: &Path) -> Result<RestSink, SinkError> {
-        let target = cfg.base_url.clone();
+        let target = redact_url(&cfg.base_url);
         if let Some(dir) = journal.parent() {
             let _ = std::fs::create_dir_all(dir);
         }

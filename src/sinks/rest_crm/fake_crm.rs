@@ -139,7 +139,9 @@ impl FakeCrm {
             .unwrap_or_default()
     }
     /// Everything stored, in a stable order (object -> id -> properties), and the archived
-    /// IDs per object as sets: what two CRMs are compared on.
+    /// IDs per object as sets: what two CRMs are compared on (by `tests/kill_harness.rs`,
+    /// which includes this file).
+    #[allow(dead_code)]
     pub fn dump(&self) -> String {
         let inner = self.lock();
         let mut out = Vec::new();

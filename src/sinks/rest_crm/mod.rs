@@ -14,9 +14,14 @@
 //!
 //! The client is blocking (the pipeline is synchronous); do not call it from inside an async
 //! runtime. TLS uses rustls with the `ring` provider, the one `main` installs: this module never
-//! pulls `aws-lc-rs` and installs `ring` itself if no provider is installed yet.
+//! pulls `aws-lc-rs` and installs `ring` itself if no provider is installed yet
+//! ([`ensure_crypto_provider`], shared by every HTTP client in dropsync).
+//!
+//! `base_url` may carry secrets (`user:password@`): errors, logs and `Debug` show it only as
+//! `scheme://host[:port]/…` ([`redact_url`]).
 
 mod journal;
+pub mod net;
 mod retry;
 
 #[cfg(test)]
@@ -36,6 +41,7 @@ use serde_json::{json, Map, Value};
 use tracing::{debug, info, warn};
 
 use self::journal::{Journal, JournalEntry};
+pub use self::net::{ensure_crypto_provider, redact_url};
 use self::retry::{Backoff, RateLimiter};
 
 /// The most records one bulk call may carry (HubSpot's limit, enforced by the CRM).
@@ -49,8 +55,8 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 const BODY_EXCERPT_CHARS: usize = 300;
 
 /// The `[rest]` target of a CRM config. Secrets are never here: `token_env` names the
-/// environment variable that holds the bearer token.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// environment variable that holds the bearer token. (`Debug` shows `base_url` redacted.)
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestConfig {
     /// Root of the CRM API; the object paths are appended to it.
@@ -85,6 +91,22 @@ pub struct RestConfig {
     /// How deletions are written. Default `"archive"`.
     #[serde(default)]
     pub delete: RestDelete,
+}
+
+impl fmt::Debug for RestConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RestConfig")
+            .field("base_url", &redact_url(&self.base_url))
+            .field("token_env", &self.token_env)
+            .field("batch_size", &self.batch_size)
+            .field("max_requests_per_second", &self.max_requests_per_second)
+            .field("max_retries", &self.max_retries)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("backoff_base_ms", &self.backoff_base_ms)
+            .field("backoff_max_ms", &self.backoff_max_ms)
+            .field("delete", &self.delete)
+            .finish()
+    }
 }
 
 fn default_batch_size() -> usize {
@@ -194,10 +216,12 @@ impl RestConfig {
 }
 
 /// Parses `base_url` and makes sure its path ends with `/` so object paths append under it.
+/// Messages quote it redacted (`shown`): it may hold `user:password@`.
 fn parse_base_url(base_url: &str) -> Result<Url, String> {
+    let shown = redact_url(base_url);
     let mut url = Url::parse(base_url).map_err(|e| {
         format!(
-            "base_url = {base_url:?} is not a URL ({e}); write e.g. `https://api.crm.example.com/`"
+            "base_url = {shown:?} is not a URL ({e}); write e.g. `https://api.crm.example.com/`"
         )
     })?;
     let loopback = matches!(
@@ -209,23 +233,23 @@ fn parse_base_url(base_url: &str) -> Result<Url, String> {
         "http" if loopback => {}
         "http" => {
             return Err(format!(
-                "base_url = {base_url:?} uses plain http: the token would cross the network in clear; use https://"
+                "base_url = {shown:?} uses plain http: the token would cross the network in clear; use https://"
             ))
         }
         other => {
             return Err(format!(
-                "base_url = {base_url:?} has scheme `{other}`; use an https:// URL"
+                "base_url = {shown:?} has scheme `{other}`; use an https:// URL"
             ))
         }
     }
     if url.cannot_be_a_base() || url.host_str().is_none() {
         return Err(format!(
-            "base_url = {base_url:?} has no host; write e.g. `https://api.crm.example.com/`"
+            "base_url = {shown:?} has no host; write e.g. `https://api.crm.example.com/`"
         ));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!(
-            "base_url = {base_url:?} has a query or fragment; give only scheme, host and path"
+            "base_url = {shown:?} has a query or fragment; give only scheme, host and path"
         ));
     }
     if !url.path().ends_with('/') {
@@ -338,7 +362,7 @@ pub struct RestCrm {
 impl fmt::Debug for RestCrm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RestCrm")
-            .field("base", &self.base.as_str())
+            .field("base", &redact_url(self.base.as_str()))
             .field("token_env", &self.cfg.token_env)
             .field("journal", &self.journal.path())
             .finish_non_exhaustive()
@@ -422,7 +446,7 @@ impl RestCrm {
             Duration::from_millis(cfg.backoff_base_ms),
             Duration::from_millis(cfg.backoff_max_ms),
         );
-        debug!(base = %base, token_env = %cfg.token_env, "REST CRM client ready");
+        debug!(base = %redact_url(base.as_str()), token_env = %cfg.token_env, "REST CRM client ready");
         Ok(RestCrm {
             cfg,
             base,
@@ -579,7 +603,7 @@ impl RestCrm {
                     return Err(RestError::Outage {
                         object: object.to_string(),
                         operation: op.name(),
-                        url: url.to_string(),
+                        url: redact_url(url.as_str()),
                         attempts,
                         last,
                         batches_confirmed: sent + skipped,
@@ -590,7 +614,7 @@ impl RestCrm {
                     return Err(RestError::Rejected {
                         object: object.to_string(),
                         operation: op.name(),
-                        url: url.to_string(),
+                        url: redact_url(url.as_str()),
                         batch: index + 1,
                         batches_total,
                         status,
@@ -602,7 +626,7 @@ impl RestCrm {
                 record_errors(status, &text, batch).map_err(|problem| RestError::BadResponse {
                     object: object.to_string(),
                     operation: op.name(),
-                    url: url.to_string(),
+                    url: redact_url(url.as_str()),
                     status,
                     problem,
                 })?;
@@ -670,7 +694,10 @@ impl RestCrm {
                         // A 2xx whose body was cut: the batch may be applied, but resending
                         // it is harmless (idempotent) and the only way to get its errors.
                         Err(e) if (200..300).contains(&status) || retryable => {
-                            last = format!("HTTP {status}, body unreadable: {}", error_chain(&e))
+                            last = format!(
+                                "HTTP {status}, body unreadable: {}",
+                                net::error_text(e, &self.cfg.base_url)
+                            )
                         }
                         Ok(text) if retryable => {
                             last = format!("HTTP {status}: {}", excerpt(&text));
@@ -684,7 +711,10 @@ impl RestCrm {
                         Err(e) => {
                             return Err(SendFailure::Refused {
                                 status,
-                                body: format!("(body unreadable: {})", error_chain(&e)),
+                                body: format!(
+                                    "(body unreadable: {})",
+                                    net::error_text(e, &self.cfg.base_url)
+                                ),
                             })
                         }
                     }
@@ -695,10 +725,10 @@ impl RestCrm {
                 Err(e) if e.is_builder() => {
                     return Err(SendFailure::Refused {
                         status: 0,
-                        body: error_chain(&e),
+                        body: net::error_text(e, &self.cfg.base_url),
                     })
                 }
-                Err(e) => last = error_chain(&e),
+                Err(e) => last = net::error_text(e, &self.cfg.base_url),
             }
             if attempt + 1 == attempts {
                 break;
@@ -718,7 +748,7 @@ impl RestCrm {
                 Some(wait) => wait,
                 None => self.backoff.delay(attempt),
             };
-            warn!(url = %url, attempt = attempt + 1, wait_ms = wait.as_millis() as u64, error = %last, "CRM request failed, retrying");
+            warn!(url = %redact_url(url.as_str()), attempt = attempt + 1, wait_ms = wait.as_millis() as u64, error = %last, "CRM request failed, retrying");
             std::thread::sleep(wait);
         }
         Err(SendFailure::Exhausted { attempts, last })
@@ -839,15 +869,16 @@ fn record_errors(
                     refused.push(RecordError {
                         id: id.clone(),
                         source_line: p.source_line,
-                        message: error.message.clone(),
+                        message: excerpt(&error.message),
                     });
                 }
             }
         }
         if !matched {
             return Err(format!(
-                "an error that names none of the batch's records (ids {:?}): {}",
-                error.context.ids, error.message
+                "an error that names none of the batch's records (ids {}): {}",
+                excerpt(&format!("{:?}", error.context.ids)),
+                excerpt(&error.message)
             ));
         }
     }
@@ -857,37 +888,28 @@ fn record_errors(
 fn build_http_client(timeout: Duration) -> Result<reqwest::blocking::Client, RestError> {
     // reqwest's `rustls-no-provider` uses the process-wide provider and panics without one;
     // main installs `ring`, and so does this line when the module is used alone (tests, tools).
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // An Err means another thread installed one meanwhile: that one is used, fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
+    ensure_crypto_provider();
     reqwest::blocking::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("dropsync/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| RestError::Client {
-            message: error_chain(&e),
+            message: net::error_text(e, ""),
         })
 }
 
-/// The error and its causes on one line: reqwest's own message hides "timed out" or
-/// "connection refused" in its sources.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
+/// What the CRM said, for messages: at most [`BODY_EXCERPT_CHARS`] characters on one line,
+/// control characters (a body's line breaks, or escape sequences meant for the operator's
+/// terminal) as spaces.
 fn excerpt(text: &str) -> String {
-    let text = text.trim();
+    let text: String = text
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     match text.char_indices().nth(BODY_EXCERPT_CHARS) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
+        None => text,
     }
 }
