@@ -53,6 +53,11 @@ pub enum PipelineError {
         entity: String,
         source: PolarsError,
     },
+    #[error("run {run_id}: the CRM and the snapshots are committed, but staging could not be written: {source}; the next run rewrites staging")]
+    StagingAfterCommit {
+        run_id: String,
+        source: Box<PipelineError>,
+    },
     #[error("{0}")]
     Io(String),
     #[error("{0}")]
@@ -504,11 +509,18 @@ fn process(
         let applied = apply_run(opts, recipes, run_id, state, &intents, &summary, &progress);
         (staging.join(), applied)
     });
-    let (mut staging, stage_sqlite, stage_xlsx) = match staged {
-        Ok(r) => r?,
-        Err(_) => return Err(PipelineError::Io("the staging thread panicked".into())),
-    };
     let applied = applied?;
+    // From here the CRM and the snapshots are committed: a staging failure (a full disk, say)
+    // must say so, and the next run rewrites staging from its own rows.
+    let staged = match staged {
+        Ok(r) => r,
+        Err(_) => Err(PipelineError::Io("the staging thread panicked".into())),
+    };
+    let (mut staging, stage_sqlite, stage_xlsx) =
+        staged.map_err(|e| PipelineError::StagingAfterCommit {
+            run_id: run_id.to_string(),
+            source: Box::new(e),
+        })?;
     report.timings.stage_sqlite = stage_sqlite;
     report.timings.stage_xlsx = stage_xlsx;
     report.timings.crm = applied.crm_secs;

@@ -143,3 +143,35 @@ fn held_rows_still_count_for_references_and_their_children_do_not_change() {
     );
     assert_eq!(deleted, 0);
 }
+
+/// A value longer than Excel's cell limit used to fail the run after the CRM and snapshots
+/// had committed (and every later run too): the workbook cell is cut with a marker, the full
+/// value stays in staging.sqlite and the CRM, and the run is ok.
+#[test]
+fn a_cell_over_excels_limit_is_cut_in_the_workbook_and_the_run_succeeds() {
+    let w = Workdir::new();
+    let long = "Calle ".repeat(7_000);
+    let csv = clients_csv(5, &[], &[]).replace("Calle 3;", &format!("{long};"));
+    w.cp1252("clientes.csv", &csv);
+    let r = w.run();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json["status"], "ok");
+    let staged: i64 = w.q(
+        "staging.sqlite",
+        "SELECT max(length(domicilio)) FROM clientes",
+    );
+    assert!(staged >= 40_000, "{staged}");
+    let crm: i64 = w.q("crm.sqlite", "SELECT max(length(domicilio)) FROM clientes");
+    assert_eq!(crm, staged);
+    let zip = std::fs::File::open(w.out().join("staging.xlsx")).unwrap();
+    let mut archive = zip::ZipArchive::new(zip).unwrap();
+    let mut sheet = String::new();
+    std::io::Read::read_to_string(
+        &mut archive.by_name("xl/worksheets/sheet1.xml").unwrap(),
+        &mut sheet,
+    )
+    .unwrap();
+    assert!(sheet.contains('…'), "the cut cell carries its marker");
+    // The next run is ok too (it used to fail on every later run).
+    assert_eq!(w.run().code, 0);
+}

@@ -21,6 +21,39 @@ pub fn neutralize(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Excel refuses a cell longer than this many characters (and with it the whole workbook).
+pub const XLSX_MAX_CELL_CHARS: usize = 32_767;
+
+/// A cell as a spreadsheet gets it: neutralised, and cut to `max_chars` with `…` at the end.
+/// Why cut: one over-long value (a runaway field, a long reason) would otherwise make the
+/// spreadsheet refuse the whole write after the CRM already committed; the full text stays
+/// in staging.sqlite.
+pub fn sheet_cell(s: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
+    let safe = neutralize(s);
+    if safe.len() <= max_chars || safe.chars().count() <= max_chars {
+        return safe;
+    }
+    let mut cut: String = safe.chars().take(max_chars.saturating_sub(1)).collect();
+    cut.push('…');
+    cut.into()
+}
+
+/// A valid, unique-per-part sheet name: Excel allows 31 characters and none of `[]:*?/\`.
+fn sheet_name(entity: &str, part: usize) -> String {
+    let clean: String = entity
+        .chars()
+        .map(|c| if "[]:*?/\\".contains(c) { '_' } else { c })
+        .collect();
+    let suffix = if part == 0 {
+        String::new()
+    } else {
+        format!(" ({})", part + 1)
+    };
+    let room = 31usize.saturating_sub(suffix.chars().count());
+    let head: String = clean.chars().take(room).collect();
+    format!("{head}{suffix}")
+}
+
 pub struct SheetInput<'a> {
     pub name: &'a str,
     pub rows: &'a DataFrame,
@@ -53,11 +86,7 @@ pub fn write_workbook(
     for (name, df) in frames {
         let n = df.height().div_ceil(per_sheet).max(1);
         for k in 0..n {
-            let sheet = if k == 0 {
-                name.to_string()
-            } else {
-                format!("{name} ({})", k + 1)
-            };
+            let sheet = sheet_name(name, k);
             parts.push((
                 sheet,
                 df,
@@ -166,7 +195,7 @@ fn fill(
             match v {
                 ColumnView::Str(s) => {
                     if let Some(s) = s.get(i) {
-                        ws.write_string(r, c, neutralize(s))?;
+                        ws.write_string(r, c, sheet_cell(s, XLSX_MAX_CELL_CHARS))?;
                     }
                 }
                 ColumnView::I64(x) => {
@@ -212,6 +241,40 @@ mod tests {
         assert_eq!(neutralize("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(neutralize("-2+3"), "'-2+3");
         assert_eq!(neutralize("Núñez"), "Núñez");
+    }
+
+    #[test]
+    fn overlong_cells_are_cut_with_a_marker_and_sheet_names_fit() {
+        let long = "x".repeat(40_000);
+        let cut = sheet_cell(&long, XLSX_MAX_CELL_CHARS);
+        assert_eq!(cut.chars().count(), XLSX_MAX_CELL_CHARS);
+        assert!(cut.ends_with('…'));
+        assert_eq!(sheet_cell("=1+1", 10), "'=1+1");
+        assert_eq!(sheet_cell("ñandú", 5), "ñandú");
+        let name = sheet_name(&"e".repeat(40), 2);
+        assert_eq!(name.chars().count(), 31);
+        assert!(name.ends_with(" (3)"));
+        assert_eq!(sheet_name("a/b", 0), "a_b");
+    }
+
+    #[test]
+    fn a_workbook_with_an_overlong_cell_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.xlsx");
+        let df = df!("id" => ["1"], "note" => ["y".repeat(100_000)]).unwrap();
+        write_workbook(
+            &path,
+            &[SheetInput {
+                name: "clientes",
+                rows: &df,
+            }],
+            &[],
+            &[],
+            1_000,
+        )
+        .unwrap();
+        let sheet = read_zip_entry(&path, "xl/worksheets/sheet1.xml");
+        assert!(sheet.contains('…'), "the cut cell carries its marker");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use google_sheets4::api::{
 };
 use google_sheets4::FieldMask;
 
-use crate::stage::sheets::neutralize;
+use crate::stage::sheets::sheet_cell;
 
 use super::Grid;
 
@@ -72,13 +72,7 @@ impl Planned<'_> {
 /// A cell as sent: neutralised, and cut to Google's limit with `…` at the end, since Google
 /// refuses the whole write otherwise (the full text is in staging.sqlite).
 fn cell(c: &str) -> String {
-    let safe = neutralize(c);
-    if safe.len() <= MAX_CELL_CHARS || safe.chars().count() <= MAX_CELL_CHARS {
-        return safe.into_owned();
-    }
-    let mut cut: String = safe.chars().take(MAX_CELL_CHARS - 1).collect();
-    cut.push('…');
-    cut
+    sheet_cell(c, MAX_CELL_CHARS).into_owned()
 }
 
 /// Bytes of `s` as a JSON string body: `"` and `\` take 2, other control characters up to 6.
