@@ -5,8 +5,9 @@
 //! When `settle` says a drop is complete, its files are moved out of the inbox into
 //! `<archive>/../processing/<stamp>/` (so late files cannot slip into a run half-written),
 //! `pipeline::run` processes them, and each file then moves to `archive/<run_id>/` or, if
-//! its entity was quarantined, to `quarantine/<run_id>/` with a `.reason.txt`. A file whose
-//! content was already processed is skipped and logged, never run twice. Nothing is deleted.
+//! its entity was quarantined, to `quarantine/<run_id>/` with a `.reason.txt`. A file that
+//! repeats the content last processed for its entity is skipped and logged, never run twice
+//! (an earlier content coming back is a real change of the full snapshot, and runs). Nothing is deleted.
 //! A run that fails for reasons outside the files (e.g. the CRM) leaves them in `processing/`
 //! and is retried with backoff, first thing after a restart too.
 
@@ -240,7 +241,20 @@ fn process_batch(
     runs: &mut usize,
 ) -> Result<(), WatchError> {
     let state = State::open(&opts.out).map_err(PipelineError::from)?;
-    // Content already processed: skip it, say so, keep it.
+    // Which entity each file is (as the run will see it): a file repeating the content last
+    // processed for its entity is skipped, said and kept; an earlier content is a change.
+    let recipes = crate::recipe::load_dir(&opts.recipes).map_err(PipelineError::from)?;
+    let (entity_files, _) = super::scan_inbox(batch, &recipes).map_err(PipelineError::from)?;
+    let entity_of = |name: &str| {
+        entity_files
+            .iter()
+            .find(|f| {
+                f.path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy() == name)
+            })
+            .map(|f| f.entity.clone())
+    };
     let mut files: Vec<PathBuf> = std::fs::read_dir(batch)
         .map_err(io(batch))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -258,11 +272,16 @@ fn process_batch(
         if name.to_lowercase().ends_with(".done") {
             continue;
         }
-        if let Some((run_id, status)) = state.processed(&hash).map_err(PipelineError::from)? {
+        let entity = entity_of(&name);
+        let last = match &entity {
+            Some(e) => state.last_content(e).map_err(PipelineError::from)?,
+            None => None,
+        };
+        if let Some((_, run_id)) = last.filter(|(h, _)| *h == hash) {
             let dest = cfg.watch.archive.join("skipped").join(&run_id);
             std::fs::create_dir_all(&dest).map_err(io(&dest))?;
             std::fs::rename(f, dest.join(&name)).map_err(io(f))?;
-            tracing::warn!(file = %name, run_id = %run_id, status = %status, "same content already processed; skipped, not run twice");
+            tracing::warn!(file = %name, run_id = %run_id, entity = ?entity, "same content as the last processed for this entity; skipped, not run twice");
             continue;
         }
         hashes.insert(name, hash);
@@ -314,6 +333,11 @@ fn process_batch(
         state
             .mark_processed(hash, name, &report.run_id, status)
             .map_err(PipelineError::from)?;
+        if let Some(e) = entity_of(name) {
+            state
+                .set_last_content(&e, hash, &report.run_id)
+                .map_err(PipelineError::from)?;
+        }
     }
     move_all(batch, &archive)?;
     let _ = std::fs::remove_dir(batch);

@@ -68,6 +68,8 @@ CREATE INDEX IF NOT EXISTS changes_by_row ON changes (entity, id);
 CREATE TABLE IF NOT EXISTS processed_files (
   hash TEXT PRIMARY KEY, name TEXT NOT NULL, run_id TEXT NOT NULL, status TEXT NOT NULL,
   at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS last_content (
+  entity TEXT PRIMARY KEY, hash TEXT NOT NULL, run_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (
   run_id TEXT PRIMARY KEY, kind TEXT NOT NULL, meta TEXT NOT NULL, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS remote_seen (
@@ -260,16 +262,33 @@ impl State {
         Ok(())
     }
 
-    /// The run that already processed a file with this content, if any.
-    pub fn processed(&self, hash: &str) -> Result<Option<(String, String)>, StateError> {
+    /// The content (hash) the daemon last processed for `entity`, with the run that did.
+    /// Only a repeat of *that* content is a duplicate: a full snapshot that returns to an
+    /// earlier state is a real change.
+    pub fn last_content(&self, entity: &str) -> Result<Option<(String, String)>, StateError> {
         self.db
             .query_row(
-                "SELECT run_id, status FROM processed_files WHERE hash = ?1",
-                params![hash],
+                "SELECT hash, run_id FROM last_content WHERE entity = ?1",
+                params![entity],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
             .map_err(|e| self.err(e))
+    }
+
+    pub fn set_last_content(
+        &self,
+        entity: &str,
+        hash: &str,
+        run_id: &str,
+    ) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "INSERT OR REPLACE INTO last_content VALUES (?1, ?2, ?3)",
+                params![entity, hash, run_id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     pub fn mark_processed(
