@@ -41,22 +41,22 @@ pub enum PipelineError {
     Busy(#[from] crate::state::lock::LockError),
     #[error("run {run_id} stopped on request before {entity}; nothing was written to the CRM, the next run redoes it")]
     Stopped { run_id: String, entity: String },
-    #[error("run {run_id}: CRM write failed at {entity}: {source}; the snapshot of {entity} and later entities did not advance, the next run redoes them")]
+    #[error("run {run_id}: CRM write failed at {entity}: {error}; nothing is lost: the next run first completes what this run had journaled, then goes on")]
     Sink {
         run_id: String,
         entity: String,
-        source: SinkError,
+        error: SinkError,
     },
-    #[error("run {run_id}, {entity}: {source}")]
+    #[error("run {run_id}, {entity}: {error}")]
     Frame {
         run_id: String,
         entity: String,
-        source: PolarsError,
+        error: PolarsError,
     },
-    #[error("run {run_id}: the CRM and the snapshots are committed, but staging could not be written: {source}; the next run rewrites staging")]
+    #[error("run {run_id}: the CRM and the snapshots are committed, but staging could not be written: {error}; the next run rewrites staging")]
     StagingAfterCommit {
         run_id: String,
-        source: Box<PipelineError>,
+        error: Box<PipelineError>,
     },
     #[error("{0}")]
     Io(String),
@@ -460,10 +460,10 @@ fn process(
     let gsheets = recipes.pipeline.staging.gsheets.as_ref();
     let sheet_frames = if xlsx || gsheets.is_some() {
         Some(
-            xlsx_frames(recipes, state, &work).map_err(|source| PipelineError::Frame {
+            xlsx_frames(recipes, state, &work).map_err(|error| PipelineError::Frame {
                 run_id: run_id.to_string(),
                 entity: "-".into(),
-                source,
+                error,
             })?,
         )
     } else {
@@ -519,7 +519,7 @@ fn process(
     let (mut staging, stage_sqlite, stage_xlsx) =
         staged.map_err(|e| PipelineError::StagingAfterCommit {
             run_id: run_id.to_string(),
-            source: Box::new(e),
+            error: Box::new(e),
         })?;
     report.timings.stage_sqlite = stage_sqlite;
     report.timings.stage_xlsx = stage_xlsx;
@@ -947,20 +947,20 @@ pub fn peak_rss_mb() -> f64 {
 /// Wraps a frame error with the run and entity it happened in.
 fn frame_err(run_id: &str, entity: &str) -> impl Fn(PolarsError) -> PipelineError {
     let (run_id, entity) = (run_id.to_string(), entity.to_string());
-    move |source| PipelineError::Frame {
+    move |error| PipelineError::Frame {
         run_id: run_id.clone(),
         entity: entity.clone(),
-        source,
+        error,
     }
 }
 
 /// Wraps a CRM error with the run and entity it happened in.
 fn sink_err(run_id: &str, entity: &str) -> impl Fn(SinkError) -> PipelineError {
     let (run_id, entity) = (run_id.to_string(), entity.to_string());
-    move |source| PipelineError::Sink {
+    move |error| PipelineError::Sink {
         run_id: run_id.clone(),
         entity: entity.clone(),
-        source,
+        error,
     }
 }
 

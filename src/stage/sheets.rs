@@ -118,8 +118,17 @@ pub fn write_workbook(
         handles
             .into_iter()
             .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(XlsxError::ParameterError("sheet writer panicked".into()))
+                // rust_xlsxwriter's constant-memory writer panics on an I/O error (a full
+                // disk): say what it said, not just that it panicked.
+                h.join().unwrap_or_else(|p| {
+                    let why = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "no message".into());
+                    Err(XlsxError::ParameterError(format!(
+                        "the sheet writer failed: {why}"
+                    )))
                 })
             })
             .collect()

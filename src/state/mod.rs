@@ -20,6 +20,8 @@ pub enum StateError {
     },
     #[error("snapshot {path}: {source}")]
     Snapshot { path: PathBuf, source: PolarsError },
+    #[error("snapshot {path} is unreadable ({source}); the run stopped before touching the CRM. Restore the file from a backup, or remove it to reload the entity in full (every row is upserted again; rows gone from the export are then not deleted)")]
+    CorruptSnapshot { path: PathBuf, source: PolarsError },
     #[error("run {run_id}'s journal: {message}")]
     Journal { run_id: String, message: String },
     #[error("state folder {path}: {source}")]
@@ -115,7 +117,10 @@ impl State {
         if !path.exists() {
             return Ok(None);
         }
-        journal::read_parquet(&path).map(Some)
+        journal::read_parquet(&path).map(Some).map_err(|e| match e {
+            StateError::Snapshot { path, source } => StateError::CorruptSnapshot { path, source },
+            other => other,
+        })
     }
 
     /// Replaces the snapshot atomically: written beside it, fsynced, then renamed over it.
