@@ -4,14 +4,31 @@
 //! sniffed and parsed.
 //!
 //! A file that cannot be read as the entity at all (binary, no header, a required column
-//! missing, broken XML) is a `ReadError`: the pipeline quarantines it and keeps the entity's
-//! last accepted state. A row that is merely malformed is kept, marked in `__bad`, and
+//! missing, broken or truncated) is a `ReadError`: the pipeline quarantines it and keeps the
+//! entity's last accepted state. A row that is merely malformed is kept, marked in `__bad`, and
 //! rejected by `validate` with its line.
+//!
+//! Guarantees on hostile input (issue #11): nothing here panics on any bytes; every message
+//! built from the input is bounded ([`MAX_REASON_CHARS`], header names listed at most
+//! [`MAX_LISTED_NAMES`] and each cut to [`MAX_NAME_CHARS`]); a record is at most
+//! [`MAX_RECORD_BYTES`] long, a longer one is a row reject whose content is not kept; NUL
+//! bytes and bytes that are not text in the file's encoding never reach a value that is kept.
+//!
+//! ## Row problems in `__bad`
+//!
+//! `__bad` holds `read.<rule>: <reason>` for the reader's own rules, or a bare reason for a
+//! wrong field count (`read.fields`, the original rule); [`split_bad`] splits it:
+//! - `read.fields`: a CSV row has another number of fields than the header.
+//! - `read.encoding`: a value the recipe reads holds a byte that is not text in the file's
+//!   encoding (invalid UTF-8 in a UTF-8 file, `81 8d 8f 90 9d` in a Windows-1252 file).
+//! - `read.nul`: the record holds a NUL byte.
+//! - `read.too_long`: the record is longer than [`MAX_RECORD_BYTES`].
 
 mod csv_reader;
 pub mod sniff;
 mod xml_reader;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
@@ -20,8 +37,90 @@ use crate::recipe::Recipe;
 
 /// Column holding the physical start line of each record.
 pub const LINE: &str = "__line";
-/// Column holding a read problem of the row (wrong field count), null when fine.
+/// Column holding a read problem of the row (see [`split_bad`]), null when fine.
 pub const BAD: &str = "__bad";
+
+/// The longest record (CSV row, XML record element) the reader keeps: 16 MiB. The largest
+/// real export row is a few KiB; a longer record is a runaway quote or garbage. It becomes a
+/// `read.too_long` reject with its line; of its values only those of at most
+/// [`MAX_KEPT_VALUE_BYTES`] are kept (the ID, so the rejected row still protects its last
+/// accepted version), and the rest of the file is read on. A header row that long makes the
+/// file unreadable.
+pub const MAX_RECORD_BYTES: usize = 16 << 20;
+/// In a record over [`MAX_RECORD_BYTES`], values longer than this are dropped.
+pub const MAX_KEPT_VALUE_BYTES: usize = 1024;
+/// Longest reason (row problem or file error message) built from the input, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+/// Header names listed in an error at most.
+pub const MAX_LISTED_NAMES: usize = 20;
+/// Each header name quoted in an error is cut to this many characters.
+pub const MAX_NAME_CHARS: usize = 80;
+/// Characters of header names listed in one error at most (so the whole message stays near
+/// [`MAX_REASON_CHARS`]).
+pub const MAX_LISTED_CHARS: usize = 300;
+
+/// The rule and reason of a `__bad` value: `read.encoding: byte 12 ...` gives
+/// (`read.encoding`, `byte 12 ...`); a bare reason is the wrong field count, `read.fields`.
+///
+/// `validate` files each `__bad` under the rule this returns.
+pub fn split_bad(bad: &str) -> (&str, &str) {
+    match bad.split_once(": ") {
+        Some((rule, reason))
+            if rule.len() > 5
+                && rule.starts_with("read.")
+                && rule[5..]
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_') =>
+        {
+            (rule, reason)
+        }
+        _ => ("read.fields", bad),
+    }
+}
+
+/// `s` cut to at most `max` characters, ending in `…` when cut. Looks at no more than `max`
+/// characters of `s`, however long it is.
+pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
+    if s.len() <= max || s.char_indices().nth(max).is_none() {
+        return Cow::Borrowed(s);
+    }
+    let cut = s
+        .char_indices()
+        .nth(max.saturating_sub(1))
+        .map_or(0, |(i, _)| i);
+    Cow::Owned(format!("{}…", &s[..cut]))
+}
+
+/// Names for an error message: at most [`MAX_LISTED_NAMES`], each cut to [`MAX_NAME_CHARS`],
+/// no more than [`MAX_LISTED_CHARS`] in all, and a last entry saying how many more there were.
+fn listed(names: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = 0;
+    for n in names.iter().take(MAX_LISTED_NAMES) {
+        let n = clip(n, MAX_NAME_CHARS);
+        chars += n.chars().count();
+        if chars > MAX_LISTED_CHARS && !out.is_empty() {
+            break;
+        }
+        out.push(n.into_owned());
+    }
+    if names.len() > out.len() {
+        out.push(format!("… and {} more", names.len() - out.len()));
+    }
+    out
+}
+
+/// A message derived from the input, cut to [`MAX_REASON_CHARS`].
+fn bounded(message: impl AsRef<str>) -> String {
+    clip(message.as_ref(), MAX_REASON_CHARS).into_owned()
+}
+
+/// The file name for messages (never the whole path).
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
 
 /// One export file read as raw text.
 pub struct RawTable {
@@ -36,6 +135,8 @@ pub struct RawTable {
     pub missing_columns: Vec<String>,
 }
 
+/// Why a file cannot be read as its entity. Every message is bounded: lists of names come
+/// through [`listed`], messages through [`bounded`].
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("cannot open {path}: {source}")]
@@ -47,6 +148,7 @@ pub enum ReadError {
     Binary { path: PathBuf },
     #[error("{path}: the file is empty (no header row)")]
     NoHeader { path: PathBuf },
+    /// `missing` and `found` are already cut for the message (see [`listed`]).
     #[error("{path}: required column(s) {missing:?} not in the header (found: {found:?})")]
     MissingColumns {
         path: PathBuf,
@@ -65,12 +167,36 @@ pub enum ReadError {
         line: u64,
         message: String,
     },
+    /// A file the recipe's patterns matched whose name ends in `.xml`, for a recipe without
+    /// `[source.xml]` (e.g. `files = ["clientes.*"]`).
+    #[error("{file} is XML but recipe {entity} has no [source.xml] section")]
+    XmlNotConfigured { file: String, entity: String },
+    #[error("{path}: the reader crashed on this file (a bug, please report it): {message}")]
+    Crashed { path: PathBuf, message: String },
     #[error("{path}: internal table error: {source}")]
     Frame { path: PathBuf, source: PolarsError },
 }
 
 /// Reads `path` as `recipe`'s entity.
+///
+/// Never panics: a panic inside the parsers on some input (a bug) is caught and the file is
+/// unreadable (`ReadError::Crashed`), so one hostile file cannot stop the run of the others.
 pub fn read_file(path: &Path, recipe: &Recipe) -> Result<RawTable, ReadError> {
+    let read = std::panic::AssertUnwindSafe(|| read_file_inner(path, recipe));
+    std::panic::catch_unwind(read).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(ReadError::Crashed {
+            path: path.to_path_buf(),
+            message: bounded(message),
+        })
+    })
+}
+
+fn read_file_inner(path: &Path, recipe: &Recipe) -> Result<RawTable, ReadError> {
     let bytes = std::fs::read(path).map_err(|source| ReadError::Io {
         path: path.to_path_buf(),
         source,
@@ -86,6 +212,12 @@ pub fn read_file(path: &Path, recipe: &Recipe) -> Result<RawTable, ReadError> {
         .is_some_and(|e| e.eq_ignore_ascii_case("xml"));
     let wanted: Vec<&str> = recipe.source_columns();
     let (columns, encoding) = if is_xml {
+        if recipe.source.xml.is_none() {
+            return Err(ReadError::XmlNotConfigured {
+                file: file_name(path),
+                entity: recipe.entity.clone(),
+            });
+        }
         xml_reader::read(path, &bytes, recipe, &wanted)?
     } else {
         csv_reader::read(path, &bytes, recipe, &wanted)?
@@ -100,8 +232,8 @@ pub fn read_file(path: &Path, recipe: &Recipe) -> Result<RawTable, ReadError> {
     if !missing_required.is_empty() {
         return Err(ReadError::MissingColumns {
             path: path.to_path_buf(),
-            missing: missing_required,
-            found: columns.header.clone(),
+            missing: listed(&missing_required),
+            found: listed(&columns.header),
         });
     }
     let frame = columns.finish().map_err(|source| ReadError::Frame {
@@ -129,7 +261,10 @@ struct Columns {
 }
 
 impl Columns {
+    /// `capacity` is a guess from the file size; it is capped so a guess from a hostile file
+    /// cannot reserve gigabytes.
     fn new(wanted: &[&str], capacity: usize) -> Self {
+        let capacity = capacity.min(1 << 21);
         Columns {
             header: Vec::new(),
             builders: wanted
@@ -163,9 +298,9 @@ pub(crate) struct LineCounter<'a> {
 }
 
 impl<'a> LineCounter<'a> {
-    pub(crate) fn new(text: &'a str) -> Self {
+    pub(crate) fn new(text: &'a [u8]) -> Self {
         LineCounter {
-            text: text.as_bytes(),
+            text,
             offset: 0,
             line: 1,
         }
@@ -177,11 +312,69 @@ impl<'a> LineCounter<'a> {
             self.offset = 0;
             self.line = 1;
         }
-        self.line += self.text[self.offset..offset]
+        self.line += self
+            .text
+            .get(self.offset..offset)
+            .unwrap_or_default()
             .iter()
             .filter(|&&b| b == b'\n')
             .count() as u64;
         self.offset = offset;
         self.line
+    }
+}
+
+/// A line number as stored in `__line` (files of more than 4 billion lines keep the last).
+fn line_u32(line: u64) -> u32 {
+    u32::try_from(line).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_cuts_on_characters_and_marks_the_cut() {
+        assert_eq!(clip("abc", 3), "abc");
+        assert_eq!(clip("abcd", 3), "ab…");
+        assert_eq!(clip("ñññññ", 4), "ñññ…");
+        assert_eq!(clip("ñññ", 3), "ñññ");
+        assert_eq!(clip("", 0), "");
+        let huge = "x".repeat(1 << 20);
+        assert_eq!(
+            clip(&huge, MAX_REASON_CHARS).chars().count(),
+            MAX_REASON_CHARS
+        );
+    }
+
+    #[test]
+    fn split_bad_reads_the_rule_prefix() {
+        assert_eq!(
+            split_bad("read.encoding: byte 3: e9"),
+            ("read.encoding", "byte 3: e9")
+        );
+        assert_eq!(split_bad("read.too_long: x"), ("read.too_long", "x"));
+        assert_eq!(
+            split_bad("row has 3 fields, the header has 2"),
+            ("read.fields", "row has 3 fields, the header has 2")
+        );
+        assert_eq!(split_bad("read.: x"), ("read.fields", "read.: x"));
+        assert_eq!(split_bad("read.X y: z"), ("read.fields", "read.X y: z"));
+    }
+
+    #[test]
+    fn listed_names_are_bounded() {
+        let names: Vec<String> = (0..100)
+            .map(|i| format!("{i}{}", "n".repeat(500)))
+            .collect();
+        let l = listed(&names);
+        assert!(l.iter().all(|n| n.chars().count() <= MAX_NAME_CHARS));
+        assert_eq!(l.len(), 4, "{l:?}");
+        assert_eq!(l.last().unwrap(), "… and 97 more");
+        let short: Vec<String> = (0..30).map(|i| format!("c{i}")).collect();
+        let l = listed(&short);
+        assert_eq!(l.len(), MAX_LISTED_NAMES + 1);
+        assert_eq!(l.last().unwrap(), "… and 10 more");
+        assert_eq!(listed(&short[..2]), ["c0", "c1"]);
     }
 }

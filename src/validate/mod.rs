@@ -109,7 +109,8 @@ pub fn validate(
 
     for (i, bad) in typed.column(BAD)?.str()?.iter().enumerate() {
         if let Some(b) = bad {
-            add(i, Severity::Error, "read.fields", b.to_string());
+            let (rule, reason) = crate::read::split_bad(b);
+            add(i, Severity::Error, rule, reason.to_string());
         }
     }
 
