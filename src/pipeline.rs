@@ -506,7 +506,9 @@ fn process(
                 &progress,
             )
         });
-        let applied = apply_run(opts, recipes, run_id, state, &intents, &summary, &progress);
+        let applied = apply_run(
+            opts, recipes, run_id, state, &work, &intents, &summary, &progress,
+        );
         (staging.join(), applied)
     });
     let applied = applied?;
@@ -671,18 +673,32 @@ fn intent_of(w: &EntityWork, holds: &[(String, Vec<String>)]) -> PolarsResult<En
 }
 
 /// This run's CRM stage: its journal applied, then closed with the run's summary.
+#[allow(clippy::too_many_arguments)]
 fn apply_run(
     opts: &RunOptions,
     recipes: &Recipes,
     run_id: &str,
     state: &State,
+    work: &[EntityWork],
     intents: &[EntityIntent],
     summary: &Value,
     progress: &Progress,
 ) -> Result<CrmApplied, PipelineError> {
     let mut crm =
         crate::sinks::open(&recipes.pipeline.target, &opts.out).map_err(sink_err(run_id, "-"))?;
-    let applied = apply_intents(crm.as_mut(), recipes, run_id, state, intents, progress)?;
+    let staged: Vec<DataFrame> = work
+        .iter()
+        .map(|w| without_hash(&w.accepted).map_err(frame_err(run_id, &w.recipe.entity)))
+        .collect::<Result<_, _>>()?;
+    let applied = apply_intents(
+        crm.as_mut(),
+        recipes,
+        run_id,
+        state,
+        intents,
+        Some(&staged),
+        progress,
+    )?;
     let t = Instant::now();
     let status = summary["status"].as_str().unwrap_or("ok");
     state.commit_run(run_id, status, summary, intents)?;
@@ -702,6 +718,7 @@ fn apply_intents(
     run_id: &str,
     state: &State,
     intents: &[EntityIntent],
+    staged: Option<&[DataFrame]>,
     progress: &Progress,
 ) -> Result<CrmApplied, PipelineError> {
     let t = Instant::now();
@@ -727,7 +744,7 @@ fn apply_intents(
         let entity = e.entity.as_str();
         let recipe = recipe_of(entity)?;
         progress.begin(Stage::Crm, entity);
-        crm.prepare(recipe, &e.inserts)
+        crm.prepare(recipe, &e.inserts, staged.map(|s| &s[k]))
             .map_err(sink_err(run_id, entity))?;
         if e.inserts.height() + e.updates.height() > 0 {
             let updates = e
@@ -790,6 +807,7 @@ fn apply_intents(
 /// their runs recorded as they would have ended. Returns how many were completed.
 fn recover(recipes: &Recipes, state: &State, out: &Path, by: &str) -> Result<usize, PipelineError> {
     let pending = state.pending()?;
+    state.remove_uncommitted_journals(&pending);
     for p in &pending {
         match p.meta.kind {
             IntentKind::Run => {
@@ -802,6 +820,7 @@ fn recover(recipes: &Recipes, state: &State, out: &Path, by: &str) -> Result<usi
                     &p.run_id,
                     state,
                     &intents,
+                    None,
                     &Progress::new(false, 0),
                 )?;
                 let mut summary = p.meta.report.clone();

@@ -52,8 +52,16 @@ impl Applied {
 }
 
 pub trait Sink {
-    /// Creates or migrates the entity's object (adds missing columns).
-    fn prepare(&mut self, recipe: &Recipe, rows: &DataFrame) -> Result<(), SinkError>;
+    /// Creates or migrates the entity's object (adds missing columns; `schema` gives the
+    /// column types). `staged` is this run's accepted rows for targets that also keep a
+    /// staging copy (PostgreSQL's `staging_schema`); `None` when a journal is completed
+    /// after a kill, whose staging the next run with that entity's file rewrites.
+    fn prepare(
+        &mut self,
+        recipe: &Recipe,
+        schema: &DataFrame,
+        staged: Option<&DataFrame>,
+    ) -> Result<(), SinkError>;
     /// Writes `inserts` and `updates` (`id` + fields + `__line`). Create-only fields are
     /// written on insert only.
     fn upsert(

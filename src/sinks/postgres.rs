@@ -78,11 +78,16 @@ impl PgSink {
 }
 
 impl Sink for PgSink {
-    fn prepare(&mut self, recipe: &Recipe, rows: &DataFrame) -> Result<(), SinkError> {
+    fn prepare(
+        &mut self,
+        recipe: &Recipe,
+        _schema: &DataFrame,
+        staged: Option<&DataFrame>,
+    ) -> Result<(), SinkError> {
         self.crm
             .prepare_crm_table(&recipe.crm_object, &columns(recipe, true))
             .map_err(err)?;
-        if let Some(st) = &mut self.staging {
+        if let (Some(st), Some(rows)) = (&mut self.staging, staged) {
             let df = ordered(recipe, rows).map_err(frame)?;
             let mut data = CopyText::new(&df).map_err(frame)?;
             st.replace_staging(&recipe.entity, &columns(recipe, false), &mut data)

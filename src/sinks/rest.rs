@@ -90,7 +90,12 @@ fn applied(out: Outcome) -> Applied {
 }
 
 impl Sink for RestSink {
-    fn prepare(&mut self, _recipe: &Recipe, _rows: &DataFrame) -> Result<(), SinkError> {
+    fn prepare(
+        &mut self,
+        _recipe: &Recipe,
+        _schema: &DataFrame,
+        _staged: Option<&DataFrame>,
+    ) -> Result<(), SinkError> {
         Ok(())
     }
 

@@ -49,7 +49,12 @@ fn columns(recipe: &Recipe) -> Vec<(&str, &str, bool)> {
 }
 
 impl Sink for SqliteCrm {
-    fn prepare(&mut self, recipe: &Recipe, rows: &DataFrame) -> Result<(), SinkError> {
+    fn prepare(
+        &mut self,
+        recipe: &Recipe,
+        rows: &DataFrame,
+        _staged: Option<&DataFrame>,
+    ) -> Result<(), SinkError> {
         let table = ident(&recipe.crm_object);
         let mut defs = vec!["id TEXT PRIMARY KEY".to_string()];
         for (crm, field, _) in columns(recipe) {

@@ -169,8 +169,7 @@ impl State {
         Ok(())
     }
 
-    /// Committed journals not yet applied to the end, oldest first. Journal folders without
-    /// a committed row (a run killed while writing its journal) are removed.
+    /// Committed journals not yet applied to the end, oldest first.
     pub fn pending(&self) -> Result<Vec<Pending>, StateError> {
         let mut stmt = self
             .db
@@ -189,15 +188,20 @@ impl State {
                 })?;
             out.push(Pending { run_id, meta });
         }
+        Ok(out)
+    }
+
+    /// Removes journal folders without a committed row: debris of runs killed while writing
+    /// their journal. Only under the workspace lock (a run holding it may be writing one).
+    pub fn remove_uncommitted_journals(&self, committed: &[Pending]) {
         if let Ok(dirs) = std::fs::read_dir(self.dir.join("pending")) {
             for d in dirs.flatten() {
                 let name = d.file_name().to_string_lossy().into_owned();
-                if !out.iter().any(|p| p.run_id == name) {
+                if !committed.iter().any(|p| p.run_id == name) {
                     let _ = std::fs::remove_dir_all(d.path());
                 }
             }
         }
-        Ok(out)
     }
 
     /// Loads a committed run journal back (the snapshots stay on disk until promoted).
