@@ -39,16 +39,33 @@ pub enum HashScope {
 }
 
 /// Hash of each row's fields; stable across runs and machines.
+///
+/// The comparable hash also covers where the row lands in the CRM: the entity's
+/// `crm_object` and each field's CRM column. Renaming either makes every row `updated`, so
+/// the next run writes them all into the new table or column instead of leaving it empty.
+/// A CRM name equal to its default (the entity, the field name) adds nothing, so workspaces
+/// that never rename keep the hashes they had before CRM names were covered.
 pub fn row_hashes(df: &DataFrame, recipe: &Recipe, scope: HashScope) -> PolarsResult<Vec<u64>> {
-    let mut h = vec![0x5eed_u64; df.height()];
+    let comparable = scope == HashScope::Comparable;
+    let seed = if comparable && recipe.crm_object != recipe.entity {
+        xxh3_64_with_seed(recipe.crm_object.as_bytes(), 0x5eed)
+    } else {
+        0x5eed_u64
+    };
+    let mut h = vec![seed; df.height()];
     for f in recipe
         .fields
         .iter()
-        .filter(|f| scope == HashScope::AllFields || !f.create_only)
+        .filter(|f| !comparable || !f.create_only)
     {
         let c = df.column(&f.name)?.as_materialized_series().clone();
-        // The name goes in too, so a field added to the recipe changes every hash.
-        let tag = xxh3_64_with_seed(f.name.as_bytes(), 1);
+        // The name goes in too, so a field added to the recipe changes every hash; and so
+        // does its CRM column (field names never hold `\0`).
+        let tag = if comparable && f.crm_name != f.name {
+            xxh3_64_with_seed(format!("{}\0{}", f.name, f.crm_name).as_bytes(), 1)
+        } else {
+            xxh3_64_with_seed(f.name.as_bytes(), 1)
+        };
         let mix = |h: &mut u64, bytes: Option<&[u8]>| {
             *h = match bytes {
                 Some(b) => xxh3_64_with_seed(b, *h ^ tag),
@@ -195,4 +212,92 @@ pub fn positions(prev: &DataFrame, ids: &[String]) -> PolarsResult<Vec<u32>> {
         .filter(|(_, id)| id.is_some_and(|id| wanted.contains(id)))
         .map(|(i, _)| i as u32)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::load_dir;
+
+    /// The hashes of one frame under a one-entity workspace whose recipe has `head` before
+    /// `[source]` and `fields` at the end.
+    fn hashes(head: &str, fields: &str, scope: HashScope) -> Vec<u64> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.toml"),
+            format!("entity = \"t\"\n{head}\n[source]\nfiles = [\"t.csv\"]\n[id]\ncolumn = \"ID\"\n{fields}"),
+        )
+        .unwrap();
+        let recipe = load_dir(dir.path()).unwrap().entities.remove(0);
+        let df = df!(
+            ID => ["1", "2", "3"],
+            "a" => [Some("x"), None, Some("")],
+            "n" => [Some(1i64), Some(2), None],
+            "c" => ["k", "k", "k"]
+        )
+        .unwrap();
+        row_hashes(&df, &recipe, scope).unwrap()
+    }
+
+    const FIELDS: &str = "[[field]]\nname = \"a\"\nfrom = \"A\"\n\
+        [[field]]\nname = \"n\"\nfrom = \"N\"\ntype = \"integer\"\n\
+        [[field]]\nname = \"c\"\nfrom = \"C\"\ncreate_only = true\n";
+
+    #[test]
+    fn hashes_are_repeatable_and_distinguish_rows() {
+        let h = hashes("", FIELDS, HashScope::Comparable);
+        assert_eq!(h, hashes("", FIELDS, HashScope::Comparable));
+        assert_ne!(h[0], h[1]);
+        assert_ne!(h[1], h[2], "null and empty differ");
+        // Naming the defaults explicitly is the same CRM, so the same hash.
+        let explicit = FIELDS.replace("name = \"a\"\n", "name = \"a\"\ncrm = \"a\"\n");
+        assert_eq!(
+            h,
+            hashes("crm_object = \"t\"", &explicit, HashScope::Comparable)
+        );
+    }
+
+    #[test]
+    fn renaming_a_crm_column_or_object_changes_every_comparable_hash() {
+        let base = hashes("", FIELDS, HashScope::Comparable);
+        let column = FIELDS.replace("name = \"a\"\n", "name = \"a\"\ncrm = \"alpha\"\n");
+        let renamed = hashes("", &column, HashScope::Comparable);
+        assert!(
+            base.iter().zip(&renamed).all(|(a, b)| a != b),
+            "{base:?} {renamed:?}"
+        );
+        assert_eq!(renamed, hashes("", &column, HashScope::Comparable));
+        let other = FIELDS.replace("name = \"a\"\n", "name = \"a\"\ncrm = \"beta\"\n");
+        let again = hashes("", &other, HashScope::Comparable);
+        assert!(renamed.iter().zip(&again).all(|(a, b)| a != b));
+
+        let object = hashes("crm_object = \"things\"", FIELDS, HashScope::Comparable);
+        assert!(
+            base.iter().zip(&object).all(|(a, b)| a != b),
+            "{base:?} {object:?}"
+        );
+        assert_eq!(
+            object,
+            hashes("crm_object = \"things\"", FIELDS, HashScope::Comparable)
+        );
+        let both = hashes("crm_object = \"things\"", &column, HashScope::Comparable);
+        assert!(object.iter().zip(&both).all(|(a, b)| a != b));
+    }
+
+    #[test]
+    fn crm_names_leave_the_staging_hash_and_create_only_fields_alone() {
+        // Staging has no CRM names: its hash (every field) does not move with them.
+        let base = hashes("", FIELDS, HashScope::AllFields);
+        let column = FIELDS.replace("name = \"a\"\n", "name = \"a\"\ncrm = \"alpha\"\n");
+        assert_eq!(
+            base,
+            hashes("crm_object = \"o\"", &column, HashScope::AllFields)
+        );
+        // A create-only field is never compared, whatever its CRM column is called.
+        let created = FIELDS.replace("name = \"c\"\n", "name = \"c\"\ncrm = \"gamma\"\n");
+        assert_eq!(
+            hashes("", FIELDS, HashScope::Comparable),
+            hashes("", &created, HashScope::Comparable)
+        );
+    }
 }

@@ -150,6 +150,8 @@ pub(super) fn compile(
         .map(|p| (p.file.entity.get_ref().clone(), p.file.id.clone()))
         .collect();
     let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    // Effective CRM object, folded (SQLite table names ignore case) -> (entity, file).
+    let mut crm_objects: HashMap<String, (String, PathBuf)> = HashMap::new();
     let mut recipes = Vec::new();
     for p in &parsed {
         let map = SourceMap {
@@ -157,7 +159,8 @@ pub(super) fn compile(
             text: &p.text,
         };
         let entity = p.file.entity.get_ref().clone();
-        if let Some(other) = seen.insert(entity.clone(), p.path.clone()) {
+        let duplicate = seen.insert(entity.clone(), p.path.clone());
+        if let Some(other) = &duplicate {
             diags.push(map.at(
                 p.file.entity.span(),
                 Some("entity"),
@@ -170,6 +173,49 @@ pub(super) fn compile(
                 Some("entity"),
                 "entity names are lower-case letters, digits and `_`".into(),
             ));
+        } else if let Some(why) = reserved_entity(&entity) {
+            diags.push(map.at(
+                p.file.entity.span(),
+                Some("entity"),
+                format!("entity name `{entity}` is reserved: {why}"),
+            ));
+        } else if entity.chars().count() > MAX_ENTITY_CHARS {
+            diags.push(map.at(
+                p.file.entity.span(),
+                Some("entity"),
+                format!(
+                    "entity name `{entity}` is longer than {MAX_ENTITY_CHARS} characters, the most \
+                     an Excel sheet name (its sheet in staging.xlsx) can hold"
+                ),
+            ));
+        }
+        let (crm_object, crm_span) = match &p.file.crm_object {
+            Some(o) => (o.get_ref().clone(), o.span()),
+            None => (entity.clone(), p.file.entity.span()),
+        };
+        if crm_object.trim().is_empty() {
+            diags.push(map.at(
+                crm_span.clone(),
+                Some("crm_object"),
+                "`crm_object` is empty; leave it out to use the entity name".into(),
+            ));
+        } else if duplicate.is_none() {
+            match crm_objects.get(&crm_object.to_lowercase()) {
+                Some((other_entity, other_file)) => diags.push(map.at(
+                    crm_span,
+                    Some("crm_object"),
+                    format!(
+                        "CRM object `{crm_object}` of entity `{entity}` ({}) is also the CRM \
+                         object of entity `{other_entity}` ({}): their rows would mix in one \
+                         CRM table; give one of them its own `crm_object`",
+                        p.path.display(),
+                        other_file.display()
+                    ),
+                )),
+                None => {
+                    crm_objects.insert(crm_object.to_lowercase(), (entity.clone(), p.path.clone()));
+                }
+            }
         }
         recipes.push(compile_one(p, &map, &ids, &pipeline, &mut diags));
     }
@@ -194,6 +240,40 @@ pub(super) fn compile(
         pipeline,
         entities,
     })
+}
+
+/// Names `staging.sqlite` and `staging.xlsx` use for their own tables and sheets: an
+/// entity with one of them would replace (or collide with) staging's bookkeeping. Kept in
+/// step with `src/stage/sqlite.rs` (`rejects`, its index `rejects_by_run`, `runs`, the
+/// per-entity hash table `_staged_<entity>`) and `src/stage/sheets.rs` (`rejects`, `summary`);
+/// SQLite itself reserves `sqlite_*`.
+pub const RESERVED_ENTITIES: [&str; 4] = ["rejects", "rejects_by_run", "runs", "summary"];
+/// Name prefixes reserved the same way (see `RESERVED_ENTITIES`).
+pub const RESERVED_ENTITY_PREFIXES: [&str; 2] = ["_staged_", "sqlite_"];
+/// Longest entity name: its sheet in staging.xlsx, which Excel limits to 31 characters.
+/// (Staging cuts longer names, so two long entities with one prefix would share a sheet.)
+pub const MAX_ENTITY_CHARS: usize = 31;
+/// Columns every CRM table has besides the recipe's (`src/sinks`): no field may take them.
+pub const RESERVED_CRM_COLUMNS: [&str; 5] = [
+    "id",
+    "_created_run",
+    "_updated_run",
+    "_deleted",
+    "_deleted_run",
+];
+
+/// Why `entity` cannot be an entity name, if it is one staging keeps for itself.
+fn reserved_entity(entity: &str) -> Option<String> {
+    if RESERVED_ENTITIES.contains(&entity) {
+        return Some(format!(
+            "staging uses `{entity}` for its own table or sheet; rename the entity (its CRM \
+             object can keep the name with `crm_object = \"{entity}\"`)"
+        ));
+    }
+    RESERVED_ENTITY_PREFIXES
+        .iter()
+        .find(|p| entity.starts_with(*p))
+        .map(|p| format!("names starting with `{p}` are staging's or SQLite's own tables"))
 }
 
 fn valid_ident(s: &str) -> bool {
@@ -244,7 +324,8 @@ fn compile_one(
                 format!("field name `{name}` must be lower-case letters, digits and `_`, not `id`, not starting with `_`"),
             ));
         }
-        if fields.iter().any(|x| x.name == name) {
+        let twice = fields.iter().any(|x| x.name == name);
+        if twice {
             diags.push(map.at(
                 span.clone(),
                 Some("name"),
@@ -254,17 +335,40 @@ fn compile_one(
         let input = match (&spec.from, &spec.extract) {
             (Some(from), None) => FieldInput::Column(from.get_ref().clone()),
             (None, Some(ex)) => {
-                if let Err(e) = Regex::new(ex.pattern.get_ref()) {
-                    diags.push(map.at(
+                let group = ex.group.as_ref().map(|g| *g.get_ref()).unwrap_or(1);
+                match Regex::new(ex.pattern.get_ref()) {
+                    Err(e) => diags.push(map.at(
                         ex.pattern.span(),
                         Some("extract.pattern"),
                         format!("invalid regex: {e}"),
-                    ));
+                    )),
+                    // captures_len counts group 0, the whole match.
+                    Ok(re) if group >= re.captures_len() => {
+                        let groups = re.captures_len() - 1;
+                        let mut d = map.at(
+                            ex.group
+                                .as_ref()
+                                .map(|g| g.span())
+                                .unwrap_or_else(|| ex.pattern.span()),
+                            Some("extract.group"),
+                            format!(
+                                "field `{name}` extracts group {group} but the pattern has \
+                                 {groups} capture group(s): the field would always be empty"
+                            ),
+                        );
+                        d.help = Some(if groups == 0 {
+                            "put the part to keep in parentheses, e.g. '^([^,]+),'".into()
+                        } else {
+                            format!("use a group from 1 to {groups} (0 is the whole match)")
+                        });
+                        diags.push(d);
+                    }
+                    Ok(_) => {}
                 }
                 FieldInput::Extract {
                     column: ex.from.get_ref().clone(),
                     pattern: ex.pattern.get_ref().clone(),
-                    group: ex.group,
+                    group,
                 }
             }
             _ => {
@@ -317,8 +421,45 @@ fn compile_one(
             }
             _ => Vec::new(),
         };
+        let crm_name = spec
+            .crm
+            .as_ref()
+            .map(|c| c.get_ref().clone())
+            .unwrap_or_else(|| name.clone());
+        let crm_span = spec.crm.as_ref().map(|c| c.span()).unwrap_or(span.clone());
+        if crm_name.trim().is_empty() {
+            diags.push(map.at(
+                crm_span,
+                Some("crm"),
+                format!(
+                    "field `{name}` has an empty `crm` column name; leave it out to use `{name}`"
+                ),
+            ));
+        } else if let Some(r) = RESERVED_CRM_COLUMNS
+            .iter()
+            .find(|r| r.eq_ignore_ascii_case(&crm_name))
+        {
+            diags.push(map.at(
+                crm_span,
+                Some("crm"),
+                format!("field `{name}` writes CRM column `{crm_name}`, which every CRM table has for itself (`{r}`)"),
+            ));
+        } else if let Some(other) = fields
+            .iter()
+            .find(|x| !twice && x.crm_name.eq_ignore_ascii_case(&crm_name))
+        {
+            diags.push(map.at(
+                crm_span,
+                Some("crm"),
+                format!(
+                    "field `{name}` writes CRM column `{crm_name}`, as field `{}` does: one \
+                     column cannot hold both",
+                    other.name
+                ),
+            ));
+        }
         fields.push(Field {
-            crm_name: spec.crm.clone().unwrap_or_else(|| name.clone()),
+            crm_name,
             name,
             input,
             kind: spec.kind,
@@ -341,13 +482,26 @@ fn compile_one(
         });
     }
     let mut rules = Vec::new();
+    let mut rule_names: Vec<&str> = Vec::new();
     for r in &f.rules {
+        let rule_name = r.name.get_ref();
+        if rule_names.contains(&rule_name.as_str()) {
+            diags.push(map.at(
+                r.name.span(),
+                Some("name"),
+                format!(
+                    "rule `{rule_name}` is defined twice: rejects name their rule \
+                     (`rule.{rule_name}`), so rule names are unique in a recipe"
+                ),
+            ));
+        }
+        rule_names.push(rule_name);
         let field = r.field.get_ref().clone();
         if !fields.iter().any(|x| x.name == field) {
             let mut d = map.at(
                 r.field.span(),
                 Some("field"),
-                format!("rule `{}` looks at unknown field `{field}`", r.name),
+                format!("rule `{rule_name}` looks at unknown field `{field}`"),
             );
             d.help = suggest(&field, fields.iter().map(|x| x.name.as_str()))
                 .map(|s| format!("did you mean `{s}`?"));
@@ -387,8 +541,7 @@ fn compile_one(
                 r.field.span(),
                 Some("rule"),
                 format!(
-                    "rule `{}` needs exactly one condition (equals, not_equals, in, is_empty, matches, less_than, greater_than), found {}",
-                    r.name,
+                    "rule `{rule_name}` needs exactly one condition (equals, not_equals, in, is_empty, matches, less_than, greater_than), found {}",
                     conds.len()
                 ),
             ));
@@ -398,8 +551,8 @@ fn compile_one(
             message: r
                 .message
                 .clone()
-                .unwrap_or_else(|| format!("row matches rule `{}`", r.name)),
-            name: r.name.clone(),
+                .unwrap_or_else(|| format!("row matches rule `{rule_name}`")),
+            name: rule_name.clone(),
             action: r.action,
             field,
             condition: conds.remove(0),
@@ -410,7 +563,8 @@ fn compile_one(
         file: p.path.clone(),
         crm_object: f
             .crm_object
-            .clone()
+            .as_ref()
+            .map(|o| o.get_ref().clone())
             .unwrap_or_else(|| f.entity.get_ref().clone()),
         crm_id_property: f
             .crm_id_property

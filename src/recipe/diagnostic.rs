@@ -40,7 +40,11 @@ pub struct SourceMap<'a> {
 
 impl<'a> SourceMap<'a> {
     pub fn position(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
+        let mut offset = offset.min(self.text.len());
+        // A span inside a multi-byte character points at that character.
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
@@ -121,6 +125,9 @@ mod tests {
         assert_eq!(map.position(6), (2, 1));
         // 'ñ' is two bytes but one column.
         assert_eq!(map.position(8), (2, 2));
+        // An offset inside 'ñ' (or past the end) is clamped, not a panic.
+        assert_eq!(map.position(7), (2, 1));
+        assert_eq!(map.position(99), (3, 1));
     }
 
     #[test]

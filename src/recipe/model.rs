@@ -15,7 +15,7 @@ pub struct RecipeFile {
     /// Entity name; also the staging table, the sheet and (by default) the CRM object.
     pub entity: Spanned<String>,
     /// CRM object (table) name, when it differs from the entity name.
-    pub crm_object: Option<String>,
+    pub crm_object: Option<Spanned<String>>,
     /// REST targets: the CRM property holding our ID (the upsert's `idProperty`).
     pub crm_id_property: Option<String>,
     pub source: SourceSpec,
@@ -152,7 +152,7 @@ pub struct FieldSpec {
     #[serde(default)]
     pub crm_owned: bool,
     /// CRM column name when it differs from `name`.
-    pub crm: Option<String>,
+    pub crm: Option<Spanned<String>>,
 }
 
 /// `extract = { from = "Razón Social / Nombre", pattern = '^([^,]+),', group = 1 }`
@@ -161,12 +161,8 @@ pub struct FieldSpec {
 pub struct ExtractSpec {
     pub from: Spanned<String>,
     pub pattern: Spanned<String>,
-    #[serde(default = "one")]
-    pub group: usize,
-}
-
-fn one() -> usize {
-    1
+    /// Capture group of `pattern` whose text becomes the value (default 1; 0 = whole match).
+    pub group: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash)]
@@ -220,8 +216,8 @@ pub enum Unmapped {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
-    /// Named reason recorded in rejects (`rule.<name>`).
-    pub name: String,
+    /// Named reason recorded in rejects (`rule.<name>`); unique within the recipe.
+    pub name: Spanned<String>,
     pub action: RuleAction,
     /// Target field the condition looks at.
     pub field: Spanned<String>,

@@ -49,10 +49,9 @@ impl Plan {
         let mut exprs = vec![
             col(LINE),
             col(BAD),
-            null_if_empty(col(recipe.id.column.as_str()).str().strip_chars(lit(NULL)))
-                .alias(RAW_ID),
+            null_if_empty(source_col(&recipe.id.column).str().strip_chars(lit(NULL))).alias(RAW_ID),
             normalize_id(
-                null_if_empty(col(recipe.id.column.as_str()).str().strip_chars(lit(NULL))),
+                null_if_empty(source_col(&recipe.id.column).str().strip_chars(lit(NULL))),
                 &recipe.id,
             )
             .alias(ID),
@@ -112,6 +111,12 @@ impl Plan {
     }
 }
 
+/// A source column by its exact name. Headers are the export's, not ours: polars' `col`
+/// would read `*` as every column and `^…$` as a pattern over the names.
+fn source_col(name: &str) -> Expr {
+    Expr::Column(name.into())
+}
+
 fn null_if_empty(e: Expr) -> Expr {
     when(e.clone().eq(lit("")))
         .then(lit(NULL).cast(DataType::String))
@@ -133,7 +138,7 @@ pub fn normalize_id(e: Expr, id: &IdSpec) -> Expr {
 
 /// (typed value, parse-error flag, unmapped flag) for one field.
 fn field_exprs(f: &Field) -> (Expr, Option<Expr>, Option<Expr>) {
-    let mut s = col(f.input.column()).str().strip_chars(lit(NULL));
+    let mut s = source_col(f.input.column()).str().strip_chars(lit(NULL));
     if let FieldInput::Extract { pattern, group, .. } = &f.input {
         s = s
             .str()
@@ -273,7 +278,8 @@ fn has_time(fmt: &str) -> bool {
 
 /// The shape a value must have for `fmt`, as an anchored regex, when `fmt` has a four-digit
 /// year: chrono's `%Y` also takes `26` as the year 26, so `01/02/26` would load as 0026-02-01
-/// instead of being rejected (the contract says `yyyy`). Other specifiers stay permissive.
+/// instead of being rejected (the contract says `yyyy`); and `%S` takes `60`. Other
+/// specifiers stay permissive.
 fn year_shape(fmt: &str) -> Option<String> {
     if !fmt.contains("%Y") {
         return None;
@@ -287,7 +293,10 @@ fn year_shape(fmt: &str) -> Option<String> {
         }
         re.push_str(match chars.next() {
             Some('Y') => r"[0-9]{4}",
-            Some('y' | 'd' | 'm' | 'H' | 'M' | 'S' | 'e') => r"\s?[0-9]{1,2}",
+            Some('y' | 'd' | 'm' | 'H' | 'M' | 'e') => r"\s?[0-9]{1,2}",
+            // chrono takes second 60 (a leap second) and rolls `12:36:60` over to 12:37:00:
+            // a made-up time, not what the export said.
+            Some('S') => r"\s?[0-5]?[0-9]",
             Some('%') => "%",
             // Month names, fractions, offsets...: anything, strptime decides.
             _ => ".*?",
@@ -535,6 +544,44 @@ mod tests {
         assert!(!regex::Regex::new(&year_shape("%Y.%m.%d").unwrap())
             .unwrap()
             .is_match("2026x02x01"));
+        let secs = regex::Regex::new(&year_shape("%d/%m/%Y %H:%M:%S").unwrap()).unwrap();
+        assert!(secs.is_match("1/2/2026 9:05:59"));
+        assert!(!secs.is_match("1/2/2026 9:05:60"));
+    }
+
+    /// Found by `tests/properties_config.rs`: a header such as `^(x)$` or `*` was a polars
+    /// pattern or wildcard, so a run failed with "not found" (exit 1) after compiling.
+    #[test]
+    fn source_headers_are_names_not_patterns() {
+        let r = recipe(
+            "[[field]]\nname = \"a\"\nfrom = \"^(x)$\"\n\
+             [[field]]\nname = \"b\"\nfrom = \"*\"\n",
+        );
+        let raw = df!(
+            "ID" => ["1", "2"],
+            "^(x)$" => [Some("p"), None],
+            "*" => [Some("q"), Some("r")],
+            "x" => ["no", "no"],
+            LINE => [2u32, 3],
+            BAD => [None::<&str>, None]
+        )
+        .unwrap();
+        let df = Plan::new(&r).apply(raw).unwrap();
+        assert_eq!(strs(&df, "a"), [Some("p".into()), None]);
+        assert_eq!(strs(&df, "b"), [Some("q".into()), Some("r".into())]);
+    }
+
+    /// Found by `tests/properties_config.rs`: `12:36:60` loaded as 12:37:00.
+    #[test]
+    fn second_sixty_is_a_type_error_not_the_next_minute() {
+        let r = recipe("[[field]]\nname = \"t\"\nfrom = \"V\"\ntype = \"datetime\"\n");
+        let df = run(
+            &r,
+            "V",
+            &[Some("03/05/4503 12:36:60"), Some("03/05/4503 12:36:59")],
+        );
+        assert_eq!(strs(&df, "t"), [None, Some("4503-05-03 12:36:59".into())]);
+        assert_eq!(flags(&df, &err_col("t")), [true, false]);
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! Pure: no I/O, the reference sets come in as arguments.
 //!
 //! The rules, in the order a row meets them (a rejected row collects every error it has):
-//! - `read.fields`: the CSV row has a different number of fields than the header.
-//! - `id.empty`; `id.duplicate` (every row sharing the normalised ID, reason lists all lines).
+//! - `read.fields`: the CSV row has a different number of fields than the header; other
+//!   `read.<rule>` errors as the reader names them in `__bad` (`read::split_bad`).
+//! - `id.empty`; `id.duplicate` (every row sharing the normalised ID; the reason gives the
+//!   count and the first few lines, so it stays small however many rows share the ID).
 //! - `required`: a required field is empty; `type.<type>`: a required field does not parse.
 //!   In an optional field a bad value is emptied and the row gets a warning `type.<type>`.
 //! - `map.unknown` (warning): a value outside the field's map when the recipe asks to warn.
@@ -79,6 +81,26 @@ pub struct Validated {
     pub counts: Counts,
 }
 
+/// Lines a duplicate-ID reason lists before `…`; the count says how many there are.
+pub const DUPLICATE_LINES_SHOWN: usize = 5;
+
+/// `Nro Cliente 123 appears on 3 rows (lines 2, 7, 9)`; past `DUPLICATE_LINES_SHOWN`
+/// lines the rest is `…`, so the reason's size does not grow with the number of rows.
+fn duplicate_reason(column: &str, id: &str, lines: impl ExactSizeIterator<Item = u32>) -> String {
+    let count = lines.len();
+    let mut shown: Vec<String> = lines
+        .take(DUPLICATE_LINES_SHOWN)
+        .map(|l| l.to_string())
+        .collect();
+    if count > DUPLICATE_LINES_SHOWN {
+        shown.push("…".into());
+    }
+    format!(
+        "{column} {id} appears on {count} rows (lines {})",
+        shown.join(", ")
+    )
+}
+
 /// Accepted IDs per entity that references may point to.
 pub type RefSets = HashMap<String, HashSet<String>>;
 
@@ -135,18 +157,11 @@ pub fn validate(
         }
     }
     for (id, rows) in &dups {
-        let where_ = rows
-            .iter()
-            .map(|r| lines[*r].to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+        // One reason per ID, of bounded size, shared by its rows: listing every line in
+        // every row's reason would be quadratic (20,000 copies of one ID: gigabytes).
+        let reason = duplicate_reason(&recipe.id.column, id, rows.iter().map(|&r| lines[r]));
         for &r in rows {
-            add(
-                r,
-                Severity::Error,
-                "id.duplicate",
-                format!("{} {id} appears on lines {where_}", recipe.id.column),
-            );
+            add(r, Severity::Error, "id.duplicate", reason.clone());
         }
     }
     drop(first);
@@ -369,4 +384,97 @@ pub fn validate(
         issues,
         counts,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::plan::Plan;
+
+    fn recipe() -> Recipe {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.toml"),
+            "entity = \"t\"\n[source]\nfiles = [\"t.csv\"]\n[id]\ncolumn = \"ID\"\nnumeric = true\n\
+             [[field]]\nname = \"v\"\nfrom = \"V\"\n",
+        )
+        .unwrap();
+        crate::recipe::load_dir(dir.path())
+            .unwrap()
+            .entities
+            .remove(0)
+    }
+
+    fn run(ids: Vec<String>) -> Validated {
+        let n = ids.len();
+        run_bad(ids, vec![None; n])
+    }
+
+    fn run_bad(ids: Vec<String>, bad: Vec<Option<&str>>) -> Validated {
+        let n = ids.len();
+        let raw = df!(
+            "ID" => ids,
+            "V" => vec!["x"; n],
+            LINE => (2..n as u32 + 2).collect::<Vec<_>>(),
+            BAD => bad
+        )
+        .unwrap();
+        let r = recipe();
+        let typed = Plan::new(&r).apply(raw.clone()).unwrap();
+        validate(&r, "t.csv", &typed, &raw, &RefSets::default()).unwrap()
+    }
+
+    #[test]
+    fn duplicate_reasons_give_the_count_and_the_first_lines() {
+        let v = run(["7", "8", "007", "9", "7"].map(String::from).to_vec());
+        assert_eq!(v.counts.rejected, 3);
+        let reasons: Vec<(u32, &str)> = v
+            .issues
+            .iter()
+            .map(|i| (i.line, i.reason.as_str()))
+            .collect();
+        let r = "ID 7 appears on 3 rows (lines 2, 4, 6)";
+        assert_eq!(reasons, [(2, r), (4, r), (6, r)]);
+    }
+
+    /// 20,000 rows with one ID used to cost 20,000 reasons of 20,000 lines each (5.2 GB RSS).
+    #[test]
+    fn twenty_thousand_copies_of_one_id_cost_linear_memory() {
+        let n = 20_000;
+        let v = run(vec!["123".to_string(); n]);
+        assert_eq!(v.counts.rejected, n);
+        assert_eq!(v.issues.len(), n);
+        let bytes: usize = v.issues.iter().map(|i| i.reason.len()).sum();
+        assert!(bytes <= n * 64, "{bytes} bytes of reasons for {n} rows");
+        assert_eq!(
+            v.issues[0].reason,
+            "ID 123 appears on 20000 rows (lines 2, 3, 4, 5, 6, …)"
+        );
+        assert!(v.issues.iter().all(|i| i.rule == "id.duplicate"));
+    }
+
+    #[test]
+    fn reader_problems_are_filed_under_the_readers_rule() {
+        let v = run_bad(
+            ["1", "2", "3"].map(String::from).to_vec(),
+            vec![
+                Some("read.encoding: byte 3: e9 is not valid UTF-8"),
+                Some("row has 3 fields, the header has 2"),
+                None,
+            ],
+        );
+        let got: Vec<(&str, &str)> = v
+            .issues
+            .iter()
+            .map(|i| (i.rule.as_str(), i.reason.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("read.encoding", "byte 3: e9 is not valid UTF-8"),
+                ("read.fields", "row has 3 fields, the header has 2")
+            ]
+        );
+        assert_eq!(v.counts.rejected, 2);
+    }
 }
