@@ -47,6 +47,11 @@ impl Severity {
     }
 }
 
+/// A value quoted in a reason (or a rejected row's ID) is cut to this many characters.
+const MAX_VALUE_CHARS: usize = 200;
+/// No reason is longer than this many characters.
+const MAX_REASON_CHARS: usize = 500;
+
 /// One explained problem with one row (or with a whole file, line 0).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Issue {
@@ -122,7 +127,13 @@ pub fn validate(
     let ids = typed.column(ID)?.str()?.clone();
     let raw_ids = typed.column(RAW_ID)?.str()?.clone();
     let mut problems: BTreeMap<usize, Vec<(Severity, String, String)>> = BTreeMap::new();
+    // Every reason is bounded here, whatever built it: a runaway value must not be copied
+    // whole into the rejects table, the workbook and the alerts.
     let mut add = |row: usize, sev: Severity, rule: &str, reason: String| {
+        let reason = match crate::read::clip(&reason, MAX_REASON_CHARS) {
+            std::borrow::Cow::Borrowed(_) => reason,
+            std::borrow::Cow::Owned(cut) => cut,
+        };
         problems
             .entry(row)
             .or_default()
@@ -182,9 +193,8 @@ pub fn validate(
             raw_col
                 .and_then(|c| c.str().ok())
                 .and_then(|c| c.get(i))
-                .unwrap_or("")
-                .trim()
-                .to_string()
+                .map(|v| crate::read::clip(v.trim(), MAX_VALUE_CHARS).into_owned())
+                .unwrap_or_default()
         };
         let rule = format!("type.{}", f.kind.as_str());
         let expected = match f.kind {
@@ -283,8 +293,9 @@ pub fn validate(
                     Severity::Error,
                     "ref.missing",
                     format!(
-                        "{} `{v}` is not an accepted row of {}",
+                        "{} `{}` is not an accepted row of {}",
                         f.input.column(),
+                        crate::read::clip(v, MAX_VALUE_CHARS),
                         target.entity
                     ),
                 );
@@ -295,8 +306,9 @@ pub fn validate(
                     Severity::Warning,
                     "ref.optional_missing",
                     format!(
-                        "{} `{v}` is not an accepted row of {}; link left empty",
+                        "{} `{}` is not an accepted row of {}; link left empty",
                         f.input.column(),
+                        crate::read::clip(v, MAX_VALUE_CHARS),
                         target.entity
                     ),
                 );
@@ -344,7 +356,7 @@ pub fn validate(
                 entity: recipe.entity.clone(),
                 file: file.to_string(),
                 line: lines[row],
-                id: raw_ids.get(row).unwrap_or("").to_string(),
+                id: crate::read::clip(raw_ids.get(row).unwrap_or(""), MAX_VALUE_CHARS).into_owned(),
                 severity: sev,
                 rule,
                 reason,
@@ -451,6 +463,21 @@ mod tests {
             "ID 123 appears on 20000 rows (lines 2, 3, 4, 5, 6, …)"
         );
         assert!(v.issues.iter().all(|i| i.rule == "id.duplicate"));
+    }
+
+    /// A runaway reader reason (or any reason) used to be copied whole into the rejects.
+    #[test]
+    fn reasons_and_ids_are_bounded() {
+        let long = format!("read.encoding: {}", "x".repeat(100_000));
+        let v = run_bad(
+            vec!["9".repeat(50_000), "2".to_string()],
+            vec![Some(long.as_str()), None],
+        );
+        let i = &v.issues[0];
+        assert_eq!(i.rule, "read.encoding");
+        assert_eq!(i.reason.chars().count(), MAX_REASON_CHARS);
+        assert!(i.reason.ends_with('…'));
+        assert_eq!(i.id.chars().count(), MAX_VALUE_CHARS);
     }
 
     #[test]
