@@ -79,7 +79,14 @@ fn drops() -> &'static Vec<PathBuf> {
             assert!(st.success());
             copy_dir(&d(0), &d(2));
             copy_dir(&d(1), &d(3));
-            truncate_csv_records(&d(3).join("clientes.csv"), 0.5);
+            let clientes = d(3).join("clientes.csv");
+            let records = csv::ReaderBuilder::new()
+                .delimiter(b';')
+                .from_path(&clientes)
+                .unwrap()
+                .byte_records()
+                .count();
+            support::keep_csv_records(&clientes, records / 2);
             let paths = (0..4).map(d).collect();
             (tmp, paths)
         })
@@ -94,21 +101,6 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
         }
     }
-}
-
-/// Keeps the header and the first `share` of the records (cut at a record boundary).
-fn truncate_csv_records(path: &Path, share: f64) {
-    let bytes = std::fs::read(path).unwrap();
-    let mut r = csv::ReaderBuilder::new()
-        .delimiter(b';')
-        .has_headers(true)
-        .from_reader(&bytes[..]);
-    let starts: Vec<u64> = r
-        .byte_records()
-        .map(|rec| rec.unwrap().position().unwrap().byte())
-        .collect();
-    let keep = (starts.len() as f64 * share) as usize;
-    std::fs::write(path, &bytes[..starts[keep] as usize]).unwrap();
 }
 
 /// The inbox of a workspace filled with drop `i`.

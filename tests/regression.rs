@@ -98,20 +98,7 @@ fn held_rows_still_count_for_references_and_their_children_do_not_change() {
     let before_sales = w.rows("crm.sqlite", "SELECT * FROM ventas ORDER BY id");
 
     // clientes cut to its first 10 records: the guard holds the rest.
-    let path = w.inbox().join("clientes.csv");
-    let bytes = std::fs::read(&path).unwrap();
-    let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(b';')
-        .from_reader(&bytes[..]);
-    let cut = rdr
-        .byte_records()
-        .nth(10)
-        .unwrap()
-        .unwrap()
-        .position()
-        .unwrap()
-        .byte() as usize;
-    std::fs::write(&path, &bytes[..cut]).unwrap();
+    support::keep_csv_records(&w.inbox().join("clientes.csv"), 10);
     let r = w.run();
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(

@@ -261,3 +261,18 @@ pub fn clients_csv(n: usize, skip: &[usize], changed_email: &[usize]) -> String 
     }
     s
 }
+
+/// Keeps the header and the first `keep` records of a `;` CSV file, cut at a record boundary
+/// (quoted line breaks respected): a truncated export as a DMS would leave it.
+pub fn keep_csv_records(path: &Path, keep: usize) {
+    let bytes = std::fs::read(path).unwrap();
+    let cut = csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .from_reader(&bytes[..])
+        .byte_records()
+        .nth(keep)
+        .map_or(bytes.len(), |r| {
+            r.unwrap().position().unwrap().byte() as usize
+        });
+    std::fs::write(path, &bytes[..cut]).unwrap();
+}
