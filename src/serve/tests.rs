@@ -430,9 +430,11 @@ fn secrets_compare_in_the_same_time_whether_or_not_their_lengths_match() {
         same = same.min(time(&same_length));
         other = other.min(time(&other_length));
     }
+    // A wide band: the leaky comparison answered a wrong length about a million times
+    // faster (26 ns against 15 ms), so only that, not a busy machine, can fail this.
     let ratio = other.as_secs_f64() / same.as_secs_f64();
     assert!(
-        (0.3..3.0).contains(&ratio),
+        (0.05..20.0).contains(&ratio),
         "same length {same:?}, other length {other:?}: the time tells the length"
     );
 }
