@@ -169,6 +169,23 @@ pub fn failure_payload(error: &str) -> Value {
     json!({"text": format!("dropsync run failed: {}", slack_escape(&error)), "status": "failed", "reason": error})
 }
 
+/// The one alert policy, for `run` and for the `watch` daemon alike: a finished run alerts
+/// when [`reason`] finds a reason (never a dry run); a failed run always alerts; a run stopped
+/// on request does not. A send that fails is a warning: alerting never fails a run.
+pub fn after_run(spec: &AlertSpec, outcome: Result<&RunReport, &crate::pipeline::PipelineError>) {
+    let body = match outcome {
+        Ok(report) => match reason(spec, report).filter(|_| !report.dry_run) {
+            Some(why) => payload(spec, report, &why),
+            None => return,
+        },
+        Err(crate::pipeline::PipelineError::Stopped { .. }) => return,
+        Err(e) => failure_payload(&e.to_string()),
+    };
+    if let Err(e) = send(spec, &body) {
+        tracing::warn!(error = %e, "alert not sent");
+    }
+}
+
 /// Sends the alert on every configured channel; returns whether any was configured.
 pub fn send(spec: &AlertSpec, body: &Value) -> Result<bool, AlertError> {
     let mut sent = false;

@@ -264,3 +264,95 @@ fn a_drop_returning_to_an_earlier_state_is_run_not_skipped() {
     );
     assert_eq!(emails, ["cliente2@mail.com", "cliente5@mail.com"]);
 }
+
+/// A local webhook receiver: every request body, as it arrives.
+fn webhook_receiver() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            if tx
+                .send(String::from_utf8_lossy(&body).into_owned())
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    (url, rx)
+}
+
+/// The daemon's run fails (the CRM is down): the failure is alerted like `dropsync run`'s
+/// (the daemon used to only log it: the alert policy was written twice and the copies
+/// differed).
+#[test]
+fn a_failed_run_under_watch_is_alerted() {
+    let w = setup();
+    let (hook, bodies) = webhook_receiver();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let crm = format!("http://{}/api", dead.local_addr().unwrap());
+    drop(dead);
+    let p = w.recipes().join("pipeline.toml");
+    let cfg = format!(
+        "\n[alerts]\nwebhook_env = \"DROPSYNC_TEST_HOOK\"\n\
+         [target]\nkind = \"rest\"\n[target.rest]\nbase_url = \"{crm}\"\n\
+         token_env = \"DROPSYNC_TEST_CRM_TOKEN\"\nmax_retries = 1\nbackoff_base_ms = 1\nbackoff_max_ms = 2\n"
+    );
+    std::fs::write(&p, std::fs::read_to_string(&p).unwrap() + &cfg).unwrap();
+    w.cp1252("clientes.csv", &clients_csv(5, &[], &[]));
+    std::fs::rename(
+        w.inbox().join("clientes.csv"),
+        drop_inbox(&w).join("clientes.csv"),
+    )
+    .unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dropsync"));
+    c.current_dir(w.path())
+        .env("RUST_LOG", "warn")
+        .env("DROPSYNC_TEST_HOOK", &hook)
+        .env("DROPSYNC_TEST_CRM_TOKEN", "t")
+        .args(["watch", "--config", "watch/sources.toml"])
+        .args(support::WORKSPACE)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let got = bodies.recv_timeout(Duration::from_secs(60));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let (code, err) = wait_exit_of(&mut child);
+    let body = got.unwrap_or_else(|_| panic!("no alert within 60 s (exit {code}): {err}"));
+    let alert: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(alert["status"], "failed", "{alert}");
+    assert!(alert["reason"].as_str().unwrap().contains("CRM"), "{alert}");
+}
+
+fn wait_exit_of(child: &mut Child) -> (i32, String) {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    (status.code().unwrap_or(-1), err)
+}

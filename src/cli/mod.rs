@@ -299,20 +299,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
             let alert_spec = crate::recipe::load_dir(&opts.recipes)
                 .ok()
                 .map(|r| r.pipeline.alerts);
-            match pipeline::run(&opts) {
+            let result = pipeline::run(&opts);
+            if let Some(spec) = &alert_spec {
+                crate::alerts::after_run(spec, result.as_ref());
+            }
+            match result {
                 Ok(report) => {
-                    if let Some(spec) = &alert_spec {
-                        if let Some(why) =
-                            crate::alerts::reason(spec, &report).filter(|_| !report.dry_run)
-                        {
-                            if let Err(e) = crate::alerts::send(
-                                spec,
-                                &crate::alerts::payload(spec, &report, &why),
-                            ) {
-                                tracing::warn!(error = %e, "alert not sent");
-                            }
-                        }
-                    }
                     if json {
                         println!("{}", report.to_json());
                     } else {
@@ -324,14 +316,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                     })
                 }
                 Err(e) => {
-                    if let Some(spec) = &alert_spec {
-                        if let Err(a) = crate::alerts::send(
-                            spec,
-                            &crate::alerts::failure_payload(&e.to_string()),
-                        ) {
-                            tracing::warn!(error = %a, "alert not sent");
-                        }
-                    }
                     if json {
                         println!(
                             "{}",

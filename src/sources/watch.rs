@@ -292,24 +292,19 @@ fn process_batch(
         let _ = std::fs::remove_dir(batch);
         return Ok(());
     }
-    let report = pipeline::run(&RunOptions {
+    let result = pipeline::run(&RunOptions {
         recipes: opts.recipes.clone(),
         inbox: batch.to_path_buf(),
         out: opts.out.clone(),
         dry_run: false,
         progress: false,
         stop: Some(opts.stop.clone()),
-    })?;
+    });
+    // The same policy as `dropsync run`: failed runs alert too (each failed attempt; the
+    // retries back off).
+    crate::alerts::after_run(&recipes.pipeline.alerts, result.as_ref());
+    let report = result?;
     *runs += 1;
-    if let Ok(r) = crate::recipe::load_dir(&opts.recipes) {
-        let spec = &r.pipeline.alerts;
-        if let Some(why) = crate::alerts::reason(spec, &report) {
-            if let Err(e) = crate::alerts::send(spec, &crate::alerts::payload(spec, &report, &why))
-            {
-                tracing::warn!(error = %e, "alert not sent");
-            }
-        }
-    }
     let state = State::open(&opts.out).map_err(PipelineError::from)?;
     let archive = cfg.watch.archive.join(&report.run_id);
     let quarantine = cfg.watch.quarantine.join(&report.run_id);
