@@ -162,3 +162,31 @@ fn a_cell_over_excels_limit_is_cut_in_the_workbook_and_the_run_succeeds() {
     // The next run is ok too (it used to fail on every later run).
     assert_eq!(w.run().code, 0);
 }
+
+/// Counts and shares that make no sense are usage errors (exit 2), caught by clap before
+/// anything runs.
+#[test]
+fn gen_and_bench_refuse_zero_clients_and_shares_outside_zero_to_one() {
+    let w = Workdir::new();
+    for args in [
+        &["gen", "--clients", "0", "--out", "x"][..],
+        &["gen", "--clients", "10", "--out", "x", "--changed", "1.5"],
+        &["bench", "--sizes", "100,0"],
+    ] {
+        let o = w.cmd(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(!w.path().join("x").exists(), "{args:?}: nothing written");
+    }
+}
+
+/// Logs on a stderr that is not a terminal (cron mail, log collectors) carry no colour codes.
+#[test]
+fn logs_to_a_pipe_carry_no_escape_sequences() {
+    let w = Workdir::new();
+    w.cp1252("clientes.csv", &clients_csv(3, &[], &[]));
+    w.utf8("notes.txt", "not an export\n");
+    let r = w.run();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("notes.txt"), "{}", r.stderr);
+    assert!(!r.stderr.contains('\u{1b}'), "{:?}", r.stderr);
+}

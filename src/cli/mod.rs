@@ -111,8 +111,8 @@ enum Command {
     /// Write a seeded dealer drop (and optionally the next day's snapshot) with a
     /// manifest.json of the counts a correct run must find.
     Gen {
-        /// Number of clients; the other entities scale from it.
-        #[arg(long, default_value_t = 1000)]
+        /// Number of clients (at least 1); the other entities scale from it.
+        #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
         clients: usize,
         #[arg(long, default_value_t = 7)]
         seed: u64,
@@ -131,19 +131,19 @@ enum Command {
         /// Also write the next snapshot into this folder.
         #[arg(long)]
         next: Option<PathBuf>,
-        /// Share of rows changed / added / deleted in the next snapshot.
-        #[arg(long, default_value_t = 0.01)]
+        /// Share of rows changed / added / deleted in the next snapshot (0 to 1).
+        #[arg(long, default_value_t = 0.01, value_parser = share)]
         changed: f64,
-        #[arg(long, default_value_t = 0.005)]
+        #[arg(long, default_value_t = 0.005, value_parser = share)]
         added: f64,
-        #[arg(long, default_value_t = 0.005)]
+        #[arg(long, default_value_t = 0.005, value_parser = share)]
         deleted: f64,
     },
     /// Benchmark at dealer scale: generate drops of N clients, time the first load, an
     /// identical rerun and a 1% rerun, next to polars reading the same files.
     Bench {
         /// Comma-separated client counts.
-        #[arg(long, default_value = "10000,100000,1000000", value_delimiter = ',')]
+        #[arg(long, default_value = "10000,100000,1000000", value_delimiter = ',', value_parser = at_least_one)]
         sizes: Vec<usize>,
         /// Scratch folder for the generated drops and outputs.
         #[arg(long, default_value = "bench-work")]
@@ -239,8 +239,11 @@ fn init_logs(
     use tracing_subscriber::{EnvFilter, Layer};
     let level =
         std::env::var("RUST_LOG").unwrap_or_else(|_| (if quiet { "warn" } else { "info" }).into());
+    // Colour only for a person at a terminal: cron mail, pipes and log collectors get plain
+    // text, not escape sequences.
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .with_filter(EnvFilter::new(format!("{level},yup_oauth2=warn")));
     let (file, guard) = match log_dir {
@@ -725,5 +728,23 @@ fn print_table(report: &pipeline::RunReport) {
             "deletes held by the guard: review, then `dropsync approve {}`",
             report.run_id
         );
+    }
+}
+
+/// A count that must be at least 1 (clap reports anything else as a usage error, exit 2).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A share between 0 and 1.
+fn share(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        Ok(_) => Err("must be between 0 and 1".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
