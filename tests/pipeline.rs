@@ -527,3 +527,35 @@ fn log_dir_keeps_a_daily_log_file_even_when_quiet() {
     assert!(text.contains("run finished"), "{text}");
     assert!(!text.contains("\u{1b}["), "no colour codes in the file");
 }
+
+/// UTF-16 with a byte-order mark (Excel's "Unicode text", some DMS exports) reads like the
+/// same text in UTF-8: same rows, same lines, accents intact.
+#[test]
+fn utf16_exports_read_like_utf8() {
+    let text = clients_csv(6, &[], &[]).replace('\n', "\r\n");
+    let mut le = vec![0xFF, 0xFE];
+    le.extend(text.encode_utf16().flat_map(|u| u.to_le_bytes()));
+    let mut be = vec![0xFE, 0xFF];
+    be.extend(text.encode_utf16().flat_map(|u| u.to_be_bytes()));
+    let plain = Workdir::new();
+    plain.utf8("clientes.csv", &text);
+    assert_eq!(plain.run().code, 0);
+    let want = plain.rows(
+        "crm.sqlite",
+        "SELECT id, razon_social, email FROM clientes ORDER BY id",
+    );
+    for (label, bytes) in [("utf-16le", le), ("utf-16be", be)] {
+        let w = Workdir::new();
+        std::fs::write(w.inbox().join("clientes.csv"), bytes).unwrap();
+        let r = w.run();
+        assert_eq!(r.code, 0, "{label}: {}", r.stderr);
+        assert_eq!(r.entity("clientes")["encoding"], label);
+        assert_eq!(r.counts("clientes")[..2], [6, 6], "{label}");
+        let got = w.rows(
+            "crm.sqlite",
+            "SELECT id, razon_social, email FROM clientes ORDER BY id",
+        );
+        assert_eq!(got, want, "{label}");
+        assert!(got.iter().any(|r| r.contains("Pérez")), "{label}: {got:?}");
+    }
+}

@@ -196,12 +196,30 @@ pub fn read_file(path: &Path, recipe: &Recipe) -> Result<RawTable, ReadError> {
     })
 }
 
+/// Excel's "Unicode text" and some systems export UTF-16 with a byte-order mark: such a file
+/// is transcoded to UTF-8 (with a BOM) once, before anything else looks at it. Line breaks
+/// map one to one, so every line number stays exact; an unpaired surrogate becomes U+FFFD.
+/// Returns the bytes to read and, for UTF-16, the encoding to report.
+fn from_utf16(bytes: Vec<u8>) -> (Vec<u8>, Option<&'static str>) {
+    let (encoding, label) = match bytes.get(..2) {
+        Some([0xFF, 0xFE]) => (encoding_rs::UTF_16LE, "utf-16le"),
+        Some([0xFE, 0xFF]) => (encoding_rs::UTF_16BE, "utf-16be"),
+        _ => return (bytes, None),
+    };
+    let (text, _) = encoding.decode_with_bom_removal(&bytes);
+    let mut utf8 = Vec::with_capacity(text.len() + 3);
+    utf8.extend_from_slice(b"\xEF\xBB\xBF");
+    utf8.extend_from_slice(text.as_bytes());
+    (utf8, Some(label))
+}
+
 fn read_file_inner(path: &Path, recipe: &Recipe) -> Result<RawTable, ReadError> {
     let bytes = std::fs::read(path).map_err(|source| ReadError::Io {
         path: path.to_path_buf(),
         source,
     })?;
     let hash = blake3::hash(&bytes).to_hex().to_string();
+    let (bytes, utf16) = from_utf16(bytes);
     if sniff::is_binary(&bytes) {
         return Err(ReadError::Binary {
             path: path.to_path_buf(),
@@ -244,7 +262,7 @@ fn read_file_inner(path: &Path, recipe: &Recipe) -> Result<RawTable, ReadError> 
         path: path.to_path_buf(),
         hash,
         bytes: bytes.len() as u64,
-        encoding,
+        encoding: utf16.unwrap_or(encoding),
         frame,
         missing_columns,
     })
