@@ -559,3 +559,26 @@ fn utf16_exports_read_like_utf8() {
         assert!(got.iter().any(|r| r.contains("Pérez")), "{label}: {got:?}");
     }
 }
+
+/// Excel for Mac's "CSV (Macintosh)" ends lines with a lone CR: rows and their lines are read
+/// as with LF (the lines all read as 1 before).
+#[test]
+fn lone_cr_line_ends_keep_exact_lines() {
+    let text = clients_csv(6, &[], &[]).replace(
+        "000005;\"Pérez, Juan 5\";Persona;20-00000005-1;cliente5@mail.com;;;Calle 5;Rosario;Santa Fe;2000;01/01/2020",
+        "000005;\"Pérez, Juan 5\";Persona;20-00000005-1;cliente5@mail.com;;;Calle 5;Rosario;Santa Fe;2000;99/99/2020",
+    );
+    assert!(text.contains("99/99/2020"));
+    let w = Workdir::new();
+    let cr = text.replace('\n', "\r");
+    let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(&cr);
+    std::fs::write(w.inbox().join("clientes.csv"), bytes).unwrap();
+    let r = w.run();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.counts("clientes")[..2], [6, 6]);
+    let rejects = w.rows(
+        "staging.sqlite",
+        "SELECT line, id, rule FROM rejects WHERE entity = 'clientes'",
+    );
+    assert_eq!(rejects, ["6|000005|type.date"]);
+}

@@ -308,7 +308,9 @@ impl Columns {
     }
 }
 
-/// Turns increasing byte offsets into line numbers without rescanning from the start.
+/// Turns increasing byte offsets into line numbers without rescanning from the start. A line
+/// ends at LF, CRLF, or a lone CR (Excel for Mac's "CSV (Macintosh)" ends lines with CR
+/// alone, and the CSV parser takes those as record ends too).
 pub(crate) struct LineCounter<'a> {
     text: &'a [u8],
     offset: usize,
@@ -330,12 +332,13 @@ impl<'a> LineCounter<'a> {
             self.offset = 0;
             self.line = 1;
         }
-        self.line += self
-            .text
-            .get(self.offset..offset)
-            .unwrap_or_default()
-            .iter()
-            .filter(|&&b| b == b'\n')
+        let text = self.text;
+        self.line += (self.offset..offset)
+            .filter(|&i| match text[i] {
+                b'\n' => true,
+                b'\r' => text.get(i + 1) != Some(&b'\n'),
+                _ => false,
+            })
             .count() as u64;
         self.offset = offset;
         self.line
@@ -350,6 +353,27 @@ fn line_u32(line: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_end_at_lf_crlf_and_a_lone_cr() {
+        for text in [
+            &b"a\nb\nc\nd"[..],
+            b"a\r\nb\r\nc\r\nd",
+            b"a\rb\rc\rd",
+            b"a\r\nb\rc\nd",
+        ] {
+            let mut lines = LineCounter::new(text);
+            let d = text.iter().position(|&b| b == b'd').unwrap();
+            let c = text.iter().position(|&b| b == b'c').unwrap();
+            assert_eq!(lines.line_at(c), 3, "{text:?}");
+            assert_eq!(lines.line_at(d), 4, "{text:?}");
+        }
+        // A CRLF split between two calls counts once.
+        let text = b"a\r\nb";
+        let mut lines = LineCounter::new(text);
+        assert_eq!(lines.line_at(2), 1);
+        assert_eq!(lines.line_at(3), 2);
+    }
 
     #[test]
     fn clip_cuts_on_characters_and_marks_the_cut() {
