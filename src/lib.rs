@@ -18,6 +18,7 @@ pub mod check;
 pub mod cli;
 pub mod diff;
 pub mod explain;
+pub mod failpoint;
 pub mod gen;
 pub mod google;
 pub mod pipeline;

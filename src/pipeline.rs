@@ -147,18 +147,7 @@ impl RunReport {
     }
 }
 
-/// Crash injection for tests: `DROPSYNC_FAILPOINT=<name>` aborts the process right there,
-/// as a kill would (no cleanup, no flush). Compiled into debug builds only (what the tests
-/// run): a release binary has no failpoint and ignores the variable.
-pub fn failpoint(name: &str) {
-    #[cfg(debug_assertions)]
-    if std::env::var("DROPSYNC_FAILPOINT").is_ok_and(|v| v == name) {
-        eprintln!("failpoint {name}: aborting");
-        std::process::abort();
-    }
-    #[cfg(not(debug_assertions))]
-    let _ = name;
-}
+use crate::failpoint::failpoint;
 
 fn new_run_id() -> String {
     let now = chrono::Utc::now();

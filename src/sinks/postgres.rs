@@ -114,7 +114,7 @@ impl Sink for PgSink {
                 run_id,
             )
             .map_err(err)?;
-        crate::pipeline::failpoint(&format!("crm-upsert:{}", recipe.entity));
+        crate::failpoint::failpoint(&format!("crm-upsert:{}", recipe.entity));
         Ok(Applied::written(n as usize))
     }
 

@@ -157,7 +157,7 @@ impl Sink for SqliteCrm {
             &[run.clone(), run, Value::Integer(0), Value::Null],
         )
         .map_err(|e| err(&path, e))?;
-        crate::pipeline::failpoint(&format!("crm-upsert:{}", recipe.entity));
+        crate::failpoint::failpoint(&format!("crm-upsert:{}", recipe.entity));
         tx.commit().map_err(|e| err(&path, e))?;
         Ok(Applied::written(n))
     }

@@ -133,7 +133,7 @@ impl State {
                 .collect(),
         };
         self.insert_pending(run_id, &meta)?;
-        crate::pipeline::failpoint("after-intent");
+        crate::failpoint::failpoint("after-intent");
         Ok(())
     }
 
