@@ -14,9 +14,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::pipeline::{RunReport, RunStatus};
+use crate::model::{EntityStatus, RunReport, RunStatus, Severity};
 use crate::sinks::rest_crm::net;
-use crate::validate::Severity;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,7 +109,7 @@ pub fn reason(spec: &AlertSpec, report: &RunReport) -> Option<String> {
             report
                 .entities
                 .iter()
-                .find(|(_, s)| s.status == "quarantined")
+                .find(|(_, s)| s.status == EntityStatus::Quarantined)
                 .map(|(e, s)| {
                     format!(
                         "{e}: file quarantined: {}",

@@ -61,6 +61,8 @@ fn db(path: &Path) -> Result<Option<Connection>, ExplainError> {
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
+    // A run writing the same database may hold its lock for a moment: wait, don't fail.
+    .and_then(|c| c.busy_timeout(std::time::Duration::from_secs(5)).map(|_| c))
     .map(Some)
     .map_err(|source| ExplainError::Db {
         path: path.display().to_string(),

@@ -21,6 +21,7 @@ pub mod explain;
 pub mod failpoint;
 pub mod gen;
 pub mod google;
+pub mod model;
 pub mod pipeline;
 pub mod progress;
 pub mod read;

@@ -77,77 +77,9 @@ pub struct RunOptions {
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunStatus {
-    Ok,
-    Held,
-}
-
-impl RunStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Ok => "ok",
-            RunStatus::Held => "held",
-        }
-    }
-}
-
-/// Time spent per stage, summed over entities (seconds).
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Timings {
-    pub read: f64,
-    pub transform: f64,
-    pub validate: f64,
-    pub diff: f64,
-    pub stage_sqlite: f64,
-    pub stage_xlsx: f64,
-    /// Publishing to Google Sheets, after the CRM (0 when not configured).
-    pub gsheets: f64,
-    pub crm: f64,
-    pub snapshot: f64,
-    pub total: f64,
-}
-
-#[derive(Debug, Clone)]
-pub struct RunReport {
-    pub run_id: String,
-    pub status: RunStatus,
-    pub dry_run: bool,
-    pub entities: Vec<(String, EntitySummary)>,
-    /// A few changes of each kind per entity (shown by `plan` and the status page).
-    pub samples: Vec<(String, Value)>,
-    pub issues: Vec<Issue>,
-    pub timings: Timings,
-    pub crm_rows_written: usize,
-    /// Peak resident memory of the process so far (VmHWM), in MiB.
-    pub peak_rss_mb: f64,
-    /// What the Google Sheets publish did (sheets and rows written) or why it failed; `None`
-    /// when `[staging.gsheets]` is not configured.
-    pub gsheets: Option<Value>,
-}
-
-impl RunReport {
-    /// The `--json` contract: one object, entities in load order.
-    pub fn to_json(&self) -> Value {
-        let mut entities = Map::new();
-        for (e, s) in &self.entities {
-            entities.insert(e.clone(), serde_json::to_value(s).unwrap_or(Value::Null));
-        }
-        json!({
-            "run_id": self.run_id,
-            "status": self.status.as_str(),
-            "dry_run": self.dry_run,
-            "entities": entities,
-            "crm_rows_written": self.crm_rows_written,
-            "peak_rss_mb": self.peak_rss_mb,
-            "timings": self.timings,
-            "samples": self.samples.iter().cloned().collect::<Map<String, Value>>(),
-            "gsheets": self.gsheets,
-        })
-    }
-}
-
 use crate::failpoint::failpoint;
+use crate::model::EntityStatus;
+pub use crate::model::{RunReport, RunStatus, Timings};
 
 fn new_run_id() -> String {
     let now = chrono::Utc::now();
@@ -254,7 +186,7 @@ fn process(
         let prev = state.load_snapshot(entity)?;
         let mut summary = EntitySummary::default();
         let Some(file) = files.iter().find(|f| f.entity == entity) else {
-            summary.status = "no_file".into();
+            summary.status = EntityStatus::NoFile;
             refs.insert(
                 entity.to_string(),
                 ids_of(prev.as_ref()).map_err(frame_err(run_id, entity))?,
@@ -278,7 +210,7 @@ fn process(
             Err(e) => {
                 timings.read += t.elapsed().as_secs_f64();
                 quarantine(state, opts, run_id, entity, &file.path, &e)?;
-                summary.status = "quarantined".into();
+                summary.status = EntityStatus::Quarantined;
                 summary.reason = Some(e.to_string());
                 issues.push(Issue {
                     entity: entity.to_string(),
@@ -385,9 +317,9 @@ fn process(
         timings.diff += t.elapsed().as_secs_f64();
 
         summary.status = if summary.held_deletes > 0 {
-            "held".into()
+            EntityStatus::Held
         } else {
-            "ok".into()
+            EntityStatus::Ok
         };
         summary.read = v.counts.read;
         summary.accepted = v.counts.accepted;

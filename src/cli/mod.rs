@@ -708,7 +708,7 @@ fn print_table(report: &pipeline::RunReport) {
         println!(
             "{:<12} {:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>6}",
             printable(e),
-            printable(&s.status),
+            printable(s.status.as_str()),
             s.read,
             s.accepted,
             s.rejected,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
 
-use crate::stage::EntitySummary;
+use crate::model::EntitySummary;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -123,10 +123,12 @@ impl Workspace {
         if !path.exists() {
             return Ok(None);
         }
+        // A run writing the same database may hold its lock for a moment: wait, don't fail.
         let conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
+        .and_then(|c| c.busy_timeout(std::time::Duration::from_secs(5)).map(|_| c))
         .map_err(|source| DataError::Db {
             path: path.clone(),
             source,

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::data::{Held, RejectFilter, RejectPage, RunView};
 use crate::explain::Event;
-use crate::stage::EntitySummary;
+use crate::model::EntitySummary;
 
 const STYLE: &str = "
 body{font-family:system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
@@ -175,7 +175,7 @@ pub fn run(p: &RunPage) -> Markup {
                 @for (name, e) in &r.entities {
                     tr data-entity=(name) {
                         td { b { (name) } }
-                        td { (status(&e.status)) @if let Some(why) = &e.reason { br; small { (why) } } }
+                        td { (status(e.status.as_str())) @if let Some(why) = &e.reason { br; small { (why) } } }
                         td.n.read { (e.read) } td.n.accepted { (e.accepted) } td.n.rejected { (e.rejected) }
                         td.n.skipped { (e.skipped) } td.n.warnings { (e.warnings) } td.n.inserted { (e.inserted) }
                         td.n.updated { (e.updated) } td.n.unchanged { (e.unchanged) } td.n.deleted { (e.deleted) }

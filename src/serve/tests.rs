@@ -495,7 +495,8 @@ fn no_page_writes_the_workspace_only_approve_does() {
         let r = c.get(format!("{}{path}", s.base)).send().unwrap();
         assert_eq!(r.status(), 200, "{path}");
         if path.contains(&held_id) {
-            assert!(r.text().unwrap().contains("new in the CRM"), "{path}");
+            let page = r.text().unwrap();
+            assert!(page.contains("new in the CRM"), "{path}: {page}");
         }
     }
     let login = c

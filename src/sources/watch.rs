@@ -312,7 +312,10 @@ fn process_batch(
         let reason = report
             .entities
             .iter()
-            .find(|(_, s)| s.file.as_deref() == Some(name.as_str()) && s.status == "quarantined")
+            .find(|(_, s)| {
+                s.file.as_deref() == Some(name.as_str())
+                    && s.status == crate::model::EntityStatus::Quarantined
+            })
             .and_then(|(_, s)| s.reason.clone());
         let (dest, status) = match &reason {
             Some(_) => (&quarantine, "quarantined"),

@@ -8,9 +8,10 @@ use std::path::Path;
 use polars::prelude::*;
 use rust_xlsxwriter::{Format, Workbook, Worksheet, XlsxError};
 
-use super::{EntitySummary, StageError};
+use super::StageError;
+use crate::model::EntitySummary;
+use crate::model::Issue;
 use crate::table::ColumnView;
-use crate::validate::Issue;
 
 /// Text that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, or a leading tab/CR)
 /// gets a leading apostrophe, the usual defence against CSV/formula injection.

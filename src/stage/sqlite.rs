@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use rusqlite::{params, Connection};
 
-use super::{EntitySummary, StageError};
+use super::StageError;
+use crate::model::EntitySummary;
+use crate::model::Issue;
 use crate::table::{ident, insert_frame, sql_type};
-use crate::validate::Issue;
 
 pub struct Staging {
     path: PathBuf,
@@ -216,7 +217,7 @@ impl Staging {
                 stmt.execute(params![
                     run_id,
                     entity,
-                    s.status,
+                    s.status.as_str(),
                     s.file,
                     s.encoding,
                     s.read as i64,

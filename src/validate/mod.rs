@@ -23,47 +23,16 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use polars::prelude::*;
 
+pub use crate::model::{Issue, Severity};
 use crate::read::{BAD, LINE};
 use crate::recipe::model::RuleAction;
 use crate::recipe::plan::{err_col, rule_col, unmapped_col, ID, RAW_ID};
 use crate::recipe::Recipe;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Error,
-    Warning,
-    /// Dropped by a `skip` rule: not an error, not in the snapshot.
-    Skip,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-            Severity::Skip => "skip",
-        }
-    }
-}
-
 /// A value quoted in a reason (or a rejected row's ID) is cut to this many characters.
 const MAX_VALUE_CHARS: usize = 200;
 /// No reason is longer than this many characters.
 const MAX_REASON_CHARS: usize = 500;
-
-/// One explained problem with one row (or with a whole file, line 0).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Issue {
-    pub entity: String,
-    pub file: String,
-    pub line: u32,
-    /// The ID as written in the file (empty when there is none).
-    pub id: String,
-    pub severity: Severity,
-    pub rule: String,
-    pub reason: String,
-}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {

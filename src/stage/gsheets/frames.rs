@@ -6,10 +6,10 @@
 use polars::prelude::*;
 
 use super::Grid;
+use crate::model::EntitySummary;
+use crate::model::Issue;
 use crate::stage::sheets::{issues_frame, summary_frame};
-use crate::stage::EntitySummary;
 use crate::table::ColumnView;
-use crate::validate::Issue;
 
 /// One grid per entity frame (in order), then `rejects` and `summary`.
 pub fn staging_grids(

@@ -1,0 +1,159 @@
+//! The shared vocabulary every layer speaks: what a row's problem is ([`Issue`]), what one
+//! entity's part of a run came to ([`EntitySummary`], [`EntityStatus`]) and what a run came
+//! to ([`RunReport`], [`RunStatus`]). It imports nothing of the crate, so any stage, the app
+//! and the status page can use it without depending on each other.
+
+use serde_json::{json, Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+    /// Dropped by a `skip` rule: not an error, not in the snapshot.
+    Skip,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Skip => "skip",
+        }
+    }
+}
+
+/// One explained problem with one row (or with a whole file, line 0).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Issue {
+    pub entity: String,
+    pub file: String,
+    pub line: u32,
+    /// The ID as written in the file (empty when there is none).
+    pub id: String,
+    pub severity: Severity,
+    pub rule: String,
+    pub reason: String,
+}
+
+/// What became of one entity in a run. Serialized as the strings the `--json` contract and
+/// stored summaries have always used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityStatus {
+    #[default]
+    Ok,
+    /// Its deletes are held by the guard until `approve`.
+    Held,
+    /// Its file could not be read as the entity; it keeps its last accepted state.
+    Quarantined,
+    /// No file for it this run; it keeps its last accepted state.
+    NoFile,
+}
+
+impl EntityStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityStatus::Ok => "ok",
+            EntityStatus::Held => "held",
+            EntityStatus::Quarantined => "quarantined",
+            EntityStatus::NoFile => "no_file",
+        }
+    }
+}
+
+/// Per-entity line of a run, as staged in `runs` and the `summary` sheet.
+/// Deserialized back from a run's stored summary by the status page; `default` keeps old
+/// summaries readable when a field is added.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct EntitySummary {
+    pub status: EntityStatus,
+    pub file: Option<String>,
+    pub encoding: Option<String>,
+    pub read: usize,
+    pub accepted: usize,
+    pub rejected: usize,
+    pub skipped: usize,
+    pub warnings: usize,
+    pub inserted: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub deleted: usize,
+    pub held_deletes: usize,
+    /// Rows the CRM refused (per-record errors of a REST CRM); they are in `rejects`.
+    pub crm_refused: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Ok,
+    Held,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Ok => "ok",
+            RunStatus::Held => "held",
+        }
+    }
+}
+
+/// Time spent per stage, summed over entities (seconds).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Timings {
+    pub read: f64,
+    pub transform: f64,
+    pub validate: f64,
+    pub diff: f64,
+    pub stage_sqlite: f64,
+    pub stage_xlsx: f64,
+    /// Publishing to Google Sheets, after the CRM (0 when not configured).
+    pub gsheets: f64,
+    pub crm: f64,
+    pub snapshot: f64,
+    pub total: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub run_id: String,
+    pub status: RunStatus,
+    pub dry_run: bool,
+    pub entities: Vec<(String, EntitySummary)>,
+    /// A few changes of each kind per entity (shown by `plan` and the status page).
+    pub samples: Vec<(String, Value)>,
+    pub issues: Vec<Issue>,
+    pub timings: Timings,
+    pub crm_rows_written: usize,
+    /// Peak resident memory of the process so far (VmHWM), in MiB.
+    pub peak_rss_mb: f64,
+    /// What the Google Sheets publish did (sheets and rows written) or why it failed; `None`
+    /// when `[staging.gsheets]` is not configured.
+    pub gsheets: Option<Value>,
+}
+
+impl RunReport {
+    /// The `--json` contract: one object, entities in load order.
+    pub fn to_json(&self) -> Value {
+        let mut entities = Map::new();
+        for (e, s) in &self.entities {
+            entities.insert(e.clone(), serde_json::to_value(s).unwrap_or(Value::Null));
+        }
+        json!({
+            "run_id": self.run_id,
+            "status": self.status.as_str(),
+            "dry_run": self.dry_run,
+            "entities": entities,
+            "crm_rows_written": self.crm_rows_written,
+            "peak_rss_mb": self.peak_rss_mb,
+            "timings": self.timings,
+            "samples": self.samples.iter().cloned().collect::<Map<String, Value>>(),
+            "gsheets": self.gsheets,
+        })
+    }
+}
