@@ -199,9 +199,19 @@ fn a_file_still_being_written_waits_and_sigterm_stops_cleanly() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    while w.q::<String>("state/state.sqlite", "SELECT status FROM runs") == "running"
-        || !w.out().join("staging.sqlite").exists()
-    {
+    // The run is over when its files are archived (its status is final as soon as the CRM
+    // stage commits, while staging may still be writing).
+    let run_id: String = w.q("state/state.sqlite", "SELECT run_id FROM runs");
+    let archived = w
+        .path()
+        .join("watch/archive")
+        .join(&run_id)
+        .join("clientes.csv");
+    while !archived.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the run never finished"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let staged: i64 = w.q("staging.sqlite", "SELECT count(*) FROM clientes");
