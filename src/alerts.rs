@@ -11,53 +11,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::model::{EntityStatus, RunReport, RunStatus, Severity};
+pub use crate::recipe::specs::{AlertSpec, EmailSpec};
 use crate::sinks::rest_crm::net;
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlertSpec {
-    /// Name of the environment variable holding the webhook URL; no alerts when unset.
-    pub webhook_env: Option<String>,
-    /// Alert when an entity rejects more than this share of the rows it read.
-    #[serde(default = "share")]
-    pub reject_share: f64,
-    /// Link to the run page; `{run_id}` is replaced.
-    pub run_link: Option<String>,
-    /// Email the alert too.
-    pub email: Option<EmailSpec>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailSpec {
-    pub host: String,
-    #[serde(default = "submission")]
-    pub port: u16,
-    /// STARTTLS (default); `false` only for a local relay.
-    #[serde(default = "yes")]
-    pub starttls: bool,
-    pub from: String,
-    pub to: Vec<String>,
-    /// Names of the environment variables holding the SMTP user and password.
-    pub user_env: Option<String>,
-    pub password_env: Option<String>,
-}
-
-fn submission() -> u16 {
-    587
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn share() -> f64 {
-    0.05
-}
 
 /// Longest data-derived text (a reason, an example) put in an alert, in characters.
 const MAX_TEXT_CHARS: usize = 300;

@@ -7,6 +7,7 @@ pub mod compile;
 pub mod diagnostic;
 pub mod model;
 pub mod plan;
+pub mod specs;
 
 use std::path::{Path, PathBuf};
 

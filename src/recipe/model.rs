@@ -254,7 +254,7 @@ pub struct PipelineFile {
     pub target: crate::sinks::TargetSpec,
     /// Where to tell operators about failed, held or badly rejected runs.
     #[serde(default)]
-    pub alerts: crate::alerts::AlertSpec,
+    pub alerts: super::specs::AlertSpec,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -289,7 +289,7 @@ pub struct StagingSpec {
     /// `[staging.gsheets]`: also publish the staging tables to one Google spreadsheet, for
     /// analysts who work in Sheets rather than Excel. Off when the table is absent.
     #[serde(default)]
-    pub gsheets: Option<crate::stage::gsheets::GsheetsSpec>,
+    pub gsheets: Option<super::specs::GsheetsSpec>,
 }
 
 impl Default for StagingSpec {

@@ -69,6 +69,8 @@ use crate::google::{Connector, Session, SessionError};
 use self::budget::Need;
 use self::layout::{Existing, Part, Planned};
 
+pub use crate::recipe::specs::GsheetsSpec;
+
 const DEFAULT_API_BASE: &str = "https://sheets.googleapis.com/";
 /// Partial response of `spreadsheets.get`: no cell data, only what sizing needs.
 const GET_FIELDS: &str = "sheets.properties(sheetId,title,gridProperties)";
@@ -76,56 +78,6 @@ const GET_FIELDS: &str = "sheets.properties(sheetId,title,gridProperties)";
 const MAX_TITLE_CHARS: usize = 100;
 /// Sheets kept whole while entity sheets can still be cut: they explain the run.
 const KEPT_WHOLE: [&str; 2] = ["rejects", "summary"];
-
-/// `[staging.gsheets]` in recipes/pipeline.toml: publish staging to a Google spreadsheet.
-///
-/// ```toml
-/// [staging.gsheets]
-/// spreadsheet_id = "1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
-/// key_file_env = "DROPSYNC_GSHEETS_KEY"
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GsheetsSpec {
-    /// The spreadsheet's id: the part of its URL after `/d/`. Create it once by hand and
-    /// share it with the service account's e-mail as Editor.
-    pub spreadsheet_id: String,
-    /// Name of the environment variable that holds the *path* of the service-account key
-    /// JSON; the secret itself never goes in the recipe. Default `"DROPSYNC_GSHEETS_KEY"`.
-    #[serde(default = "default_key_file_env")]
-    pub key_file_env: String,
-    /// Override of `https://sheets.googleapis.com/`, under which `v4/spreadsheets` lives
-    /// (tests point it at a local server). Default: Google's.
-    #[serde(default)]
-    pub api_base: Option<String>,
-    /// Retries per call after the first try, for 429, 5xx and timeouts. Default 5.
-    #[serde(default = "default_max_retries")]
-    pub max_retries: u32,
-    /// Grid cells the spreadsheet may hold, all tabs together. Default 10,000,000, Google's
-    /// documented limit per spreadsheet.
-    #[serde(default = "default_max_cells")]
-    pub max_cells: u64,
-    /// Bytes of JSON values per write request. Default 4 MiB: big enough to stay far below
-    /// Google's write quota of about 60 requests a minute, small enough to upload in time.
-    #[serde(default = "default_max_request_bytes")]
-    pub max_request_bytes: usize,
-}
-
-fn default_key_file_env() -> String {
-    "DROPSYNC_GSHEETS_KEY".to_owned()
-}
-
-fn default_max_retries() -> u32 {
-    5
-}
-
-fn default_max_cells() -> u64 {
-    10_000_000
-}
-
-fn default_max_request_bytes() -> usize {
-    4 * 1024 * 1024
-}
 
 /// One sheet to publish: a header and rows of text, as staged.
 #[derive(Debug, Clone, PartialEq, Eq)]
