@@ -251,7 +251,7 @@ pub struct PipelineFile {
     pub staging: StagingSpec,
     /// Which CRM the run writes to (default: the embedded `crm.sqlite`).
     #[serde(default)]
-    pub target: crate::sinks::TargetSpec,
+    pub target: super::specs::TargetSpec,
     /// Where to tell operators about failed, held or badly rejected runs.
     #[serde(default)]
     pub alerts: super::specs::AlertSpec,

@@ -1,8 +1,122 @@
-//! The specs `pipeline.toml` holds for the components (alerts, the Google Sheets staging):
-//! plain deserialized settings, so the config layer does not depend on the components that
-//! use them.
+//! The specs `pipeline.toml` holds for the components (the CRM target, alerts, the Google
+//! Sheets staging): plain deserialized settings, so the config layer does not depend on the
+//! components that use them. Their behaviour (validation, clients) stays with the components.
 
 use serde::Deserialize;
+use serde_json::Value;
+
+/// The most records one bulk call may carry (HubSpot's limit, enforced by the CRM).
+pub const MAX_BATCH_SIZE: usize = 100;
+
+/// `[target]`: which CRM a run writes to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    /// `sqlite` (the embedded `crm.sqlite`, default), `postgres` or `rest`.
+    #[serde(default)]
+    pub kind: TargetKind,
+    /// A PostgreSQL database (the env var holding its URL, the schema).
+    pub postgres: Option<PostgresSpec>,
+    /// A hosted CRM's bulk HTTP API (base URL, the env var holding the bearer token, batch
+    /// size, rate limit, retries, delete mode).
+    pub rest: Option<RestConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    #[default]
+    Sqlite,
+    Postgres,
+    Rest,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSpec {
+    /// Name of the environment variable holding the connection URL (never the URL itself).
+    pub url_env: String,
+    /// Schema of the CRM tables (created if missing).
+    #[serde(default = "crm")]
+    pub schema: String,
+    /// Also stage each run's accepted rows into this schema (same layout as staging.sqlite).
+    pub staging_schema: Option<String>,
+}
+
+fn crm() -> String {
+    "crm".into()
+}
+
+/// The `[rest]` target of a CRM config. Secrets are never here: `token_env` names the
+/// environment variable that holds the bearer token. (`Debug` shows `base_url` redacted.)
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestConfig {
+    /// Root of the CRM API; the object paths are appended to it.
+    /// Example: `https://api.crm.example.com/`. Plain `http://` is accepted for loopback
+    /// addresses only, so the token never crosses a network in clear.
+    pub base_url: String,
+    /// Name of the environment variable holding the API token (sent as `Authorization: Bearer`).
+    /// Example: `CRM_TOKEN`.
+    pub token_env: String,
+    /// Records per bulk call, 1 to 100. Default 100. Changing it changes batch contents, so an
+    /// interrupted apply redone with another size resends everything (harmless, upserts are
+    /// idempotent, but slower).
+    #[serde(default = "rest_default_batch_size")]
+    pub batch_size: usize,
+    /// Client-side rate limit in requests per second (retries included). Default 10.
+    #[serde(default = "rest_default_max_requests_per_second")]
+    pub max_requests_per_second: f64,
+    /// Retries of one batch after a 429, a 5xx, a timeout or a connection error before the apply
+    /// stops with a transient error. Default 6.
+    #[serde(default = "rest_default_max_retries")]
+    pub max_retries: u32,
+    /// Timeout of one request, connect to last byte, in milliseconds. Default 30000 (30 s).
+    #[serde(default = "rest_default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// First backoff step in milliseconds: retry n waits a random time in
+    /// `0..=min(backoff_max_ms, backoff_base_ms * 2^n)` ("full jitter"). Default 500.
+    #[serde(default = "rest_default_backoff_base_ms")]
+    pub backoff_base_ms: u64,
+    /// Longest backoff wait in milliseconds. Default 30000.
+    #[serde(default = "rest_default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// How deletions are written. Default `"archive"`.
+    #[serde(default)]
+    pub delete: RestDelete,
+}
+
+pub(crate) fn rest_default_batch_size() -> usize {
+    MAX_BATCH_SIZE
+}
+pub(crate) fn rest_default_max_requests_per_second() -> f64 {
+    10.0
+}
+pub(crate) fn rest_default_max_retries() -> u32 {
+    6
+}
+pub(crate) fn rest_default_timeout_ms() -> u64 {
+    30_000
+}
+pub(crate) fn rest_default_backoff_base_ms() -> u64 {
+    500
+}
+pub(crate) fn rest_default_backoff_max_ms() -> u64 {
+    30_000
+}
+
+/// How a record gone from the snapshot is removed from the CRM.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RestDelete {
+    /// `POST {base}crm/v3/objects/{object}/batch/archive?idProperty=...`: the CRM's soft delete
+    /// (restorable for a while). Written `delete = "archive"`.
+    #[default]
+    Archive,
+    /// Keep the record and upsert `field = value` on it, for CRMs where users must not lose
+    /// history. Written `delete = { flag = { field = "deleted", value = true } }`.
+    Flag { field: String, value: Value },
+}
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

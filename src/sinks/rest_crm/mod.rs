@@ -43,9 +43,7 @@ use tracing::{debug, info, warn};
 use self::journal::{Journal, JournalEntry};
 pub use self::net::{ensure_crypto_provider, redact_url};
 use self::retry::{Backoff, RateLimiter};
-
-/// The most records one bulk call may carry (HubSpot's limit, enforced by the CRM).
-pub const MAX_BATCH_SIZE: usize = 100;
+pub use crate::recipe::specs::{RestConfig, RestDelete, MAX_BATCH_SIZE};
 
 /// A `Retry-After` longer than this is not waited for: the apply stops with a transient error
 /// and the next run resumes, rather than blocking the pipeline for an unbounded time.
@@ -53,45 +51,6 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// How much of an error response body is kept in messages (bodies can be whole HTML pages).
 const BODY_EXCERPT_CHARS: usize = 300;
-
-/// The `[rest]` target of a CRM config. Secrets are never here: `token_env` names the
-/// environment variable that holds the bearer token. (`Debug` shows `base_url` redacted.)
-#[derive(Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RestConfig {
-    /// Root of the CRM API; the object paths are appended to it.
-    /// Example: `https://api.crm.example.com/`. Plain `http://` is accepted for loopback
-    /// addresses only, so the token never crosses a network in clear.
-    pub base_url: String,
-    /// Name of the environment variable holding the API token (sent as `Authorization: Bearer`).
-    /// Example: `CRM_TOKEN`.
-    pub token_env: String,
-    /// Records per bulk call, 1 to 100. Default 100. Changing it changes batch contents, so an
-    /// interrupted apply redone with another size resends everything (harmless, upserts are
-    /// idempotent, but slower).
-    #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
-    /// Client-side rate limit in requests per second (retries included). Default 10.
-    #[serde(default = "default_max_requests_per_second")]
-    pub max_requests_per_second: f64,
-    /// Retries of one batch after a 429, a 5xx, a timeout or a connection error before the apply
-    /// stops with a transient error. Default 6.
-    #[serde(default = "default_max_retries")]
-    pub max_retries: u32,
-    /// Timeout of one request, connect to last byte, in milliseconds. Default 30000 (30 s).
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// First backoff step in milliseconds: retry n waits a random time in
-    /// `0..=min(backoff_max_ms, backoff_base_ms * 2^n)` ("full jitter"). Default 500.
-    #[serde(default = "default_backoff_base_ms")]
-    pub backoff_base_ms: u64,
-    /// Longest backoff wait in milliseconds. Default 30000.
-    #[serde(default = "default_backoff_max_ms")]
-    pub backoff_max_ms: u64,
-    /// How deletions are written. Default `"archive"`.
-    #[serde(default)]
-    pub delete: RestDelete,
-}
 
 impl fmt::Debug for RestConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -109,50 +68,18 @@ impl fmt::Debug for RestConfig {
     }
 }
 
-fn default_batch_size() -> usize {
-    MAX_BATCH_SIZE
-}
-fn default_max_requests_per_second() -> f64 {
-    10.0
-}
-fn default_max_retries() -> u32 {
-    6
-}
-fn default_timeout_ms() -> u64 {
-    30_000
-}
-fn default_backoff_base_ms() -> u64 {
-    500
-}
-fn default_backoff_max_ms() -> u64 {
-    30_000
-}
-
-/// How a record gone from the snapshot is removed from the CRM.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum RestDelete {
-    /// `POST {base}crm/v3/objects/{object}/batch/archive?idProperty=...`: the CRM's soft delete
-    /// (restorable for a while). Written `delete = "archive"`.
-    #[default]
-    Archive,
-    /// Keep the record and upsert `field = value` on it, for CRMs where users must not lose
-    /// history. Written `delete = { flag = { field = "deleted", value = true } }`.
-    Flag { field: String, value: Value },
-}
-
 impl RestConfig {
     /// A config with every optional field at its default.
     pub fn new(base_url: impl Into<String>, token_env: impl Into<String>) -> Self {
         RestConfig {
             base_url: base_url.into(),
             token_env: token_env.into(),
-            batch_size: default_batch_size(),
-            max_requests_per_second: default_max_requests_per_second(),
-            max_retries: default_max_retries(),
-            timeout_ms: default_timeout_ms(),
-            backoff_base_ms: default_backoff_base_ms(),
-            backoff_max_ms: default_backoff_max_ms(),
+            batch_size: crate::recipe::specs::rest_default_batch_size(),
+            max_requests_per_second: crate::recipe::specs::rest_default_max_requests_per_second(),
+            max_retries: crate::recipe::specs::rest_default_max_retries(),
+            timeout_ms: crate::recipe::specs::rest_default_timeout_ms(),
+            backoff_base_ms: crate::recipe::specs::rest_default_backoff_base_ms(),
+            backoff_max_ms: crate::recipe::specs::rest_default_backoff_max_ms(),
             delete: RestDelete::default(),
         }
     }
