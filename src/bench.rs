@@ -329,13 +329,13 @@ fn measure_pg(
             .map_err(fail)?;
     }
     let t = Instant::now();
-    let mut data = crate::table::CopyText::new(&rows).map_err(fail)?;
+    let mut data = crate::sinks::postgres_target::CopyText::new(&rows).map_err(fail)?;
     pg.upsert_copy("bench_copy", &cols, &mut data, "bench")
         .map_err(fail)?;
     let copy = rows.height() as f64 / t.elapsed().as_secs_f64();
     let few = rows.head(Some(20_000));
     let t = Instant::now();
-    let mut data = crate::table::CopyText::new(&few).map_err(fail)?;
+    let mut data = crate::sinks::postgres_target::CopyText::new(&few).map_err(fail)?;
     pg.upsert_row_by_row("bench_rows", &cols, &mut data, "bench")
         .map_err(fail)?;
     let naive = few.height() as f64 / t.elapsed().as_secs_f64();

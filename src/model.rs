@@ -5,6 +5,12 @@
 
 use serde_json::{json, Map, Value};
 
+/// Column holding the physical start line of each record (header = line 1).
+pub const LINE: &str = "__line";
+/// Column holding a read problem of the row (`read.<rule>: <reason>`, see
+/// `read::split_bad`), null when fine.
+pub const BAD: &str = "__bad";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {

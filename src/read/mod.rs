@@ -35,10 +35,7 @@ use polars::prelude::*;
 
 use crate::recipe::Recipe;
 
-/// Column holding the physical start line of each record.
-pub const LINE: &str = "__line";
-/// Column holding a read problem of the row (see [`split_bad`]), null when fine.
-pub const BAD: &str = "__bad";
+pub use crate::model::{BAD, LINE};
 
 /// The longest record (CSV row, XML record element) the reader keeps: 16 MiB. The largest
 /// real export row is a few KiB; a longer record is a runaway quote or garbage. It becomes a

@@ -8,7 +8,7 @@ use polars::prelude::*;
 
 use super::compile::{Condition, Field, FieldInput, Recipe};
 use super::model::{CleanStep, FieldType, IdSpec, Unmapped};
-use crate::read::{BAD, LINE};
+use crate::model::{BAD, LINE};
 
 /// The raw ID as written (trimmed), for rejects.
 pub const RAW_ID: &str = "__raw_id";

@@ -6,10 +6,10 @@
 use polars::prelude::*;
 
 use super::config::PostgresSpec;
+use super::postgres_target::CopyText;
 use super::postgres_target::{DeleteMode, PgColumn, PgError, PgTarget};
 use super::{Applied, Sink, SinkError};
 use crate::recipe::{DeletePolicy, FieldType, Recipe};
-use crate::table::CopyText;
 
 pub struct PgSink {
     crm: PgTarget,

@@ -24,7 +24,7 @@ use postgres::types::ToSql;
 use postgres::{Client, NoTls, Transaction};
 use tracing::{debug, info};
 
-pub use self::copy_text::{copy_escape, COPY_NULL};
+pub use self::copy_text::{copy_escape, CopyText, COPY_NULL};
 use self::copy_text::{CopyRows, ParseError};
 use self::sql::{check_columns, check_ident, crm_reserved, quote_ident, Col, BOOKKEEPING};
 
