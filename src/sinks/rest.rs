@@ -47,7 +47,7 @@ fn err(target: &str, e: RestError) -> SinkError {
 fn records(recipe: &Recipe, df: &DataFrame, skip_create_only: bool) -> PolarsResult<Vec<Record>> {
     let ids = df.column("id")?.str()?.clone();
     let lines = df
-        .column(crate::read::LINE)
+        .column(crate::model::LINE)
         .ok()
         .and_then(|c| c.u32().ok().cloned());
     let fields: Vec<(&str, ColumnView)> = recipe

@@ -362,7 +362,7 @@ fn change_rows(e: &EntityIntent) -> Result<Vec<super::ChangeRow<'static>>, State
             .and_then(|c| c.str().cloned())
             .map_err(frame)?;
         let lines = df
-            .column(crate::read::LINE)
+            .column(crate::model::LINE)
             .ok()
             .and_then(|c| c.u32().ok().cloned());
         let fields = df.column(FIELDS).ok().and_then(|c| c.str().ok().cloned());

@@ -1,0 +1,159 @@
+//! The layers of the tree, checked: a module may import only from its own layer and the
+//! layers below it, so data and imports flow one way (model → config → stages → app → cli).
+//! Test-only code (test modules at the end of a file, fake servers and harnesses) is left out:
+//! it may reach anywhere.
+//!
+//! This reads `crate::<module>` paths in the source text; a new import that runs back up the
+//! layers fails here with its file and line.
+
+use std::path::{Path, PathBuf};
+
+/// Top-level modules by layer, lowest first. A file may name `crate::X` only for X at its own
+/// layer or below.
+const LAYERS: &[(&str, &[&str])] = &[
+    (
+        "model",
+        &["model", "failpoint", "progress", "table", "google", "gen"],
+    ),
+    ("config", &["recipe"]),
+    ("read", &["read"]),
+    (
+        "stages",
+        &["diff", "validate", "stage", "sinks", "state", "sources"],
+    ),
+    (
+        "app",
+        &["explain", "pipeline", "alerts", "check", "serve", "bench"],
+    ),
+    ("cli", &["cli"]),
+];
+
+/// Files whose place is not their folder's: the watch daemon drives runs, so it is app.
+const PLACED: &[(&str, &str)] = &[("src/sources/watch.rs", "app")];
+
+/// Files that are test-only as a whole.
+fn test_only(path: &Path) -> bool {
+    let name = path.file_name().unwrap().to_string_lossy();
+    matches!(
+        name.as_ref(),
+        "tests.rs"
+            | "e2e_tests.rs"
+            | "server_tests.rs"
+            | "fake_server.rs"
+            | "fake_crm.rs"
+            | "fake.rs"
+            | "server.rs"
+            | "sshd.rs"
+            | "testkit.rs"
+    )
+}
+
+fn layer_of_module(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|(_, mods)| mods.contains(&module))
+}
+
+fn layer_of_file(rel: &str) -> Option<usize> {
+    if let Some((_, layer)) = PLACED.iter().find(|(f, _)| *f == rel) {
+        return LAYERS.iter().position(|(name, _)| name == layer);
+    }
+    let top = rel
+        .strip_prefix("src/")?
+        .split('/')
+        .next()?
+        .trim_end_matches(".rs");
+    layer_of_module(top)
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// Every `crate::<module>` a file's production code names, with its line.
+fn imports(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with("#[cfg(test)]") {
+            break;
+        }
+        let code = line.split("//").next().unwrap_or("");
+        let mut rest = code;
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                out.push((i + 1, name));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn imports_flow_down_the_layers() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    files.sort();
+    let mut back_edges = Vec::new();
+    let mut checked = 0;
+    for path in files.iter().filter(|p| !test_only(p)) {
+        let rel = path
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        if rel == "src/lib.rs" || rel == "src/main.rs" {
+            continue;
+        }
+        let own = layer_of_file(&rel)
+            .unwrap_or_else(|| panic!("{rel}: its top module has no layer in LAYERS"));
+        for (line, module) in imports(&std::fs::read_to_string(path).unwrap()) {
+            let Some(theirs) = layer_of_module(&module) else {
+                panic!("{rel}:{line}: crate::{module} has no layer in LAYERS");
+            };
+            checked += 1;
+            if theirs > own {
+                back_edges.push(format!(
+                    "{rel}:{line}: {} layer imports crate::{module} ({} layer)",
+                    LAYERS[own].0, LAYERS[theirs].0
+                ));
+            }
+        }
+    }
+    assert!(
+        checked > 100,
+        "the check read too little ({checked} imports)"
+    );
+    assert!(
+        back_edges.is_empty(),
+        "imports against the layer order:\n{}",
+        back_edges.join("\n")
+    );
+}
+
+#[test]
+fn the_check_sees_a_back_edge() {
+    // A stage naming the app must be found, with its line.
+    let found = imports("use crate::model::Issue;\nfn f() { crate::pipeline::run(); }\n");
+    assert_eq!(
+        found,
+        [(1, "model".to_string()), (2, "pipeline".to_string())]
+    );
+    assert!(layer_of_module("pipeline") > layer_of_file("src/sinks/sqlite.rs"));
+    assert_eq!(
+        layer_of_file("src/sources/watch.rs"),
+        layer_of_module("pipeline")
+    );
+    // Test modules at the end of a file are left out.
+    assert!(imports("#[cfg(test)]\nmod tests { use crate::cli; }\n").is_empty());
+}
