@@ -11,7 +11,8 @@
 //!
 //! Runs on the three targets: the embedded SQLite CRM, a real PostgreSQL (started by the
 //! test) and a REST CRM (a local HTTP server speaking the bulk API). Seed:
-//! `DROPSYNC_KILL_SEED` (default fixed); trials per target: `DROPSYNC_KILL_TRIALS`.
+//! `DROPSYNC_KILL_SEED` (default fixed); trials per target: `DROPSYNC_KILL_TRIALS`; on a
+//! mismatch, `DROPSYNC_KILL_DUMP=DIR` writes both states to `DIR/got.txt` and `DIR/want.txt`.
 
 mod support;
 
