@@ -94,22 +94,7 @@ fn entities_named_like_stagings_own_tables_are_refused() {
             &format!("entity = \"{name}\""),
         );
         // References to the old name must follow, or they are the only error reported.
-        for f in [
-            "usuarios.toml",
-            "ventas.toml",
-            "unidades.toml",
-            "servicios.toml",
-        ] {
-            let s = std::fs::read_to_string(r.path(f)).unwrap();
-            std::fs::write(
-                r.path(f),
-                s.replace(
-                    "references = \"sucursales\"",
-                    &format!("references = \"{name}\""),
-                ),
-            )
-            .unwrap();
-        }
+        point_references_at(&r, name);
         let d = r.only_error("sucursales.toml", "entity");
         assert_eq!(d.line, r.line_of("sucursales.toml", "entity =", 0), "{d}");
         assert_eq!(d.column, 10, "{d}");
@@ -144,22 +129,7 @@ fn entity_names_too_long_for_a_workbook_sheet_are_refused() {
         "entity = \"sucursales\"",
         &format!("entity = \"{long}\"\ncrm_object = \"sucursales\""),
     );
-    for f in [
-        "usuarios.toml",
-        "ventas.toml",
-        "unidades.toml",
-        "servicios.toml",
-    ] {
-        let s = std::fs::read_to_string(r.path(f)).unwrap();
-        std::fs::write(
-            r.path(f),
-            s.replace(
-                "references = \"sucursales\"",
-                &format!("references = \"{long}\""),
-            ),
-        )
-        .unwrap();
-    }
+    point_references_at(&r, long);
     let d = r.only_error("sucursales.toml", "entity");
     assert!(d.message.contains("longer than 31"), "{d}");
 }
@@ -386,4 +356,24 @@ fn renaming_a_crm_column_or_object_rewrites_every_row_into_it() {
         "SELECT count(*) FROM contacts WHERE correo LIKE 'cliente%'",
     );
     assert_eq!(moved, 20);
+}
+
+/// Points every recipe's `references = "sucursales"` at `name` (after a rename of that entity).
+fn point_references_at(r: &Recipes, name: &str) {
+    for f in [
+        "usuarios.toml",
+        "ventas.toml",
+        "unidades.toml",
+        "servicios.toml",
+    ] {
+        let s = std::fs::read_to_string(r.path(f)).unwrap();
+        std::fs::write(
+            r.path(f),
+            s.replace(
+                "references = \"sucursales\"",
+                &format!("references = \"{name}\""),
+            ),
+        )
+        .unwrap();
+    }
 }
