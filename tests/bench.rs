@@ -38,7 +38,7 @@ fn bench_prints_three_runs_and_the_baseline_ratio() {
     );
     assert_eq!(row("identical rerun")[9], "0");
     let changed: usize = row("1% changes")[9].parse().unwrap();
-    let m = dropsync::gen::Manifest::load(&w.path().join("bw/n200/day2")).unwrap();
+    let m = dropsync::app::gen::Manifest::load(&w.path().join("bw/n200/day2")).unwrap();
     let want: usize = m
         .changes
         .unwrap()

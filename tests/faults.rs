@@ -5,7 +5,7 @@
 
 mod support;
 
-#[path = "../src/sinks/postgres_target/server.rs"]
+#[path = "../src/sinks/postgres/server.rs"]
 #[allow(dead_code)]
 mod pg_server;
 

@@ -25,10 +25,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
+use dropsync::config::{load_dir, Recipe, Recipes};
 use dropsync::diff::{self, HashScope};
 use dropsync::read::{self, BAD, LINE};
-use dropsync::recipe::plan::Plan;
-use dropsync::recipe::{load_dir, Recipe, Recipes};
+use dropsync::transform::Plan;
 use dropsync::validate::{self, RefSets};
 use polars::prelude::*;
 
@@ -225,7 +225,7 @@ fn recipe_input(name: &str, bytes: &[u8]) -> String {
             }
             "ok".into()
         }
-        Err(dropsync::recipe::RecipeError::Invalid(d)) => {
+        Err(dropsync::config::RecipeError::Invalid(d)) => {
             for d in &d {
                 let text = std::fs::read_to_string(&d.file).unwrap_or_default();
                 let lines: Vec<&str> = text.split('\n').collect();

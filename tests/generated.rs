@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use dropsync::gen::{self, ChangeSpec, GenEncoding, GenOptions, Manifest, UnitFormat};
+use dropsync::app::gen::{self, ChangeSpec, GenEncoding, GenOptions, Manifest, UnitFormat};
 use support::Workdir;
 
 fn copy_drop(from: &Path, w: &Workdir) {

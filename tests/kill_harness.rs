@@ -16,10 +16,10 @@
 
 mod support;
 
-#[path = "../src/sinks/rest_crm/fake_crm.rs"]
+#[path = "../src/sinks/rest/fake_crm.rs"]
 #[allow(dead_code)]
 mod fake_crm;
-#[path = "../src/sinks/postgres_target/server.rs"]
+#[path = "../src/sinks/postgres/server.rs"]
 #[allow(dead_code)]
 mod pg_server;
 

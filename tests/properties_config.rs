@@ -14,10 +14,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::OnceLock;
 
+use dropsync::config::{load_dir, Diagnostic, Recipe, RecipeError};
 use dropsync::diff::{self, HashScope, HASH};
 use dropsync::read::{BAD, LINE};
-use dropsync::recipe::plan::{err_col, Plan, ID};
-use dropsync::recipe::{load_dir, Diagnostic, Recipe, RecipeError};
+use dropsync::transform::{err_col, Plan, ID};
 use dropsync::validate::{self, RefSets};
 use polars::prelude::*;
 use proptest::prelude::*;

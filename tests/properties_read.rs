@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
+use dropsync::config::{load_dir, Recipe};
 use dropsync::read::{read_file, BAD, LINE};
-use dropsync::recipe::{load_dir, Recipe};
 use polars::prelude::*;
 use proptest::prelude::*;
 

@@ -5,7 +5,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use dropsync::recipe::{load_dir, Diagnostic, RecipeError};
+use dropsync::config::{load_dir, Diagnostic, RecipeError};
 use support::{clients_csv, Workdir};
 
 /// A copy of the shipped recipes in a temp dir, edited by the test.

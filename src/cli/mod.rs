@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::pipeline::{self, PipelineError, RunOptions, RunStatus};
+use crate::app::run::{self, PipelineError, RunOptions, RunStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -271,10 +271,10 @@ fn init_logs(
 }
 
 fn exit_for(e: &anyhow::Error) -> Exit {
-    if let Some(crate::sources::watch::WatchError::Config(_)) = e.downcast_ref() {
+    if let Some(crate::app::watch::WatchError::Config(_)) = e.downcast_ref() {
         return Exit::Config;
     }
-    if let Some(crate::serve::ServeError::TokenRequired(_)) = e.downcast_ref() {
+    if let Some(crate::app::serve::ServeError::TokenRequired(_)) = e.downcast_ref() {
         return Exit::Config;
     }
     match e.downcast_ref::<PipelineError>() {
@@ -299,12 +299,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                 progress: !json && !cli.quiet,
                 stop: Some(stop_flag()?),
             };
-            let alert_spec = crate::recipe::load_dir(&opts.recipes)
+            let alert_spec = crate::config::load_dir(&opts.recipes)
                 .ok()
                 .map(|r| r.pipeline.alerts);
-            let result = pipeline::run(&opts);
+            let result = run::run(&opts);
             if let Some(spec) = &alert_spec {
-                crate::alerts::after_run(spec, result.as_ref());
+                crate::app::alerts::after_run(spec, result.as_ref());
             }
             match result {
                 Ok(report) => {
@@ -330,7 +330,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
             }
         }
         Command::Watch { ws, config, once } => {
-            let runs = crate::sources::watch::watch(&crate::sources::watch::WatchOptions {
+            let runs = crate::app::watch::watch(&crate::app::watch::WatchOptions {
                 config,
                 recipes: ws.recipes,
                 out: ws.out,
@@ -338,14 +338,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                 stop: stop_flag()?,
             })
             .map_err(|e| match e {
-                crate::sources::watch::WatchError::Pipeline(p) => anyhow::Error::from(p),
+                crate::app::watch::WatchError::Pipeline(p) => anyhow::Error::from(p),
                 other => anyhow::Error::from(other),
             })?;
             tracing::info!(runs, "watcher stopped");
             Ok(Exit::Ok)
         }
         Command::Plan { ws, inbox, json } => {
-            let report = pipeline::run(&RunOptions {
+            let report = run::run(&RunOptions {
                 recipes: ws.recipes,
                 inbox,
                 out: ws.out,
@@ -367,17 +367,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
             ws,
             json,
         } => {
-            let events = crate::explain::explain(&ws.recipes, &ws.out, &entity, &id).map_err(
-                |e| match e {
-                    crate::explain::ExplainError::Recipe(r) => {
-                        anyhow::Error::from(PipelineError::Recipe(r))
+            let events =
+                crate::app::explain::explain(&ws.recipes, &ws.out, &entity, &id).map_err(|e| {
+                    match e {
+                        crate::app::explain::ExplainError::Recipe(r) => {
+                            anyhow::Error::from(PipelineError::Recipe(r))
+                        }
+                        crate::app::explain::ExplainError::UnknownEntity(e) => anyhow::Error::from(
+                            PipelineError::Usage(format!("no entity `{e}` in the recipes")),
+                        ),
+                        other => anyhow::Error::from(other),
                     }
-                    crate::explain::ExplainError::UnknownEntity(e) => anyhow::Error::from(
-                        PipelineError::Usage(format!("no entity `{e}` in the recipes")),
-                    ),
-                    other => anyhow::Error::from(other),
-                },
-            )?;
+                })?;
             if json {
                 println!("{}", serde_json::to_string(&events)?);
             } else if events.is_empty() {
@@ -409,13 +410,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
             token_env,
         } => {
             let token = std::env::var(&token_env).ok().filter(|t| !t.is_empty());
-            let opts = crate::serve::ServeOptions {
+            let opts = crate::app::serve::ServeOptions {
                 listen,
                 token,
                 recipes: ws.recipes,
                 out: ws.out,
             };
-            crate::serve::serve(opts, |addr| {
+            crate::app::serve::serve(opts, |addr| {
                 use std::io::Write;
                 println!("dropsync status page: http://{addr}/");
                 let _ = std::io::stdout().flush();
@@ -423,7 +424,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         Command::Approve { run_id, ws } => {
-            let done = pipeline::approve(&ws.recipes, &ws.out, &run_id)?;
+            let done = run::approve(&ws.recipes, &ws.out, &run_id)?;
             for (entity, n) in done {
                 println!("{entity}: {n} held delete(s) applied");
             }
@@ -479,7 +480,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
             let mut exit = Exit::Ok;
             for inbox in drops {
                 println!("\n== drop {}", inbox.display());
-                let report = pipeline::run(&RunOptions {
+                let report = run::run(&RunOptions {
                     recipes: recipes.clone(),
                     inbox,
                     out: out.clone(),
@@ -510,7 +511,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
             added,
             deleted,
         } => {
-            let opts = crate::gen::GenOptions {
+            let opts = crate::app::gen::GenOptions {
                 clients,
                 seed,
                 encoding: serde_json::from_value(serde_json::Value::String(encoding.clone()))
@@ -527,7 +528,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                     })?,
                 dirty,
             };
-            let m = crate::gen::generate(&opts, &out)?;
+            let m = crate::app::gen::generate(&opts, &out)?;
             let rows: usize = m.entities.values().map(|e| e.rows).sum();
             println!(
                 "{}: {rows} rows in {} files",
@@ -535,12 +536,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
                 m.entities.len()
             );
             if let Some(next) = next {
-                let spec = crate::gen::ChangeSpec {
+                let spec = crate::app::gen::ChangeSpec {
                     changed,
                     added,
                     deleted,
                 };
-                let m = crate::gen::generate_next(&opts, &spec, &next)?;
+                let m = crate::app::gen::generate_next(&opts, &spec, &next)?;
                 let rows: usize = m.entities.values().map(|e| e.rows).sum();
                 println!("{}: {rows} rows (next snapshot)", next.display());
             }
@@ -554,7 +555,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
             report,
             pg_url_env,
         } => {
-            let table = crate::bench::run(&crate::bench::BenchOptions {
+            let table = crate::app::bench::run(&crate::app::bench::BenchOptions {
                 sizes,
                 dir,
                 recipes,
@@ -566,11 +567,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         Command::BenchBaseline { recipes, inbox } => {
-            println!("{}", crate::bench::baseline(&recipes, &inbox)?);
+            println!("{}", crate::app::bench::baseline(&recipes, &inbox)?);
             Ok(Exit::Ok)
         }
         Command::Check { ws, config, json } => {
-            let verdicts = crate::check::check(&ws.recipes, &config, &ws.out);
+            let verdicts = crate::app::check::check(&ws.recipes, &config, &ws.out);
             if json {
                 println!("{}", serde_json::to_string(&verdicts)?);
             } else {
@@ -635,7 +636,7 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// `plan`'s samples per entity: inserted IDs, updates as `field: before -> after`, deleted
 /// IDs. Every value comes from the export, so each is [`printable`].
-fn print_samples(report: &pipeline::RunReport) {
+fn print_samples(report: &run::RunReport) {
     for (entity, sample) in &report.samples {
         let list = |k: &str| -> Vec<String> {
             sample[k]
@@ -679,7 +680,7 @@ fn print_samples(report: &pipeline::RunReport) {
     }
 }
 
-fn print_table(report: &pipeline::RunReport) {
+fn print_table(report: &run::RunReport) {
     println!(
         "run {}  status {}{}",
         printable(&report.run_id),

@@ -10,8 +10,8 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use polars::prelude::*;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use crate::recipe::plan::ID;
-use crate::recipe::Recipe;
+use crate::config::Recipe;
+use crate::transform::ID;
 
 /// Snapshot column with the row hash.
 pub const HASH: &str = "__hash";
@@ -217,7 +217,7 @@ pub fn positions(prev: &DataFrame, ids: &[String]) -> PolarsResult<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recipe::load_dir;
+    use crate::config::load_dir;
 
     /// The hashes of one frame under a one-entity workspace whose recipe has `head` before
     /// `[source]` and `fields` at the end.

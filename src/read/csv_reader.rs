@@ -16,7 +16,7 @@ use super::{
     bounded, clip, line_u32, Columns, LineCounter, ReadError, MAX_KEPT_VALUE_BYTES, MAX_NAME_CHARS,
     MAX_RECORD_BYTES,
 };
-use crate::recipe::Recipe;
+use crate::config::Recipe;
 
 pub(super) fn read(
     path: &Path,

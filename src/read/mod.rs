@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use crate::recipe::Recipe;
+use crate::config::Recipe;
 
 pub use crate::model::{BAD, LINE};
 

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use encoding_rs::{Encoding, UTF_8, WINDOWS_1252};
 
-use crate::recipe::model::EncodingSpec;
+use crate::config::files::EncodingSpec;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 

@@ -20,8 +20,8 @@ use super::{
     bounded, clip, file_name, line_u32, Columns, LineCounter, ReadError, MAX_KEPT_VALUE_BYTES,
     MAX_NAME_CHARS, MAX_RECORD_BYTES,
 };
-use crate::recipe::model::EncodingSpec;
-use crate::recipe::Recipe;
+use crate::config::files::EncodingSpec;
+use crate::config::Recipe;
 
 pub(super) fn read(
     path: &Path,

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::gen::Manifest;
-use crate::pipeline::{self, RunOptions, RunReport};
+use crate::app::gen::Manifest;
+use crate::app::run::{self, RunOptions, RunReport};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -35,7 +35,7 @@ fn run(recipes: &Path, day: &str, out: &Path) -> RunReport {
             std::fs::copy(&p, inbox.join(p.file_name().unwrap())).unwrap();
         }
     }
-    pipeline::run(&RunOptions {
+    run::run(&RunOptions {
         recipes: recipes.to_path_buf(),
         inbox,
         out: out.to_path_buf(),
@@ -85,7 +85,7 @@ fn check_target(recipes: &Path, tmp: &Path) -> Vec<RunReport> {
 
 #[test]
 fn samples_load_into_postgres_like_into_sqlite() {
-    use super::postgres_target::server::TestDb;
+    use super::postgres::server::TestDb;
     let db = TestDb::new("dropsync_e2e");
     let tmp = tempfile::tempdir().unwrap();
     let recipes = recipes_with(
@@ -97,7 +97,7 @@ fn samples_load_into_postgres_like_into_sqlite() {
     );
     check_target(&recipes, tmp.path());
     let mut c = db.client();
-    let sqlite = pipeline::crm_counts(&tmp.path().join("sqlite/out"));
+    let sqlite = run::crm_counts(&tmp.path().join("sqlite/out"));
     for (table, (rows, deleted)) in sqlite {
         let row = c
             .query_one(
@@ -135,7 +135,7 @@ fn samples_load_into_postgres_like_into_sqlite() {
 
 #[test]
 fn samples_load_into_a_rest_crm_like_into_sqlite() {
-    use super::rest_crm::fake_crm::FakeCrm;
+    use super::rest::fake_crm::FakeCrm;
     let crm = FakeCrm::start("secret-token");
     let var = format!("DROPSYNC_E2E_CRM_TOKEN_{}", std::process::id());
     std::env::set_var(&var, "secret-token");
@@ -161,7 +161,7 @@ fn samples_load_into_a_rest_crm_like_into_sqlite() {
 
 #[test]
 fn crm_refusals_become_rejects_and_an_outage_resumes_without_resending() {
-    use super::rest_crm::fake_crm::FakeCrm;
+    use super::rest::fake_crm::FakeCrm;
     let crm = FakeCrm::start("tok");
     let var = format!("DROPSYNC_E2E_CRM_TOKEN2_{}", std::process::id());
     std::env::set_var(&var, "tok");
@@ -230,7 +230,7 @@ fn accepted_runs_publish_their_staging_to_google_sheets() {
     let email = "dropsync-e2e@example-project.iam.gserviceaccount.com";
     let sheets = FakeSheets::start("book-e2e", email, (1000, 26));
     let tmp = tempfile::tempdir().unwrap();
-    let var = crate::google::fake::key_in_env(
+    let var = crate::support::google::fake::key_in_env(
         tmp.path(),
         email,
         &sheets.token_uri(),
@@ -245,7 +245,7 @@ fn accepted_runs_publish_their_staging_to_google_sheets() {
     );
     let out = tmp.path().join("out");
     // `dropsync check` reads the spreadsheet first, writing nothing.
-    let verdicts = crate::check::check(&recipes, &tmp.path().join("sources.toml"), &out);
+    let verdicts = crate::app::check::check(&recipes, &tmp.path().join("sources.toml"), &out);
     let probe = verdicts
         .iter()
         .find(|v| v.item == "staging google sheets")

@@ -5,12 +5,9 @@
 //! same CRM. `pipeline.toml`'s `[target]` picks the sink; credentials come from environment
 //! variables it names.
 
-pub mod config;
 pub mod postgres;
-pub mod postgres_target;
 pub mod rest;
-pub mod rest_crm;
-pub mod sqlite;
+pub mod sqlite_crm;
 
 #[cfg(test)]
 mod e2e_tests;
@@ -19,9 +16,9 @@ use std::path::Path;
 
 use polars::prelude::DataFrame;
 
-use crate::recipe::{DeletePolicy, Recipe};
+use crate::config::{DeletePolicy, Recipe};
 
-pub use config::{TargetKind, TargetSpec};
+pub use crate::config::specs::{TargetKind, TargetSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -88,20 +85,22 @@ pub trait Sink {
 /// Opens the configured target for a workspace.
 pub fn open(target: &TargetSpec, out: &Path) -> Result<Box<dyn Sink>, SinkError> {
     match target.kind {
-        TargetKind::Sqlite => Ok(Box::new(sqlite::SqliteCrm::open(&out.join("crm.sqlite"))?)),
+        TargetKind::Sqlite => Ok(Box::new(sqlite_crm::SqliteCrm::open(
+            &out.join("crm.sqlite"),
+        )?)),
         TargetKind::Postgres => {
             let cfg = target.postgres.clone().ok_or_else(|| SinkError::Write {
                 target: "postgres".into(),
                 message: "[target] kind = \"postgres\" needs a [target.postgres] section".into(),
             })?;
-            Ok(Box::new(postgres::PgSink::open(&cfg)?))
+            Ok(Box::new(postgres::sink::PgSink::open(&cfg)?))
         }
         TargetKind::Rest => {
             let cfg = target.rest.clone().ok_or_else(|| SinkError::Write {
                 target: "rest".into(),
                 message: "[target] kind = \"rest\" needs a [target.rest] section".into(),
             })?;
-            Ok(Box::new(rest::RestSink::open(
+            Ok(Box::new(rest::sink::RestSink::open(
                 cfg,
                 &out.join("state/rest-journal.sqlite"),
             )?))

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::gdrive::GdriveConfig;
 use super::sftp::SftpConfig;
-use crate::recipe::diagnostic::{Diagnostic, SourceMap};
+use crate::config::diagnostic::{Diagnostic, SourceMap};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,13 +6,12 @@ pub mod config;
 pub mod gdrive;
 pub mod settle;
 pub mod sftp;
-pub mod watch;
 
 use std::path::{Path, PathBuf};
 
 use glob::{MatchOptions, Pattern};
 
-use crate::recipe::Recipes;
+use crate::config::Recipes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

@@ -6,8 +6,8 @@
 pub use crate::model::EntitySummary;
 
 pub mod gsheets;
-pub mod sheets;
-pub mod sqlite;
+pub mod staging_db;
+pub mod workbook;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {

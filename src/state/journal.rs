@@ -133,7 +133,7 @@ impl State {
                 .collect(),
         };
         self.insert_pending(run_id, &meta)?;
-        crate::failpoint::failpoint("after-intent");
+        crate::support::failpoint::failpoint("after-intent");
         Ok(())
     }
 

@@ -253,7 +253,7 @@ impl State {
             path: self.db_path.clone(),
             source,
         })?;
-        crate::table::insert_frame(
+        crate::support::sqlite_frames::insert_frame(
             conn,
             "INSERT INTO changes (id, change, fields, line, run_id, entity)",
             "",

@@ -23,11 +23,11 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use polars::prelude::*;
 
+use crate::config::files::RuleAction;
+use crate::config::Recipe;
 pub use crate::model::{Issue, Severity};
 use crate::read::{BAD, LINE};
-use crate::recipe::model::RuleAction;
-use crate::recipe::plan::{err_col, rule_col, unmapped_col, ID, RAW_ID};
-use crate::recipe::Recipe;
+use crate::transform::{err_col, rule_col, unmapped_col, ID, RAW_ID};
 
 /// A value quoted in a reason (or a rejected row's ID) is cut to this many characters.
 const MAX_VALUE_CHARS: usize = 200;
@@ -167,13 +167,13 @@ pub fn validate(
         };
         let rule = format!("type.{}", f.kind.as_str());
         let expected = match f.kind {
-            crate::recipe::FieldType::Date | crate::recipe::FieldType::Datetime => {
+            crate::config::FieldType::Date | crate::config::FieldType::Datetime => {
                 format!("a {} as {}", f.kind.as_str(), f.formats.join(" or "))
             }
-            crate::recipe::FieldType::Decimal => "a number like 1.234,56".into(),
-            crate::recipe::FieldType::Integer => "a whole number like 35.400".into(),
-            crate::recipe::FieldType::Boolean => "S/N, Si/No or 1/0".into(),
-            crate::recipe::FieldType::String => "text".into(),
+            crate::config::FieldType::Decimal => "a number like 1.234,56".into(),
+            crate::config::FieldType::Integer => "a whole number like 35.400".into(),
+            crate::config::FieldType::Boolean => "S/N, Si/No or 1/0".into(),
+            crate::config::FieldType::String => "text".into(),
         };
         let is_err = |i: usize| err.as_ref().and_then(|e| e.get(i)).unwrap_or(false);
         if f.required {
@@ -370,7 +370,7 @@ pub fn validate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recipe::plan::Plan;
+    use crate::transform::Plan;
 
     fn recipe() -> Recipe {
         let dir = tempfile::tempdir().unwrap();
@@ -380,7 +380,7 @@ mod tests {
              [[field]]\nname = \"v\"\nfrom = \"V\"\n",
         )
         .unwrap();
-        crate::recipe::load_dir(dir.path())
+        crate::config::load_dir(dir.path())
             .unwrap()
             .entities
             .remove(0)

@@ -2,7 +2,7 @@
 //! gdrive source uses, so its tests never reach Google:
 //!
 //! - `POST /token`: the service-account JWT grant for the `drive.readonly` scope
-//!   (`crate::google::fake::TokenIssuer`).
+//!   (`crate::support::google::fake::TokenIssuer`).
 //! - `GET /drive/v3/files`: needs `q` = `'<folder>' in parents and trashed = false` (an
 //!   unknown folder answers 404) and `fields` with `nextPageToken` and the file fields;
 //!   pages of `page_size` items linked by `nextPageToken`/`pageToken`.
@@ -31,7 +31,7 @@ use axum::{Json, Router};
 // hyper re-exports http_body's Frame, which a hand-made body needs.
 use google_drive3::hyper::body::Frame;
 
-use crate::google::fake::{self, bearer, google_error, lock, Served, TokenIssuer};
+use crate::support::google::fake::{self, bearer, google_error, lock, Served, TokenIssuer};
 
 pub(crate) const SHEET_MIME: &str = "application/vnd.google-apps.spreadsheet";
 const READONLY_SCOPE: &str = "https://www.googleapis.com/auth/drive.readonly";

@@ -31,7 +31,7 @@
 //! else back off; 408, 5xx, connection errors, requests without response headers within
 //! [`RetryTiming::request_timeout`] and downloads that break off or stall are retried with
 //! exponential backoff and jitter, up to `max_retries` retries per call. A 401 forces one new
-//! token from the token endpoint and retries at once; see `crate::google::retry`.
+//! token from the token endpoint and retries at once; see `crate::support::google::retry`.
 //!
 //! # Limits
 //! No recursion into subfolders; Google-native files other than Sheets (Docs, Slides, ...) are
@@ -47,7 +47,7 @@ pub(crate) mod fake_server;
 #[cfg(test)]
 mod server_tests;
 
-pub use crate::google::RetryTiming;
+pub use crate::support::google::RetryTiming;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -63,9 +63,9 @@ use google_drive3::common;
 use google_drive3::hyper::body::Body as _;
 use google_drive3::DriveHub;
 
-use crate::google::auth::{self, KeyError};
-use crate::google::retry::{self, Attempts, Failure, Stop};
-use crate::google::{Connector, Session, SessionError};
+use crate::support::google::auth::{self, KeyError};
+use crate::support::google::retry::{self, Attempts, Failure, Stop};
+use crate::support::google::{Connector, Session, SessionError};
 
 /// MIME type of a Google Sheet; such files are exported as CSV instead of downloaded.
 pub const SPREADSHEET_MIME: &str = "application/vnd.google-apps.spreadsheet";
@@ -668,12 +668,12 @@ fn compile_patterns(cfg: &GdriveConfig) -> Result<Vec<glob::Pattern>, GdriveErro
 
 /// The API root with exactly one trailing slash.
 fn api_base(cfg: &GdriveConfig) -> Result<String, GdriveError> {
-    crate::google::api_base(cfg.api_base.as_deref(), DEFAULT_API_BASE).map_err(|api_base| {
-        GdriveError::ApiBase {
+    crate::support::google::api_base(cfg.api_base.as_deref(), DEFAULT_API_BASE).map_err(
+        |api_base| GdriveError::ApiBase {
             source_name: cfg.name.clone(),
             api_base,
-        }
-    })
+        },
+    )
 }
 
 /// A listed file the poll will download.

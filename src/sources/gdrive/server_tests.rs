@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::fake_server::{FakeDrive, FakeFile, Fault, Route, SHEET_MIME};
 use super::{Fetched, GdriveConfig, GdriveError, GdriveSource, RetryTiming};
-use crate::google::fake::key_in_env;
+use crate::support::google::fake::key_in_env;
 
 const FOLDER: &str = "folder-1";
 const EMAIL: &str = "dropsync-test@example-project.iam.gserviceaccount.com";

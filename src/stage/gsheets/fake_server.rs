@@ -3,7 +3,7 @@
 //! grid size each and cells only inside the grid.
 //!
 //! - `POST /token`: the service-account JWT grant for the `spreadsheets` scope
-//!   (`crate::google::fake::TokenIssuer`).
+//!   (`crate::support::google::fake::TokenIssuer`).
 //! - `GET /v4/spreadsheets/{id}`: tabs with `sheetId`, `title`, `index`, `sheetType` and
 //!   `gridProperties`.
 //! - `POST /v4/spreadsheets/{id}:batchUpdate`: `addSheet` (default grid 1000 × 26, title
@@ -30,7 +30,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::google::fake::{self, bearer, google_error, lock, Served, TokenIssuer};
+use crate::support::google::fake::{self, bearer, google_error, lock, Served, TokenIssuer};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/spreadsheets";
 

@@ -8,8 +8,8 @@ use polars::prelude::*;
 use super::Grid;
 use crate::model::EntitySummary;
 use crate::model::Issue;
-use crate::stage::sheets::{issues_frame, summary_frame};
-use crate::table::ColumnView;
+use crate::stage::workbook::{issues_frame, summary_frame};
+use crate::support::frame_rows::ColumnView;
 
 /// One grid per entity frame (in order), then `rejects` and `summary`.
 pub fn staging_grids(
@@ -74,7 +74,7 @@ mod tests {
             file: "clientes.csv".into(),
             line: 7,
             id: "9".into(),
-            severity: crate::validate::Severity::Error,
+            severity: crate::model::Severity::Error,
             rule: "id.duplicate".into(),
             reason: "=HYPERLINK(\"x\")".into(),
         };

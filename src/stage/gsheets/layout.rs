@@ -6,7 +6,7 @@ use google_sheets4::api::{
 };
 use google_sheets4::FieldMask;
 
-use crate::stage::sheets::sheet_cell;
+use crate::stage::workbook::sheet_cell;
 
 use super::Grid;
 

@@ -19,11 +19,11 @@
 //! Tabs that are not ours (analysts' own) are never touched, but their grids count against
 //! the cell limit; when everything does not fit, entity sheets are cut (see `budget.rs`) and
 //! end in a marker row that says where the full data is. Every cell passes through
-//! [`neutralize`](crate::stage::sheets::neutralize): RAW stops formulas in Sheets, but
+//! [`neutralize`](crate::stage::workbook::neutralize): RAW stops formulas in Sheets, but
 //! analysts export tabs to CSV and open them in Excel.
 //!
 //! # Retries and credentials
-//! As for the Drive source (`crate::google`): 429 waits for `Retry-After` or backs off, 5xx,
+//! As for the Drive source (`crate::support::google`): 429 waits for `Retry-After` or backs off, 5xx,
 //! timeouts and connection errors back off with jitter, up to `max_retries` per call; a 401
 //! fetches one fresh token. Re-sending a write is harmless: it writes the same cells again.
 //!
@@ -47,7 +47,7 @@ pub(crate) mod fake_server;
 #[cfg(test)]
 mod server_tests;
 
-pub use crate::google::RetryTiming;
+pub use crate::support::google::RetryTiming;
 
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -62,14 +62,14 @@ use google_sheets4::api::{
 };
 use google_sheets4::Sheets;
 
-use crate::google::auth::{self, KeyError};
-use crate::google::retry::{self, Attempts, Failure, Stop};
-use crate::google::{Connector, Session, SessionError};
+use crate::support::google::auth::{self, KeyError};
+use crate::support::google::retry::{self, Attempts, Failure, Stop};
+use crate::support::google::{Connector, Session, SessionError};
 
 use self::budget::Need;
 use self::layout::{Existing, Part, Planned};
 
-pub use crate::recipe::specs::GsheetsSpec;
+pub use crate::config::specs::GsheetsSpec;
 
 const DEFAULT_API_BASE: &str = "https://sheets.googleapis.com/";
 /// Partial response of `spreadsheets.get`: no cell data, only what sizing needs.
@@ -214,14 +214,12 @@ struct Connected<'a> {
 }
 
 fn connect(spec: &GsheetsSpec, timing: RetryTiming) -> Result<Connected<'_>, GsheetsError> {
-    let api_base =
-        crate::google::api_base(spec.api_base.as_deref(), DEFAULT_API_BASE).map_err(|raw| {
-            GsheetsError::Config {
-                field: "api_base",
-                problem: format!(
+    let api_base = crate::support::google::api_base(spec.api_base.as_deref(), DEFAULT_API_BASE)
+        .map_err(|raw| GsheetsError::Config {
+            field: "api_base",
+            problem: format!(
                 "`{raw}` is not an http:// or https:// URL; remove it to use {DEFAULT_API_BASE}"
             ),
-            }
         })?;
     let (key_path, key) = auth::load_key(&spec.key_file_env).map_err(|e| match e {
         KeyError::MissingEnv { var } => GsheetsError::MissingEnv { var },
@@ -307,7 +305,7 @@ fn width(g: &Grid) -> usize {
 }
 
 /// Runs one generated call (`$call`, built anew for each try from the hub and a clone of
-/// the request body `$val`) with the retry loop of `crate::google::retry`, then counts its tries and maps its failure.
+/// the request body `$val`) with the retry loop of `crate::support::google::retry`, then counts its tries and maps its failure.
 /// A macro because each generated call is its own type with the same inherent methods.
 macro_rules! retried {
     ($publisher:expr, $attempts:ident, |$hub:ident $(, $arg:ident = $val:ident)?| $call:expr) => {{
@@ -635,12 +633,12 @@ mod tests {
 
     #[test]
     fn pipeline_toml_takes_a_gsheets_table() {
-        let file: crate::recipe::model::PipelineFile =
+        let file: crate::config::files::PipelineFile =
             toml::from_str("[staging.gsheets]\nspreadsheet_id = \"abc\"\nmax_cells = 500\n")
                 .expect("pipeline.toml");
         let g = file.staging.gsheets.expect("gsheets");
         assert_eq!((g.spreadsheet_id.as_str(), g.max_cells), ("abc", 500));
-        let file: crate::recipe::model::PipelineFile = toml::from_str("").expect("empty");
+        let file: crate::config::files::PipelineFile = toml::from_str("").expect("empty");
         assert!(file.staging.gsheets.is_none());
     }
 

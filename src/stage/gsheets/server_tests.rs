@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::fake_server::{FakeSheets, Fault, Route};
 use super::{publish_with, Grid, GsheetsError, GsheetsSpec, PublishReport, RetryTiming};
-use crate::google::fake::key_in_env;
+use crate::support::google::fake::key_in_env;
 
 const SPREADSHEET: &str = "sheet-book-1";
 const EMAIL: &str = "dropsync-sheets@example-project.iam.gserviceaccount.com";
@@ -109,7 +109,7 @@ fn expected(g: &Grid) -> Vec<Vec<String>> {
         .map(|row| {
             let mut r: Vec<String> = row
                 .iter()
-                .map(|c| crate::stage::sheets::neutralize(c).into_owned())
+                .map(|c| crate::stage::workbook::neutralize(c).into_owned())
                 .collect();
             while r.last().is_some_and(String::is_empty) {
                 r.pop();

@@ -35,7 +35,7 @@ fn verdict(item: impl Into<String>, r: Result<String, String>) -> Verdict {
 
 pub fn check(recipes_dir: &Path, sources: &Path, out: &Path) -> Vec<Verdict> {
     let mut v = Vec::new();
-    let recipes = crate::recipe::load_dir(recipes_dir);
+    let recipes = crate::config::load_dir(recipes_dir);
     v.push(verdict(
         format!("recipes {}", recipes_dir.display()),
         recipes

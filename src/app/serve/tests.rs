@@ -15,7 +15,7 @@ fn repo() -> PathBuf {
 fn held_workspace() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let run = |inbox: &Path| {
-        crate::pipeline::run(&crate::pipeline::RunOptions {
+        crate::app::run::run(&crate::app::run::RunOptions {
             recipes: repo().join("recipes"),
             inbox: inbox.to_path_buf(),
             out: dir.path().join("out"),
@@ -87,7 +87,7 @@ fn start_with(out: &Path, token: Option<&str>, recipes: &Path) -> Server {
 }
 
 fn client() -> reqwest::blocking::Client {
-    crate::sinks::rest_crm::ensure_crypto_provider();
+    crate::sinks::rest::ensure_crypto_provider();
     reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

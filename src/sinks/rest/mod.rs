@@ -23,6 +23,7 @@
 mod journal;
 pub mod net;
 mod retry;
+pub mod sink;
 
 #[cfg(test)]
 pub(crate) mod fake_crm;
@@ -43,7 +44,7 @@ use tracing::{debug, info, warn};
 use self::journal::{Journal, JournalEntry};
 pub use self::net::{ensure_crypto_provider, redact_url};
 use self::retry::{Backoff, RateLimiter};
-pub use crate::recipe::specs::{RestConfig, RestDelete, MAX_BATCH_SIZE};
+pub use crate::config::specs::{RestConfig, RestDelete, MAX_BATCH_SIZE};
 
 /// A `Retry-After` longer than this is not waited for: the apply stops with a transient error
 /// and the next run resumes, rather than blocking the pipeline for an unbounded time.
@@ -74,12 +75,12 @@ impl RestConfig {
         RestConfig {
             base_url: base_url.into(),
             token_env: token_env.into(),
-            batch_size: crate::recipe::specs::rest_default_batch_size(),
-            max_requests_per_second: crate::recipe::specs::rest_default_max_requests_per_second(),
-            max_retries: crate::recipe::specs::rest_default_max_retries(),
-            timeout_ms: crate::recipe::specs::rest_default_timeout_ms(),
-            backoff_base_ms: crate::recipe::specs::rest_default_backoff_base_ms(),
-            backoff_max_ms: crate::recipe::specs::rest_default_backoff_max_ms(),
+            batch_size: crate::config::specs::rest_default_batch_size(),
+            max_requests_per_second: crate::config::specs::rest_default_max_requests_per_second(),
+            max_retries: crate::config::specs::rest_default_max_retries(),
+            timeout_ms: crate::config::specs::rest_default_timeout_ms(),
+            backoff_base_ms: crate::config::specs::rest_default_backoff_base_ms(),
+            backoff_max_ms: crate::config::specs::rest_default_backoff_max_ms(),
             delete: RestDelete::default(),
         }
     }

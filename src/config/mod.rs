@@ -5,15 +5,14 @@
 
 pub mod compile;
 pub mod diagnostic;
-pub mod model;
-pub mod plan;
+pub mod files;
 pub mod specs;
 
 use std::path::{Path, PathBuf};
 
 pub use compile::{Condition, Field, FieldInput, Recipe, Recipes, Reference, Rule};
 pub use diagnostic::Diagnostic;
-pub use model::{DeletePolicy, FieldType};
+pub use files::{DeletePolicy, FieldType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
@@ -53,7 +52,7 @@ pub fn load_dir(dir: &Path) -> Result<Recipes, RecipeError> {
         .collect();
     paths.sort();
     let mut diags = Vec::new();
-    let mut pipeline = model::PipelineFile::default();
+    let mut pipeline = files::PipelineFile::default();
     let mut parsed = Vec::new();
     for path in paths {
         let text = std::fs::read_to_string(&path).map_err(|source| RecipeError::Io {
@@ -65,13 +64,13 @@ pub fn load_dir(dir: &Path) -> Result<Recipes, RecipeError> {
             text: &text,
         };
         if path.file_name().is_some_and(|n| n == PIPELINE_FILE) {
-            match toml::from_str::<model::PipelineFile>(&text) {
+            match toml::from_str::<files::PipelineFile>(&text) {
                 Ok(p) => pipeline = p,
                 Err(e) => diags.push(map.from_toml(&e)),
             }
             continue;
         }
-        match toml::from_str::<model::RecipeFile>(&text) {
+        match toml::from_str::<files::RecipeFile>(&text) {
             Ok(file) => parsed.push(compile::Parsed {
                 path: path.clone(),
                 text: text.clone(),

@@ -11,7 +11,7 @@ use rust_xlsxwriter::{Format, Workbook, Worksheet, XlsxError};
 use super::StageError;
 use crate::model::EntitySummary;
 use crate::model::Issue;
-use crate::table::ColumnView;
+use crate::support::frame_rows::ColumnView;
 
 /// Text that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, or a leading tab/CR)
 /// gets a leading apostrophe, the usual defence against CSV/formula injection.

@@ -7,10 +7,10 @@ use std::path::Path;
 use polars::prelude::*;
 use serde_json::{Map, Value};
 
-use super::rest_crm::{redact_url, Outcome, Record, RestConfig, RestCrm, RestError};
-use super::{Applied, Sink, SinkError};
-use crate::recipe::{DeletePolicy, Recipe};
-use crate::table::ColumnView;
+use super::{redact_url, Outcome, Record, RestConfig, RestCrm, RestError};
+use crate::config::{DeletePolicy, Recipe};
+use crate::sinks::{Applied, Sink, SinkError};
+use crate::support::frame_rows::ColumnView;
 
 pub struct RestSink {
     crm: RestCrm,

@@ -8,7 +8,7 @@ use rusqlite::{params, Connection};
 use super::StageError;
 use crate::model::EntitySummary;
 use crate::model::Issue;
-use crate::table::{ident, insert_frame, sql_type};
+use crate::support::sqlite_frames::{ident, insert_frame, sql_type};
 
 pub struct Staging {
     path: PathBuf,

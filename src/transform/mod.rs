@@ -6,8 +6,8 @@
 
 use polars::prelude::*;
 
-use super::compile::{Condition, Field, FieldInput, Recipe};
-use super::model::{CleanStep, FieldType, IdSpec, Unmapped};
+use crate::config::compile::{Condition, Field, FieldInput, Recipe};
+use crate::config::files::{CleanStep, FieldType, IdSpec, Unmapped};
 use crate::model::{BAD, LINE};
 
 /// The raw ID as written (trimmed), for rejects.
@@ -348,7 +348,7 @@ fn parse_datetime_any_year(s: Expr, fmt: &str) -> Expr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recipe::load_dir;
+    use crate::config::load_dir;
 
     /// One-recipe workspace with the given fields; returns the compiled recipe.
     fn recipe(fields: &str) -> Recipe {

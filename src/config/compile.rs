@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 
 use super::diagnostic::{suggest, Diagnostic, SourceMap};
-use super::model::*;
+use super::files::*;
 use super::RecipeError;
 
 /// A field ready to be planned.

@@ -4,7 +4,7 @@
 //! network drives never send. Remote sources (SFTP) are pulled into the inbox on the schedule.
 //! When `settle` says a drop is complete, its files are moved out of the inbox into
 //! `<archive>/../processing/<stamp>/` (so late files cannot slip into a run half-written),
-//! `pipeline::run` processes them, and each file then moves to `archive/<run_id>/` or, if
+//! `run::run` processes them, and each file then moves to `archive/<run_id>/` or, if
 //! its entity was quarantined, to `quarantine/<run_id>/` with a `.reason.txt`. A file that
 //! repeats the content last processed for its entity is skipped and logged, never run twice
 //! (an earlier content coming back is a real change of the full snapshot, and runs). Nothing is deleted.
@@ -17,11 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::config::{self, ConfigError, SourcesFile};
-use super::gdrive::GdriveSource;
-use super::settle::{self, SettleRules, Settler};
-use super::sftp::{self, SftpSource};
-use crate::pipeline::{self, PipelineError, RunOptions};
+use crate::app::run::{self, PipelineError, RunOptions};
+use crate::sources::config::{self, ConfigError, SourcesFile};
+use crate::sources::gdrive::GdriveSource;
+use crate::sources::settle::{self, SettleRules, Settler};
+use crate::sources::sftp::{self, SftpSource};
 use crate::state::State;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,7 @@ pub fn watch(opts: &WatchOptions) -> Result<usize, WatchError> {
         std::fs::create_dir_all(d).map_err(io(d))?;
     }
     // Fail early on bad recipes, before waiting for any file.
-    crate::recipe::load_dir(&opts.recipes).map_err(PipelineError::from)?;
+    crate::config::load_dir(&opts.recipes).map_err(PipelineError::from)?;
     let _daemon = crate::state::lock::WorkspaceLock::acquire_named(&opts.out, "watch.lock")
         .map_err(PipelineError::from)?;
     let mut remotes: Vec<Remote> = Vec::new();
@@ -153,7 +153,7 @@ pub fn watch(opts: &WatchOptions) -> Result<usize, WatchError> {
                 settler.reset();
                 continue;
             }
-            let idle = listing.keys().all(|n| super::is_temporary(n))
+            let idle = listing.keys().all(|n| crate::sources::is_temporary(n))
                 && pending_batches(&cfg)?.is_empty()
                 && (remotes.is_empty() || pulls >= 2);
             if opts.once && idle {
@@ -243,8 +243,9 @@ fn process_batch(
     let state = State::open(&opts.out).map_err(PipelineError::from)?;
     // Which entity each file is (as the run will see it): a file repeating the content last
     // processed for its entity is skipped, said and kept; an earlier content is a change.
-    let recipes = crate::recipe::load_dir(&opts.recipes).map_err(PipelineError::from)?;
-    let (entity_files, _) = super::scan_inbox(batch, &recipes).map_err(PipelineError::from)?;
+    let recipes = crate::config::load_dir(&opts.recipes).map_err(PipelineError::from)?;
+    let (entity_files, _) =
+        crate::sources::scan_inbox(batch, &recipes).map_err(PipelineError::from)?;
     let entity_of = |name: &str| {
         entity_files
             .iter()
@@ -292,7 +293,7 @@ fn process_batch(
         let _ = std::fs::remove_dir(batch);
         return Ok(());
     }
-    let result = pipeline::run(&RunOptions {
+    let result = run::run(&RunOptions {
         recipes: opts.recipes.clone(),
         inbox: batch.to_path_buf(),
         out: opts.out.clone(),
@@ -302,7 +303,7 @@ fn process_batch(
     });
     // The same policy as `dropsync run`: failed runs alert too (each failed attempt; the
     // retries back off).
-    crate::alerts::after_run(&recipes.pipeline.alerts, result.as_ref());
+    crate::app::alerts::after_run(&recipes.pipeline.alerts, result.as_ref());
     let report = result?;
     *runs += 1;
     let state = State::open(&opts.out).map_err(PipelineError::from)?;
@@ -460,9 +461,9 @@ fn pull_remotes(
 
 #[cfg(test)]
 mod tests {
-    use super::super::sftp::sshd::Sshd;
     use super::*;
-    use crate::gen::{self, GenEncoding, GenOptions, UnitFormat};
+    use crate::app::gen::{self, GenEncoding, GenOptions, UnitFormat};
+    use crate::sources::sftp::sshd::Sshd;
 
     /// Business columns of every CRM table (bookkeeping run ids differ between runs).
     fn crm(out: &Path) -> Vec<String> {
@@ -509,7 +510,7 @@ mod tests {
         gen::generate(&opts, dir).unwrap();
         std::fs::remove_file(dir.join("manifest.json")).unwrap();
         let plain = tempfile::tempdir().unwrap();
-        let report = pipeline::run(&RunOptions {
+        let report = run::run(&RunOptions {
             recipes: recipes(),
             inbox: dir.to_path_buf(),
             out: plain.path().to_path_buf(),
@@ -581,7 +582,7 @@ mod tests {
 
     #[test]
     fn a_drive_drop_runs_like_the_same_files_given_to_run() {
-        use super::super::gdrive::fake_server::{FakeDrive, FakeFile};
+        use crate::sources::gdrive::fake_server::{FakeDrive, FakeFile};
         let local = tempfile::tempdir().unwrap();
         let (_plain, want) = drop_and_plain_run(local.path());
         let files: Vec<FakeFile> = std::fs::read_dir(local.path())
@@ -596,7 +597,7 @@ mod tests {
         let email = "dropsync@test.iam.gserviceaccount.com";
         let drive = FakeDrive::start("folder-x", email, files);
         let ws = tempfile::tempdir().unwrap();
-        let var = crate::google::fake::key_in_env(
+        let var = crate::support::google::fake::key_in_env(
             ws.path(),
             email,
             &drive.token_uri(),

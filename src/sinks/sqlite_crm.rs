@@ -8,8 +8,8 @@ use rusqlite::types::Value;
 use rusqlite::Connection;
 
 use super::{Applied, Sink, SinkError};
-use crate::recipe::{DeletePolicy, Recipe};
-use crate::table::{ident, insert_frame, sql_type};
+use crate::config::{DeletePolicy, Recipe};
+use crate::support::sqlite_frames::{ident, insert_frame, sql_type};
 
 pub struct SqliteCrm {
     path: PathBuf,
@@ -157,7 +157,7 @@ impl Sink for SqliteCrm {
             &[run.clone(), run, Value::Integer(0), Value::Null],
         )
         .map_err(|e| err(&path, e))?;
-        crate::failpoint::failpoint(&format!("crm-upsert:{}", recipe.entity));
+        crate::support::failpoint::failpoint(&format!("crm-upsert:{}", recipe.entity));
         tx.commit().map_err(|e| err(&path, e))?;
         Ok(Applied::written(n))
     }

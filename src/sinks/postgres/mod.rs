@@ -12,6 +12,7 @@
 mod copy_text;
 #[cfg(test)]
 pub(crate) mod server;
+pub mod sink;
 mod sql;
 #[cfg(test)]
 mod tests;

@@ -5,11 +5,11 @@
 
 use polars::prelude::*;
 
-use super::config::PostgresSpec;
-use super::postgres_target::CopyText;
-use super::postgres_target::{DeleteMode, PgColumn, PgError, PgTarget};
-use super::{Applied, Sink, SinkError};
-use crate::recipe::{DeletePolicy, FieldType, Recipe};
+use super::CopyText;
+use super::{DeleteMode, PgColumn, PgError, PgTarget};
+use crate::config::specs::PostgresSpec;
+use crate::config::{DeletePolicy, FieldType, Recipe};
+use crate::sinks::{Applied, Sink, SinkError};
 
 pub struct PgSink {
     crm: PgTarget,
@@ -114,7 +114,7 @@ impl Sink for PgSink {
                 run_id,
             )
             .map_err(err)?;
-        crate::failpoint::failpoint(&format!("crm-upsert:{}", recipe.entity));
+        crate::support::failpoint::failpoint(&format!("crm-upsert:{}", recipe.entity));
         Ok(Applied::written(n as usize))
     }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use rusqlite::{params, Connection};
 use serde::Serialize;
 
-use crate::recipe::{self, RecipeError, Recipes};
+use crate::config::{self, RecipeError, Recipes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExplainError {
@@ -77,7 +77,7 @@ pub fn explain(
     entity: &str,
     id: &str,
 ) -> Result<Vec<Event>, ExplainError> {
-    history(&recipe::load_dir(recipes_dir)?, out, entity, id)
+    history(&config::load_dir(recipes_dir)?, out, entity, id)
 }
 
 /// [`explain`] with recipes already compiled (the status page has them for its entity list).

@@ -14,8 +14,8 @@ use std::time::Instant;
 use polars::prelude::*;
 use serde_json::{json, Value};
 
-use crate::gen::{self, ChangeSpec, GenEncoding, GenOptions, UnitFormat};
-use crate::recipe::{self, FieldInput, FieldType};
+use crate::app::gen::{self, ChangeSpec, GenEncoding, GenOptions, UnitFormat};
+use crate::config::{self, FieldInput, FieldType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -236,7 +236,7 @@ fn measure_baseline(exe: &Path, recipes: &Path, inbox: &Path) -> Result<(f64, f6
 /// The baseline itself: polars' CSV reader on every CSV of the drop, `;` separated, then the
 /// recipe-typed columns parsed (dates `dd/mm/yyyy`, decimal comma, thousands dots).
 pub fn baseline(recipes_dir: &Path, inbox: &Path) -> Result<Value, BenchError> {
-    let recipes = recipe::load_dir(recipes_dir).map_err(fail)?;
+    let recipes = config::load_dir(recipes_dir).map_err(fail)?;
     let t = Instant::now();
     let mut rows = 0;
     for r in &recipes.entities {
@@ -296,7 +296,7 @@ pub fn baseline(recipes_dir: &Path, inbox: &Path) -> Result<Value, BenchError> {
         rows += out.height();
     }
     Ok(
-        json!({"rows": rows, "seconds": t.elapsed().as_secs_f64(), "peak_rss_mb": crate::pipeline::peak_rss_mb()}),
+        json!({"rows": rows, "seconds": t.elapsed().as_secs_f64(), "peak_rss_mb": crate::app::run::peak_rss_mb()}),
     )
 }
 
@@ -307,13 +307,13 @@ fn measure_pg(
     day1: &Path,
     url_env: &str,
 ) -> Result<(f64, f64, usize), BenchError> {
-    use crate::sinks::postgres_target::PgTarget;
-    let recipes = recipe::load_dir(recipes_dir).map_err(fail)?;
+    use crate::sinks::postgres::PgTarget;
+    let recipes = config::load_dir(recipes_dir).map_err(fail)?;
     let r = recipes
         .get("clientes")
         .ok_or_else(|| fail("no clientes recipe"))?;
     let raw = crate::read::read_file(&day1.join("clientes.csv"), r).map_err(fail)?;
-    let typed = crate::recipe::plan::Plan::new(r)
+    let typed = crate::transform::Plan::new(r)
         .apply(raw.frame)
         .map_err(fail)?;
     let rows = typed
@@ -321,21 +321,21 @@ fn measure_pg(
         .map_err(fail)?
         .unique_stable(Some(&["id".into()]), UniqueKeepStrategy::First, None)
         .map_err(fail)?;
-    let cols = crate::sinks::postgres::columns(r, true);
+    let cols = crate::sinks::postgres::sink::columns(r, true);
     let mut pg = PgTarget::connect(url_env, "dropsync_bench").map_err(fail)?;
     for t in ["bench_copy", "bench_rows"] {
         pg.prepare_crm_table(t, &cols).map_err(fail)?;
-        pg.delete(t, &[], crate::sinks::postgres_target::DeleteMode::Hard, "x")
+        pg.delete(t, &[], crate::sinks::postgres::DeleteMode::Hard, "x")
             .map_err(fail)?;
     }
     let t = Instant::now();
-    let mut data = crate::sinks::postgres_target::CopyText::new(&rows).map_err(fail)?;
+    let mut data = crate::sinks::postgres::CopyText::new(&rows).map_err(fail)?;
     pg.upsert_copy("bench_copy", &cols, &mut data, "bench")
         .map_err(fail)?;
     let copy = rows.height() as f64 / t.elapsed().as_secs_f64();
     let few = rows.head(Some(20_000));
     let t = Instant::now();
-    let mut data = crate::sinks::postgres_target::CopyText::new(&few).map_err(fail)?;
+    let mut data = crate::sinks::postgres::CopyText::new(&few).map_err(fail)?;
     pg.upsert_row_by_row("bench_rows", &cols, &mut data, "bench")
         .map_err(fail)?;
     let naive = few.height() as f64 / t.elapsed().as_secs_f64();

@@ -6,7 +6,7 @@ use std::io::BufRead;
 
 use polars::prelude::{DataFrame, PolarsResult};
 
-use crate::table::ColumnView;
+use crate::support::frame_rows::ColumnView;
 
 /// The null marker of COPY text format (the default `NULL '\N'`).
 pub const COPY_NULL: &str = "\\N";

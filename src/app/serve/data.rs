@@ -377,7 +377,7 @@ mod tests {
     fn workspace() -> (tempfile::TempDir, Workspace) {
         let dir = tempfile::tempdir().unwrap();
         let mut staging =
-            crate::stage::sqlite::Staging::open(&dir.path().join("staging.sqlite")).unwrap();
+            crate::stage::staging_db::Staging::open(&dir.path().join("staging.sqlite")).unwrap();
         let issues: Vec<crate::validate::Issue> = (0..120u32)
             .map(|i| crate::validate::Issue {
                 entity: if i % 3 == 0 { "ventas" } else { "clientes" }.into(),

@@ -383,7 +383,7 @@ async fn approve(
     }
     let (recipes, out, id) = (app.recipes.clone(), app.ws.out.clone(), run_id.clone());
     let done = tokio::task::spawn_blocking(move || {
-        crate::pipeline::approve(&recipes, &out, &id).map_err(|e| e.to_string())
+        crate::app::run::approve(&recipes, &out, &id).map_err(|e| e.to_string())
     })
     .await;
     match done {
@@ -405,7 +405,7 @@ async fn recipes(State(app): State<Arc<App>>) -> Response {
     let dir = app.recipes.clone();
     let read = blocking(move || {
         let files = data::recipe_files(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let order = crate::recipe::load_dir(&dir)
+        let order = crate::config::load_dir(&dir)
             .map(|r| r.entities.iter().map(|e| e.entity.clone()).collect())
             .map_err(|e| e.to_string());
         Ok((files, order))
@@ -431,7 +431,7 @@ struct SearchQuery {
 
 async fn search(State(app): State<Arc<App>>, Query(q): Query<SearchQuery>) -> Response {
     let found = blocking(move || {
-        let recipes = crate::recipe::load_dir(&app.recipes).map_err(|e| e.to_string());
+        let recipes = crate::config::load_dir(&app.recipes).map_err(|e| e.to_string());
         let entities: Vec<String> = recipes
             .as_ref()
             .map(|r| r.entities.iter().map(|e| e.entity.clone()).collect())
@@ -445,7 +445,8 @@ async fn search(State(app): State<Arc<App>>, Query(q): Query<SearchQuery>) -> Re
         // `explain` opens the workspace's databases read-only, like every page.
         let result = (!id.trim().is_empty()).then(|| {
             recipes.as_ref().map_err(Clone::clone).and_then(|r| {
-                crate::explain::history(r, &app.ws.out, &entity, &id).map_err(|e| e.to_string())
+                crate::app::explain::history(r, &app.ws.out, &entity, &id)
+                    .map_err(|e| e.to_string())
             })
         });
         Ok((entities, entity, id, result))

@@ -13,18 +13,18 @@ use std::time::Instant;
 use polars::prelude::*;
 use serde_json::{json, Map, Value};
 
+use crate::config::{self, DeletePolicy, Recipe, RecipeError, Recipes};
 use crate::diff::{self, ChangeSet, HASH};
-use crate::progress::{Progress, Stage};
 use crate::read::{self, ReadError};
-use crate::recipe::plan::{Plan, ID};
-use crate::recipe::{self, DeletePolicy, Recipe, RecipeError, Recipes};
 use crate::sinks::SinkError;
 use crate::sources::{self, SourceError};
-use crate::stage::sheets::{self, SheetInput};
-use crate::stage::sqlite::Staging;
+use crate::stage::staging_db::Staging;
+use crate::stage::workbook::{self, SheetInput};
 use crate::stage::{EntitySummary, StageError};
 use crate::state::journal::{self, EntityIntent, IntentKind};
 use crate::state::{State, StateError};
+use crate::support::progress::{Progress, Stage};
+use crate::transform::{Plan, ID};
 use crate::validate::{self, Issue, RefSets, Severity};
 
 #[derive(Debug, thiserror::Error)]
@@ -77,9 +77,9 @@ pub struct RunOptions {
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
-use crate::failpoint::failpoint;
 use crate::model::EntityStatus;
 pub use crate::model::{RunReport, RunStatus, Timings};
+use crate::support::failpoint::failpoint;
 
 fn new_run_id() -> String {
     let now = chrono::Utc::now();
@@ -108,7 +108,7 @@ struct EntityWork<'r> {
 
 pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
     let started = Instant::now();
-    let recipes = recipe::load_dir(&opts.recipes)?;
+    let recipes = config::load_dir(&opts.recipes)?;
     let (files, unmatched) = sources::scan_inbox(&opts.inbox, &recipes)?;
     for u in &unmatched {
         tracing::warn!(file = %u.display(), "no recipe takes this file; left alone");
@@ -505,7 +505,7 @@ fn stage(
                     .iter()
                     .map(|(n, df)| SheetInput { name: n, rows: df })
                     .collect();
-                sheets::write_workbook(
+                workbook::write_workbook(
                     &opts.out.join("staging.xlsx"),
                     &inputs,
                     &report.issues,
@@ -1069,7 +1069,7 @@ pub fn approve(
     out: &Path,
     run_id: &str,
 ) -> Result<Vec<(String, usize)>, PipelineError> {
-    let recipes = recipe::load_dir(recipes_dir)?;
+    let recipes = config::load_dir(recipes_dir)?;
     let _lock = crate::state::lock::WorkspaceLock::acquire(out)?;
     let state = State::open(out)?;
     recover(&recipes, &state, out, &format!("approve {run_id}"))?;
@@ -1149,7 +1149,7 @@ pub fn crm_counts(out: &Path) -> BTreeMap<String, (i64, i64)> {
     for t in tables {
         let q = format!(
             "SELECT count(*), coalesce(sum(_deleted), 0) FROM {}",
-            crate::table::ident(&t)
+            crate::support::sqlite_frames::ident(&t)
         );
         if let Ok(c) = conn.query_row(&q, [], |r| Ok((r.get(0)?, r.get(1)?))) {
             counts.insert(t, c);

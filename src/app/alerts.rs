@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+pub use crate::config::specs::{AlertSpec, EmailSpec};
 use crate::model::{EntityStatus, RunReport, RunStatus, Severity};
-pub use crate::recipe::specs::{AlertSpec, EmailSpec};
-use crate::sinks::rest_crm::net;
+use crate::sinks::rest::net;
 
 /// Longest data-derived text (a reason, an example) put in an alert, in characters.
 const MAX_TEXT_CHARS: usize = 300;
@@ -129,13 +129,13 @@ pub fn failure_payload(error: &str) -> Value {
 /// The one alert policy, for `run` and for the `watch` daemon alike: a finished run alerts
 /// when [`reason`] finds a reason (never a dry run); a failed run always alerts; a run stopped
 /// on request does not. A send that fails is a warning: alerting never fails a run.
-pub fn after_run(spec: &AlertSpec, outcome: Result<&RunReport, &crate::pipeline::PipelineError>) {
+pub fn after_run(spec: &AlertSpec, outcome: Result<&RunReport, &crate::app::run::PipelineError>) {
     let body = match outcome {
         Ok(report) => match reason(spec, report).filter(|_| !report.dry_run) {
             Some(why) => payload(spec, report, &why),
             None => return,
         },
-        Err(crate::pipeline::PipelineError::Stopped { .. }) => return,
+        Err(crate::app::run::PipelineError::Stopped { .. }) => return,
         Err(e) => failure_payload(&e.to_string()),
     };
     if let Err(e) = send(spec, &body) {
@@ -279,7 +279,7 @@ mod tests {
         };
         std::fs::create_dir_all(dir.path().join("in")).unwrap();
         let recipes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
-        let opts = |inbox: &str| crate::pipeline::RunOptions {
+        let opts = |inbox: &str| crate::app::run::RunOptions {
             recipes: recipes.clone(),
             inbox: dir.path().join(inbox),
             out: dir.path().join("out"),
@@ -292,13 +292,13 @@ mod tests {
             csv.push_str(&format!("{i};C{i}\n"));
         }
         w("clientes.csv", &csv);
-        crate::pipeline::run(&opts("in")).unwrap();
+        crate::app::run::run(&opts("in")).unwrap();
         // Next day: a truncated file (held) with a duplicate in it.
         w(
             "clientes.csv",
             "Nro Cliente;Razón Social / Nombre\n1;A\n01;B\n",
         );
-        let report = crate::pipeline::run(&opts("in")).unwrap();
+        let report = crate::app::run::run(&opts("in")).unwrap();
         let spec = AlertSpec {
             webhook_env: Some(format!("DROPSYNC_TEST_HOOK_{}", std::process::id())),
             reject_share: 0.05,

@@ -6,7 +6,7 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde_json::Value;
 
 use super::data::{Held, RejectFilter, RejectPage, RunView};
-use crate::explain::Event;
+use crate::app::explain::Event;
 use crate::model::EntitySummary;
 
 const STYLE: &str = "
