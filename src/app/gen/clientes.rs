@@ -1,8 +1,7 @@
 //! clientes.csv: people and companies that bought a car or brought one to the workshop.
 
-use std::fmt::Write;
-
 use super::calendar::{days_from_civil, push_date};
+use super::codes;
 use super::entity::Entity;
 use super::plan::{base_day, Plan};
 use super::record::Record;
@@ -46,21 +45,10 @@ pub(super) const FECHA_ALTA: usize = 11;
 /// Dirty rows use client numbers from 880000001 on.
 pub(super) const DIRTY_OFFSET: usize = 880_000_000;
 
-/// Appends client number `c + 1`, zero-padded (always at least one leading zero) when `padded`.
-pub(super) fn push_number(out: &mut String, c: usize, padded: bool) {
-    let n = c + 1;
-    if padded {
-        let digits = n.to_string().len();
-        let _ = write!(out, "{n:0width$}", width = (digits + 1).max(6));
-    } else {
-        let _ = write!(out, "{n}");
-    }
-}
-
 /// Fills row `i`.
 pub(super) fn fill(plan: &Plan, i: usize, rec: &mut Record) {
     let mut rng = Rng::for_row(plan.seed, Entity::Clientes.tag(), Stream::Row, i as u64);
-    push_number(rec.f(NRO), i, rng.chance(100));
+    codes::push_client_number(rec.f(NRO), i, rng.chance(100));
     let company = rng.chance(200);
     let p = place(&mut rng);
     if company {
@@ -175,11 +163,11 @@ mod tests {
     #[test]
     fn padded_numbers_keep_their_value() {
         let mut s = String::new();
-        push_number(&mut s, 122, true);
+        codes::push_client_number(&mut s, 122, true);
         s.push('|');
-        push_number(&mut s, 122, false);
+        codes::push_client_number(&mut s, 122, false);
         s.push('|');
-        push_number(&mut s, 123_455, true);
+        codes::push_client_number(&mut s, 123_455, true);
         assert_eq!(s, "000123|123|0123456");
     }
 

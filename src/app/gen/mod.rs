@@ -15,10 +15,12 @@
 mod calendar;
 mod changes;
 mod clientes;
+mod codes;
 mod csv_out;
 mod dirty;
 mod emit;
 mod entity;
+mod entity_files;
 mod error;
 mod manifest;
 mod plan;

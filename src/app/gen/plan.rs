@@ -6,9 +6,8 @@
 //! fixed by the base size alone, so the base drop does not need to know the change spec.
 
 use super::calendar::days_from_civil;
+use super::codes::{self, BranchKind, Role};
 use super::rng::Rng;
-use super::sucursales::{self, BranchKind};
-use super::usuarios::{self, Role};
 
 /// The date of the base drop. The next snapshot is the following day.
 pub(super) fn base_day() -> i32 {
@@ -102,7 +101,7 @@ impl Plan {
         let core_users = (0..sizes.users).filter(|&i| !is_leaf(sizes.users, i));
         let (mut vendors, mut advisors) = (Vec::new(), Vec::new());
         for i in core_users {
-            match usuarios::role(seed, i) {
+            match codes::role(seed, i) {
                 Role::Vendedor => vendors.push(i),
                 Role::Asesor => advisors.push(i),
                 _ => {}
@@ -115,7 +114,7 @@ impl Plan {
             core_branches
                 .iter()
                 .copied()
-                .filter(|&j| kinds.contains(&sucursales::kind(j)))
+                .filter(|&j| kinds.contains(&codes::branch_kind(j)))
                 .collect()
         };
         Plan {
@@ -239,7 +238,7 @@ mod tests {
                     && !p.branches_stock.is_empty()
             );
             for &t in &p.talleres {
-                assert_eq!(sucursales::kind(t), BranchKind::Taller);
+                assert_eq!(codes::branch_kind(t), BranchKind::Taller);
             }
         }
     }

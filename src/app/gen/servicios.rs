@@ -3,14 +3,12 @@
 use std::fmt::Write;
 
 use super::calendar::{days_from_civil, push_date};
-use super::clientes;
+use super::codes;
 use super::entity::Entity;
 use super::plan::{base_day, Plan};
 use super::record::Record;
 use super::rng::{Rng, Stream};
-use super::sucursales;
 use super::unidades;
-use super::usuarios;
 use super::values::{parse_amount, push_amount, push_thousands};
 use super::ventas;
 
@@ -81,12 +79,12 @@ pub(super) fn fill(plan: &Plan, k: usize, rec: &mut Record) {
             (ingreso + rng.below(10) as i32).min(base_day()),
         );
     }
-    clientes::push_number(rec.f(CLIENTE), client, rng.chance(80));
+    codes::push_client_number(rec.f(CLIENTE), client, rng.chance(80));
     unidades::push_id(rec.f(UNIDAD), unit);
-    sucursales::push_code(rec.f(TALLER), plan.taller(&mut rng));
+    codes::push_branch_code(rec.f(TALLER), plan.taller(&mut rng));
     if rng.chance(850) {
         if let Some(a) = plan.advisor(&mut rng) {
-            usuarios::push_code(rec.f(ASESOR), plan.seed, a);
+            codes::push_user_code(rec.f(ASESOR), plan.seed, a);
         }
     }
     let tipo = *rng.weighted(&[

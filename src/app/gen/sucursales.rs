@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use super::codes;
 use super::entity::Entity;
 use super::plan::Plan;
 use super::record::Record;
@@ -26,44 +27,17 @@ const TELEFONO: usize = 6;
 /// Not used for dirty rows (sucursales stays clean), kept for a uniform entity table.
 pub(super) const DIRTY_OFFSET: usize = 90_000;
 
-/// The three kinds of branch the contract names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum BranchKind {
-    Sucursal,
-    Taller,
-    Deposito,
-}
-
-/// Kind of branch `j`: they rotate, so the first three are one of each.
-pub(super) fn kind(j: usize) -> BranchKind {
-    match j % 3 {
-        0 => BranchKind::Sucursal,
-        1 => BranchKind::Taller,
-        _ => BranchKind::Deposito,
-    }
-}
-
-/// Appends the code of branch `j`: `SUC-01`, `TAL-01`, `DEP-01`, numbered within each kind.
-pub(super) fn push_code(out: &mut String, j: usize) {
-    let prefix = match kind(j) {
-        BranchKind::Sucursal => "SUC",
-        BranchKind::Taller => "TAL",
-        BranchKind::Deposito => "DEP",
-    };
-    let _ = write!(out, "{prefix}-{:02}", j / 3 + 1);
-}
-
 /// Fills row `j`.
 pub(super) fn fill(plan: &Plan, j: usize, rec: &mut Record) {
     let mut rng = Rng::for_row(plan.seed, Entity::Sucursales.tag(), Stream::Row, j as u64);
-    push_code(rec.f(0), j);
+    codes::push_branch_code(rec.f(0), j);
     let p = place(&mut rng);
     let (localidad, provincia, _, _) = PLACES[p];
-    let (name, tipo) = match kind(j) {
-        BranchKind::Sucursal if j == 0 => ("Casa Central", "Sucursal"),
-        BranchKind::Sucursal => ("Sucursal", "Sucursal"),
-        BranchKind::Taller => ("Taller", "Taller"),
-        BranchKind::Deposito => ("Depósito", "Depósito"),
+    let (name, tipo) = match codes::branch_kind(j) {
+        codes::BranchKind::Sucursal if j == 0 => ("Casa Central", "Sucursal"),
+        codes::BranchKind::Sucursal => ("Sucursal", "Sucursal"),
+        codes::BranchKind::Taller => ("Taller", "Taller"),
+        codes::BranchKind::Deposito => ("Depósito", "Depósito"),
     };
     if j == 0 {
         rec.f(1).push_str(name);
@@ -110,7 +84,7 @@ mod tests {
     fn codes_number_within_kind() {
         let mut s = String::new();
         for j in 0..7 {
-            push_code(&mut s, j);
+            codes::push_branch_code(&mut s, j);
             s.push(' ');
         }
         assert_eq!(s, "SUC-01 TAL-01 DEP-01 SUC-02 TAL-02 DEP-02 SUC-03 ");

@@ -3,12 +3,11 @@
 use std::fmt::Write;
 
 use super::calendar::year_of;
-use super::clientes;
+use super::codes;
 use super::entity::Entity;
 use super::plan::Plan;
 use super::record::Record;
 use super::rng::{Rng, Stream};
-use super::sucursales;
 use super::values::{parse_thousands, push_thousands};
 use super::ventas;
 use super::vocab::{BRANDS, COLORS};
@@ -125,7 +124,7 @@ pub(super) fn fill(plan: &Plan, u: usize, rec: &mut Record) {
     };
     push_thousands(rec.f(KM), km);
     match links.client {
-        Some(c) => clientes::push_number(rec.f(CLIENTE), c, rng.chance(100)),
+        Some(c) => codes::push_client_number(rec.f(CLIENTE), c, rng.chance(100)),
         None => leave_out(rec, CLIENTE, &mut rng),
     }
     match links.sale {
@@ -138,7 +137,7 @@ pub(super) fn fill(plan: &Plan, u: usize, rec: &mut Record) {
         None
     };
     match branch {
-        Some(b) => sucursales::push_code(rec.f(SUCURSAL), b),
+        Some(b) => codes::push_branch_code(rec.f(SUCURSAL), b),
         None => leave_out(rec, SUCURSAL, &mut rng),
     }
 }

@@ -2,11 +2,11 @@
 
 use std::fmt::Write;
 
+use super::codes;
 use super::entity::Entity;
 use super::plan::Plan;
 use super::record::Record;
 use super::rng::{Rng, Stream};
-use super::sucursales;
 use super::values::{person, push_first_last, push_folded};
 use super::vocab::DEALER_DOMAIN;
 
@@ -37,72 +37,10 @@ pub(super) const ACTIVO: usize = 5;
 /// Dirty rows use user numbers from here (`V900001`...).
 pub(super) const DIRTY_OFFSET: usize = 900_000;
 
-/// What a user does; the prefix of the code follows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Role {
-    Vendedor,
-    Asesor,
-    Gerente,
-    Administrativo,
-}
-
-impl Role {
-    fn label(self) -> &'static str {
-        match self {
-            Role::Vendedor => "Vendedor",
-            Role::Asesor => "Asesor de Servicio",
-            Role::Gerente => "Gerente",
-            Role::Administrativo => "Administrativo",
-        }
-    }
-
-    fn prefix(self) -> &'static str {
-        match self {
-            Role::Vendedor => "V",
-            Role::Asesor => "A",
-            Role::Gerente => "G",
-            Role::Administrativo => "AD",
-        }
-    }
-}
-
-/// Role of user `i`. The first ten are fixed so that even a 5-user dealer, after setting aside its
-/// unreferenced rows, has salespeople and advisors for sales and services to point at.
-pub(super) fn role(seed: u64, i: usize) -> Role {
-    use Role::*;
-    const FIXED: [Role; 10] = [
-        Vendedor,
-        Asesor,
-        Gerente,
-        Administrativo,
-        Vendedor,
-        Asesor,
-        Vendedor,
-        Asesor,
-        Vendedor,
-        Asesor,
-    ];
-    if i < FIXED.len() {
-        return FIXED[i];
-    }
-    let mut rng = Rng::for_row(seed, Entity::Usuarios.tag(), Stream::Core, i as u64);
-    *rng.weighted(&[
-        (Vendedor, 50),
-        (Asesor, 25),
-        (Gerente, 8),
-        (Administrativo, 17),
-    ])
-}
-
-/// Appends the code of user `i` (`V0012`).
-pub(super) fn push_code(out: &mut String, seed: u64, i: usize) {
-    let _ = write!(out, "{}{:04}", role(seed, i).prefix(), i + 1);
-}
-
 /// Fills row `i`.
 pub(super) fn fill(plan: &Plan, i: usize, rec: &mut Record) {
     let mut rng = Rng::for_row(plan.seed, Entity::Usuarios.tag(), Stream::Row, i as u64);
-    push_code(rec.f(CODIGO), plan.seed, i);
+    codes::push_user_code(rec.f(CODIGO), plan.seed, i);
     let p = person(&mut rng);
     push_first_last(rec.f(1), &p);
     let email = rec.f(EMAIL);
@@ -123,10 +61,10 @@ pub(super) fn fill(plan: &Plan, i: usize, rec: &mut Record) {
     if rng.chance(50) {
         email.push(' ');
     }
-    rec.f(3).push_str(role(plan.seed, i).label());
+    rec.f(3).push_str(codes::role(plan.seed, i).label());
     if rng.chance(850) {
         if let Some(b) = plan.branch_any(&mut rng) {
-            sucursales::push_code(rec.f(4), b);
+            codes::push_branch_code(rec.f(4), b);
         }
     }
     let active = rng.chance(900);
@@ -165,9 +103,9 @@ mod tests {
     #[test]
     fn codes_follow_roles() {
         let mut s = String::new();
-        push_code(&mut s, 1, 0);
+        codes::push_user_code(&mut s, 1, 0);
         s.push('|');
-        push_code(&mut s, 1, 1);
+        codes::push_user_code(&mut s, 1, 1);
         assert_eq!(s, "V0001|A0002");
     }
 

@@ -3,13 +3,11 @@
 use std::fmt::Write;
 
 use super::calendar::{days_from_civil, push_date, push_date_time, year_of};
-use super::clientes;
+use super::codes;
 use super::entity::Entity;
 use super::plan::{base_day, Plan};
 use super::record::Record;
 use super::rng::{Rng, Stream};
-use super::sucursales;
-use super::usuarios;
 use super::values::{parse_amount, push_amount};
 
 /// Contract header.
@@ -78,15 +76,15 @@ pub(super) fn fill(plan: &Plan, s: usize, rec: &mut Record) {
     } else {
         push_date(rec.f(FECHA), c.day);
     }
-    clientes::push_number(rec.f(CLIENTE), c.client, rng.chance(80));
+    codes::push_client_number(rec.f(CLIENTE), c.client, rng.chance(80));
     if rng.chance(850) {
         if let Some(v) = plan.vendor(&mut rng) {
-            usuarios::push_code(rec.f(VENDEDOR), plan.seed, v);
+            codes::push_user_code(rec.f(VENDEDOR), plan.seed, v);
         }
     }
     if rng.chance(800) {
         if let Some(b) = plan.branch_sales(&mut rng) {
-            sucursales::push_code(rec.f(4), b);
+            codes::push_branch_code(rec.f(4), b);
         }
     }
     let new = rng.chance(600);
