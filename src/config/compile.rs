@@ -2,7 +2,7 @@
 //! entities and fields, bad regexes, reference cycles) all at once, and turned into
 //! `Recipe`s that cannot be invalid. The pipeline never re-checks what is proven here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
@@ -143,6 +143,7 @@ pub(super) fn compile(
     dir: &Path,
     pipeline: PipelineFile,
     parsed: Vec<Parsed>,
+    broken: &HashSet<String>,
     mut diags: Vec<Diagnostic>,
 ) -> Result<Recipes, RecipeError> {
     let ids: HashMap<String, IdSpec> = parsed
@@ -217,7 +218,7 @@ pub(super) fn compile(
                 }
             }
         }
-        recipes.push(compile_one(p, &map, &ids, &pipeline, &mut diags));
+        recipes.push(compile_one(p, &map, &ids, broken, &pipeline, &mut diags));
     }
     let order = match load_order(&parsed) {
         Ok(order) => order,
@@ -287,6 +288,7 @@ fn compile_one(
     p: &Parsed,
     map: &SourceMap,
     ids: &HashMap<String, IdSpec>,
+    broken: &HashSet<String>,
     pipeline: &PipelineFile,
     diags: &mut Vec<Diagnostic>,
 ) -> Recipe {
@@ -387,6 +389,8 @@ fn compile_one(
                     entity: target.clone(),
                     id: id.clone(),
                 }),
+                // Its own file is broken and says so; this would be a follow-on.
+                None if broken.contains(target) => None,
                 None => {
                     let mut d = map.at(
                         r.span(),

@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One mistake, also as JSON (`--json`): `file`, `line`, `column`, `key`, `message`, `help`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Diagnostic {
     pub file: PathBuf,
     pub line: usize,
@@ -16,6 +17,9 @@ pub struct Diagnostic {
     pub key: Option<String>,
     pub message: String,
     pub help: Option<String>,
+    /// The key this one was probably meant to be, when `help` is a "did you mean".
+    #[serde(skip)]
+    pub suggestion: Option<String>,
 }
 
 impl fmt::Display for Diagnostic {
@@ -66,6 +70,7 @@ impl<'a> SourceMap<'a> {
             key: key.map(str::to_string),
             message,
             help: None,
+            suggestion: None,
         }
     }
 
@@ -87,9 +92,12 @@ impl<'a> SourceMap<'a> {
                 .filter(|(i, _)| i % 2 == 1)
                 .map(|(_, s)| s.to_string())
                 .collect();
-            diag.help = suggest(&got, expected.iter().map(String::as_str))
-                .map(|s| format!("did you mean `{s}`?"))
-                .or_else(|| Some(format!("expected one of: {}", expected.join(", "))));
+            diag.suggestion = suggest(&got, expected.iter().map(String::as_str));
+            // Without a near key, the message's own "expected …" list is the help.
+            diag.help = diag
+                .suggestion
+                .as_ref()
+                .map(|s| format!("did you mean `{s}`?"));
             diag.key = Some(got);
         } else if let Some(caps) = Regex::new(r"missing field `([^`]*)`")
             .expect("static regex")

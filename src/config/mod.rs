@@ -5,6 +5,7 @@
 
 pub mod compile;
 pub mod diagnostic;
+pub mod every_key;
 pub mod files;
 pub mod specs;
 
@@ -54,6 +55,9 @@ pub fn load_dir(dir: &Path) -> Result<Recipes, RecipeError> {
     let mut diags = Vec::new();
     let mut pipeline = files::PipelineFile::default();
     let mut parsed = Vec::new();
+    // Entities whose file could not be read at all: references to them are not reported
+    // again as unknown, their file's own diagnostics already say what is wrong.
+    let mut broken_entities = std::collections::HashSet::new();
     for path in paths {
         let text = std::fs::read_to_string(&path).map_err(|source| RecipeError::Io {
             path: path.clone(),
@@ -64,23 +68,33 @@ pub fn load_dir(dir: &Path) -> Result<Recipes, RecipeError> {
             text: &text,
         };
         if path.file_name().is_some_and(|n| n == PIPELINE_FILE) {
-            match toml::from_str::<files::PipelineFile>(&text) {
-                Ok(p) => pipeline = p,
-                Err(e) => diags.push(map.from_toml(&e)),
+            let loaded = every_key::deserialize::<files::PipelineFile>(&map);
+            diags.extend(loaded.diagnostics);
+            if let Some(p) = loaded.value {
+                pipeline = p;
             }
             continue;
         }
-        match toml::from_str::<files::RecipeFile>(&text) {
-            Ok(file) => parsed.push(compile::Parsed {
+        let loaded = every_key::deserialize::<files::RecipeFile>(&map);
+        diags.extend(loaded.diagnostics);
+        match loaded.value {
+            Some(file) => parsed.push(compile::Parsed {
                 path: path.clone(),
                 text: text.clone(),
                 file,
             }),
-            Err(e) => diags.push(map.from_toml(&e)),
+            // The entity it declares, or (when `entity` itself is misspelt) the one its
+            // file name says, as recipes are named `<entity>.toml`.
+            None => broken_entities.extend(
+                loaded
+                    .entity
+                    .into_iter()
+                    .chain(path.file_stem().map(|s| s.to_string_lossy().into_owned())),
+            ),
         }
     }
-    if parsed.is_empty() && diags.is_empty() {
+    if parsed.is_empty() && diags.is_empty() && broken_entities.is_empty() {
         return Err(RecipeError::Empty(dir.to_path_buf()));
     }
-    compile::compile(dir, pipeline, parsed, diags)
+    compile::compile(dir, pipeline, parsed, &broken_entities, diags)
 }
