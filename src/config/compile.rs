@@ -223,7 +223,7 @@ pub(super) fn compile(
     let order = match load_order(&parsed) {
         Ok(order) => order,
         Err(d) => {
-            diags.push(d);
+            diags.push(*d);
             Vec::new()
         }
     };
@@ -588,7 +588,7 @@ fn compile_one(
 
 /// Topological order of entities by their references (parents first), ties broken by name
 /// so the order is the same on every machine. A cycle is an error that names its members.
-fn load_order(parsed: &[Parsed]) -> Result<Vec<String>, Diagnostic> {
+fn load_order(parsed: &[Parsed]) -> Result<Vec<String>, Box<Diagnostic>> {
     let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for p in parsed {
         let e = p.file.entity.get_ref().clone();
@@ -623,14 +623,14 @@ fn load_order(parsed: &[Parsed]) -> Result<Vec<String>, Diagnostic> {
                     file: &first.path,
                     text: &first.text,
                 };
-                return Err(map.at(
+                return Err(Box::new(map.at(
                     first.file.entity.span(),
                     Some("references"),
                     format!(
                         "references form a cycle among: {}; one of these links must go",
                         members.join(", ")
                     ),
-                ));
+                )));
             }
         }
     }

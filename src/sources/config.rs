@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::gdrive::GdriveConfig;
 use super::sftp::SftpConfig;
 use crate::config::diagnostic::{Diagnostic, SourceMap};
+use crate::config::every_key;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,8 +125,17 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Invalid(Diagnostic),
+    /// Every mistake in the file, in reading order.
+    #[error("{}", render(.0))]
+    Invalid(Vec<Diagnostic>),
+}
+
+fn render(diags: &[Diagnostic]) -> String {
+    diags
+        .iter()
+        .map(Diagnostic::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Loads the sources config; a missing file means all defaults (local folder only).
@@ -137,29 +147,23 @@ pub fn load(path: &Path) -> Result<SourcesFile, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let file: SourcesFile = toml::from_str(&text).map_err(|e| {
-        ConfigError::Invalid(
-            SourceMap {
-                file: path,
-                text: &text,
-            }
-            .from_toml(&e),
-        )
-    })?;
+    let map = SourceMap {
+        file: path,
+        text: &text,
+    };
+    let loaded = every_key::deserialize::<SourcesFile>(&map);
+    let file = match loaded.value {
+        Some(file) if loaded.diagnostics.is_empty() => file,
+        _ => return Err(ConfigError::Invalid(loaded.diagnostics)),
+    };
     if let Some(c) = &file.schedule.cron {
         if let Err(e) = c.parse::<croner::Cron>() {
             let at = text.find(c.as_str()).unwrap_or(0);
-            return Err(ConfigError::Invalid(
-                SourceMap {
-                    file: path,
-                    text: &text,
-                }
-                .at(
-                    at..at,
-                    Some("schedule.cron"),
-                    format!("invalid cron expression `{c}`: {e}"),
-                ),
-            ));
+            return Err(ConfigError::Invalid(vec![map.at(
+                at..at,
+                Some("schedule.cron"),
+                format!("invalid cron expression `{c}`: {e}"),
+            )]));
         }
     }
     Ok(file)
@@ -219,5 +223,16 @@ mod tests {
         );
         std::fs::write(&p, "[schedule]\ncron = \"61 * * * *\"\n").unwrap();
         assert!(load(&p).unwrap_err().to_string().contains("invalid cron"));
+        // Every unknown key at once, not one per attempt.
+        std::fs::write(&p, "[watch]\nsetle = \"1s\"\nqiet = \"2m\"\n").unwrap();
+        let ConfigError::Invalid(diags) = load(&p).unwrap_err() else {
+            panic!("not a config mistake")
+        };
+        let keys: Vec<_> = diags.iter().map(|d| (d.line, d.key.clone())).collect();
+        assert_eq!(
+            keys,
+            [(2, Some("setle".into())), (3, Some("qiet".into()))],
+            "{diags:#?}"
+        );
     }
 }
