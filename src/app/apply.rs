@@ -17,7 +17,7 @@ use crate::config::Recipes;
 use crate::diff;
 use crate::model::{Issue, RunReport, RunStatus, Severity};
 use crate::state::journal::{self, EntityIntent, IntentKind};
-use crate::state::State;
+use crate::state::{State, StateError};
 use crate::support::failpoint::failpoint;
 use crate::support::progress::{Progress, Stage};
 use crate::transform::ID;
@@ -54,7 +54,7 @@ pub(super) fn write_journal(
     let summary = report.to_json();
     state.write_intent(
         run_id,
-        report.status.as_str(),
+        report.status,
         &summary,
         &mut intents,
         &mut snapshots,
@@ -130,12 +130,7 @@ pub(super) fn apply_run(
         progress,
     )?;
     let t = Instant::now();
-    state.commit_run(
-        run_id,
-        journal.status.as_str(),
-        &journal.summary,
-        &journal.intents,
-    )?;
+    state.commit_run(run_id, journal.status, &journal.summary, &journal.intents)?;
     Ok(CrmApplied {
         snapshot_secs: applied.snapshot_secs + t.elapsed().as_secs_f64(),
         ..applied
@@ -250,6 +245,10 @@ pub(super) fn recover(
     for p in &pending {
         match p.meta.kind {
             IntentKind::Run => {
+                let status = p.meta.status.ok_or_else(|| StateError::Journal {
+                    run_id: p.run_id.clone(),
+                    message: "a run's journal without the run's status".into(),
+                })?;
                 let intents = state.load_intent(p)?;
                 let mut crm = crate::sinks::open(&recipes.pipeline.target, out)
                     .map_err(sink_err(&p.run_id, "-"))?;
@@ -270,7 +269,7 @@ pub(super) fn recover(
                         json!(applied.written),
                     );
                 }
-                state.commit_run(&p.run_id, &p.meta.status, &summary, &intents)?;
+                state.commit_run(&p.run_id, status, &summary, &intents)?;
             }
             IntentKind::Approve => {
                 super::approve::approve_entities(recipes, state, out, &p.run_id)?;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::error::PipelineError;
 use super::run::RunOptions;
-use crate::model::{EntityStatus, EntitySummary, Issue, Severity};
+use crate::model::{EntityStatus, EntitySummary, FileStatus, Issue, Severity};
 use crate::read::ReadError;
 use crate::state::State;
 
@@ -76,7 +76,7 @@ fn record(
         &blake3::hash(&bytes).to_hex(),
         bytes.len() as u64,
         None,
-        "quarantined",
+        FileStatus::Quarantined,
         Some(&e.to_string()),
     )?;
     Ok(())

@@ -20,7 +20,7 @@ use super::quarantine::{file_name, quarantine};
 use super::staging;
 use crate::config::{self, Recipe, Recipes};
 use crate::diff::{diff_entity, ChangeSet, Diffed, HASH};
-use crate::model::{EntityStatus, EntitySummary, Issue};
+use crate::model::{EntityStatus, EntitySummary, FileStatus, Issue, RunState};
 use crate::read::{read_file, RawTable};
 use crate::sources::{self, EntityFile};
 use crate::stage::staging_db::Staging;
@@ -110,7 +110,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
     if let Err(e) = &result {
         if !opts.dry_run && !matches!(e, PipelineError::Stopped { .. }) {
             // The status page and `runs` must say why; the next run redoes the work anyway.
-            if let Err(db) = state.finish_run(&run_id, "failed", &json!({"error": e.to_string()})) {
+            if let Err(db) =
+                state.finish_run(&run_id, RunState::Failed, &json!({"error": e.to_string()}))
+            {
                 tracing::warn!(error = %db, "could not record the failed run");
             }
         }
@@ -213,7 +215,7 @@ fn process(
         report.timings.gsheets = t.elapsed().as_secs_f64();
     }
     seal(&mut report, started);
-    state.finish_run(run_id, report.status.as_str(), &report.to_json())?;
+    state.finish_run(run_id, report.status.into(), &report.to_json())?;
     progress.finish();
     tracing::info!(run_id = %run_id, status = report.status.as_str(), crm_rows = report.crm_rows_written, seconds = report.timings.total, "run finished");
     Ok(report)
@@ -340,7 +342,11 @@ fn stop_if_requested(
         return Ok(());
     }
     if !opts.dry_run {
-        state.finish_run(run_id, "stopped", &json!({"stopped_before": entity}))?;
+        state.finish_run(
+            run_id,
+            RunState::Stopped,
+            &json!({"stopped_before": entity}),
+        )?;
     }
     Err(PipelineError::Stopped {
         run_id: run_id.to_string(),
@@ -382,7 +388,7 @@ fn record_read(
             &raw.hash,
             raw.bytes,
             Some(raw.encoding),
-            "read",
+            FileStatus::Read,
             None,
         )?;
     }

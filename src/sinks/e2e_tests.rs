@@ -203,7 +203,7 @@ fn crm_refusals_become_rejects_and_an_outage_resumes_without_resending() {
     assert!(failed.is_err(), "the outage must fail the run");
     // ...and the run is on record as failed, with the reason, for `runs` and the status page.
     let runs = crate::state::State::open(&out).unwrap().runs(1).unwrap();
-    assert_eq!(runs[0].status, "failed");
+    assert_eq!(runs[0].status, crate::model::RunState::Failed);
     let error = runs[0].summary.as_ref().unwrap()["error"]
         .as_str()
         .unwrap()
