@@ -59,6 +59,13 @@ pub enum EntityStatus {
 }
 
 impl EntityStatus {
+    const ALL: [EntityStatus; 4] = [
+        EntityStatus::Ok,
+        EntityStatus::Held,
+        EntityStatus::Quarantined,
+        EntityStatus::NoFile,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EntityStatus::Ok => "ok",
@@ -94,13 +101,17 @@ pub struct EntitySummary {
     pub reason: Option<String>,
 }
 
+/// What a run that reached its end came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {
     Ok,
+    /// Some entity's deletes are held by the guard until `approve`.
     Held,
 }
 
 impl RunStatus {
+    const ALL: [RunStatus; 2] = [RunStatus::Ok, RunStatus::Held];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Ok => "ok",
@@ -108,6 +119,139 @@ impl RunStatus {
         }
     }
 }
+
+/// Where a run stands in the workspace's record of runs (`dropsync runs`, the status page):
+/// under way, finished with its [`RunStatus`], approved later, or ended early. Stored as the
+/// strings [`RunState::as_str`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Running,
+    Ok,
+    Held,
+    /// A held run whose deletes were approved and applied.
+    Approved,
+    Failed,
+    /// Stopped on request between entities; nothing reached the CRM.
+    Stopped,
+    /// Found still `running` by a later run: the process died. That run redid its work.
+    Interrupted,
+}
+
+impl RunState {
+    const ALL: [RunState; 7] = [
+        RunState::Running,
+        RunState::Ok,
+        RunState::Held,
+        RunState::Approved,
+        RunState::Failed,
+        RunState::Stopped,
+        RunState::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Ok => "ok",
+            RunState::Held => "held",
+            RunState::Approved => "approved",
+            RunState::Failed => "failed",
+            RunState::Stopped => "stopped",
+            RunState::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl From<RunStatus> for RunState {
+    fn from(s: RunStatus) -> RunState {
+        match s {
+            RunStatus::Ok => RunState::Ok,
+            RunStatus::Held => RunState::Held,
+        }
+    }
+}
+
+/// What became of deletes the guard held in one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldState {
+    /// Waiting for `approve`.
+    Held,
+    Approved,
+    /// A later run of the entity decided again (the rows came back, or were held anew).
+    Superseded,
+}
+
+impl HoldState {
+    const ALL: [HoldState; 3] = [HoldState::Held, HoldState::Approved, HoldState::Superseded];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldState::Held => "held",
+            HoldState::Approved => "approved",
+            HoldState::Superseded => "superseded",
+        }
+    }
+}
+
+/// What a run did with one export file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileStatus {
+    Read,
+    /// Unreadable as its entity; set aside under `quarantine/`.
+    Quarantined,
+}
+
+impl FileStatus {
+    const ALL: [FileStatus; 2] = [FileStatus::Read, FileStatus::Quarantined];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Read => "read",
+            FileStatus::Quarantined => "quarantined",
+        }
+    }
+}
+
+/// A stored status that is not one of its vocabulary's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{value}`")]
+pub struct UnknownStatus {
+    pub what: &'static str,
+    pub value: String,
+}
+
+/// Parsing and printing as the stored word, for each closed vocabulary of statuses.
+macro_rules! stored_words {
+    ($($t:ident: $what:literal),* $(,)?) => {$(
+        impl std::str::FromStr for $t {
+            type Err = UnknownStatus;
+
+            fn from_str(s: &str) -> Result<$t, UnknownStatus> {
+                $t::ALL
+                    .into_iter()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| UnknownStatus {
+                        what: $what,
+                        value: s.to_string(),
+                    })
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+    )*};
+}
+
+stored_words!(
+    EntityStatus: "entity status",
+    RunStatus: "run status",
+    RunState: "run status",
+    HoldState: "hold state",
+    FileStatus: "file status",
+);
 
 /// Time spent per stage, summed over entities (seconds).
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -161,5 +305,38 @@ impl RunReport {
             "samples": self.samples.iter().cloned().collect::<Map<String, Value>>(),
             "gsheets": self.gsheets,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stored words are a contract: serde, `as_str` and parsing agree on every variant.
+    #[test]
+    fn every_status_reads_back_as_the_word_it_is_stored_as() {
+        for s in EntityStatus::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.as_str().parse(), Ok(s));
+        }
+        for s in RunState::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.as_str().parse(), Ok(s));
+        }
+        for s in RunStatus::ALL {
+            assert_eq!(RunState::from(s).as_str(), s.as_str());
+            assert_eq!(s.as_str().parse(), Ok(s));
+        }
+        for s in HoldState::ALL {
+            assert_eq!(s.as_str().parse(), Ok(s));
+        }
+        for s in FileStatus::ALL {
+            assert_eq!(s.as_str().parse(), Ok(s));
+        }
+        assert_eq!(
+            "done".parse::<RunState>().unwrap_err().to_string(),
+            "unknown run status `done`"
+        );
+        assert_eq!(format!("{:<8}|", RunState::Held), "held    |");
     }
 }

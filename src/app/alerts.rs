@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 pub use crate::config::specs::{AlertSpec, EmailSpec};
-use crate::model::{EntityStatus, RunReport, RunStatus, Severity};
+use crate::model::{EntityStatus, RunReport, RunState, RunStatus, Severity};
 use crate::sinks::rest::net;
 
 /// Longest data-derived text (a reason, an example) put in an alert, in characters.
@@ -123,7 +123,7 @@ pub fn payload(spec: &AlertSpec, report: &RunReport, why: &str) -> Value {
 /// The webhook body for a run that failed before finishing.
 pub fn failure_payload(error: &str) -> Value {
     let error = bounded(error, MAX_TEXT_CHARS);
-    json!({"text": format!("dropsync run failed: {}", slack_escape(&error)), "status": "failed", "reason": error})
+    json!({"text": format!("dropsync run failed: {}", slack_escape(&error)), "status": RunState::Failed.as_str(), "reason": error})
 }
 
 /// The one alert policy, for `run` and for the `watch` daemon alike: a finished run alerts

@@ -296,7 +296,7 @@ pub fn baseline(recipes_dir: &Path, inbox: &Path) -> Result<Value, BenchError> {
         rows += out.height();
     }
     Ok(
-        json!({"rows": rows, "seconds": t.elapsed().as_secs_f64(), "peak_rss_mb": crate::app::run::peak_rss_mb()}),
+        json!({"rows": rows, "seconds": t.elapsed().as_secs_f64(), "peak_rss_mb": crate::support::memory::peak_rss_mb()}),
     )
 }
 

@@ -9,6 +9,7 @@ use rusqlite::{params, Connection};
 use serde::Serialize;
 
 use crate::config::{self, RecipeError, Recipes};
+use crate::model::HoldState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExplainError {
@@ -139,7 +140,7 @@ pub fn history(
                     run_id: row.get(0)?,
                     started_at: row.get(1)?,
                     what: "held".into(),
-                    detail: format!("delete held by the guard ({})", row.get::<_, String>(2)?),
+                    detail: format!("delete held by the guard ({})", row.get::<_, HoldState>(2)?),
                     file: None,
                     line: None,
                 })

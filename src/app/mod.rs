@@ -1,13 +1,22 @@
 //! The application: what an operator asks of dropsync, each built from the stages below.
-//! `run` is one run told as the pipeline's stages; `watch` drives runs from drops and a
-//! schedule; `alerts` is the one policy both use; `explain`, `check`, `serve` and `bench`
-//! read or exercise what runs leave; `gen` makes synthetic drops for tests and benchmarks.
+//! `run` is one run told as the pipeline's stages, with `meter` timing each stage and
+//! `quarantine` setting unreadable files aside; `apply` is the CRM stage through the intent
+//! journal and the recovery of interrupted runs, shared with `approve`; `staging` writes what
+//! analysts read; `error` is what stops a run. `watch` drives runs from drops and a schedule;
+//! `alerts` is the one policy both use; `explain`, `check`, `serve` and `bench` read or
+//! exercise what runs leave; `gen` makes synthetic drops for tests and benchmarks.
 
 pub mod alerts;
+mod apply;
+mod approve;
 pub mod bench;
 pub mod check;
+mod error;
 pub mod explain;
 pub mod gen;
+mod meter;
+mod quarantine;
 pub mod run;
 pub mod serve;
+mod staging;
 pub mod watch;

@@ -5,6 +5,8 @@
 //! A row rejected in this run is not a delete: its last accepted version is carried into
 //! the next snapshot, as are deletes held by the guard (they are still in the CRM).
 
+pub mod guard;
+
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use polars::prelude::*;
@@ -12,9 +14,57 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::config::Recipe;
 use crate::transform::ID;
+use crate::validate::Validated;
 
 /// Snapshot column with the row hash.
 pub const HASH: &str = "__hash";
+
+/// One entity's diff stage, done: what to write to the CRM and what to remember.
+pub struct Diffed {
+    /// This run's accepted rows, with [`HASH`].
+    pub accepted: DataFrame,
+    pub changes: ChangeSet,
+    /// The guard's verdict on `changes.deleted`.
+    pub verdict: guard::Verdict,
+    /// The entity's snapshot once this run is applied.
+    pub snapshot: DataFrame,
+}
+
+/// The diff stage of one entity: hashes the rows validation accepted, compares them with the
+/// previous snapshot, lets the delete guard decide on the deletes and builds the next
+/// snapshot, which keeps the rows rejected this run and those whose deletes are held.
+pub fn diff_entity(
+    recipe: &Recipe,
+    valid: &Validated,
+    prev: Option<&DataFrame>,
+    run_id: &str,
+) -> PolarsResult<Diffed> {
+    // A shallow copy: the columns are shared, only the hash column is new.
+    let mut accepted = valid.accepted.clone();
+    let hashes = row_hashes(&accepted, recipe, HashScope::Comparable)?;
+    accepted.with_column(UInt64Chunked::from_vec(HASH.into(), hashes).into_column())?;
+    let changes = diff(recipe, &accepted, prev, &valid.rejected_ids)?;
+    let prev_rows = prev.map(|p| p.height()).unwrap_or(0);
+    let verdict = guard::guard(
+        recipe,
+        &changes.deleted,
+        valid.counts.read,
+        prev_rows,
+        run_id,
+    );
+    let mut keep_rows = changes.carried.clone();
+    if let (Some(p), false) = (prev, verdict.held.is_empty()) {
+        keep_rows.extend(positions(p, &verdict.held)?);
+    }
+    keep_rows.sort_unstable();
+    let snapshot = next_snapshot(&accepted, prev, &keep_rows)?;
+    Ok(Diffed {
+        accepted,
+        changes,
+        verdict,
+        snapshot,
+    })
+}
 
 /// What changed in one entity, as row positions in the new frame and IDs of the old one.
 #[derive(Debug, Default)]

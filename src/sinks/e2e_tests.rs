@@ -8,6 +8,28 @@ use std::path::{Path, PathBuf};
 use crate::app::gen::Manifest;
 use crate::app::run::{self, RunOptions, RunReport};
 
+/// Rows and soft-deleted rows per table of the embedded SQLite CRM.
+fn crm_counts(out: &Path) -> std::collections::BTreeMap<String, (i64, i64)> {
+    let conn = rusqlite::Connection::open(out.join("crm.sqlite")).unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .unwrap();
+    tables
+        .into_iter()
+        .filter_map(|t| {
+            let q = format!(
+                "SELECT count(*), coalesce(sum(_deleted), 0) FROM {}",
+                crate::support::sqlite_frames::ident(&t)
+            );
+            let c = conn
+                .query_row(&q, [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .ok()?;
+            Some((t, c))
+        })
+        .collect()
+}
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -97,7 +119,7 @@ fn samples_load_into_postgres_like_into_sqlite() {
     );
     check_target(&recipes, tmp.path());
     let mut c = db.client();
-    let sqlite = run::crm_counts(&tmp.path().join("sqlite/out"));
+    let sqlite = crm_counts(&tmp.path().join("sqlite/out"));
     for (table, (rows, deleted)) in sqlite {
         let row = c
             .query_one(
@@ -181,7 +203,7 @@ fn crm_refusals_become_rejects_and_an_outage_resumes_without_resending() {
     assert!(failed.is_err(), "the outage must fail the run");
     // ...and the run is on record as failed, with the reason, for `runs` and the status page.
     let runs = crate::state::State::open(&out).unwrap().runs(1).unwrap();
-    assert_eq!(runs[0].status, "failed");
+    assert_eq!(runs[0].status, crate::model::RunState::Failed);
     let error = runs[0].summary.as_ref().unwrap()["error"]
         .as_str()
         .unwrap()

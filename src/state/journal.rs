@@ -22,6 +22,7 @@ use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use super::{State, StateError};
+use crate::model::{HoldState, RunState, RunStatus};
 
 /// Column of the journaled updates holding the changed fields (comma-separated).
 pub const FIELDS: &str = "__fields";
@@ -61,8 +62,9 @@ pub enum IntentKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IntentMeta {
     pub kind: IntentKind,
-    /// The run's status once applied (`ok` or `held`); empty for an approval.
-    pub status: String,
+    /// The run's status once applied; none for an approval (stored as `""`).
+    #[serde(with = "optional_status")]
+    pub status: Option<RunStatus>,
     /// The run's summary as known before the CRM stage.
     pub report: serde_json::Value,
     /// (entity, file name, has a next snapshot), in load order.
@@ -90,7 +92,7 @@ impl State {
     pub fn write_intent(
         &self,
         run_id: &str,
-        status: &str,
+        status: RunStatus,
         report: &serde_json::Value,
         intents: &mut [EntityIntent],
         snapshots: &mut [Option<DataFrame>],
@@ -125,7 +127,7 @@ impl State {
         sync_dir(&dir)?;
         let meta = IntentMeta {
             kind: IntentKind::Run,
-            status: status.to_string(),
+            status: Some(status),
             report: report.clone(),
             entities: intents
                 .iter()
@@ -143,7 +145,7 @@ impl State {
             run_id,
             &IntentMeta {
                 kind: IntentKind::Approve,
-                status: String::new(),
+                status: None,
                 report: serde_json::Value::Null,
                 entities: Vec::new(),
             },
@@ -272,15 +274,15 @@ impl State {
     pub fn commit_run(
         &self,
         run_id: &str,
-        status: &str,
+        status: RunStatus,
         summary: &serde_json::Value,
         intents: &[EntityIntent],
     ) -> Result<(), StateError> {
         let tx = self.db.unchecked_transaction().map_err(|e| self.err(e))?;
         for e in intents {
             tx.execute(
-                "UPDATE held_deletes SET state = 'superseded' WHERE entity = ?1 AND state = 'held' AND run_id <> ?2",
-                params![e.entity, run_id],
+                "UPDATE held_deletes SET state = ?3 WHERE entity = ?1 AND state = ?4 AND run_id <> ?2",
+                params![e.entity, run_id, HoldState::Superseded, HoldState::Held],
             )
             .map_err(|x| self.err(x))?;
             tx.execute(
@@ -302,7 +304,12 @@ impl State {
         }
         tx.execute(
             "UPDATE runs SET status = ?2, finished_at = ?3, summary = ?4 WHERE run_id = ?1",
-            params![run_id, status, super::now(), summary.to_string()],
+            params![
+                run_id,
+                RunState::from(status),
+                super::now(),
+                summary.to_string()
+            ],
         )
         .map_err(|e| self.err(e))?;
         tx.execute("DELETE FROM pending WHERE run_id = ?1", params![run_id])
@@ -322,8 +329,8 @@ impl State {
     ) -> Result<(), StateError> {
         let tx = self.db.unchecked_transaction().map_err(|e| self.err(e))?;
         tx.execute(
-            "UPDATE held_deletes SET state = 'approved' WHERE run_id = ?1 AND entity = ?2 AND state = 'held'",
-            params![run_id, entity],
+            "UPDATE held_deletes SET state = ?3 WHERE run_id = ?1 AND entity = ?2 AND state = ?4",
+            params![run_id, entity, HoldState::Approved, HoldState::Held],
         )
         .map_err(|e| self.err(e))?;
         let rows: Vec<super::ChangeRow> = deleted
@@ -338,8 +345,8 @@ impl State {
     pub fn finish_approve(&self, run_id: &str) -> Result<(), StateError> {
         let tx = self.db.unchecked_transaction().map_err(|e| self.err(e))?;
         tx.execute(
-            "UPDATE runs SET status = 'approved' WHERE run_id = ?1",
-            params![run_id],
+            "UPDATE runs SET status = ?2 WHERE run_id = ?1",
+            params![run_id, RunState::Approved],
         )
         .map_err(|e| self.err(e))?;
         tx.execute("DELETE FROM pending WHERE run_id = ?1", params![run_id])
@@ -442,4 +449,55 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), StateError> {
             path: dir.to_path_buf(),
             source,
         })
+}
+
+/// `IntentMeta::status` as journals have always stored it: the run's status word, or `""` for
+/// an approval.
+mod optional_status {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::model::RunStatus;
+
+    pub fn serialize<S: Serializer>(status: &Option<RunStatus>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(status.map(RunStatus::as_str).unwrap_or(""))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RunStatus>, D::Error> {
+        let word = String::deserialize(d)?;
+        if word.is_empty() {
+            return Ok(None);
+        }
+        word.parse().map(Some).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_journal_keeps_the_status_words_it_always_stored() {
+        for (status, word) in [
+            (Some(RunStatus::Ok), "ok"),
+            (Some(RunStatus::Held), "held"),
+            (None, ""),
+        ] {
+            let meta = IntentMeta {
+                kind: IntentKind::Run,
+                status,
+                report: serde_json::Value::Null,
+                entities: Vec::new(),
+            };
+            let text = serde_json::to_string(&meta).unwrap();
+            assert!(text.contains(&format!("\"status\":\"{word}\"")), "{text}");
+            let back: IntentMeta = serde_json::from_str(&text).unwrap();
+            assert_eq!(back.status, status);
+        }
+        let odd = r#"{"kind":"run","status":"done","report":null,"entities":[]}"#;
+        let err = serde_json::from_str::<IntentMeta>(odd).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown run status `done`"),
+            "{err}"
+        );
+    }
 }

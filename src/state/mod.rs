@@ -9,7 +9,10 @@ pub mod lock;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{params, Connection, OptionalExtension, ToSql};
+
+use crate::model::{FileStatus, HoldState, RunState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -49,9 +52,31 @@ pub struct RunRecord {
     pub run_id: String,
     pub started_at: String,
     pub finished_at: Option<String>,
-    pub status: String,
+    pub status: RunState,
     pub summary: Option<serde_json::Value>,
 }
+
+/// Statuses are stored as their words; reading one that is not in the vocabulary fails where it
+/// is read, naming the word, instead of travelling on as a string nobody compares right.
+macro_rules! stored_as_words {
+    ($($t:ty),*) => {$(
+        impl ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $t {
+            fn column_result(v: ValueRef<'_>) -> FromSqlResult<$t> {
+                v.as_str()?
+                    .parse()
+                    .map_err(|e| FromSqlError::Other(Box::new(e)))
+            }
+        }
+    )*};
+}
+
+stored_as_words!(RunState, HoldState, FileStatus);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -135,14 +160,14 @@ impl State {
         let stale = self
             .db
             .execute(
-                "UPDATE runs SET status = 'interrupted' WHERE status = 'running'",
-                [],
+                "UPDATE runs SET status = ?1 WHERE status = ?2",
+                params![RunState::Interrupted, RunState::Running],
             )
             .map_err(|e| self.err(e))?;
         self.db
             .execute(
-                "INSERT INTO runs (run_id, started_at, status) VALUES (?1, ?2, 'running')",
-                params![run_id, started_at],
+                "INSERT INTO runs (run_id, started_at, status) VALUES (?1, ?2, ?3)",
+                params![run_id, started_at, RunState::Running],
             )
             .map_err(|e| self.err(e))?;
         Ok(stale)
@@ -151,7 +176,7 @@ impl State {
     pub fn finish_run(
         &self,
         run_id: &str,
-        status: &str,
+        status: RunState,
         summary: &serde_json::Value,
     ) -> Result<(), StateError> {
         self.db
@@ -163,7 +188,7 @@ impl State {
         Ok(())
     }
 
-    pub fn set_status(&self, run_id: &str, status: &str) -> Result<(), StateError> {
+    pub fn set_status(&self, run_id: &str, status: RunState) -> Result<(), StateError> {
         self.db
             .execute(
                 "UPDATE runs SET status = ?2 WHERE run_id = ?1",
@@ -182,7 +207,7 @@ impl State {
         hash: &str,
         bytes: u64,
         encoding: Option<&str>,
-        status: &str,
+        status: FileStatus,
         reason: Option<&str>,
     ) -> Result<(), StateError> {
         self.db
@@ -214,7 +239,7 @@ impl State {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
+                    r.get::<_, HoldState>(2)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
@@ -222,8 +247,8 @@ impl State {
         let mut superseded = 0;
         for row in rows {
             let (entity, id, state) = row.map_err(|e| self.err(e))?;
-            if state != "held" {
-                superseded += (state == "superseded") as usize;
+            if state != HoldState::Held {
+                superseded += (state == HoldState::Superseded) as usize;
                 continue;
             }
             match out.last_mut() {
@@ -377,4 +402,42 @@ pub fn now() -> String {
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_statuses_are_stored_as_their_words_and_read_back_strictly() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let at = "2026-01-01T00:00:00.000Z";
+        state.begin_run("r1", at).unwrap();
+        let word = |id: &str| -> String {
+            state
+                .db
+                .query_row("SELECT status FROM runs WHERE run_id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        assert_eq!(word("r1"), "running");
+        assert_eq!(state.begin_run("r2", at).unwrap(), 1);
+        assert_eq!(word("r1"), "interrupted");
+        assert_eq!(
+            state.run("r1").unwrap().unwrap().status,
+            RunState::Interrupted
+        );
+        state
+            .finish_run("r2", RunState::Held, &serde_json::json!({}))
+            .unwrap();
+        assert_eq!(word("r2"), "held");
+        state
+            .db
+            .execute("UPDATE runs SET status = 'done' WHERE run_id = 'r1'", [])
+            .unwrap();
+        let err = state.run("r1").unwrap_err().to_string();
+        assert!(err.contains("unknown run status `done`"), "{err}");
+    }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
 
-use crate::model::EntitySummary;
+use crate::model::{EntitySummary, FileStatus, HoldState, RunState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -29,7 +29,7 @@ pub struct RunFile {
     pub hash: String,
     pub bytes: i64,
     pub encoding: Option<String>,
-    pub status: String,
+    pub status: FileStatus,
     pub reason: Option<String>,
 }
 
@@ -38,7 +38,7 @@ pub struct RunView {
     pub run_id: String,
     pub started_at: String,
     pub finished_at: Option<String>,
-    pub status: String,
+    pub status: RunState,
     pub files: Vec<RunFile>,
     /// Per-entity counts in load order, as the run stored them.
     pub entities: Vec<(String, EntitySummary)>,
@@ -65,8 +65,7 @@ impl RunView {
 #[derive(Debug, Clone)]
 pub struct Held {
     pub entity: String,
-    /// `held` (waiting), `approved` or `superseded` (a later run saw the rows again).
-    pub state: String,
+    pub state: HoldState,
     pub ids: Vec<String>,
 }
 
@@ -198,7 +197,7 @@ impl Workspace {
             .query_map(params![run_id], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
+                    r.get::<_, HoldState>(1)?,
                     r.get::<_, String>(2)?,
                 ))
             })
@@ -281,7 +280,7 @@ impl Workspace {
     }
 }
 
-type RunRow = (String, String, Option<String>, String, Option<String>);
+type RunRow = (String, String, Option<String>, RunState, Option<String>);
 
 fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))

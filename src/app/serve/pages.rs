@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::data::{Held, RejectFilter, RejectPage, RunView};
 use crate::app::explain::Event;
-use crate::model::EntitySummary;
+use crate::model::{EntitySummary, HoldState};
 
 const STYLE: &str = "
 body{font-family:system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
@@ -105,7 +105,7 @@ pub fn runs(list: &[RunView]) -> Markup {
                     @for r in list {
                         tr data-run=(r.run_id) {
                             td { a href={ "/runs/" (r.run_id) } { (r.run_id) } }
-                            td { (status(&r.status)) }
+                            td { (status(r.status.as_str())) }
                             td { (r.started_at) }
                             td.n { (secs(r.duration_secs())) }
                             td {
@@ -139,13 +139,17 @@ pub struct RunPage<'a> {
 
 pub fn run(p: &RunPage) -> Markup {
     let r = p.run;
-    let waiting: Vec<&Held> = p.held.iter().filter(|h| h.state == "held").collect();
+    let waiting: Vec<&Held> = p
+        .held
+        .iter()
+        .filter(|h| h.state == HoldState::Held)
+        .collect();
     layout(
         &format!("Run {}", r.run_id),
         html! {
             h1 { "Run " (r.run_id) }
             p {
-                "Status " (status(&r.status)) " · started " (r.started_at)
+                "Status " (status(r.status.as_str())) " · started " (r.started_at)
                 " · " (secs(r.duration_secs()))
                 @if let Some(n) = r.crm_rows_written { " · " (n) " CRM rows written" }
             }
@@ -190,7 +194,7 @@ pub fn run(p: &RunPage) -> Markup {
                     tr {
                         td { (f.entity) } td { (f.file) } td.n { (f.bytes) }
                         td { (f.encoding.as_deref().unwrap_or("—")) }
-                        td { (status(&f.status)) @if let Some(why) = &f.reason { br; small { (why) } } }
+                        td { (status(f.status.as_str())) @if let Some(why) = &f.reason { br; small { (why) } } }
                         td { code { (f.hash) } }
                     }
                 }
@@ -200,8 +204,8 @@ pub fn run(p: &RunPage) -> Markup {
                 p { "The guard held nothing in this run." }
             }
             @for h in p.held {
-                div.box.alert[h.state == "held"] data-held=(h.entity) {
-                    b { (h.entity) } ": " (h.ids.len()) " deletes " (status(&h.state)) ". IDs: "
+                div.box.alert[h.state == HoldState::Held] data-held=(h.entity) {
+                    b { (h.entity) } ": " (h.ids.len()) " deletes " (status(h.state.as_str())) ". IDs: "
                     code { (h.ids.iter().take(20).cloned().collect::<Vec<_>>().join(", ")) @if h.ids.len() > 20 { ", …" } }
                 }
             }

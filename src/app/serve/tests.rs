@@ -335,7 +335,7 @@ fn the_run_page_says_whether_google_sheets_was_updated() {
         run_id: "r1".into(),
         started_at: "2026-11-27T01:00:00.000Z".into(),
         finished_at: Some("2026-11-27T01:00:02.500Z".into()),
-        status: "ok".into(),
+        status: crate::model::RunState::Ok,
         files: Vec::new(),
         entities: Vec::new(),
         samples: Vec::new(),
