@@ -1,9 +1,13 @@
 //! What every layer above may lean on and that is not vocabulary: crash points for the fault
-//! tests, progress bars, frames read row by row and written into SQLite, and the shared
-//! Google client. Nothing here imports the pipeline's stages.
+//! tests, progress bars, frames read row by row and written into SQLite, the shared Google
+//! client, and what every remote call shares (one retry policy, a rate limit, downloads that
+//! are whole or absent). Nothing here imports the pipeline's stages.
 
+pub mod download;
 pub mod failpoint;
 pub mod frame_rows;
 pub mod google;
 pub mod progress;
+pub mod rate;
+pub mod retry;
 pub mod sqlite_frames;
