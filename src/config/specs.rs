@@ -74,8 +74,9 @@ pub struct RestConfig {
     /// Timeout of one request, connect to last byte, in milliseconds. Default 30000 (30 s).
     #[serde(default = "rest_default_timeout_ms")]
     pub timeout_ms: u64,
-    /// First backoff step in milliseconds: retry n waits a random time in
-    /// `0..=min(backoff_max_ms, backoff_base_ms * 2^n)` ("full jitter"). Default 500.
+    /// First backoff step in milliseconds: retry n waits a random time between half and the
+    /// whole of `min(backoff_max_ms, backoff_base_ms * 2^n)` ("equal jitter"), or the CRM's
+    /// `Retry-After` if that is longer. Default 500.
     #[serde(default = "rest_default_backoff_base_ms")]
     pub backoff_base_ms: u64,
     /// Longest backoff wait in milliseconds. Default 30000.

@@ -22,7 +22,6 @@
 
 mod journal;
 pub mod net;
-mod retry;
 pub mod sink;
 
 #[cfg(test)]
@@ -43,8 +42,9 @@ use tracing::{debug, info, warn};
 
 use self::journal::{Journal, JournalEntry};
 pub use self::net::{ensure_crypto_provider, redact_url};
-use self::retry::{Backoff, RateLimiter};
 pub use crate::config::specs::{RestConfig, RestDelete, MAX_BATCH_SIZE};
+use crate::support::rate::RateLimit;
+use crate::support::retry::{parse_retry_after, RetryPolicy, StopReason, Verdict};
 
 /// A `Retry-After` longer than this is not waited for: the apply stops with a transient error
 /// and the next run resumes, rather than blocking the pipeline for an unbounded time.
@@ -275,15 +275,17 @@ fn bullet_list(items: &[String]) -> String {
     items.iter().map(|p| format!("\n  - {p}")).collect()
 }
 
-/// The bulk CRM client. Holds the HTTP client, the rate limiter and the journal.
+/// The bulk CRM client. Holds the HTTP client, the rate limit, the retry policy and the
+/// journal.
 pub struct RestCrm {
     cfg: RestConfig,
     base: Url,
     /// `Bearer <token>`, marked sensitive so it is never printed by `Debug`.
     auth: HeaderValue,
     http: reqwest::blocking::Client,
-    limiter: RateLimiter,
-    backoff: Backoff,
+    /// Spaces requests evenly (retries included) to stay under the CRM's per-second limit.
+    limiter: RateLimit,
+    retry: RetryPolicy,
     journal: Journal,
 }
 
@@ -344,6 +346,51 @@ enum SendFailure {
     Refused { status: u16, body: String },
 }
 
+/// Why one POST brought no usable answer.
+enum TryFailure {
+    /// Another try may succeed (429, 408, 5xx, a timeout, a lost connection, a cut body).
+    Transient {
+        last: String,
+        /// The CRM's `Retry-After` on a 429.
+        retry_after: Option<Duration>,
+    },
+    /// The CRM refused the request as such (any other 4xx): resending cannot help.
+    Refused { status: u16, body: String },
+}
+
+impl TryFailure {
+    /// The CRM's side of the one retry policy: what is worth another try.
+    fn verdict(&self) -> Verdict {
+        match self {
+            TryFailure::Transient {
+                retry_after: Some(wait),
+                ..
+            } => Verdict::RetryAfter(*wait),
+            TryFailure::Transient { .. } => Verdict::Transient,
+            TryFailure::Refused { .. } => Verdict::Permanent,
+        }
+    }
+}
+
+impl fmt::Display for TryFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryFailure::Transient { last, .. } => f.write_str(last),
+            TryFailure::Refused { status, body } => write!(f, "HTTP {status}: {body}"),
+        }
+    }
+}
+
+/// The one retry policy with the pauses and bound of `[target.rest]`.
+fn retry_policy(cfg: &RestConfig) -> RetryPolicy {
+    RetryPolicy {
+        base_delay: Duration::from_millis(cfg.backoff_base_ms),
+        max_delay: Duration::from_millis(cfg.backoff_max_ms),
+        max_retries: cfg.max_retries,
+        max_retry_after: MAX_RETRY_AFTER,
+    }
+}
+
 impl RestCrm {
     /// Validates `cfg`, reads the token from the environment variable `cfg.token_env` (missing
     /// or empty: [`RestError::MissingToken`] naming it) and opens (creating if needed) the SQLite
@@ -369,11 +416,8 @@ impl RestCrm {
         auth.set_sensitive(true);
         let http = build_http_client(Duration::from_millis(cfg.timeout_ms))?;
         let journal = Journal::open(journal)?;
-        let limiter = RateLimiter::new(cfg.max_requests_per_second);
-        let backoff = Backoff::new(
-            Duration::from_millis(cfg.backoff_base_ms),
-            Duration::from_millis(cfg.backoff_max_ms),
-        );
+        let limiter = RateLimit::per_second(cfg.max_requests_per_second);
+        let retry = retry_policy(&cfg);
         debug!(base = %redact_url(base.as_str()), token_env = %cfg.token_env, "REST CRM client ready");
         Ok(RestCrm {
             cfg,
@@ -381,7 +425,7 @@ impl RestCrm {
             auth,
             http,
             limiter,
-            backoff,
+            retry,
             journal,
         })
     }
@@ -593,93 +637,95 @@ impl RestCrm {
     }
 
     /// One POST with rate limiting and retries. Returns the status and body of a 2xx answer.
-    fn send(&mut self, url: &Url, body: String) -> Result<(u16, String), SendFailure> {
-        let attempts = self.cfg.max_retries + 1;
-        let mut last = String::new();
-        for attempt in 0..attempts {
-            self.limiter.wait();
-            let result = self
-                .http
-                .post(url.clone())
-                .header(AUTHORIZATION, self.auth.clone())
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.clone())
-                .send();
-            let mut retry_after = None;
-            match result {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    retry_after = response
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    let retryable = status == 429 || status == 408 || status >= 500;
-                    let text = response.text();
-                    match text {
-                        Ok(text) if (200..300).contains(&status) => return Ok((status, text)),
-                        // A 2xx whose body was cut: the batch may be applied, but resending
-                        // it is harmless (idempotent) and the only way to get its errors.
-                        Err(e) if (200..300).contains(&status) || retryable => {
-                            last = format!(
-                                "HTTP {status}, body unreadable: {}",
-                                net::error_text(e, &self.cfg.base_url)
-                            )
-                        }
-                        Ok(text) if retryable => {
-                            last = format!("HTTP {status}: {}", excerpt(&text));
-                        }
-                        Ok(text) => {
-                            return Err(SendFailure::Refused {
-                                status,
-                                body: excerpt(&text),
-                            })
-                        }
-                        Err(e) => {
-                            return Err(SendFailure::Refused {
-                                status,
-                                body: format!(
-                                    "(body unreadable: {})",
-                                    net::error_text(e, &self.cfg.base_url)
-                                ),
-                            })
-                        }
-                    }
-                    if status != 429 {
-                        retry_after = None;
-                    }
-                }
-                Err(e) if e.is_builder() => {
-                    return Err(SendFailure::Refused {
-                        status: 0,
-                        body: net::error_text(e, &self.cfg.base_url),
-                    })
-                }
-                Err(e) => last = net::error_text(e, &self.cfg.base_url),
+    fn send(&self, url: &Url, body: String) -> Result<(u16, String), SendFailure> {
+        let what = format!("CRM POST {}", redact_url(url.as_str()));
+        let result = self.retry.run_blocking(
+            &what,
+            || {
+                self.limiter.wait();
+                self.post(url, &body)
+            },
+            TryFailure::verdict,
+        );
+        let failed = match result {
+            Ok(answer) => return Ok(answer),
+            Err(failed) => failed,
+        };
+        match (failed.last, failed.reason) {
+            (TryFailure::Refused { status, body }, _) => Err(SendFailure::Refused { status, body }),
+            (TryFailure::Transient { last, .. }, StopReason::RetryAfterTooLong { .. }) => {
+                Err(SendFailure::Exhausted {
+                    attempts: failed.tries,
+                    last: format!("{last}; {}", failed.reason),
+                })
             }
-            if attempt + 1 == attempts {
-                break;
-            }
-            let wait = match retry_after {
-                Some(wait) if wait > MAX_RETRY_AFTER => {
-                    last = format!(
-                        "{last}; Retry-After {} s is longer than {} s",
-                        wait.as_secs(),
-                        MAX_RETRY_AFTER.as_secs()
-                    );
-                    return Err(SendFailure::Exhausted {
-                        attempts: attempt + 1,
-                        last,
-                    });
-                }
-                Some(wait) => wait,
-                None => self.backoff.delay(attempt),
-            };
-            warn!(url = %redact_url(url.as_str()), attempt = attempt + 1, wait_ms = wait.as_millis() as u64, error = %last, "CRM request failed, retrying");
-            std::thread::sleep(wait);
+            (TryFailure::Transient { last, .. }, _) => Err(SendFailure::Exhausted {
+                attempts: failed.tries,
+                last,
+            }),
         }
-        Err(SendFailure::Exhausted { attempts, last })
+    }
+
+    /// One try of [`Self::send`].
+    fn post(&self, url: &Url, body: &str) -> Result<(u16, String), TryFailure> {
+        let result = self
+            .http
+            .post(url.clone())
+            .header(AUTHORIZATION, self.auth.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.to_owned())
+            .send();
+        let response = match result {
+            Ok(response) => response,
+            Err(e) if e.is_builder() => {
+                return Err(TryFailure::Refused {
+                    status: 0,
+                    body: net::error_text(e, &self.cfg.base_url),
+                })
+            }
+            Err(e) => {
+                return Err(TryFailure::Transient {
+                    last: net::error_text(e, &self.cfg.base_url),
+                    retry_after: None,
+                })
+            }
+        };
+        let status = response.status().as_u16();
+        // Only a 429's `Retry-After` is waited for; other retryable answers back off.
+        let retry_after = (status == 429)
+            .then(|| response.headers().get(RETRY_AFTER))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let retryable = status == 429 || status == 408 || status >= 500;
+        let ok = (200..300).contains(&status);
+        match response.text() {
+            Ok(text) if ok => Ok((status, text)),
+            // A 2xx whose body was cut: the batch may be applied, but resending it is
+            // harmless (idempotent) and the only way to get its errors.
+            Err(e) if ok || retryable => Err(TryFailure::Transient {
+                last: format!(
+                    "HTTP {status}, body unreadable: {}",
+                    net::error_text(e, &self.cfg.base_url)
+                ),
+                retry_after,
+            }),
+            Ok(text) if retryable => Err(TryFailure::Transient {
+                last: format!("HTTP {status}: {}", excerpt(&text)),
+                retry_after,
+            }),
+            Ok(text) => Err(TryFailure::Refused {
+                status,
+                body: excerpt(&text),
+            }),
+            Err(e) => Err(TryFailure::Refused {
+                status,
+                body: format!(
+                    "(body unreadable: {})",
+                    net::error_text(e, &self.cfg.base_url)
+                ),
+            }),
+        }
     }
 }
 

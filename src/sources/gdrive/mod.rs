@@ -1,7 +1,8 @@
 //! Google Drive source: car dealers' systems drop one full-snapshot export per entity
 //! (`clientes.csv`, `unidades.xml`, ...) into a Drive folder; each [`GdriveSource::poll`]
 //! lists that folder, skips what the caller says it already processed, and downloads the rest
-//! into a local folder, each file written to `.<name>.part` and renamed when complete.
+//! into a local folder, each file written to `.<name>.part` and renamed when complete
+//! (`crate::support::download`).
 //!
 //! # Drive v3 calls (all GET, all with `Authorization: Bearer <token>`)
 //! - `files.list`: `GET {api_base}drive/v3/files` with `q='<folder_id>' in parents and
@@ -30,8 +31,9 @@
 //! 429 (and 403 `userRateLimitExceeded`/`rateLimitExceeded`) wait for `Retry-After` when given,
 //! else back off; 408, 5xx, connection errors, requests without response headers within
 //! [`RetryTiming::request_timeout`] and downloads that break off or stall are retried with
-//! exponential backoff and jitter, up to `max_retries` retries per call. A 401 forces one new
-//! token from the token endpoint and retries at once; see `crate::support::google::retry`.
+//! exponential backoff and jitter, up to `max_retries` retries per call, by the one retry
+//! policy of `crate::support::retry`. A 401 forces one new token from the token endpoint and
+//! retries at once; see `crate::support::google::call`.
 //!
 //! # Limits
 //! No recursion into subfolders; Google-native files other than Sheets (Docs, Slides, ...) are
@@ -50,8 +52,6 @@ mod server_tests;
 pub use crate::support::google::RetryTiming;
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
@@ -63,9 +63,11 @@ use google_drive3::common;
 use google_drive3::hyper::body::Body as _;
 use google_drive3::DriveHub;
 
+use crate::support::download::{DownloadError, Expected, PartFile, Verified};
 use crate::support::google::auth::{self, KeyError};
-use crate::support::google::retry::{self, Attempts, Failure, Stop};
+use crate::support::google::call::{classify, Call, Failure, TryError};
 use crate::support::google::{Connector, Session, SessionError};
+use crate::support::retry::{Failed, RetryPolicy, Verdict};
 
 /// MIME type of a Google Sheet; such files are exported as CSV instead of downloaded.
 pub const SPREADSHEET_MIME: &str = "application/vnd.google-apps.spreadsheet";
@@ -419,13 +421,12 @@ impl GdriveSource {
         Ok(fetched)
     }
 
-    fn attempts(&self, what: String) -> Attempts {
-        Attempts::new(
-            what,
-            self.cfg.max_retries,
-            self.timing,
-            self.force_refresh.clone(),
-        )
+    fn call(&self, what: String) -> Call {
+        Call::new(what, self.force_refresh.clone())
+    }
+
+    fn policy(&self) -> RetryPolicy {
+        self.timing.policy(self.cfg.max_retries)
     }
 
     /// Every non-trashed item directly in the folder, all pages.
@@ -434,28 +435,35 @@ impl GdriveSource {
         let mut files = Vec::new();
         let mut page_token: Option<String> = None;
         for page in 1..=MAX_PAGES {
-            let attempts = self.attempts(format!("files.list page {page}"));
-            let (_, list) = retry::run(&attempts, || {
-                let mut dlg = attempts.delegate();
-                let (hub, q, token) = (&self.hub, q.as_str(), page_token.as_deref());
-                async move {
-                    let mut call = hub
-                        .files()
-                        .list()
-                        .q(q)
-                        .page_size(PAGE_SIZE)
-                        .supports_all_drives(true)
-                        .include_items_from_all_drives(true)
-                        .param("fields", LIST_FIELDS)
-                        .add_scope(Scope::Readonly);
-                    if let Some(token) = token {
-                        call = call.page_token(token);
-                    }
-                    call.delegate(&mut dlg).doit().await
-                }
-            })
-            .await
-            .map_err(|stop| self.call_error(&attempts, stop))?;
+            let call = self.call(format!("files.list page {page}"));
+            let timeout = self.timing.request_timeout;
+            let (_, list) = self
+                .policy()
+                .run(
+                    call.what(),
+                    || {
+                        let mut dlg = call.delegate();
+                        let (hub, q, token) = (&self.hub, q.as_str(), page_token.as_deref());
+                        call.attempt(timeout, async move {
+                            let mut list = hub
+                                .files()
+                                .list()
+                                .q(q)
+                                .page_size(PAGE_SIZE)
+                                .supports_all_drives(true)
+                                .include_items_from_all_drives(true)
+                                .param("fields", LIST_FIELDS)
+                                .add_scope(Scope::Readonly);
+                            if let Some(token) = token {
+                                list = list.page_token(token);
+                            }
+                            list.delegate(&mut dlg).doit().await
+                        })
+                    },
+                    TryError::verdict,
+                )
+                .await
+                .map_err(|failed| self.call_error(call.what(), failed))?;
             if list.incomplete_search == Some(true) {
                 tracing::warn!(source = %self.cfg.name, "Drive says the folder listing is incomplete; files may be missing from this poll");
             }
@@ -463,7 +471,7 @@ impl GdriveSource {
             match list.next_page_token.filter(|t| !t.is_empty()) {
                 Some(next) if page_token.as_deref() == Some(next.as_str()) => {
                     return Err(self.protocol(
-                        attempts.what(),
+                        call.what(),
                         format!("the same nextPageToken came back twice (`{next}`)"),
                     ));
                 }
@@ -474,105 +482,114 @@ impl GdriveSource {
         Err(self.protocol("files.list", format!("still more pages after {MAX_PAGES}")))
     }
 
-    /// Downloads (or exports) one file to `into`, through a `.part` file.
+    /// Downloads (or exports) one file to `into`, through a `.part` file. A download that
+    /// breaks off or stalls is retried whole, under the same retry budget as the request.
     async fn download(&self, item: &Wanted, into: &Path) -> Result<Fetched, GdriveError> {
-        let call = if item.export {
+        let call = self.call(if item.export {
             format!("files.export `{}` ({})", item.local_name, item.id)
         } else {
             format!("files.get alt=media `{}` ({})", item.local_name, item.id)
+        });
+        let expected = Expected {
+            // An export has no size in the listing; a blob must be exactly as listed.
+            size: item.size.filter(|_| !item.export),
+            blake3: None,
         };
-        let attempts = self.attempts(call);
-        let final_path = into.join(&item.local_name);
-        let part_path = into.join(format!(".{}.part", item.local_name));
-        let io_error = |path: &Path, source| GdriveError::Io {
-            source_name: self.cfg.name.clone(),
-            path: path.to_path_buf(),
-            source,
-        };
-        loop {
-            let response = retry::run(&attempts, || {
-                let mut dlg = attempts.delegate();
-                let (hub, id, export) = (&self.hub, item.id.as_str(), item.export);
-                async move {
-                    let files = hub.files();
-                    if export {
-                        files
-                            .export(id, "text/csv")
-                            .add_scope(Scope::Readonly)
-                            .delegate(&mut dlg)
-                            .doit()
-                            .await
-                    } else {
-                        files
-                            .get(id)
-                            .param("alt", "media")
-                            .supports_all_drives(true)
-                            .add_scope(Scope::Readonly)
-                            .delegate(&mut dlg)
-                            .doit()
-                            .await
-                            .map(|(response, _)| response)
-                    }
-                }
-            })
+        let verified = self
+            .policy()
+            .run(
+                call.what(),
+                || self.download_once(&call, item, into, expected),
+                DownloadTry::verdict,
+            )
             .await
-            .map_err(|stop| self.call_error(&attempts, stop))?;
-
-            let mut part = PartFile::create(&part_path).map_err(|e| io_error(&part_path, e))?;
-            let idle = attempts.timing().idle_timeout;
-            match stream_body(response.into_body(), &mut part, idle).await {
-                Ok((bytes, hash)) => {
-                    if let (false, Some(expected)) = (item.export, item.size) {
-                        if bytes != expected {
-                            return Err(GdriveError::Changed {
-                                source_name: self.cfg.name.clone(),
-                                name: item.local_name.clone(),
-                                file_id: item.id.clone(),
-                                got: bytes,
-                                expected,
-                            });
-                        }
-                    }
-                    part.commit(&final_path)
-                        .map_err(|e| io_error(&final_path, e))?;
-                    tracing::debug!(
-                        source = %self.cfg.name,
-                        file = %item.local_name,
-                        bytes,
-                        "Drive file downloaded"
-                    );
-                    return Ok(Fetched {
-                        name: item.local_name.clone(),
-                        local: final_path,
-                        file_id: item.id.clone(),
-                        md5: item.md5.clone(),
-                        modified_time: item.modified.clone(),
-                        hash: hash.to_hex().to_string(),
-                    });
-                }
-                Err(BodyError::Write(e)) => return Err(io_error(&part_path, e)),
-                Err(BodyError::Read(problem)) => {
-                    drop(part);
-                    match attempts.transient(problem) {
-                        Some(pause) => {
-                            retry::log_retry(&attempts, pause);
-                            tokio::time::sleep(pause).await;
-                        }
-                        None => return Err(self.gave_up(&attempts)),
-                    }
-                }
-            }
-        }
+            .map_err(|failed| match failed.last {
+                DownloadTry::Remote(last) => self.call_error(
+                    call.what(),
+                    Failed {
+                        last,
+                        tries: failed.tries,
+                        reason: failed.reason,
+                    },
+                ),
+                DownloadTry::Local(e) => self.download_error(&call, item, e),
+            })?;
+        let (bytes, hash) = (verified.bytes(), verified.hash());
+        let local = verified
+            .commit()
+            .map_err(|e| self.download_error(&call, item, e))?;
+        tracing::debug!(
+            source = %self.cfg.name,
+            file = %item.local_name,
+            bytes,
+            "Drive file downloaded"
+        );
+        Ok(Fetched {
+            name: item.local_name.clone(),
+            local,
+            file_id: item.id.clone(),
+            md5: item.md5.clone(),
+            modified_time: item.modified.clone(),
+            hash: hash.to_hex().to_string(),
+        })
     }
 
-    fn gave_up(&self, attempts: &Attempts) -> GdriveError {
-        GdriveError::GaveUp {
-            source_name: self.cfg.name.clone(),
-            call: attempts.what().to_owned(),
-            tries: attempts.tries(),
-            last: attempts
-                .last_problem()
-                .unwrap_or_else(|| "unknown problem".to_owned()),
+    /// One try of [`Self::download`]: the request, then the body into a fresh `.part` file.
+    async fn download_once(
+        &self,
+        call: &Call,
+        item: &Wanted,
+        into: &Path,
+        expected: Expected,
+    ) -> Result<Verified, DownloadTry> {
+        let mut dlg = call.delegate();
+        let files = self.hub.files();
+        let request = async {
+            if item.export {
+                files
+                    .export(&item.id, "text/csv")
+                    .add_scope(Scope::Readonly)
+                    .delegate(&mut dlg)
+                    .doit()
+                    .await
+            } else {
+                files
+                    .get(&item.id)
+                    .param("alt", "media")
+                    .supports_all_drives(true)
+                    .add_scope(Scope::Readonly)
+                    .delegate(&mut dlg)
+                    .doit()
+                    .await
+                    .map(|(response, _)| response)
+            }
+        };
+        let response = call
+            .attempt(self.timing.request_timeout, request)
+            .await
+            .map_err(DownloadTry::Remote)?;
+        let mut part = PartFile::create(into, &item.local_name).map_err(DownloadTry::Local)?;
+        stream_body(response.into_body(), &mut part, self.timing.idle_timeout).await?;
+        part.finish(expected).map_err(DownloadTry::Local)
+    }
+
+    /// A download refused on our side: the disk, or a file that changed while it came.
+    fn download_error(&self, call: &Call, item: &Wanted, e: DownloadError) -> GdriveError {
+        let source_name = self.cfg.name.clone();
+        match e {
+            DownloadError::Size { got, expected } => GdriveError::Changed {
+                source_name,
+                name: item.local_name.clone(),
+                file_id: item.id.clone(),
+                got,
+                expected,
+            },
+            DownloadError::Io { path, source } => GdriveError::Io {
+                source_name,
+                path,
+                source,
+            },
+            other @ DownloadError::Hash { .. } => self.protocol(call.what(), other.to_string()),
         }
     }
 
@@ -585,10 +602,10 @@ impl GdriveSource {
     }
 
     /// Turns the end of a failed call into an error that says what to do about it.
-    fn call_error(&self, attempts: &Attempts, stop: Stop) -> GdriveError {
-        let call = attempts.what().to_owned();
+    fn call_error(&self, call: &str, failed: Failed<TryError>) -> GdriveError {
+        let call = call.to_owned();
         let source_name = self.cfg.name.clone();
-        match retry::classify(attempts, stop) {
+        match classify(failed) {
             Failure::GaveUp { tries, last } => GdriveError::GaveUp {
                 source_name,
                 call,
@@ -827,104 +844,62 @@ fn select(
     sel
 }
 
-/// A `.part` file that removes itself unless committed, so no error path (or panic) can
-/// leave a partial download behind.
-struct PartFile {
-    path: PathBuf,
-    file: Option<BufWriter<File>>,
-    committed: bool,
+/// Why one try of a download failed.
+enum DownloadTry {
+    /// The request failed, or its body broke off or stalled.
+    Remote(TryError),
+    /// Our disk refused, or the file was not what the listing said: not worth a retry.
+    Local(DownloadError),
 }
 
-impl PartFile {
-    fn create(path: &Path) -> std::io::Result<Self> {
-        Ok(PartFile {
-            path: path.to_path_buf(),
-            file: Some(BufWriter::new(File::create(path)?)),
-            committed: false,
-        })
-    }
-
-    /// Flushes to disk and renames onto `to` (replacing an older copy).
-    fn commit(mut self, to: &Path) -> std::io::Result<()> {
-        if let Some(writer) = self.file.take() {
-            let file = writer.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-        }
-        std::fs::rename(&self.path, to)?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Write for PartFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self.file.as_mut() {
-            Some(f) => f.write(buf),
-            None => Err(std::io::Error::other("part file already closed")),
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self.file.as_mut() {
-            Some(f) => f.flush(),
-            None => Ok(()),
+impl DownloadTry {
+    fn verdict(&self) -> Verdict {
+        match self {
+            DownloadTry::Remote(e) => e.verdict(),
+            DownloadTry::Local(_) => Verdict::Permanent,
         }
     }
 }
 
-impl Drop for PartFile {
-    fn drop(&mut self) {
-        if !self.committed {
-            drop(self.file.take());
-            if let Err(e) = std::fs::remove_file(&self.path) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(path = %self.path.display(), error = %e, "cannot remove a partial download; delete it by hand");
-                }
-            }
+impl std::fmt::Display for DownloadTry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownloadTry::Remote(e) => e.fmt(f),
+            DownloadTry::Local(e) => e.fmt(f),
         }
     }
 }
 
-enum BodyError {
-    /// The server side broke off or went silent: worth a retry.
-    Read(String),
-    /// Our disk refused: not worth a retry.
-    Write(std::io::Error),
-}
-
-/// Streams a response body into `out`, hashing as it goes; each chunk must come within `idle`.
+/// Streams a response body into `out`; each chunk must come within `idle`.
 async fn stream_body(
     mut body: common::Body,
-    out: &mut impl Write,
+    out: &mut PartFile,
     idle: Duration,
-) -> Result<(u64, blake3::Hash), BodyError> {
-    let mut hasher = blake3::Hasher::new();
-    let mut bytes = 0u64;
+) -> Result<(), DownloadTry> {
     loop {
         let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+        let broken = |what: String| DownloadTry::Remote(TryError::transient(what));
         match tokio::time::timeout(idle, next).await {
             Err(_) => {
-                return Err(BodyError::Read(format!(
-                    "download stalled for {idle:?} after {bytes} bytes"
+                return Err(broken(format!(
+                    "download stalled for {idle:?} after {} bytes",
+                    out.bytes()
                 )))
             }
-            Ok(None) => break,
+            Ok(None) => return Ok(()),
             Ok(Some(Err(e))) => {
-                return Err(BodyError::Read(format!(
-                    "download broke off after {bytes} bytes: {e}"
+                return Err(broken(format!(
+                    "download broke off after {} bytes: {e}",
+                    out.bytes()
                 )))
             }
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
-                    hasher.update(&data);
-                    out.write_all(&data).map_err(BodyError::Write)?;
-                    bytes += data.len() as u64;
+                    out.append(&data).map_err(DownloadTry::Local)?;
                 }
             }
         }
     }
-    out.flush().map_err(BodyError::Write)?;
-    Ok((bytes, hasher.finalize()))
 }
 
 #[cfg(test)]
@@ -1122,25 +1097,6 @@ mod tests {
         assert_eq!(sel.wanted.len(), 1);
         assert_eq!(sel.wanted[0].id, "new");
         assert_eq!(sel.duplicates, 2);
-    }
-
-    #[test]
-    fn part_file_removes_itself_unless_committed() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let part = dir.path().join(".a.csv.part");
-        {
-            let mut p = PartFile::create(&part).expect("create");
-            p.write_all(b"half").expect("write");
-        }
-        assert!(!part.exists());
-        let mut p = PartFile::create(&part).expect("create");
-        p.write_all(b"whole").expect("write");
-        p.commit(&dir.path().join("a.csv")).expect("commit");
-        assert!(!part.exists());
-        assert_eq!(
-            std::fs::read(dir.path().join("a.csv")).expect("read"),
-            b"whole"
-        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `ventas.csv`, `unidades.xml`, ...) to an SFTP server, and dropsync fetches each complete
 //! file once. A file is taken only when its size and mtime did not change between two polls,
 //! so an upload still in progress is never read; it is written locally as `.<name>.part` and
-//! renamed into place only when whole. After a successful run the remote files are moved to
+//! renamed into place only when whole (`crate::support::download`). After a successful run the remote files are moved to
 //! `processed_dir` (or, with `after = "keep"`, left alone and remembered by the caller by
 //! name, size and mtime).
 //!
@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +20,8 @@ use std::time::Duration;
 use glob::{MatchOptions, Pattern};
 use ssh2::{CheckResult, ErrorCode, HashType, KnownHostFileKind, Session, Sftp};
 use tracing::{debug, info, warn};
+
+use crate::support::download::{CopyError, DownloadError, Expected, PartFile};
 
 #[cfg(test)]
 pub(crate) mod sshd;
@@ -779,42 +781,46 @@ impl SftpSource {
         into: &Path,
     ) -> Result<Option<Fetched>, SftpError> {
         let remote = remote_join(&self.cfg.remote_dir, name);
-        let part = into.join(format!(".{name}.part"));
-        let result = self.download_to(sftp, &remote, &part, size);
-        let hash = match result {
-            Ok(Some(hash)) => hash,
-            Ok(None) => {
-                let _ = fs::remove_file(&part);
+        let src = sftp
+            .open(Path::new(&remote))
+            .map_err(|source| self.remote_err("open", &remote, source))?;
+        let mut part = PartFile::create(into, name).map_err(|e| self.local_err(into, e))?;
+        match part.copy_from(src, CHUNK) {
+            Ok(_) => {}
+            Err(CopyError::Read { got, source }) => {
+                return Err(SftpError::Download {
+                    name: self.cfg.name.clone(),
+                    remote,
+                    got,
+                    expected: size,
+                    source,
+                })
+            }
+            Err(CopyError::Write(e)) => return Err(self.local_err(into, e)),
+        }
+        let expected = Expected {
+            size: Some(size),
+            blake3: None,
+        };
+        let verified = match part.finish(expected) {
+            Ok(verified) => verified,
+            Err(DownloadError::Size { got, .. }) => {
+                warn!(source = %self.cfg.name, file = %remote, listed = size, got, "Remote file size changed while it was downloaded; it will be taken once it stays unchanged.");
                 return Ok(None);
             }
-            Err(e) => {
-                let _ = fs::remove_file(&part);
-                return Err(e);
-            }
+            Err(e) => return Err(self.local_err(into, e)),
         };
         // Same size is not enough when an upload rewrote the file in place: check that the
         // remote file still has the size and mtime it was listed with.
-        let after = match sftp.stat(Path::new(&remote)) {
-            Ok(s) => s,
-            Err(source) => {
-                let _ = fs::remove_file(&part);
-                return Err(self.remote_err("stat", &remote, source));
-            }
-        };
+        let after = sftp
+            .stat(Path::new(&remote))
+            .map_err(|source| self.remote_err("stat", &remote, source))?;
         if (after.size.unwrap_or(0), after.mtime.unwrap_or(0)) != (size, mtime) {
-            let _ = fs::remove_file(&part);
             warn!(source = %self.cfg.name, file = %name, "Remote file changed while it was downloaded; it will be taken once it stays unchanged.");
             return Ok(None);
         }
-        let local = into.join(name);
-        if let Err(source) = fs::rename(&part, &local) {
-            let _ = fs::remove_file(&part);
-            return Err(SftpError::Local {
-                name: self.cfg.name.clone(),
-                path: local,
-                source,
-            });
-        }
+        let hash = verified.hash().to_hex().to_string();
+        let local = verified.commit().map_err(|e| self.local_err(into, e))?;
         Ok(Some(Fetched {
             name: name.to_string(),
             local,
@@ -824,52 +830,17 @@ impl SftpSource {
         }))
     }
 
-    /// Copies the remote file into `part`, hashing as it goes. `Ok(None)` when the byte count
-    /// differs from the listed size.
-    fn download_to(
-        &self,
-        sftp: &Sftp,
-        remote: &str,
-        part: &Path,
-        size: u64,
-    ) -> Result<Option<String>, SftpError> {
-        let local_err = |source| SftpError::Local {
-            name: self.cfg.name.clone(),
-            path: part.to_path_buf(),
-            source,
+    /// Our side of a download failed (the disk, the folder).
+    fn local_err(&self, into: &Path, e: DownloadError) -> SftpError {
+        let (path, source) = match e {
+            DownloadError::Io { path, source } => (path, source),
+            other => (into.to_path_buf(), io::Error::other(other)),
         };
-        let mut src = sftp
-            .open(Path::new(remote))
-            .map_err(|source| self.remote_err("open", remote, source))?;
-        let mut dst = fs::File::create(part).map_err(local_err)?;
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; CHUNK];
-        let mut got = 0u64;
-        loop {
-            let n = match src.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(SftpError::Download {
-                        name: self.cfg.name.clone(),
-                        remote: remote.to_string(),
-                        got,
-                        expected: size,
-                        source,
-                    })
-                }
-            };
-            dst.write_all(&buf[..n]).map_err(local_err)?;
-            hasher.update(&buf[..n]);
-            got += n as u64;
+        SftpError::Local {
+            name: self.cfg.name.clone(),
+            path,
+            source,
         }
-        if got != size {
-            warn!(source = %self.cfg.name, file = %remote, listed = size, got, "Remote file size changed while it was downloaded; it will be taken once it stays unchanged.");
-            return Ok(None);
-        }
-        dst.sync_all().map_err(local_err)?;
-        Ok(Some(hasher.finalize().to_hex().to_string()))
     }
 
     /// Creates `remote_dir/processed_dir` (and any missing parent inside `remote_dir`).

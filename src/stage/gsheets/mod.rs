@@ -23,9 +23,10 @@
 //! analysts export tabs to CSV and open them in Excel.
 //!
 //! # Retries and credentials
-//! As for the Drive source (`crate::support::google`): 429 waits for `Retry-After` or backs off, 5xx,
-//! timeouts and connection errors back off with jitter, up to `max_retries` per call; a 401
-//! fetches one fresh token. Re-sending a write is harmless: it writes the same cells again.
+//! As for the Drive source (`crate::support::google`, through the one retry policy of
+//! `crate::support::retry`): 429 waits for `Retry-After` or backs off, 5xx, timeouts and
+//! connection errors back off with jitter, up to `max_retries` per call; a 401 fetches one
+//! fresh token. Re-sending a write is harmless: it writes the same cells again.
 //!
 //! # Limits
 //! Titles are matched exactly (Google compares them case-insensitively, so a tab `Clientes`
@@ -63,8 +64,9 @@ use google_sheets4::api::{
 use google_sheets4::Sheets;
 
 use crate::support::google::auth::{self, KeyError};
-use crate::support::google::retry::{self, Attempts, Failure, Stop};
+use crate::support::google::call::{classify, Call, Failure, TryError};
 use crate::support::google::{Connector, Session, SessionError};
+use crate::support::retry::Failed;
 
 use self::budget::Need;
 use self::layout::{Existing, Part, Planned};
@@ -305,24 +307,35 @@ fn width(g: &Grid) -> usize {
 }
 
 /// Runs one generated call (`$call`, built anew for each try from the hub and a clone of
-/// the request body `$val`) with the retry loop of `crate::support::google::retry`, then counts its tries and maps its failure.
-/// A macro because each generated call is its own type with the same inherent methods.
+/// the request body `$val`) under the one retry policy (`crate::support::retry`), then counts
+/// its tries and maps its failure. A macro because each generated call is its own type with
+/// the same inherent methods.
 macro_rules! retried {
-    ($publisher:expr, $attempts:ident, |$hub:ident $(, $arg:ident = $val:ident)?| $call:expr) => {{
-        let result = retry::run(&$attempts, || {
-            let mut dlg = $attempts.delegate();
-            let $hub = &$publisher.hub;
-            $(let $arg = $val.clone();)?
-            async move {
-                $call
-                    .add_scope(Scope::Spreadsheet)
-                    .delegate(&mut dlg)
-                    .doit()
-                    .await
-            }
-        })
-        .await;
-        $publisher.finish(&$attempts, result)
+    ($publisher:expr, $call_state:ident, |$hub:ident $(, $arg:ident = $val:ident)?| $call:expr) => {{
+        let tries = Cell::new(0usize);
+        let timeout = $publisher.timing.request_timeout;
+        let result = $publisher
+            .timing
+            .policy($publisher.spec.max_retries)
+            .run(
+                $call_state.what(),
+                || {
+                    tries.set(tries.get() + 1);
+                    let mut dlg = $call_state.delegate();
+                    let $hub = &$publisher.hub;
+                    $(let $arg = $val.clone();)?
+                    $call_state.attempt(timeout, async move {
+                        $call
+                            .add_scope(Scope::Spreadsheet)
+                            .delegate(&mut dlg)
+                            .doit()
+                            .await
+                    })
+                },
+                TryError::verdict,
+            )
+            .await;
+        $publisher.finish(&$call_state, tries.get(), result)
     }};
 }
 
@@ -455,28 +468,28 @@ impl Publisher<'_> {
         Ok(report)
     }
 
-    fn attempts(&self, what: String) -> Attempts {
-        Attempts::new(
-            what,
-            self.spec.max_retries,
-            self.timing,
-            self.force_refresh.clone(),
-        )
+    fn call(&self, what: String) -> Call {
+        Call::new(what, self.force_refresh.clone())
     }
 
     /// Counts the tries of a finished call and turns its failure into our error.
-    fn finish<T>(&self, attempts: &Attempts, result: Result<T, Stop>) -> Result<T, GsheetsError> {
-        let tries = attempts.tries() as usize;
+    fn finish<T>(
+        &self,
+        call: &Call,
+        tries: usize,
+        result: Result<T, Failed<TryError>>,
+    ) -> Result<T, GsheetsError> {
         self.requests.set(self.requests.get() + tries);
-        self.retries.set(self.retries.get() + tries - 1);
-        result.map_err(|stop| self.call_error(attempts, stop))
+        self.retries
+            .set(self.retries.get() + tries.saturating_sub(1));
+        result.map_err(|failed| self.call_error(call, failed))
     }
 
     /// Every tab with its grid size; tabs without a grid (chart sheets) count as 0 cells.
     async fn sheets_now(&self) -> Result<Vec<Existing>, GsheetsError> {
         let id = self.spec.spreadsheet_id.as_str();
-        let attempts = self.attempts("spreadsheets.get".to_owned());
-        let (_, book) = retried!(self, attempts, |hub| hub
+        let call = self.call("spreadsheets.get".to_owned());
+        let (_, book) = retried!(self, call, |hub| hub
             .spreadsheets()
             .get(id)
             .param("fields", GET_FIELDS))?;
@@ -485,7 +498,7 @@ impl Publisher<'_> {
             let Some(p) = sheet.properties else { continue };
             let (Some(sheet_id), Some(title)) = (p.sheet_id, p.title) else {
                 return Err(GsheetsError::Protocol {
-                    call: attempts.what().to_owned(),
+                    call: call.what().to_owned(),
                     message: "a sheet came back without sheetId or title".to_owned(),
                 });
             };
@@ -510,22 +523,21 @@ impl Publisher<'_> {
             "spreadsheets.batchUpdate ({} addSheet/resize requests)",
             requests.len()
         );
-        let attempts = self.attempts(what);
+        let call = self.call(what);
         let body = BatchUpdateSpreadsheetRequest {
             requests: Some(requests),
             ..Default::default()
         };
-        retried!(self, attempts, |hub, body = body| hub.spreadsheets().batch_update(body, id))
-            .map(drop)
+        retried!(self, call, |hub, body = body| hub.spreadsheets().batch_update(body, id)).map(drop)
     }
 
     async fn clear(&self, ranges: Vec<String>) -> Result<(), GsheetsError> {
         let id = self.spec.spreadsheet_id.as_str();
-        let attempts = self.attempts(format!("values.batchClear {}", ranges.join(", ")));
+        let call = self.call(format!("values.batchClear {}", ranges.join(", ")));
         let body = BatchClearValuesRequest {
             ranges: Some(ranges),
         };
-        retried!(self, attempts, |hub, body = body| hub.spreadsheets().values_batch_clear(body, id))
+        retried!(self, call, |hub, body = body| hub.spreadsheets().values_batch_clear(body, id))
             .map(drop)
     }
 
@@ -544,7 +556,7 @@ impl Publisher<'_> {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        let attempts = self.attempts(format!("values.batchUpdate {what}"));
+        let call = self.call(format!("values.batchUpdate {what}"));
         let data: Vec<ValueRange> = chunk
             .iter()
             .map(|p| {
@@ -566,13 +578,13 @@ impl Publisher<'_> {
             data: Some(data),
             ..Default::default()
         };
-        retried!(self, attempts, |hub, body = body| hub.spreadsheets().values_batch_update(body, id))
-        .map(drop)
+        retried!(self, call, |hub, body = body| hub.spreadsheets().values_batch_update(body, id))
+            .map(drop)
     }
 
-    fn call_error(&self, attempts: &Attempts, stop: Stop) -> GsheetsError {
-        let call = attempts.what().to_owned();
-        match retry::classify(attempts, stop) {
+    fn call_error(&self, call: &Call, failed: Failed<TryError>) -> GsheetsError {
+        let call = call.what().to_owned();
+        match classify(failed) {
             Failure::GaveUp { tries, last } => GsheetsError::GaveUp { call, tries, last },
             Failure::Auth(message) => GsheetsError::Auth {
                 call,

@@ -107,7 +107,7 @@ pub(crate) async fn authenticator(
 }
 
 /// The hub's token source: the cached token normally, a freshly issued one right after the
-/// retry delegate saw a 401 (it sets `force_refresh`). yup-oauth2 alone would keep handing
+/// call delegate saw a 401 (it sets `force_refresh`). yup-oauth2 alone would keep handing
 /// out a cached token that the server has revoked until its own clock says it expired.
 #[derive(Clone)]
 pub(crate) struct TokenSource {

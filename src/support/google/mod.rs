@@ -1,21 +1,65 @@
-//! What every Google API client in dropsync shares: the credentials (`auth`), the retry
-//! policy (`retry`) and the HTTP client they run over. The Drive source and the Sheets
-//! staging each build their own generated hub on top of a [`Session`].
+//! What every Google API client in dropsync shares: the credentials (`auth`), what a failed
+//! call is worth (`call`, the Google side of `crate::support::retry`), the pauses and
+//! timeouts ([`RetryTiming`]) and the HTTP client they run over. The Drive source and the
+//! Sheets staging each build their own generated hub on top of a [`Session`].
 //!
 //! google-drive3 and google-sheets4 are generated from the same templates and re-export the
 //! same google-apis-common, hyper and hyper-rustls, so the types below fit both hubs.
 
 pub(crate) mod auth;
-pub(crate) mod retry;
+pub(crate) mod call;
 
 #[cfg(test)]
 pub(crate) mod fake;
 
-pub use self::retry::RetryTiming;
-
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::support::retry::RetryPolicy;
+
+/// How long to wait between tries and for answers. The defaults suit Google's documented
+/// advice (exponential backoff up to about 32 s); tests shrink them to keep runs short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryTiming {
+    /// Upper end of the first backoff pause; each further retry doubles it (the pause is
+    /// between half and the whole of it). Default 1 s.
+    pub base_delay: Duration,
+    /// Cap on one backoff pause. Default 32 s.
+    pub max_delay: Duration,
+    /// Longest wait for the response headers of one request (token fetch included), after
+    /// which the try counts as a timeout and is retried. Default 60 s.
+    pub request_timeout: Duration,
+    /// Longest silence while a download streams, after which the try is retried. Default 60 s.
+    pub idle_timeout: Duration,
+    /// A `Retry-After` longer than this is not waited for: the call fails and the next poll
+    /// tries again, so one rate-limited poll cannot block the caller for long. Default 300 s.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryTiming {
+    fn default() -> Self {
+        RetryTiming {
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(32),
+            request_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryTiming {
+    /// The one retry policy with these pauses and `max_retries` retries per call.
+    pub(crate) fn policy(&self, max_retries: u32) -> RetryPolicy {
+        RetryPolicy {
+            base_delay: self.base_delay,
+            max_delay: self.max_delay,
+            max_retries,
+            max_retry_after: self.max_retry_after,
+        }
+    }
+}
 
 use google_drive3::common;
 use google_drive3::hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -33,7 +77,7 @@ pub(crate) struct Session {
     pub(crate) runtime: tokio::runtime::Runtime,
     pub(crate) client: common::Client<Connector>,
     pub(crate) tokens: auth::TokenSource,
-    /// Set by the retry delegate after a 401; read by `tokens`.
+    /// Set by the call delegate after a 401; read by `tokens`.
     pub(crate) force_refresh: Arc<AtomicBool>,
 }
 
