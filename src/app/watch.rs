@@ -463,7 +463,9 @@ fn pull_remotes(
 mod tests {
     use super::*;
     use crate::app::gen::{self, GenEncoding, GenOptions, UnitFormat};
-    use crate::sources::sftp::sshd::Sshd;
+    use dropsync_testkit::drive::{FakeDrive, FakeFile};
+    use dropsync_testkit::google::key_in_env;
+    use dropsync_testkit::sshd::Sshd;
 
     /// Business columns of every CRM table (bookkeeping run ids differ between runs).
     fn crm(out: &Path) -> Vec<String> {
@@ -582,7 +584,6 @@ mod tests {
 
     #[test]
     fn a_drive_drop_runs_like_the_same_files_given_to_run() {
-        use crate::sources::gdrive::fake_server::{FakeDrive, FakeFile};
         let local = tempfile::tempdir().unwrap();
         let (_plain, want) = drop_and_plain_run(local.path());
         let files: Vec<FakeFile> = std::fs::read_dir(local.path())
@@ -597,7 +598,7 @@ mod tests {
         let email = "dropsync@test.iam.gserviceaccount.com";
         let drive = FakeDrive::start("folder-x", email, files);
         let ws = tempfile::tempdir().unwrap();
-        let var = crate::support::google::fake::key_in_env(
+        let var = key_in_env(
             ws.path(),
             email,
             &drive.token_uri(),

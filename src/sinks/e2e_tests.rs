@@ -5,6 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
+use dropsync_testkit::crm::FakeCrm;
+use dropsync_testkit::google::key_in_env;
+use dropsync_testkit::postgres::TestDb;
+use dropsync_testkit::sheets::{FakeSheets, Fault, Route};
+
 use crate::app::gen::Manifest;
 use crate::app::run::{self, RunOptions, RunReport};
 
@@ -85,7 +90,6 @@ fn check_target(recipes: &Path, tmp: &Path) -> Vec<RunReport> {
 
 #[test]
 fn samples_load_into_postgres_like_into_sqlite() {
-    use super::postgres::server::TestDb;
     let db = TestDb::new("dropsync_e2e");
     let tmp = tempfile::tempdir().unwrap();
     let recipes = recipes_with(
@@ -135,7 +139,6 @@ fn samples_load_into_postgres_like_into_sqlite() {
 
 #[test]
 fn samples_load_into_a_rest_crm_like_into_sqlite() {
-    use super::rest::fake_crm::FakeCrm;
     let crm = FakeCrm::start("secret-token");
     let var = format!("DROPSYNC_E2E_CRM_TOKEN_{}", std::process::id());
     std::env::set_var(&var, "secret-token");
@@ -161,7 +164,6 @@ fn samples_load_into_a_rest_crm_like_into_sqlite() {
 
 #[test]
 fn crm_refusals_become_rejects_and_an_outage_resumes_without_resending() {
-    use super::rest::fake_crm::FakeCrm;
     let crm = FakeCrm::start("tok");
     let var = format!("DROPSYNC_E2E_CRM_TOKEN2_{}", std::process::id());
     std::env::set_var(&var, "tok");
@@ -226,11 +228,10 @@ fn crm_refusals_become_rejects_and_an_outage_resumes_without_resending() {
 /// outage leaves the run (and the CRM) fine, with the error in the run's summary.
 #[test]
 fn accepted_runs_publish_their_staging_to_google_sheets() {
-    use crate::stage::gsheets::fake_server::{FakeSheets, Fault, Route};
     let email = "dropsync-e2e@example-project.iam.gserviceaccount.com";
     let sheets = FakeSheets::start("book-e2e", email, (1000, 26));
     let tmp = tempfile::tempdir().unwrap();
-    let var = crate::support::google::fake::key_in_env(
+    let var = key_in_env(
         tmp.path(),
         email,
         &sheets.token_uri(),

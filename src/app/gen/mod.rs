@@ -35,8 +35,6 @@ mod vocab;
 mod xml_out;
 
 #[cfg(test)]
-mod testkit;
-#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;

@@ -26,8 +26,6 @@ mod retry;
 pub mod sink;
 
 #[cfg(test)]
-pub(crate) mod fake_crm;
-#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;

@@ -43,8 +43,6 @@
 //! download of that file overwrites it.
 
 #[cfg(test)]
-pub(crate) mod fake_server;
-#[cfg(test)]
 mod server_tests;
 
 pub use crate::support::google::RetryTiming;

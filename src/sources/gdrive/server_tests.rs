@@ -1,13 +1,14 @@
-//! Polls against the fake Drive in `fake_server.rs`: real HTTP, real token grant, real
-//! google-drive3 and yup-oauth2 code, no Google endpoint.
+//! Polls against the fake Drive (`dropsync_testkit::drive`): real HTTP, real token grant,
+//! real google-drive3 and yup-oauth2 code, no Google endpoint.
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-use super::fake_server::{FakeDrive, FakeFile, Fault, Route, SHEET_MIME};
+use dropsync_testkit::drive::{FakeDrive, FakeFile, Fault, Hit, Route, SHEET_MIME};
+use dropsync_testkit::google::key_in_env;
+
 use super::{Fetched, GdriveConfig, GdriveError, GdriveSource, RetryTiming};
-use crate::support::google::fake::key_in_env;
 
 const FOLDER: &str = "folder-1";
 const EMAIL: &str = "dropsync-test@example-project.iam.gserviceaccount.com";
@@ -76,7 +77,7 @@ fn names(fetched: &[Fetched]) -> Vec<&str> {
     fetched.iter().map(|f| f.name.as_str()).collect()
 }
 
-fn statuses(hits: &[super::fake_server::Hit]) -> Vec<u16> {
+fn statuses(hits: &[Hit]) -> Vec<u16> {
     hits.iter().map(|h| h.status).collect()
 }
 

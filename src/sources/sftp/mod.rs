@@ -21,9 +21,6 @@ use glob::{MatchOptions, Pattern};
 use ssh2::{CheckResult, ErrorCode, HashType, KnownHostFileKind, Session, Sftp};
 use tracing::{debug, info, warn};
 
-#[cfg(test)]
-pub(crate) mod sshd;
-
 /// How long one blocking network step (connect, handshake, a read) may wait before the poll
 /// fails, so that a dead or stalled server cannot hang dropsync.
 const TIMEOUT: Duration = Duration::from_secs(30);

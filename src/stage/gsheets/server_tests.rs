@@ -1,12 +1,13 @@
-//! `publish` against the fake Sheets API in `fake_server.rs`: real HTTP, real token grant,
-//! real google-sheets4 and yup-oauth2 code. Google's API cannot be reached offline (nor
+//! `publish` against the fake Sheets API (`dropsync_testkit::sheets`): real HTTP, real token
+//! grant, real google-sheets4 and yup-oauth2 code. Google's API cannot be reached offline (nor
 //! should tests write to a real spreadsheet), so every test here runs against that local fake.
 
 use std::time::Duration;
 
-use super::fake_server::{FakeSheets, Fault, Route};
+use dropsync_testkit::google::key_in_env;
+use dropsync_testkit::sheets::{FakeSheets, Fault, Route};
+
 use super::{publish_with, Grid, GsheetsError, GsheetsSpec, PublishReport, RetryTiming};
-use crate::support::google::fake::key_in_env;
 
 const SPREADSHEET: &str = "sheet-book-1";
 const EMAIL: &str = "dropsync-sheets@example-project.iam.gserviceaccount.com";

@@ -8,9 +8,6 @@
 pub(crate) mod auth;
 pub(crate) mod retry;
 
-#[cfg(test)]
-pub(crate) mod fake;
-
 pub use self::retry::RetryTiming;
 
 use std::sync::atomic::AtomicBool;
