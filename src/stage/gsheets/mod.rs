@@ -42,9 +42,6 @@ mod layout;
 
 pub use self::frames::staging_grids;
 
-#[cfg(test)]
-mod server_tests;
-
 pub use crate::support::google::RetryTiming;
 
 use std::cell::Cell;
