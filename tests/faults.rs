@@ -5,13 +5,10 @@
 
 mod support;
 
-#[path = "../src/sinks/postgres/server.rs"]
-#[allow(dead_code)]
-mod pg_server;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use dropsync_testkit::postgres::TestDb;
 use support::{clients_csv, Workdir, WORKSPACE};
 
 fn crm(w: &Workdir) -> Vec<String> {
@@ -175,7 +172,7 @@ fn a_locked_state_database_fails_the_run_clearly_and_the_next_run_converges() {
 /// fails saying the CRM was unavailable, the next run completes the journal and converges.
 #[test]
 fn postgres_dropping_the_connection_mid_copy_fails_clearly_and_the_next_run_converges() {
-    let db = pg_server::TestDb::new(&format!("faults_{}", std::process::id()));
+    let db = TestDb::new(&format!("faults_{}", std::process::id()));
     let w = Workdir::new();
     let cfg = format!(
         "\n[target]\nkind = \"postgres\"\n[target.postgres]\nurl_env = \"{}\"\nschema = \"crm\"\nstaging_schema = \"staging\"\n",

@@ -16,13 +16,6 @@
 
 mod support;
 
-#[path = "../src/sinks/rest/fake_crm.rs"]
-#[allow(dead_code)]
-mod fake_crm;
-#[path = "../src/sinks/postgres/server.rs"]
-#[allow(dead_code)]
-mod pg_server;
-
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -30,6 +23,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use dropsync_testkit::crm::FakeCrm;
+use dropsync_testkit::postgres::TestDb;
 use support::{repo, Workdir, WORKSPACE};
 
 const ENTITIES: [&str; 6] = [
@@ -168,7 +163,7 @@ fn sqlite_dump(w: &Workdir, db: &str, skip: &[&str]) -> String {
 }
 
 struct Postgres {
-    dbs: HashMap<String, pg_server::TestDb>,
+    dbs: HashMap<String, TestDb>,
     n: usize,
 }
 
@@ -178,7 +173,7 @@ impl Target for Postgres {
     }
     fn fresh(&mut self, tag: &str) -> String {
         self.n += 1;
-        let db = pg_server::TestDb::new(&format!("kill_{}_{}", std::process::id(), self.n));
+        let db = TestDb::new(&format!("kill_{}_{}", std::process::id(), self.n));
         let cfg = format!(
             "\n[target]\nkind = \"postgres\"\n[target.postgres]\nurl_env = \"{}\"\nschema = \"crm\"\nstaging_schema = \"staging\"\n",
             db.env_var
@@ -219,7 +214,7 @@ impl Target for Postgres {
 }
 
 struct Rest {
-    crms: HashMap<String, fake_crm::FakeCrm>,
+    crms: HashMap<String, FakeCrm>,
     n: usize,
 }
 
@@ -229,7 +224,7 @@ impl Target for Rest {
     }
     fn fresh(&mut self, tag: &str) -> String {
         self.n += 1;
-        let crm = fake_crm::FakeCrm::start("kill-token");
+        let crm = FakeCrm::start("kill-token");
         let var = "DROPSYNC_KILL_CRM_TOKEN";
         std::env::set_var(var, "kill-token");
         let cfg = format!(

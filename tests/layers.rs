@@ -1,7 +1,7 @@
 //! The layers of the tree, checked: a module may import only from its own layer and the
 //! layers below it, so data and imports flow one way (model → config → stages → app → cli).
-//! Test-only code (test modules at the end of a file, fake servers and harnesses) is left out:
-//! it may reach anywhere.
+//! Test-only code (test modules at the end of a file or in `tests.rs`) is left out: it may
+//! reach anywhere.
 //!
 //! This reads `crate::<module>` paths in the source text; a new import that runs back up the
 //! layers fails here with its file and line.
@@ -31,21 +31,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("cli", &["cli"]),
 ];
 
-/// Files that are test-only as a whole.
+/// Files that are test-only as a whole: a module's unit tests (`mod tests;`). Fakes and
+/// harnesses live in `tests/testkit/`, end-to-end tests in `tests/`.
 fn test_only(path: &Path) -> bool {
-    let name = path.file_name().unwrap().to_string_lossy();
-    matches!(
-        name.as_ref(),
-        "tests.rs"
-            | "e2e_tests.rs"
-            | "server_tests.rs"
-            | "fake_server.rs"
-            | "fake_crm.rs"
-            | "fake.rs"
-            | "server.rs"
-            | "sshd.rs"
-            | "testkit.rs"
-    )
+    path.file_name().is_some_and(|name| name == "tests.rs")
 }
 
 /// (layer, place within the layer) of a top-level module.
@@ -172,4 +161,75 @@ fn the_check_sees_a_back_edge() {
     assert_eq!(allowed("cli", "nowhere"), None);
     // Test modules at the end of a file are left out.
     assert!(imports("#[cfg(test)]\nmod tests { use crate::cli; }\n").is_empty());
+}
+
+/// What `#[cfg(test)]` may gate in `src/`: only a module's own unit tests, a private
+/// `mod …tests`. Fakes, harnesses and end-to-end tests are not part of the shipped crate: they
+/// live in `tests/testkit/` (usable by unit and integration tests alike) and `tests/`.
+fn cfg_test_misuse(text: &str) -> Vec<(usize, String)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut bad = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let code = line.split("//").next().unwrap_or("").trim();
+        if !(code.contains("cfg(") || code.contains("cfg_attr(")) || !code.contains("test") {
+            continue;
+        }
+        let gated = lines[i + 1..]
+            .iter()
+            .map(|l| l.trim())
+            .find(|l| !l.starts_with("#[") && !l.starts_with("//"))
+            .unwrap_or("");
+        let name = gated
+            .strip_prefix("mod ")
+            .map(|rest| rest.trim_end_matches([';', '{', ' ']));
+        let unit_tests = code == "#[cfg(test)]"
+            && name.is_some_and(|n| {
+                n.ends_with("tests") && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            });
+        if !unit_tests {
+            bad.push((i + 1, format!("{code} {gated}")));
+        }
+    }
+    bad
+}
+
+#[test]
+fn only_unit_test_modules_are_test_only_in_src() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    files.sort();
+    let mut misuse = Vec::new();
+    let mut gates = 0;
+    for path in &files {
+        let rel = path.strip_prefix(&root).unwrap().display().to_string();
+        let text = std::fs::read_to_string(path).unwrap();
+        gates += text.matches("#[cfg(test)]").count();
+        for (line, what) in cfg_test_misuse(&text) {
+            misuse.push(format!("{rel}:{line}: {what}"));
+        }
+    }
+    assert!(gates > 40, "the check read too little ({gates} test gates)");
+    assert!(
+        misuse.is_empty(),
+        "test-only code in src/ that is not a unit-test module (move fakes and harnesses to \
+         tests/testkit/):\n{}",
+        misuse.join("\n")
+    );
+}
+
+#[test]
+fn the_check_sees_test_only_code_that_is_not_unit_tests() {
+    assert!(
+        cfg_test_misuse("#[cfg(test)]\nmod tests;\n#[cfg(test)]\nmod copy_tests {\n").is_empty()
+    );
+    assert_eq!(
+        cfg_test_misuse("#[cfg(test)]\npub(crate) mod fake_server;\n"),
+        [(1, "#[cfg(test)] pub(crate) mod fake_server;".to_string())]
+    );
+    assert_eq!(cfg_test_misuse("#[cfg(test)]\nfn helper() {}\n").len(), 1);
+    assert_eq!(
+        cfg_test_misuse("#[cfg(any(test, feature = \"x\"))]\nmod tests;\n").len(),
+        1
+    );
 }

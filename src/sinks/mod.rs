@@ -9,9 +9,6 @@ pub mod postgres;
 pub mod rest;
 pub mod sqlite_crm;
 
-#[cfg(test)]
-mod e2e_tests;
-
 use std::path::Path;
 
 use polars::prelude::DataFrame;

@@ -36,18 +36,13 @@ mod ventas;
 mod vocab;
 mod xml_out;
 
-#[cfg(test)]
-mod testkit;
-#[cfg(test)]
-mod tests;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 pub use error::GenError;
-pub use manifest::{ChangeCounts, EntityCounts, Manifest, RowIssue};
+pub use manifest::{ChangeCounts, EntityCounts, Manifest, RowIssue, MANIFEST_FILE};
 
 use changes::EntityChanges;
 use dirty::Outcome;

@@ -10,8 +10,6 @@
 //! private network or an SSL tunnel, or a URL with `sslmode=disable`/`prefer`.
 
 mod copy_text;
-#[cfg(test)]
-pub(crate) mod server;
 pub mod sink;
 mod sql;
 #[cfg(test)]

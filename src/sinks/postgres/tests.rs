@@ -1,10 +1,11 @@
-//! Behaviour of `PgTarget` against a real PostgreSQL (see `server.rs`); each test has its
-//! own database on the shared throwaway server.
+//! Behaviour of `PgTarget` against a real PostgreSQL (see `dropsync_testkit::postgres`); each
+//! test has its own database on the shared throwaway server.
 
 use std::io::Read;
 use std::time::Instant;
 
-use super::server::TestDb;
+use dropsync_testkit::postgres::TestDb;
+
 use super::*;
 
 const SCHEMA: &str = "crm";

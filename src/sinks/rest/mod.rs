@@ -25,8 +25,6 @@ pub mod net;
 pub mod sink;
 
 #[cfg(test)]
-pub(crate) mod fake_crm;
-#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;

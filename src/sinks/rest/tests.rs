@@ -1,11 +1,11 @@
-//! Behaviour of the REST CRM client against the local fake CRM (`fake_crm.rs`).
+//! Behaviour of the REST CRM client against the local fake CRM (`dropsync_testkit::crm`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use dropsync_testkit::crm::FakeCrm;
 use serde_json::{json, Map, Value};
 
-use super::fake_crm::FakeCrm;
 use super::*;
 
 const TOKEN: &str = "test-token-not-a-secret";

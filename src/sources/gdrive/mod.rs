@@ -44,11 +44,6 @@
 //! `spawn_blocking`). A process killed mid-download can leave `.<name>.part` behind; the next
 //! download of that file overwrites it.
 
-#[cfg(test)]
-pub(crate) mod fake_server;
-#[cfg(test)]
-mod server_tests;
-
 pub use crate::support::google::RetryTiming;
 
 use std::collections::HashMap;

@@ -23,9 +23,6 @@ use tracing::{debug, info, warn};
 
 use crate::support::download::{CopyError, DownloadError, Expected, PartFile};
 
-#[cfg(test)]
-pub(crate) mod sshd;
-
 /// How long one blocking network step (connect, handshake, a read) may wait before the poll
 /// fails, so that a dead or stalled server cannot hang dropsync.
 const TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,5 +1,5 @@
 //! Unit tests for the pure parts, then behaviour tests against a real OpenSSH server
-//! (see `sshd.rs`).
+//! (see `dropsync_testkit::sshd`).
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -7,7 +7,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::sshd::Sshd;
+use dropsync_testkit::sshd::Sshd;
+
 use super::*;
 
 fn never(_: &str, _: u64, _: u64) -> bool {

@@ -43,11 +43,6 @@ mod layout;
 
 pub use self::frames::staging_grids;
 
-#[cfg(test)]
-pub(crate) mod fake_server;
-#[cfg(test)]
-mod server_tests;
-
 pub use crate::support::google::RetryTiming;
 
 use std::cell::Cell;

@@ -9,8 +9,6 @@
 pub(crate) mod auth;
 pub(crate) mod call;
 
-#[cfg(test)]
-pub(crate) mod fake;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

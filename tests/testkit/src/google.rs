@@ -1,6 +1,7 @@
-//! Test-only pieces every local stand-in for a Google API needs: the OAuth token endpoint
+//! What every local stand-in for a Google API needs: the OAuth token endpoint
 //! (service-account JWT grant) with the bearer tokens it issued, Google's JSON error shape, a
-//! server thread that stops when dropped, and a key file made from the test-only RSA key.
+//! server thread that stops when dropped, and a key file made from the test-only RSA key
+//! ([`key_in_env`], what a test hands dropsync as `key_file_env`).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -246,7 +247,7 @@ static NEXT_VAR: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::ne
 
 /// Writes a test key (see [`write_test_key`]) and points a fresh environment variable,
 /// `<prefix>_<pid>_<n>`, at it; returns the variable's name for `key_file_env`.
-pub(crate) fn key_in_env(dir: &Path, client_email: &str, token_uri: &str, prefix: &str) -> String {
+pub fn key_in_env(dir: &Path, client_email: &str, token_uri: &str, prefix: &str) -> String {
     let key_path = write_test_key(dir, client_email, token_uri);
     let var = format!(
         "{prefix}_{}_{}",

@@ -1,16 +1,52 @@
-//! Test-only tools that share no code with the writer: a quote-aware CSV reader and a line-based XML
-//! reader that both keep each record's physical start line, and a small validator that applies the
-//! rules of dropsync's validate stage (as the brief states them). Tests compare the manifest with
-//! what these find in the written bytes.
+//! An independent reading of the dealer drops `dropsync gen` writes, to check the manifest it
+//! writes beside them: a quote-aware CSV reader and a line-based XML reader that both keep
+//! each record's physical start line, and a small validator that applies the rules of
+//! dropsync's validate stage (as the brief states them). It shares no code with the generator
+//! (not even the manifest's types: [`read_drop`] reads `manifest.json` as plain JSON); tests
+//! compare the manifest with what these find in the written bytes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-use super::{GenEncoding, Manifest, RowIssue};
+/// Text encoding of every file in a drop, as `manifest.json` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// `windows-1252`, no BOM.
+    Cp1252,
+    /// `utf-8-bom`.
+    Utf8Bom,
+    /// `utf-8`.
+    Utf8,
+}
+
+impl Encoding {
+    /// The encoding a manifest's `encoding` value names.
+    pub fn named(name: &str) -> Option<Encoding> {
+        match name {
+            "windows-1252" => Some(Encoding::Cp1252),
+            "utf-8-bom" => Some(Encoding::Utf8Bom),
+            "utf-8" => Some(Encoding::Utf8),
+            _ => None,
+        }
+    }
+}
+
+/// One reject or warning: the fields of the manifest's `rejects` and `warnings`, in the same
+/// order, so lists of both sort alike.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Issue {
+    pub entity: String,
+    pub file: String,
+    /// Physical line where the record starts (header = 1; for XML the `<Unidad` start tag).
+    pub line: u64,
+    /// The ID exactly as written.
+    pub id: String,
+    pub rule: String,
+}
 
 /// A parsed file: normalized header names (trimmed, lowercase) and rows.
 #[derive(Debug, Clone)]
-pub(super) struct Table {
+pub struct Table {
     pub file: String,
     pub headers: Vec<String>,
     pub rows: Vec<Row>,
@@ -18,14 +54,14 @@ pub(super) struct Table {
 
 /// One record and the line it starts on.
 #[derive(Debug, Clone)]
-pub(super) struct Row {
+pub struct Row {
     pub line: u64,
     pub cells: Vec<String>,
 }
 
 impl Table {
     /// Column index of a normalized header name.
-    pub(super) fn col(&self, name: &str) -> usize {
+    pub fn col(&self, name: &str) -> usize {
         self.headers
             .iter()
             .position(|h| h == name)
@@ -34,9 +70,9 @@ impl Table {
 }
 
 /// Decodes a file's bytes as the manifest says they are encoded.
-pub(super) fn decode(bytes: &[u8], encoding: GenEncoding) -> String {
+pub fn decode(bytes: &[u8], encoding: Encoding) -> String {
     match encoding {
-        GenEncoding::Cp1252 => {
+        Encoding::Cp1252 => {
             assert!(
                 !bytes.starts_with(b"\xEF\xBB\xBF"),
                 "cp1252 file must not start with a BOM"
@@ -45,16 +81,16 @@ pub(super) fn decode(bytes: &[u8], encoding: GenEncoding) -> String {
             assert!(!bad);
             text.into_owned()
         }
-        GenEncoding::Utf8Bom => {
+        Encoding::Utf8Bom => {
             assert!(bytes.starts_with(b"\xEF\xBB\xBF"), "missing BOM");
             String::from_utf8(bytes[3..].to_vec()).expect("valid UTF-8")
         }
-        GenEncoding::Utf8 => String::from_utf8(bytes.to_vec()).expect("valid UTF-8"),
+        Encoding::Utf8 => String::from_utf8(bytes.to_vec()).expect("valid UTF-8"),
     }
 }
 
 /// Reads `;`-separated CSV with `"` quoting; a record's line is where its first character is.
-pub(super) fn parse_csv(file: &str, text: &str) -> Table {
+pub fn parse_csv(file: &str, text: &str) -> Table {
     let mut records: Vec<Row> = Vec::new();
     let mut cells: Vec<String> = Vec::new();
     let mut cell = String::new();
@@ -134,7 +170,7 @@ fn unescape(s: &str) -> String {
 }
 
 /// Reads unidades.xml: one `<Unidad id="...">` per record, one child element per line.
-pub(super) fn parse_units_xml(text: &str) -> Table {
+pub fn parse_units_xml(text: &str) -> Table {
     let headers: Vec<String> = [
         "id", "vin", "dominio", "marca", "modelo", "version", "anio", "color", "km", "cliente",
         "venta", "sucursal",
@@ -178,21 +214,30 @@ pub(super) fn parse_units_xml(text: &str) -> Table {
     }
 }
 
-/// Reads every file of a drop, keyed by entity name.
-pub(super) fn read_drop(dir: &Path) -> (Manifest, BTreeMap<String, Table>) {
-    let manifest = Manifest::load(dir).unwrap();
+/// Reads every file of a drop, keyed by entity name: the files and their encoding are the ones
+/// `manifest.json` names.
+pub fn read_drop(dir: &Path) -> BTreeMap<String, Table> {
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let manifest: serde_json::Value = serde_json::from_str(&text).expect("manifest is JSON");
+    let encoding = manifest["encoding"]
+        .as_str()
+        .and_then(Encoding::named)
+        .unwrap_or_else(|| panic!("unknown encoding {}", manifest["encoding"]));
+    let entities = manifest["entities"].as_object().expect("manifest entities");
     let mut tables = BTreeMap::new();
-    for (entity, counts) in &manifest.entities {
-        let bytes = std::fs::read(dir.join(&counts.file)).unwrap();
-        let text = decode(&bytes, manifest.encoding);
-        let table = if counts.file.ends_with(".xml") {
+    for (entity, counts) in entities {
+        let file = counts["file"].as_str().expect("entity file");
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        let text = decode(&bytes, encoding);
+        let table = if file.ends_with(".xml") {
             parse_units_xml(&text)
         } else {
-            parse_csv(&counts.file, &text)
+            parse_csv(file, &text)
         };
         tables.insert(entity.clone(), table);
     }
-    (manifest, tables)
+    tables
 }
 
 #[derive(Clone, Copy)]
@@ -276,7 +321,7 @@ const SCHEMAS: [Schema; 6] = [
 ];
 
 /// Normalized ID as the validator compares it: clientes numbers without leading zeros, else trimmed.
-pub(super) fn norm_id(entity: &str, raw: &str) -> String {
+pub fn norm_id(entity: &str, raw: &str) -> String {
     let t = raw.trim();
     if entity == "clientes" {
         let s = t.trim_start_matches('0');
@@ -372,15 +417,15 @@ fn ty_name(ty: Ty) -> &'static str {
 
 /// What the validator concludes about a drop.
 #[derive(Debug, Default)]
-pub(super) struct Verdict {
-    pub rejects: Vec<RowIssue>,
-    pub warnings: Vec<RowIssue>,
+pub struct Verdict {
+    pub rejects: Vec<Issue>,
+    pub warnings: Vec<Issue>,
     /// Per entity: normalized ID → row index, for accepted rows only.
     pub accepted: HashMap<String, HashMap<String, usize>>,
 }
 
-fn issue(t: &Table, entity: &str, row: &Row, id_col: usize, rule: String) -> RowIssue {
-    RowIssue {
+fn issue(t: &Table, entity: &str, row: &Row, id_col: usize, rule: String) -> Issue {
+    Issue {
         entity: entity.into(),
         file: t.file.clone(),
         line: row.line,
@@ -390,7 +435,7 @@ fn issue(t: &Table, entity: &str, row: &Row, id_col: usize, rule: String) -> Row
 }
 
 /// Validates a drop as dropsync's validate stage does.
-pub(super) fn validate(tables: &BTreeMap<String, Table>) -> Verdict {
+pub fn validate(tables: &BTreeMap<String, Table>) -> Verdict {
     let mut v = Verdict::default();
     for s in &SCHEMAS {
         let t = &tables[s.entity];

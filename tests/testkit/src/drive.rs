@@ -1,8 +1,8 @@
-//! A local stand-in for the parts of Google's OAuth token endpoint and Drive v3 that the
-//! gdrive source uses, so its tests never reach Google:
+//! A local stand-in for the parts of Google's OAuth token endpoint and Drive v3 that
+//! dropsync's gdrive source uses, so its tests never reach Google:
 //!
 //! - `POST /token`: the service-account JWT grant for the `drive.readonly` scope
-//!   (`crate::support::google::fake::TokenIssuer`).
+//!   (`crate::google::TokenIssuer`).
 //! - `GET /drive/v3/files`: needs `q` = `'<folder>' in parents and trashed = false` (an
 //!   unknown folder answers 404) and `fields` with `nextPageToken` and the file fields;
 //!   pages of `page_size` items linked by `nextPageToken`/`pageToken`.
@@ -28,17 +28,17 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-// hyper re-exports http_body's Frame, which a hand-made body needs.
-use google_drive3::hyper::body::Frame;
+// A hand-made body needs http_body's Frame, which axum does not re-export.
+use http_body::Frame;
 
-use crate::support::google::fake::{self, bearer, google_error, lock, Served, TokenIssuer};
+use crate::google::{self, bearer, google_error, lock, Served, TokenIssuer};
 
-pub(crate) const SHEET_MIME: &str = "application/vnd.google-apps.spreadsheet";
+pub const SHEET_MIME: &str = "application/vnd.google-apps.spreadsheet";
 const READONLY_SCOPE: &str = "https://www.googleapis.com/auth/drive.readonly";
 
 /// One item in the fake folder.
 #[derive(Debug, Clone)]
-pub(crate) struct FakeFile {
+pub struct FakeFile {
     pub id: String,
     pub name: String,
     pub mime: String,
@@ -47,7 +47,7 @@ pub(crate) struct FakeFile {
 }
 
 impl FakeFile {
-    pub(crate) fn blob(id: &str, name: &str, content: &[u8]) -> Self {
+    pub fn blob(id: &str, name: &str, content: &[u8]) -> Self {
         FakeFile {
             id: id.to_owned(),
             name: name.to_owned(),
@@ -57,7 +57,7 @@ impl FakeFile {
         }
     }
 
-    pub(crate) fn with_mime(mut self, mime: &str) -> Self {
+    pub fn with_mime(mut self, mime: &str) -> Self {
         self.mime = mime.to_owned();
         self
     }
@@ -67,14 +67,14 @@ impl FakeFile {
     }
 
     /// Stand-in for Drive's md5Checksum: opaque to the client, changes with the content.
-    pub(crate) fn md5(&self) -> String {
+    pub fn md5(&self) -> String {
         blake3::hash(&self.content).to_hex()[..32].to_owned()
     }
 }
 
 /// Which requests a fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Route {
+pub enum Route {
     Token,
     List,
     Media,
@@ -84,7 +84,7 @@ pub(crate) enum Route {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fault {
+pub enum Fault {
     /// The presented token becomes revoked, so this request answers 401.
     RevokeToken,
     /// 429 with `Retry-After: <seconds>`.
@@ -106,7 +106,7 @@ struct Planned {
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
-pub(crate) struct Hit {
+pub struct Hit {
     pub route: Route,
     pub file_id: Option<String>,
     pub query: HashMap<String, String>,
@@ -123,17 +123,17 @@ struct Drive {
     hits: Vec<Hit>,
 }
 
-type Shared = fake::Shared<Drive>;
+type Shared = google::Shared<Drive>;
 
 /// A running fake server; stops when dropped.
-pub(crate) struct FakeDrive {
+pub struct FakeDrive {
     served: Served,
     state: Shared,
 }
 
 impl FakeDrive {
     /// Serves `files` as the content of folder `folder_id`, shared with `client_email`.
-    pub(crate) fn start(folder_id: &str, client_email: &str, files: Vec<FakeFile>) -> Self {
+    pub fn start(folder_id: &str, client_email: &str, files: Vec<FakeFile>) -> Self {
         let (listener, addr) = Served::bind();
         let state: Shared = Arc::new(Mutex::new(Drive {
             folder_id: folder_id.to_owned(),
@@ -156,16 +156,16 @@ impl FakeDrive {
     }
 
     /// `http://127.0.0.1:PORT/`, for `api_base`.
-    pub(crate) fn base(&self) -> String {
+    pub fn base(&self) -> String {
         self.served.base()
     }
 
-    pub(crate) fn token_uri(&self) -> String {
+    pub fn token_uri(&self) -> String {
         lock(&self.state).tokens.token_uri().to_owned()
     }
 
     /// Makes the next `times` requests on `route` (for `file_id`, if given) fail with `fault`.
-    pub(crate) fn fault(&self, route: Route, file_id: Option<&str>, fault: Fault, times: u32) {
+    pub fn fault(&self, route: Route, file_id: Option<&str>, fault: Fault, times: u32) {
         lock(&self.state).faults.push(Planned {
             route,
             file_id: file_id.map(str::to_owned),
@@ -175,7 +175,7 @@ impl FakeDrive {
     }
 
     /// Replaces a file's content (a new upload: new md5 and modifiedTime).
-    pub(crate) fn replace(&self, id: &str, content: &[u8], modified: &str) {
+    pub fn replace(&self, id: &str, content: &[u8], modified: &str) {
         let mut st = lock(&self.state);
         let file = st
             .files
@@ -186,7 +186,7 @@ impl FakeDrive {
         file.modified = modified.to_owned();
     }
 
-    pub(crate) fn hits(&self, route: Route) -> Vec<Hit> {
+    pub fn hits(&self, route: Route) -> Vec<Hit> {
         lock(&self.state)
             .hits
             .iter()

@@ -1,9 +1,9 @@
-//! A local stand-in for the parts of Google Sheets v4 that `publish` uses, so its tests
+//! A local stand-in for the parts of Google Sheets v4 that dropsync's `publish` uses, so its tests
 //! never reach Google. It keeps one spreadsheet in memory the way Google does: tabs with a
 //! grid size each and cells only inside the grid.
 //!
 //! - `POST /token`: the service-account JWT grant for the `spreadsheets` scope
-//!   (`crate::support::google::fake::TokenIssuer`).
+//!   (`crate::google::TokenIssuer`).
 //! - `GET /v4/spreadsheets/{id}`: tabs with `sheetId`, `title`, `index`, `sheetType` and
 //!   `gridProperties`.
 //! - `POST /v4/spreadsheets/{id}:batchUpdate`: `addSheet` (default grid 1000 × 26, title
@@ -30,13 +30,13 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::support::google::fake::{self, bearer, google_error, lock, Served, TokenIssuer};
+use crate::google::{self, bearer, google_error, lock, Served, TokenIssuer};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/spreadsheets";
 
 /// Which requests a fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Route {
+pub enum Route {
     Token,
     Get,
     BatchUpdate,
@@ -47,7 +47,7 @@ pub(crate) enum Route {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fault {
+pub enum Fault {
     /// 429 with `Retry-After: <seconds>`.
     TooMany { retry_after: u64 },
     /// 500.
@@ -58,7 +58,7 @@ pub(crate) enum Fault {
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
-pub(crate) struct Hit {
+pub struct Hit {
     pub route: Route,
     pub status: u16,
     pub body_bytes: usize,
@@ -89,10 +89,10 @@ struct Book {
     hits: Vec<Hit>,
 }
 
-type Shared = fake::Shared<Book>;
+type Shared = google::Shared<Book>;
 
 /// A running fake server; stops when dropped.
-pub(crate) struct FakeSheets {
+pub struct FakeSheets {
     served: Served,
     state: Shared,
 }
@@ -100,7 +100,7 @@ pub(crate) struct FakeSheets {
 impl FakeSheets {
     /// Serves spreadsheet `spreadsheet_id` holding one tab `Sheet1` of `first_tab` (rows,
     /// cols), as a new spreadsheet has; tokens go to `client_email`.
-    pub(crate) fn start(spreadsheet_id: &str, client_email: &str, first_tab: (u64, u64)) -> Self {
+    pub fn start(spreadsheet_id: &str, client_email: &str, first_tab: (u64, u64)) -> Self {
         let (listener, addr) = Served::bind();
         let state: Shared = Arc::new(Mutex::new(Book {
             spreadsheet_id: spreadsheet_id.to_owned(),
@@ -129,30 +129,30 @@ impl FakeSheets {
         }
     }
 
-    pub(crate) fn base(&self) -> String {
+    pub fn base(&self) -> String {
         self.served.base()
     }
 
-    pub(crate) fn token_uri(&self) -> String {
+    pub fn token_uri(&self) -> String {
         lock(&self.state).tokens.token_uri().to_owned()
     }
 
     /// Google's cells-per-spreadsheet limit, smaller for tests.
-    pub(crate) fn set_cell_limit(&self, limit: u64) {
+    pub fn set_cell_limit(&self, limit: u64) {
         lock(&self.state).limit = limit;
     }
 
-    pub(crate) fn set_max_body(&self, bytes: usize) {
+    pub fn set_max_body(&self, bytes: usize) {
         lock(&self.state).max_body = bytes;
     }
 
     /// Makes the next `times` requests on `route` fail with `fault`.
-    pub(crate) fn fault(&self, route: Route, fault: Fault, times: u32) {
+    pub fn fault(&self, route: Route, fault: Fault, times: u32) {
         lock(&self.state).faults.push((route, fault, times));
     }
 
     /// Puts `rows` into tab `title` (created with that size if missing), like an analyst.
-    pub(crate) fn put_tab(&self, title: &str, rows: &[&[&str]]) {
+    pub fn put_tab(&self, title: &str, rows: &[&[&str]]) {
         let mut st = lock(&self.state);
         let id = st.next_id;
         st.next_id += 1;
@@ -173,7 +173,7 @@ impl FakeSheets {
     }
 
     /// Tab titles in order.
-    pub(crate) fn titles(&self) -> Vec<String> {
+    pub fn titles(&self) -> Vec<String> {
         lock(&self.state)
             .tabs
             .iter()
@@ -182,7 +182,7 @@ impl FakeSheets {
     }
 
     /// (rows, cols) of a tab's grid.
-    pub(crate) fn grid(&self, title: &str) -> Option<(u64, u64)> {
+    pub fn grid(&self, title: &str) -> Option<(u64, u64)> {
         lock(&self.state)
             .tabs
             .iter()
@@ -192,7 +192,7 @@ impl FakeSheets {
 
     /// A tab's non-empty cells as rows, trailing empty cells and rows dropped (as
     /// `values.get` answers).
-    pub(crate) fn values(&self, title: &str) -> Vec<Vec<String>> {
+    pub fn values(&self, title: &str) -> Vec<Vec<String>> {
         let st = lock(&self.state);
         let Some(tab) = st.tabs.iter().find(|t| t.title == title) else {
             return Vec::new();
@@ -214,15 +214,15 @@ impl FakeSheets {
         out
     }
 
-    pub(crate) fn total_cells(&self) -> u64 {
+    pub fn total_cells(&self) -> u64 {
         lock(&self.state).tabs.iter().map(|t| t.rows * t.cols).sum()
     }
 
-    pub(crate) fn hits(&self) -> Vec<Hit> {
+    pub fn hits(&self) -> Vec<Hit> {
         lock(&self.state).hits.clone()
     }
 
-    pub(crate) fn route_hits(&self, route: Route) -> Vec<Hit> {
+    pub fn route_hits(&self, route: Route) -> Vec<Hit> {
         self.hits()
             .into_iter()
             .filter(|h| h.route == route)
@@ -610,6 +610,16 @@ fn cell_ref(s: &str) -> Option<(u64, u64)> {
     (row > 0).then_some((col, row - 1))
 }
 
+/// 0-based column → `A`, `B`, ..., `Z`, `AA`, ...: the inverse of [`cell_ref`]'s column.
+/// The fake's own, not dropsync's layout code, so that a bug there cannot hide here.
+fn column_name(col: u64) -> String {
+    let letter = char::from(b'A' + (col % 26) as u8);
+    match col / 26 {
+        0 => letter.to_string(),
+        above => format!("{}{letter}", column_name(above - 1)),
+    }
+}
+
 fn batch_clear(st: &mut Book, body: &Value) -> Result<Value, Refusal> {
     let ranges: Vec<String> = body["ranges"]
         .as_array()
@@ -677,7 +687,7 @@ fn batch_write(st: &mut Book, body: &Value) -> Result<Value, Refusal> {
             if cells.len() as u64 > width {
                 return Err(bad(format!(
                     "Requested writing within range [{text}], but tried writing to column [{}]",
-                    super::layout::column_letters((a.cols.0 + cells.len() as u64) as usize)
+                    column_name(a.cols.0 + cells.len() as u64 - 1)
                 )));
             }
         }
@@ -729,5 +739,20 @@ mod tests {
         assert!(e.message.contains("exceeds grid limits"), "{}", e.message);
         assert!(parse_a1(&tabs, "'nope'!A1").is_err());
         assert_eq!(cell_ref("AB12"), Some((27, 11)));
+    }
+
+    #[test]
+    fn column_names_invert_cell_refs() {
+        for (col, name) in [
+            (0, "A"),
+            (25, "Z"),
+            (26, "AA"),
+            (27, "AB"),
+            (701, "ZZ"),
+            (702, "AAA"),
+        ] {
+            assert_eq!(column_name(col), name);
+            assert_eq!(cell_ref(&format!("{name}1")), Some((col, 0)));
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! A local stand-in for a HubSpot-style bulk CRM API, for tests only.
+//! A local stand-in for a HubSpot-style bulk CRM API (`crm/v3/objects/{object}/batch/*`), the
+//! one dropsync's REST sink speaks.
 //!
 //! It keeps records in memory per object by external id, counts how many times each id was
 //! received (processed, not merely requested), checks the bearer token and the 100-input limit,
@@ -139,9 +140,7 @@ impl FakeCrm {
             .unwrap_or_default()
     }
     /// Everything stored, in a stable order (object -> id -> properties), and the archived
-    /// IDs per object as sets: what two CRMs are compared on (by `tests/kill_harness.rs`,
-    /// which includes this file).
-    #[allow(dead_code)]
+    /// IDs per object as sets: what two CRMs are compared on (by `tests/kill_harness.rs`).
     pub fn dump(&self) -> String {
         let inner = self.lock();
         let mut out = Vec::new();

@@ -1,7 +1,8 @@
-//! Test fixture: a real, throwaway OpenSSH server on 127.0.0.1 with its own ed25519 host key
-//! and a client key in `authorized_keys`, serving SFTP with `internal-sftp`. It serves the real
-//! filesystem, so tests use absolute temp paths as `remote_dir`. It must run as root (sshd's
-//! privilege separation); a missing `/usr/sbin/sshd` fails the test, since CI installs it.
+//! A real, throwaway OpenSSH server on 127.0.0.1 for the tests of dropsync's SFTP source, with
+//! its own ed25519 host key and a client key in `authorized_keys`, serving SFTP with
+//! `internal-sftp`. It serves the real filesystem, so tests use absolute temp paths as
+//! `remote_dir`. It must run as root (sshd's privilege separation); a missing
+//! `/usr/sbin/sshd` fails the test, since CI installs it.
 
 use std::fs;
 use std::io::Read;

@@ -1,7 +1,8 @@
-//! A throwaway PostgreSQL for the tests: `initdb` into a temp dir, `pg_ctl start` on a free
-//! port of 127.0.0.1, stopped when the last test using it drops its handle. One server is
-//! shared by the tests that run together (starting one costs about a second) and each test
-//! gets its own database, so tests stay independent and can run in parallel.
+//! A throwaway PostgreSQL for the tests of dropsync's PostgreSQL target: `initdb` into a temp
+//! dir, `pg_ctl start` on a free port of 127.0.0.1, stopped when the last test using it drops
+//! its handle ([`TestDb`] holds it). One server is shared by the tests that run together
+//! (starting one costs about a second) and each test gets its own database, so tests stay
+//! independent and can run in parallel.
 //!
 //! `initdb` refuses to run as root, so under root the temp dir is handed to the `postgres`
 //! user and the server commands go through `su postgres -c`. A watchdog shell stops the
@@ -18,7 +19,7 @@ static SHARED: Mutex<Weak<PgServer>> = Mutex::new(Weak::new());
 /// Environment variable overriding where `initdb` and `pg_ctl` are looked up.
 const BIN_ENV: &str = "DROPSYNC_TEST_PG_BIN";
 
-pub(crate) struct PgServer {
+pub struct PgServer {
     port: u16,
     data: PathBuf,
     bin: PathBuf,
@@ -30,7 +31,7 @@ pub(crate) struct PgServer {
 
 impl PgServer {
     /// The running shared server, started if no test holds it.
-    pub(crate) fn shared() -> Arc<PgServer> {
+    pub fn shared() -> Arc<PgServer> {
         let mut slot = SHARED
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -113,7 +114,7 @@ impl PgServer {
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/DATABASE` (trust authentication, no password).
-    pub(crate) fn url(&self, database: &str) -> String {
+    pub fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
@@ -196,14 +197,14 @@ impl Drop for PgServer {
 
 /// A database of its own for one test on the shared server, with its URL exported in an
 /// environment variable unique to the test (what `PgTarget::connect` reads).
-pub(crate) struct TestDb {
-    pub(crate) env_var: String,
+pub struct TestDb {
+    pub env_var: String,
     url: String,
     _server: Arc<PgServer>,
 }
 
 impl TestDb {
-    pub(crate) fn new(name: &str) -> TestDb {
+    pub fn new(name: &str) -> TestDb {
         let server = PgServer::shared();
         let mut admin = postgres::Client::connect(&server.url("postgres"), postgres::NoTls)
             .expect("connect to the test PostgreSQL");
@@ -226,7 +227,7 @@ impl TestDb {
     }
 
     /// A separate client to inspect what the target wrote.
-    pub(crate) fn client(&self) -> postgres::Client {
+    pub fn client(&self) -> postgres::Client {
         postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to the test database")
     }
 }

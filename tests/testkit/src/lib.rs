@@ -1,0 +1,24 @@
+//! Test-only stand-ins for what dropsync talks to, shared by its unit tests (`src/**/tests.rs`)
+//! and its integration tests (`tests/*.rs`) as a dev-dependency, so none of it ships in the
+//! dropsync crate.
+//!
+//! - Protocol fakes, each an HTTP server on 127.0.0.1 in its own thread that stops when
+//!   dropped and can be told to misbehave: [`google`] (the OAuth token endpoint and service
+//!   account keys the Google fakes share), [`drive`] (Drive v3), [`sheets`] (Sheets v4) and
+//!   [`crm`] (a HubSpot-style bulk CRM API).
+//! - Harnesses around real servers: [`postgres`] (a throwaway cluster, a database per test)
+//!   and [`sshd`] (a throwaway OpenSSH server for SFTP).
+//! - [`drops`]: an independent reader and validator of generated dealer drops, to check the
+//!   generator's manifest against the bytes it wrote.
+//!
+//! This crate does not depend on dropsync, on purpose: a fake must not share code with what
+//! it checks (the Sheets fake parses A1 ranges its own way, the drop reader knows the export
+//! contract from its own tables).
+
+pub mod crm;
+pub mod drive;
+pub mod drops;
+pub mod google;
+pub mod postgres;
+pub mod sheets;
+pub mod sshd;
