@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::app::run::{self, PipelineError, RunOptions, RunStatus};
+use crate::model::{EntityStatus, StoredSummary};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -438,24 +439,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
             } else {
                 println!("{:<28} {:<10} {:<25} entities", "run", "status", "started");
                 for r in runs {
-                    let counts = r
+                    // A summary that does not read (none stored, or damaged) shows no
+                    // counts rather than hiding the run.
+                    let summary = r
                         .summary
                         .as_ref()
-                        .and_then(|s| s.get("entities"))
-                        .and_then(|e| e.as_object())
-                        .map(|m| {
-                            m.iter()
-                                .filter(|(_, v)| v["status"] != "no_file")
-                                .map(|(k, v)| {
-                                    format!(
-                                        "{k} +{} ~{} -{} !{}",
-                                        v["inserted"], v["updated"], v["deleted"], v["rejected"]
-                                    )
-                                })
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        })
+                        .and_then(|s| <StoredSummary as serde::Deserialize>::deserialize(s).ok())
                         .unwrap_or_default();
+                    let counts = summary
+                        .entities
+                        .iter()
+                        .filter(|(_, s)| s.status != EntityStatus::NoFile)
+                        .map(|(k, s)| {
+                            format!(
+                                "{k} +{} ~{} -{} !{}",
+                                s.inserted, s.updated, s.deleted, s.rejected
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     println!(
                         "{:<28} {:<10} {:<25} {counts}",
                         r.run_id, r.status, r.started_at
@@ -638,44 +640,37 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 /// IDs. Every value comes from the export, so each is [`printable`].
 fn print_samples(report: &run::RunReport) {
     for (entity, sample) in &report.samples {
-        let list = |k: &str| -> Vec<String> {
-            sample[k]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|v| printable(v.as_str().unwrap_or("")).into_owned())
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let (ins, del) = (list("inserted"), list("deleted"));
-        let upd = sample["updated"].as_array().cloned().unwrap_or_default();
-        if ins.is_empty() && del.is_empty() && upd.is_empty() {
+        if sample.is_empty() {
             continue;
         }
+        let list = |ids: &[String]| {
+            ids.iter()
+                .map(|id| printable(id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         println!("\n{}:", printable(entity));
-        if !ins.is_empty() {
-            println!("  insert  {}", ins.join(", "));
+        if !sample.inserted.is_empty() {
+            println!("  insert  {}", list(&sample.inserted));
         }
-        for u in upd {
-            let changes = u["changes"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| {
-                            format!("{}: {}", printable(k), printable(v.as_str().unwrap_or("")))
-                        })
-                        .collect::<Vec<_>>()
-                        .join("; ")
+        for u in &sample.updated {
+            let changes = u
+                .changes
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}: {} -> {}",
+                        printable(&c.field),
+                        printable(&c.before),
+                        printable(&c.after)
+                    )
                 })
-                .unwrap_or_default();
-            println!(
-                "  update  {}  {changes}",
-                printable(u["id"].as_str().unwrap_or(""))
-            );
+                .collect::<Vec<_>>()
+                .join("; ");
+            println!("  update  {}  {changes}", printable(&u.id));
         }
-        if !del.is_empty() {
-            println!("  delete  {}", del.join(", "));
+        if !sample.deleted.is_empty() {
+            println!("  delete  {}", list(&sample.deleted));
         }
     }
 }
