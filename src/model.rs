@@ -1,7 +1,8 @@
 //! The shared vocabulary every layer speaks: what a row's problem is ([`Issue`]), what one
 //! entity's part of a run came to ([`EntitySummary`], [`EntityStatus`]) and what a run came
-//! to ([`RunReport`], [`RunStatus`]). It imports nothing of the crate, so any stage, the app
-//! and the status page can use it without depending on each other.
+//! to ([`RunReport`], [`RunStatus`], [`ChangeSamples`], [`StoredSummary`]). It imports
+//! nothing of the crate, so any stage, the app and the status page can use it without
+//! depending on each other.
 
 use serde_json::{json, Map, Value};
 
@@ -276,7 +277,7 @@ pub struct RunReport {
     pub dry_run: bool,
     pub entities: Vec<(String, EntitySummary)>,
     /// A few changes of each kind per entity (shown by `plan` and the status page).
-    pub samples: Vec<(String, Value)>,
+    pub samples: Vec<(String, ChangeSamples)>,
     pub issues: Vec<Issue>,
     pub timings: Timings,
     pub crm_rows_written: usize,
@@ -302,10 +303,112 @@ impl RunReport {
             "crm_rows_written": self.crm_rows_written,
             "peak_rss_mb": self.peak_rss_mb,
             "timings": self.timings,
-            "samples": self.samples.iter().cloned().collect::<Map<String, Value>>(),
+            "samples": self
+                .samples
+                .iter()
+                .map(|(e, s)| (e.clone(), serde_json::to_value(s).unwrap_or(Value::Null)))
+                .collect::<Map<String, Value>>(),
             "gsheets": self.gsheets,
         })
     }
+}
+
+/// A few changes of each kind for one entity: what `plan` prints, the run summary stores and
+/// the status page shows. Values are text as the diff saw it, `∅` for a missing one. The
+/// serialized shape is the one stored summaries have always had, because the status page
+/// reads old runs back.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ChangeSamples {
+    /// IDs of the first inserted rows.
+    pub inserted: Vec<String>,
+    /// Those rows whole, as they arrived.
+    pub inserted_rows: Vec<SampleRow>,
+    pub updated: Vec<UpdatedSample>,
+    /// IDs of the first rows gone from the export.
+    pub deleted: Vec<String>,
+    /// Those rows whole as the CRM had them (those the previous snapshot still holds).
+    pub deleted_rows: Vec<SampleRow>,
+}
+
+impl ChangeSamples {
+    pub fn is_empty(&self) -> bool {
+        self.inserted.is_empty() && self.updated.is_empty() && self.deleted.is_empty()
+    }
+}
+
+/// One whole row, `(column, value)` in the frame's column order: the status page shows the
+/// columns as the export has them, so this is a JSON object in that order, not a sorted map.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SampleRow(pub Vec<(String, String)>);
+
+impl serde::Serialize for SampleRow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct UpdatedSample {
+    pub id: String,
+    /// Serialized as `{"field": "before -> after"}`, the form stored summaries use.
+    #[serde(serialize_with = "changes_as_object")]
+    pub changes: Vec<FieldChange>,
+}
+
+/// One field of an updated row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldChange {
+    pub field: String,
+    pub before: String,
+    pub after: String,
+}
+
+fn changes_as_object<S: serde::Serializer>(
+    changes: &[FieldChange],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(
+        changes
+            .iter()
+            .map(|c| (&c.field, format!("{} -> {}", c.before, c.after))),
+    )
+}
+
+/// A run's summary as stored in `state.sqlite`, read back: the `--json` object of a finished
+/// run, but also `{"error": …}` of a failed one and `{"stopped_before": …}` of a stopped one,
+/// so every field defaults.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct StoredSummary {
+    /// In load order, as the summary lists them.
+    #[serde(deserialize_with = "entries")]
+    pub entities: Vec<(String, EntitySummary)>,
+}
+
+/// A JSON object as `(key, value)` pairs in document order (a map would sort or lose it).
+fn entries<'de, D, T>(d: D) -> Result<Vec<(String, T)>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    struct Entries<T>(std::marker::PhantomData<T>);
+    impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Entries<T> {
+        type Value = Vec<(String, T)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut m: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(m.size_hint().unwrap_or(0));
+            while let Some(entry) = m.next_entry()? {
+                out.push(entry);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Entries(std::marker::PhantomData))
 }
 
 #[cfg(test)]
@@ -338,5 +441,110 @@ mod tests {
             "unknown run status `done`"
         );
         assert_eq!(format!("{:<8}|", RunState::Held), "held    |");
+    }
+
+    fn row(pairs: &[(&str, &str)]) -> SampleRow {
+        SampleRow(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    /// The stored summaries' shape, keys in this order: the status page reads old runs back
+    /// and shows rows' columns in the order they come.
+    #[test]
+    fn samples_serialize_in_the_stored_shape() {
+        let s = ChangeSamples {
+            inserted: vec!["9".into()],
+            inserted_rows: vec![row(&[("id", "9"), ("nombre", "Zoe"), ("email", "∅")])],
+            updated: vec![UpdatedSample {
+                id: "2".into(),
+                changes: vec![
+                    FieldChange {
+                        field: "email".into(),
+                        before: "a@x".into(),
+                        after: "b@x".into(),
+                    },
+                    FieldChange {
+                        field: "ciudad".into(),
+                        before: "∅".into(),
+                        after: "Salta".into(),
+                    },
+                ],
+            }],
+            deleted: vec!["7".into()],
+            deleted_rows: vec![row(&[("id", "7"), ("nombre", "Ana")])],
+        };
+        assert_eq!(
+            serde_json::to_value(&s).unwrap().to_string(),
+            r#"{"inserted":["9"],"inserted_rows":[{"id":"9","nombre":"Zoe","email":"∅"}],"updated":[{"id":"2","changes":{"email":"a@x -> b@x","ciudad":"∅ -> Salta"}}],"deleted":["7"],"deleted_rows":[{"id":"7","nombre":"Ana"}]}"#
+        );
+        assert_eq!(
+            serde_json::to_value(ChangeSamples::default())
+                .unwrap()
+                .to_string(),
+            r#"{"inserted":[],"inserted_rows":[],"updated":[],"deleted":[],"deleted_rows":[]}"#
+        );
+    }
+
+    #[test]
+    fn a_report_carries_its_samples_per_entity() {
+        let report = RunReport {
+            run_id: "r".into(),
+            status: RunStatus::Ok,
+            dry_run: true,
+            entities: Vec::new(),
+            samples: vec![
+                ("z".into(), ChangeSamples::default()),
+                (
+                    "a".into(),
+                    ChangeSamples {
+                        deleted: vec!["1".into()],
+                        ..Default::default()
+                    },
+                ),
+            ],
+            issues: Vec::new(),
+            timings: Timings::default(),
+            crm_rows_written: 0,
+            peak_rss_mb: 0.0,
+            gsheets: None,
+        };
+        let json = report.to_json();
+        let entities: Vec<&String> = json["samples"].as_object().unwrap().keys().collect();
+        assert_eq!(entities, ["z", "a"], "load order, not sorted");
+        assert_eq!(json["samples"]["a"]["deleted"][0], "1");
+    }
+
+    #[test]
+    fn stored_summaries_read_back_in_load_order() {
+        let v: Value = serde_json::from_str(
+            r#"{"run_id":"r","entities":{"ventas":{"status":"ok","inserted":3,"rejected":1},
+                "clientes":{"status":"no_file"}},"samples":{}}"#,
+        )
+        .unwrap();
+        let s = <StoredSummary as serde::Deserialize>::deserialize(&v).unwrap();
+        let names: Vec<&str> = s.entities.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["ventas", "clientes"]);
+        assert_eq!(s.entities[0].1.inserted, 3);
+        assert_eq!(s.entities[0].1.rejected, 1);
+        assert_eq!(s.entities[1].1.status, EntityStatus::NoFile);
+    }
+
+    /// A failed run stores only its error, a stopped one where it stopped: both read as no
+    /// entities.
+    #[test]
+    fn summaries_of_failed_and_stopped_runs_read_as_empty() {
+        for text in [
+            r#"{"error":"boom"}"#,
+            r#"{"stopped_before":"ventas"}"#,
+            "{}",
+        ] {
+            let v: Value = serde_json::from_str(text).unwrap();
+            let s = <StoredSummary as serde::Deserialize>::deserialize(&v).unwrap();
+            assert!(s.entities.is_empty(), "{text}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use polars::prelude::*;
 use rustc_hash::FxHashSet as HashSet;
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
 use super::apply::{self, recover};
 use super::meter::Meter;
@@ -47,6 +47,8 @@ pub struct RunOptions {
     /// anything is written.
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
+
+use crate::model::{ChangeSamples, FieldChange, SampleRow, UpdatedSample};
 
 fn new_run_id() -> String {
     let now = chrono::Utc::now();
@@ -460,7 +462,7 @@ pub(super) fn without_hash(df: &DataFrame) -> PolarsResult<DataFrame> {
 /// A few changes of each kind, for `plan` and the status page: inserted rows (and their IDs),
 /// deleted rows as the snapshot had them, and deleted IDs, updated
 /// rows as `field: before -> after`.
-fn samples(accepted: &DataFrame, prev: Option<&DataFrame>, changes: &ChangeSet) -> Value {
+fn samples(accepted: &DataFrame, prev: Option<&DataFrame>, changes: &ChangeSet) -> ChangeSamples {
     let text = |df: &DataFrame, col: &str, row: usize| -> String {
         df.column(col)
             .ok()
@@ -494,58 +496,60 @@ fn samples(accepted: &DataFrame, prev: Option<&DataFrame>, changes: &ChangeSet) 
                 .collect()
         })
         .unwrap_or_default();
-    let updated: Vec<Value> = changes
+    let updated = changes
         .updated
         .iter()
         .take(5)
         .map(|(i, fields)| {
             let id = text(accepted, ID, *i as usize);
             let j = prev_index.get(&id).copied();
-            let diffs: Map<String, Value> = fields
+            let changes = fields
                 .iter()
-                .map(|f| {
-                    let before = match (prev, j) {
+                .map(|f| FieldChange {
+                    field: f.clone(),
+                    before: match (prev, j) {
                         (Some(p), Some(j)) => text(p, f, j),
                         _ => "∅".into(),
-                    };
-                    (
-                        f.clone(),
-                        Value::String(format!("{before} -> {}", text(accepted, f, *i as usize))),
-                    )
+                    },
+                    after: text(accepted, f, *i as usize),
                 })
                 .collect();
-            json!({"id": id, "changes": diffs})
+            UpdatedSample { id, changes }
         })
         .collect();
     // Whole rows for inserts and deletes: what arrived, and what the CRM had for what left.
-    let row = |df: &DataFrame, i: usize| -> Value {
-        df.get_column_names()
-            .iter()
-            .filter(|c| !c.starts_with("__"))
-            .map(|c| (c.to_string(), Value::String(text(df, c, i))))
-            .collect::<Map<String, Value>>()
-            .into()
+    let row = |df: &DataFrame, i: usize| -> SampleRow {
+        SampleRow(
+            df.get_column_names()
+                .iter()
+                .filter(|c| !c.starts_with("__"))
+                .map(|c| (c.to_string(), text(df, c, i)))
+                .collect(),
+        )
     };
-    let inserted_rows: Vec<Value> = changes
-        .inserted
-        .iter()
-        .take(5)
-        .map(|&i| row(accepted, i as usize))
-        .collect();
-    let deleted_rows: Vec<Value> = match prev {
-        Some(p) => changes
-            .deleted
+    ChangeSamples {
+        inserted: changes
+            .inserted
             .iter()
             .take(5)
-            .filter_map(|id| prev_index.get(id).map(|&j| row(p, j)))
+            .map(|&i| text(accepted, ID, i as usize))
             .collect(),
-        None => Vec::new(),
-    };
-    json!({
-        "inserted": changes.inserted.iter().take(5).map(|&i| text(accepted, ID, i as usize)).collect::<Vec<_>>(),
-        "inserted_rows": inserted_rows,
-        "updated": updated,
-        "deleted": changes.deleted.iter().take(5).collect::<Vec<_>>(),
-        "deleted_rows": deleted_rows,
-    })
+        inserted_rows: changes
+            .inserted
+            .iter()
+            .take(5)
+            .map(|&i| row(accepted, i as usize))
+            .collect(),
+        updated,
+        deleted: changes.deleted.iter().take(5).cloned().collect(),
+        deleted_rows: match prev {
+            Some(p) => changes
+                .deleted
+                .iter()
+                .take(5)
+                .filter_map(|id| prev_index.get(id).map(|&j| row(p, j)))
+                .collect(),
+            None => Vec::new(),
+        },
+    }
 }

@@ -1,0 +1,58 @@
+//! The commands that look without running the pipeline: `runs`, `explain`, `check` and the
+//! status page, `serve`.
+
+use std::io::Write;
+
+use super::args::{CheckArgs, ExplainArgs, RunsArgs, ServeArgs};
+use super::exit::{self, Exit};
+use super::print;
+use crate::app::{check, explain, serve};
+use crate::state::State;
+
+pub fn runs(args: RunsArgs) -> anyhow::Result<Exit> {
+    let runs = State::open(&args.ws.out)?.runs(args.limit)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&runs)?);
+    } else {
+        print::runs(&runs);
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn explain(args: ExplainArgs) -> anyhow::Result<Exit> {
+    let events = explain::explain(&args.ws.recipes, &args.ws.out, &args.entity, &args.id)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&events)?);
+    } else {
+        print::events(&args.entity, &args.id, &events);
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn check(args: CheckArgs) -> anyhow::Result<Exit> {
+    let verdicts = check::check(&args.ws.recipes, &args.config, &args.ws.out);
+    if args.json {
+        println!("{}", serde_json::to_string(&verdicts)?);
+    } else {
+        print::verdicts(&verdicts);
+    }
+    Ok(exit::for_verdicts(&verdicts))
+}
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
+    let token = std::env::var(&args.token_env)
+        .ok()
+        .filter(|t| !t.is_empty());
+    let opts = serve::ServeOptions {
+        listen: args.listen,
+        token,
+        recipes: args.ws.recipes,
+        out: args.ws.out,
+    };
+    serve::serve(opts, |addr| {
+        // Flushed at once: a script started the server and waits on this line for the port.
+        println!("dropsync status page: http://{addr}/");
+        let _ = std::io::stdout().flush();
+    })?;
+    Ok(Exit::Ok)
+}

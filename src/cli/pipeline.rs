@@ -1,0 +1,128 @@
+//! The commands that drive the pipeline: `run`, `plan`, `approve`, `demo` and `watch`.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use super::args::{ApproveArgs, DemoArgs, PlanArgs, RunArgs, WatchArgs};
+use super::exit::Exit;
+use super::print;
+use crate::app::run::{self, RunOptions, RunStatus};
+use crate::app::watch::{self, WatchOptions};
+
+pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
+    let opts = RunOptions {
+        recipes: args.ws.recipes,
+        inbox: args.inbox,
+        out: args.ws.out,
+        dry_run: args.dry_run,
+        progress: !args.json && !quiet,
+        stop: Some(stop_flag()?),
+    };
+    // Loaded apart from the run, so a run that fails on its recipes still alerts when the
+    // alert spec itself reads.
+    let alert_spec = crate::config::load_dir(&opts.recipes)
+        .ok()
+        .map(|r| r.pipeline.alerts);
+    let result = run::run(&opts);
+    if let Some(spec) = &alert_spec {
+        crate::app::alerts::after_run(spec, result.as_ref());
+    }
+    match result {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                print::run_table(&report);
+            }
+            Ok(report.status.into())
+        }
+        Err(e) => {
+            if args.json {
+                print::failed_run_json(&e.to_string());
+            }
+            Err(e.into())
+        }
+    }
+}
+
+pub fn plan(args: PlanArgs) -> anyhow::Result<Exit> {
+    let report = run::run(&RunOptions {
+        recipes: args.ws.recipes,
+        inbox: args.inbox,
+        out: args.ws.out,
+        dry_run: true,
+        progress: false,
+        stop: None,
+    })?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print::run_table(&report);
+        print::samples(&report);
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn approve(args: ApproveArgs) -> anyhow::Result<Exit> {
+    let done = run::approve(&args.ws.recipes, &args.ws.out, &args.run_id)?;
+    for (entity, n) in done {
+        println!("{entity}: {n} held delete(s) applied");
+    }
+    Ok(Exit::Ok)
+}
+
+/// Each drop under `samples` in name order, into a wiped `out`; held if any run was.
+pub fn demo(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
+    if args.out.exists() {
+        std::fs::remove_dir_all(&args.out)?;
+    }
+    let mut drops: Vec<PathBuf> = std::fs::read_dir(&args.samples)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    drops.sort();
+    let mut exit = Exit::Ok;
+    for inbox in drops {
+        println!("\n== drop {}", inbox.display());
+        let report = run::run(&RunOptions {
+            recipes: args.recipes.clone(),
+            inbox,
+            out: args.out.clone(),
+            dry_run: false,
+            progress: !quiet,
+            stop: None,
+        })?;
+        print::run_table(&report);
+        if report.status == RunStatus::Held {
+            exit = Exit::Held;
+        }
+    }
+    println!(
+        "\nOpen {0}/staging.xlsx, or: sqlite3 {0}/staging.sqlite \"select entity, line, id, rule, reason from rejects\"",
+        args.out.display()
+    );
+    Ok(exit)
+}
+
+pub fn watch(args: WatchArgs) -> anyhow::Result<Exit> {
+    let runs = watch::watch(&WatchOptions {
+        config: args.config,
+        recipes: args.ws.recipes,
+        out: args.ws.out,
+        once: args.once,
+        stop: stop_flag()?,
+    })?;
+    tracing::info!(runs, "watcher stopped");
+    Ok(Exit::Ok)
+}
+
+/// SIGTERM and Ctrl-C set this flag: the work in progress finishes its current entity and
+/// stops cleanly instead of dying mid-write.
+fn stop_flag() -> std::io::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, flag.clone())?;
+    }
+    Ok(flag)
+}

@@ -1,0 +1,41 @@
+//! The commands that make test data and measure: `gen`, `bench` and the hidden
+//! `bench-baseline` that `bench` runs as a child process.
+
+use super::args::{BenchArgs, BenchBaselineArgs, GenArgs};
+use super::exit::Exit;
+use crate::app::{bench, gen};
+
+pub fn gen(args: GenArgs) -> anyhow::Result<Exit> {
+    let opts = args.options()?;
+    let m = gen::generate(&opts, &args.out)?;
+    let rows: usize = m.entities.values().map(|e| e.rows).sum();
+    println!(
+        "{}: {rows} rows in {} files",
+        args.out.display(),
+        m.entities.len()
+    );
+    if let Some(next) = &args.next {
+        let m = gen::generate_next(&opts, &args.change_spec(), next)?;
+        let rows: usize = m.entities.values().map(|e| e.rows).sum();
+        println!("{}: {rows} rows (next snapshot)", next.display());
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn bench(args: BenchArgs) -> anyhow::Result<Exit> {
+    let table = bench::run(&bench::BenchOptions {
+        sizes: args.sizes,
+        dir: args.dir,
+        recipes: args.recipes,
+        seed: args.seed,
+        report: args.report,
+        pg_url_env: args.pg_url_env,
+    })?;
+    println!("{table}");
+    Ok(Exit::Ok)
+}
+
+pub fn bench_baseline(args: BenchBaselineArgs) -> anyhow::Result<Exit> {
+    println!("{}", bench::baseline(&args.recipes, &args.inbox)?);
+    Ok(Exit::Ok)
+}
