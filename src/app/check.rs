@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::sources::config;
+use crate::config::sources as sources_file;
 use crate::sources::gdrive::GdriveSource;
 use crate::sources::sftp::SftpSource;
 
@@ -52,7 +52,7 @@ pub fn check(recipes_dir: &Path, sources: &Path, out: &Path) -> Vec<Verdict> {
             })
             .map_err(|e| e.to_string()),
     ));
-    match config::load(sources) {
+    match sources_file::load(sources) {
         Err(e) => v.push(verdict(
             format!("sources {}", sources.display()),
             Err(e.to_string()),

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::app::run::{self, PipelineError, RunOptions};
-use crate::sources::config::{self, ConfigError, SourcesFile};
+use crate::config::sources::{self as sources_file, ConfigError, SourcesFile};
 use crate::sources::gdrive::GdriveSource;
 use crate::sources::settle::{self, SettleRules, Settler};
 use crate::sources::sftp::{self, SftpSource};
@@ -60,7 +60,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WatchError + '_ {
 /// Runs the daemon until `stop` is set (or, with `once`, until the folder is drained).
 /// Returns the number of runs made.
 pub fn watch(opts: &WatchOptions) -> Result<usize, WatchError> {
-    let cfg: SourcesFile = config::load(&opts.config)?;
+    let cfg: SourcesFile = sources_file::load(&opts.config)?;
     let w = &cfg.watch;
     for d in [&w.inbox, &w.archive, &w.quarantine, &processing_root(w)] {
         std::fs::create_dir_all(d).map_err(io(d))?;
@@ -164,7 +164,7 @@ pub fn watch(opts: &WatchOptions) -> Result<usize, WatchError> {
     Ok(runs)
 }
 
-fn processing_root(w: &config::WatchSpec) -> PathBuf {
+fn processing_root(w: &sources_file::WatchSpec) -> PathBuf {
     w.archive
         .parent()
         .map(|p| p.join("processing"))
@@ -184,7 +184,7 @@ fn pending_batches(cfg: &SourcesFile) -> Result<Vec<PathBuf>, WatchError> {
 
 /// Moves a ready drop out of the inbox into its own processing folder (same file system:
 /// renames are atomic), so what the run reads cannot change under it.
-fn take_drop(w: &config::WatchSpec, ready: &settle::Ready) -> Result<PathBuf, WatchError> {
+fn take_drop(w: &sources_file::WatchSpec, ready: &settle::Ready) -> Result<PathBuf, WatchError> {
     let batch =
         processing_root(w).join(chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string());
     std::fs::create_dir_all(&batch).map_err(io(&batch))?;

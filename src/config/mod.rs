@@ -7,6 +7,7 @@ pub mod compile;
 pub mod diagnostic;
 pub mod every_key;
 pub mod files;
+pub mod sources;
 pub mod specs;
 
 use std::path::{Path, PathBuf};

@@ -2,7 +2,6 @@
 //! `source.files` patterns pick its file. Names that belong to files still being written or
 //! to editors (`*.part`, `*.tmp`, `~$*`, `.~lock*`, dotfiles) are never taken.
 
-pub mod config;
 pub mod gdrive;
 pub mod settle;
 pub mod sftp;

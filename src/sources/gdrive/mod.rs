@@ -46,6 +46,7 @@
 
 pub use crate::support::google::RetryTiming;
 
+pub use crate::config::sources::GdriveConfig;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -77,50 +78,6 @@ const LIST_FIELDS: &str =
 const PAGE_SIZE: i32 = 1000;
 /// A folder listing longer than this many pages is taken as a server loop.
 const MAX_PAGES: u32 = 10_000;
-
-/// `[[gdrive]]` in watch/sources.toml: one Drive folder to poll.
-///
-/// ```toml
-/// [[gdrive]]
-/// name = "concesionario-norte"
-/// folder_id = "1AbCdEfGhIjKlMnOpQrStUvWxYz"
-/// key_file_env = "DROPSYNC_GDRIVE_NORTE_KEY"
-/// patterns = ["clientes*.csv", "*.xml"]
-/// ```
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GdriveConfig {
-    /// Label in logs, errors and the "seen" memory, e.g. `"concesionario-norte"`.
-    pub name: String,
-    /// The Drive folder's id: the last part of its URL
-    /// (`https://drive.google.com/drive/folders/<folder_id>`). Share the folder with the
-    /// service account's e-mail (Viewer is enough).
-    pub folder_id: String,
-    /// Name of the environment variable that holds the *path* of the credentials file: a
-    /// service-account key JSON, or an authorized-user file. The secret itself never goes
-    /// in sources.toml. Example: `"DROPSYNC_GDRIVE_NORTE_KEY"`.
-    pub key_file_env: String,
-    /// Glob patterns on file names, case-insensitive; a file is taken when any matches.
-    /// Google Sheets are matched as `<name>.csv`. Default `["*.csv", "*.xml"]`.
-    #[serde(default = "default_patterns")]
-    pub patterns: Vec<String>,
-    /// Override of `https://www.googleapis.com/`, the root under which `drive/v3/` lives
-    /// (tests point it at a local server). Default: Google's.
-    #[serde(default)]
-    pub api_base: Option<String>,
-    /// Retries per call (listing page or download) after the first try, for 429, 5xx,
-    /// timeouts and broken downloads. Default 5.
-    #[serde(default = "default_max_retries")]
-    pub max_retries: u32,
-}
-
-fn default_patterns() -> Vec<String> {
-    vec!["*.csv".to_owned(), "*.xml".to_owned()]
-}
-
-fn default_max_retries() -> u32 {
-    5
-}
 
 /// One file downloaded by a poll, complete at `local`.
 #[derive(Debug, Clone, PartialEq, Eq)]

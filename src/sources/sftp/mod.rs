@@ -21,6 +21,7 @@ use glob::{MatchOptions, Pattern};
 use ssh2::{CheckResult, ErrorCode, HashType, KnownHostFileKind, Session, Sftp};
 use tracing::{debug, info, warn};
 
+pub use crate::config::sources::{After, SftpConfig};
 use crate::support::download::{CopyError, DownloadError, Expected, PartFile};
 
 /// How long one blocking network step (connect, handshake, a read) may wait before the poll
@@ -33,84 +34,6 @@ const CHUNK: usize = 256 * 1024;
 
 /// SFTP status "no such file" (`SSH_FX_NO_SUCH_FILE`).
 const FX_NO_SUCH_FILE: i32 = 2;
-
-/// `[[sftp]]` in watch/sources.toml: one SFTP folder that dealers drop exports into.
-///
-/// ```toml
-/// [[sftp]]
-/// name = "dealer-norte"
-/// host = "sftp.dealer-norte.example"
-/// user = "dropsync"
-/// remote_dir = "/exports"
-/// key_file_env = "DEALER_NORTE_SFTP_KEY"
-/// fingerprint = "SHA256:7YbZ0yq3p9tT0rA9m3x1c3uGq6m2k8w0Jr2e7qQm0hA"
-/// ```
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SftpConfig {
-    /// Label used in logs, errors and in the caller's "seen" memory. Example: `"dealer-norte"`.
-    pub name: String,
-    /// Server host name or IP address. Example: `"sftp.dealer-norte.example"`.
-    pub host: String,
-    /// TCP port. Default: `22`.
-    #[serde(default = "default_port")]
-    pub port: u16,
-    /// Login user. Example: `"dropsync"`.
-    pub user: String,
-    /// Folder to pick files up from; absolute, or relative to the user's home on the server.
-    /// Example: `"/exports"`.
-    pub remote_dir: String,
-    /// Globs on file names, matched case-insensitively. Default: `["*.csv", "*.xml"]`.
-    #[serde(default = "default_patterns")]
-    pub patterns: Vec<String>,
-    /// NAME of the environment variable that holds the private key's PATH (unencrypted
-    /// OpenSSH or PEM key). Exactly one of `key_file_env` and `password_env`.
-    /// Example: `"DEALER_NORTE_SFTP_KEY"`.
-    pub key_file_env: Option<String>,
-    /// NAME of the environment variable that holds the password. Example:
-    /// `"DEALER_NORTE_SFTP_PASSWORD"`.
-    pub password_env: Option<String>,
-    /// known_hosts file (OpenSSH format) to verify the host key against. Exactly one of
-    /// `known_hosts` and `fingerprint`. Example: `"watch/known_hosts"`. libssh2 also accepts
-    /// a line written without the port (`host key`) for any port of that host, and fails on
-    /// the whole file when one line has a key type it does not know (e.g. `sk-*` keys): pin a
-    /// `fingerprint` when several servers share a host or the file is a user's full one.
-    pub known_hosts: Option<PathBuf>,
-    /// Pinned host key fingerprint as OpenSSH prints it (`ssh-keygen -lf KEY.pub`).
-    /// Example: `"SHA256:7YbZ0yq3p9tT0rA9m3x1c3uGq6m2k8w0Jr2e7qQm0hA"`.
-    pub fingerprint: Option<String>,
-    /// What to do with a remote file after dropsync's run succeeded. Default: `"move"`.
-    #[serde(default)]
-    pub after: After,
-    /// Where `after = "move"` puts processed files, relative to `remote_dir`. Default:
-    /// `"processed"`.
-    #[serde(default = "default_processed_dir")]
-    pub processed_dir: String,
-}
-
-fn default_port() -> u16 {
-    22
-}
-
-fn default_patterns() -> Vec<String> {
-    vec!["*.csv".to_string(), "*.xml".to_string()]
-}
-
-fn default_processed_dir() -> String {
-    "processed".to_string()
-}
-
-/// What happens to a remote file once dropsync's run with it succeeded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum After {
-    /// Rename it into `processed_dir`, so the folder only holds what is still to do.
-    #[default]
-    Move,
-    /// Leave it where it is (the server may be read-only); the caller remembers it by name,
-    /// size and mtime and passes that memory to [`SftpSource::poll`].
-    Keep,
-}
 
 /// Everything that can go wrong with an SFTP source. Each message names the source, the value
 /// at fault and what to do about it.

@@ -31,13 +31,13 @@ fn config_for(sshd: &Sshd, remote: &Path) -> SftpConfig {
         port: sshd.port,
         user: login_user(),
         remote_dir: remote.display().to_string(),
-        patterns: default_patterns(),
+        patterns: crate::config::sources::default_patterns(),
         key_file_env: Some(sshd.key_env.clone()),
         password_env: None,
         known_hosts: Some(sshd.known_hosts()),
         fingerprint: None,
         after: After::Move,
-        processed_dir: default_processed_dir(),
+        processed_dir: crate::config::sources::default_processed_dir(),
     }
 }
 
@@ -49,13 +49,13 @@ fn offline_config() -> SftpConfig {
         port: 22,
         user: "dropsync".to_string(),
         remote_dir: "/exports".to_string(),
-        patterns: default_patterns(),
+        patterns: crate::config::sources::default_patterns(),
         key_file_env: Some("PATH".to_string()),
         password_env: None,
         known_hosts: None,
         fingerprint: Some("SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU".to_string()),
         after: After::Move,
-        processed_dir: default_processed_dir(),
+        processed_dir: crate::config::sources::default_processed_dir(),
     }
 }
 

@@ -9,7 +9,6 @@
 pub(crate) mod auth;
 pub(crate) mod call;
 
-
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;

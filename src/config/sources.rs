@@ -1,15 +1,14 @@
-//! `watch/sources.toml`: where drops come from and when a drop counts as complete. Secrets are
-//! never here: remote sources name the environment variables that hold them.
+//! `watch/sources.toml`: where drops come from and when a drop counts as complete, with the
+//! settings of each SFTP and Google Drive source. Secrets are never here: remote sources name
+//! the environment variables that hold them.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::gdrive::GdriveConfig;
-use super::sftp::SftpConfig;
-use crate::config::diagnostic::{Diagnostic, SourceMap};
-use crate::config::every_key;
+use super::diagnostic::{Diagnostic, SourceMap};
+use super::every_key;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -167,6 +166,128 @@ pub fn load(path: &Path) -> Result<SourcesFile, ConfigError> {
         }
     }
     Ok(file)
+}
+
+/// `[[sftp]]` in watch/sources.toml: one SFTP folder that dealers drop exports into.
+///
+/// ```toml
+/// [[sftp]]
+/// name = "dealer-norte"
+/// host = "sftp.dealer-norte.example"
+/// user = "dropsync"
+/// remote_dir = "/exports"
+/// key_file_env = "DEALER_NORTE_SFTP_KEY"
+/// fingerprint = "SHA256:7YbZ0yq3p9tT0rA9m3x1c3uGq6m2k8w0Jr2e7qQm0hA"
+/// ```
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SftpConfig {
+    /// Label used in logs, errors and in the caller's "seen" memory. Example: `"dealer-norte"`.
+    pub name: String,
+    /// Server host name or IP address. Example: `"sftp.dealer-norte.example"`.
+    pub host: String,
+    /// TCP port. Default: `22`.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Login user. Example: `"dropsync"`.
+    pub user: String,
+    /// Folder to pick files up from; absolute, or relative to the user's home on the server.
+    /// Example: `"/exports"`.
+    pub remote_dir: String,
+    /// Globs on file names, matched case-insensitively. Default: `["*.csv", "*.xml"]`.
+    #[serde(default = "default_patterns")]
+    pub patterns: Vec<String>,
+    /// NAME of the environment variable that holds the private key's PATH (unencrypted
+    /// OpenSSH or PEM key). Exactly one of `key_file_env` and `password_env`.
+    /// Example: `"DEALER_NORTE_SFTP_KEY"`.
+    pub key_file_env: Option<String>,
+    /// NAME of the environment variable that holds the password. Example:
+    /// `"DEALER_NORTE_SFTP_PASSWORD"`.
+    pub password_env: Option<String>,
+    /// known_hosts file (OpenSSH format) to verify the host key against. Exactly one of
+    /// `known_hosts` and `fingerprint`. Example: `"watch/known_hosts"`. libssh2 also accepts
+    /// a line written without the port (`host key`) for any port of that host, and fails on
+    /// the whole file when one line has a key type it does not know (e.g. `sk-*` keys): pin a
+    /// `fingerprint` when several servers share a host or the file is a user's full one.
+    pub known_hosts: Option<PathBuf>,
+    /// Pinned host key fingerprint as OpenSSH prints it (`ssh-keygen -lf KEY.pub`).
+    /// Example: `"SHA256:7YbZ0yq3p9tT0rA9m3x1c3uGq6m2k8w0Jr2e7qQm0hA"`.
+    pub fingerprint: Option<String>,
+    /// What to do with a remote file after dropsync's run succeeded. Default: `"move"`.
+    #[serde(default)]
+    pub after: After,
+    /// Where `after = "move"` puts processed files, relative to `remote_dir`. Default:
+    /// `"processed"`.
+    #[serde(default = "default_processed_dir")]
+    pub processed_dir: String,
+}
+
+fn default_port() -> u16 {
+    22
+}
+
+pub(crate) fn default_patterns() -> Vec<String> {
+    vec!["*.csv".to_string(), "*.xml".to_string()]
+}
+
+pub(crate) fn default_processed_dir() -> String {
+    "processed".to_string()
+}
+
+/// What happens to a remote file once dropsync's run with it succeeded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum After {
+    /// Rename it into `processed_dir`, so the folder only holds what is still to do.
+    #[default]
+    Move,
+    /// Leave it where it is (the server may be read-only); the caller remembers it by name,
+    /// size and mtime and passes that memory to [`SftpSource::poll`].
+    Keep,
+}
+
+/// `[[gdrive]]` in watch/sources.toml: one Drive folder to poll.
+///
+/// ```toml
+/// [[gdrive]]
+/// name = "concesionario-norte"
+/// folder_id = "1AbCdEfGhIjKlMnOpQrStUvWxYz"
+/// key_file_env = "DROPSYNC_GDRIVE_NORTE_KEY"
+/// patterns = ["clientes*.csv", "*.xml"]
+/// ```
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GdriveConfig {
+    /// Label in logs, errors and the "seen" memory, e.g. `"concesionario-norte"`.
+    pub name: String,
+    /// The Drive folder's id: the last part of its URL
+    /// (`https://drive.google.com/drive/folders/<folder_id>`). Share the folder with the
+    /// service account's e-mail (Viewer is enough).
+    pub folder_id: String,
+    /// Name of the environment variable that holds the *path* of the credentials file: a
+    /// service-account key JSON, or an authorized-user file. The secret itself never goes
+    /// in sources.toml. Example: `"DROPSYNC_GDRIVE_NORTE_KEY"`.
+    pub key_file_env: String,
+    /// Glob patterns on file names, case-insensitive; a file is taken when any matches.
+    /// Google Sheets are matched as `<name>.csv`. Default `["*.csv", "*.xml"]`.
+    #[serde(default = "default_gdrive_patterns")]
+    pub patterns: Vec<String>,
+    /// Override of `https://www.googleapis.com/`, the root under which `drive/v3/` lives
+    /// (tests point it at a local server). Default: Google's.
+    #[serde(default)]
+    pub api_base: Option<String>,
+    /// Retries per call (listing page or download) after the first try, for 429, 5xx,
+    /// timeouts and broken downloads. Default 5.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+}
+
+fn default_gdrive_patterns() -> Vec<String> {
+    vec!["*.csv".to_owned(), "*.xml".to_owned()]
+}
+
+fn default_max_retries() -> u32 {
+    5
 }
 
 #[cfg(test)]
