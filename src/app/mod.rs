@@ -2,7 +2,7 @@
 //! `run` is one run told as the pipeline's stages, with `meter` timing each stage and
 //! `quarantine` setting unreadable files aside; `apply` is the CRM stage through the intent
 //! journal and the recovery of interrupted runs, shared with `approve`; `staging` writes what
-//! analysts read; `error` is what stops a run. `watch` drives runs from drops and a schedule;
+//! analysts read; `work` holds the types they hand each other; `error` is what stops a run. `watch` drives runs from drops and a schedule;
 //! `alerts` is the one policy both use; `explain`, `check`, `serve` and `bench` read or
 //! exercise what runs leave; `gen` makes synthetic drops for tests and benchmarks.
 
@@ -20,3 +20,4 @@ pub mod run;
 pub mod serve;
 mod staging;
 pub mod watch;
+mod work;

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::error::PipelineError;
-use super::run::RunOptions;
+use super::work::RunOptions;
 use crate::model::{EntityStatus, EntitySummary, FileStatus, Issue, Severity};
 use crate::read::ReadError;
 use crate::state::State;

@@ -7,7 +7,6 @@
 //! so a run killed anywhere is completed or redone by the next one with the same result and
 //! nothing doubled.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use polars::prelude::*;
@@ -19,7 +18,7 @@ use super::meter::Meter;
 use super::quarantine::{file_name, quarantine};
 use super::staging;
 use crate::config::{self, Recipe, Recipes};
-use crate::diff::{diff_entity, ChangeSet, Diffed, HASH};
+use crate::diff::{diff_entity, ChangeSet, Diffed};
 use crate::model::{EntityStatus, EntitySummary, FileStatus, Issue, RunState};
 use crate::read::{read_file, RawTable};
 use crate::sources::{self, EntityFile};
@@ -33,20 +32,9 @@ use crate::validate::{self, Counts, RefSets, Validated};
 pub use super::approve::approve;
 use super::error::frame_err;
 pub use super::error::PipelineError;
+use super::work::EntityWork;
+pub use super::work::RunOptions;
 pub use crate::model::{RunReport, RunStatus, Timings};
-
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    pub recipes: PathBuf,
-    pub inbox: PathBuf,
-    pub out: PathBuf,
-    pub dry_run: bool,
-    /// Show progress bars (a terminal, not `--json`/`--quiet`).
-    pub progress: bool,
-    /// Set by a signal handler: the run finishes the entity in progress, then stops before
-    /// anything is written.
-    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
-}
 
 use crate::model::{ChangeSamples, FieldChange, SampleRow, UpdatedSample};
 
@@ -55,24 +43,6 @@ fn new_run_id() -> String {
     let salt =
         blake3::hash(format!("{:?}{}", now.timestamp_nanos_opt(), std::process::id()).as_bytes());
     format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), &salt.to_hex()[..6])
-}
-
-/// Everything one entity carries from the diff to the journal and staging.
-pub(super) struct EntityWork<'r> {
-    pub(super) recipe: &'r Recipe,
-    /// Accepted rows with `__hash`.
-    pub(super) accepted: DataFrame,
-    pub(super) lines: Vec<u32>,
-    pub(super) changes: ChangeSet,
-    /// The file the rows came from.
-    pub(super) file_name: String,
-    /// The entity had a snapshot before this run.
-    pub(super) had_snapshot: bool,
-    /// Deletes to apply now (policy soft/hard, not held).
-    pub(super) deletes: Vec<String>,
-    /// Deletes the guard holds until approval.
-    pub(super) held: Vec<String>,
-    pub(super) snapshot: DataFrame,
 }
 
 /// One run of the drop in `opts.inbox`. What interrupted runs had journaled is completed
@@ -453,10 +423,6 @@ fn ids_of(df: Option<&DataFrame>) -> PolarsResult<HashSet<String>> {
         .flatten()
         .map(str::to_string)
         .collect())
-}
-
-pub(super) fn without_hash(df: &DataFrame) -> PolarsResult<DataFrame> {
-    df.drop(HASH)
 }
 
 /// A few changes of each kind, for `plan` and the status page: inserted rows (and their IDs),

@@ -9,7 +9,7 @@ use polars::prelude::*;
 use serde_json::{json, Value};
 
 use super::error::{frame_err, PipelineError};
-use super::run::{without_hash, EntityWork, RunOptions};
+use super::work::{without_hash, EntityWork, RunOptions};
 use crate::config::Recipes;
 use crate::diff;
 use crate::model::RunReport;

@@ -1,0 +1,46 @@
+//! What the run's parts hand each other: the run's options, and one entity's work from the
+//! diff to the journal and staging. A leaf of its own so that the run, the apply path,
+//! staging and quarantine share these types without importing one another.
+
+use std::path::PathBuf;
+
+use polars::prelude::*;
+
+use crate::config::Recipe;
+use crate::diff::{ChangeSet, HASH};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub recipes: PathBuf,
+    pub inbox: PathBuf,
+    pub out: PathBuf,
+    pub dry_run: bool,
+    /// Show progress bars (a terminal, not `--json`/`--quiet`).
+    pub progress: bool,
+    /// Set by a signal handler: the run finishes the entity in progress, then stops before
+    /// anything is written.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// Everything one entity carries from the diff to the journal and staging.
+pub(super) struct EntityWork<'r> {
+    pub(super) recipe: &'r Recipe,
+    /// Accepted rows with `__hash`.
+    pub(super) accepted: DataFrame,
+    pub(super) lines: Vec<u32>,
+    pub(super) changes: ChangeSet,
+    /// The file the rows came from.
+    pub(super) file_name: String,
+    /// The entity had a snapshot before this run.
+    pub(super) had_snapshot: bool,
+    /// Deletes to apply now (policy soft/hard, not held).
+    pub(super) deletes: Vec<String>,
+    /// Deletes the guard holds until approval.
+    pub(super) held: Vec<String>,
+    pub(super) snapshot: DataFrame,
+}
+
+/// The accepted rows as the CRM and staging take them: without the row hash.
+pub(super) fn without_hash(df: &DataFrame) -> PolarsResult<DataFrame> {
+    df.drop(HASH)
+}
