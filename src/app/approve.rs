@@ -17,6 +17,7 @@ pub fn approve(
     run_id: &str,
 ) -> Result<Vec<(String, usize)>, PipelineError> {
     let recipes = config::load_dir(recipes_dir)?;
+    crate::state::require_workspace(out)?;
     let _lock = crate::state::lock::WorkspaceLock::acquire(out)?;
     let state = State::open(out)?;
     recover(&recipes, &state, out, &format!("approve {run_id}"))?;

@@ -97,12 +97,9 @@ pub fn check(recipes_dir: &Path, sources: &Path, out: &Path) -> Vec<Verdict> {
     }
     if let Ok(r) = &recipes {
         let kind = format!("{:?}", r.pipeline.target.kind).to_lowercase();
-        let opened = std::fs::create_dir_all(out)
-            .map_err(|e| e.to_string())
-            .and_then(|_| crate::sinks::open(&r.pipeline.target, out).map_err(|e| e.to_string()));
         v.push(verdict(
             format!("target {kind}"),
-            opened.map(|_| "opened".to_string()),
+            crate::sinks::probe(&r.pipeline.target, out).map_err(|e| e.to_string()),
         ));
         if let Some(spec) = &r.pipeline.staging.gsheets {
             v.push(verdict(

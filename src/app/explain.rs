@@ -8,6 +8,7 @@ use std::path::Path;
 use rusqlite::{params, Connection};
 use serde::Serialize;
 
+use crate::config::diagnostic::suggest;
 use crate::config::{self, RecipeError, Recipes};
 use crate::model::HoldState;
 
@@ -15,13 +16,28 @@ use crate::model::HoldState;
 pub enum ExplainError {
     #[error(transparent)]
     Recipe(#[from] RecipeError),
-    #[error("no entity `{0}` in the recipes")]
-    UnknownEntity(String),
+    /// The entity asked for, and what the recipes do have (with the nearest first when one
+    /// is close enough to be a typo).
+    #[error("no entity `{asked}` in the recipes{}", did_you_mean(.nearest, .known))]
+    UnknownEntity {
+        asked: String,
+        nearest: Option<String>,
+        known: Vec<String>,
+    },
+    #[error(transparent)]
+    Workspace(#[from] crate::state::StateError),
     #[error("{path}: {source}")]
     Db {
         path: String,
         source: rusqlite::Error,
     },
+}
+
+fn did_you_mean(nearest: &Option<String>, known: &[String]) -> String {
+    match nearest {
+        Some(n) => format!("; did you mean `{n}`?"),
+        None => format!(" (they define: {})", known.join(", ")),
+    }
 }
 
 /// One thing that happened to the row in one run.
@@ -88,9 +104,15 @@ pub fn history(
     entity: &str,
     id: &str,
 ) -> Result<Vec<Event>, ExplainError> {
-    let r = recipes
-        .get(entity)
-        .ok_or_else(|| ExplainError::UnknownEntity(entity.to_string()))?;
+    let r = recipes.get(entity).ok_or_else(|| {
+        let known: Vec<String> = recipes.entities.iter().map(|r| r.entity.clone()).collect();
+        ExplainError::UnknownEntity {
+            asked: entity.to_string(),
+            nearest: suggest(entity, known.iter().map(String::as_str)),
+            known,
+        }
+    })?;
+    crate::state::require_workspace(out)?;
     let key = normalize(id, r.id.numeric, r.id.uppercase);
     let mut events = Vec::new();
     let state_path = out.join("state/state.sqlite");

@@ -54,14 +54,15 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
     for u in &unmatched {
         tracing::warn!(file = %u.display(), "no recipe takes this file; left alone");
     }
-    std::fs::create_dir_all(&opts.out)
-        .map_err(|e| PipelineError::Io(format!("cannot create {}: {e}", opts.out.display())))?;
-    let _lock = if opts.dry_run {
-        None
+    // A dry run creates nothing: it reads the workspace if there is one.
+    let (_lock, state) = if opts.dry_run {
+        (None, State::open_for_plan(&opts.out)?)
     } else {
-        Some(crate::state::lock::WorkspaceLock::acquire(&opts.out)?)
+        std::fs::create_dir_all(&opts.out)
+            .map_err(|e| PipelineError::Io(format!("cannot create {}: {e}", opts.out.display())))?;
+        let lock = crate::state::lock::WorkspaceLock::acquire(&opts.out)?;
+        (Some(lock), State::open(&opts.out)?)
     };
-    let state = State::open(&opts.out)?;
     let run_id = new_run_id();
     if opts.dry_run {
         if !state.pending()?.is_empty() {

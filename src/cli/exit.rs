@@ -27,6 +27,8 @@ pub enum Exit {
     Failure = 1,
     Config = 2,
     Held = 3,
+    /// The inbox held no file any recipe takes: nothing was read.
+    NothingFound = 4,
 }
 
 impl From<Exit> for std::process::ExitCode {
@@ -167,6 +169,7 @@ impl ExitCode for StateError {
             | StateError::CorruptSnapshot { .. }
             | StateError::Journal { .. }
             | StateError::Io { .. } => Exit::Failure,
+            StateError::NoWorkspace { .. } => Exit::Config,
         }
     }
 }
@@ -212,8 +215,9 @@ impl ExitCode for ExplainError {
     fn exit_code(&self) -> Exit {
         match self {
             ExplainError::Recipe(e) => e.exit_code(),
-            ExplainError::UnknownEntity(_) => Exit::Config,
+            ExplainError::UnknownEntity { .. } => Exit::Config,
             ExplainError::Db { .. } => Exit::Failure,
+            ExplainError::Workspace(e) => e.exit_code(),
         }
     }
 }
@@ -225,6 +229,7 @@ impl ExitCode for ServeError {
             // by accident: the operator sets the token or the address.
             ServeError::TokenRequired(_) => Exit::Config,
             ServeError::Bind { .. } | ServeError::Io(_) | ServeError::Random(_) => Exit::Failure,
+            ServeError::Workspace(e) => e.exit_code(),
         }
     }
 }
@@ -342,7 +347,10 @@ mod tests {
             Failure => WatchError::Notify(s()),
             Failure => WatchError::Source(s()),
             Config => ExplainError::Recipe(recipe()),
-            Config => ExplainError::UnknownEntity(s()),
+            Config => ExplainError::UnknownEntity { asked: s(), nearest: None, known: vec![] },
+            Config => ExplainError::Workspace(StateError::NoWorkspace { out: path() }),
+            Config => ServeError::Workspace(StateError::NoWorkspace { out: path() }),
+            Config => StateError::NoWorkspace { out: path() },
             Failure => ExplainError::Db { path: s(), source: sqlite() },
             Config => ServeError::TokenRequired(([0, 0, 0, 0], 80).into()),
             Failure => ServeError::Bind { addr: ([127, 0, 0, 1], 80).into(), source: io() },

@@ -10,6 +10,7 @@ use crate::app::{check, explain, serve};
 use crate::state::State;
 
 pub fn runs(args: RunsArgs) -> anyhow::Result<Exit> {
+    crate::state::require_workspace(&args.ws.out)?;
     let runs = State::open(&args.ws.out)?.runs(args.limit)?;
     if args.json {
         println!("{}", serde_json::to_string(&runs)?);

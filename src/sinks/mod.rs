@@ -104,3 +104,45 @@ pub fn open(target: &TargetSpec, out: &Path) -> Result<Box<dyn Sink>, SinkError>
         }
     }
 }
+
+/// Whether the configured target answers, for `dropsync check`, writing nothing to the
+/// workspace: the embedded CRM is only looked at (it may not exist before the first run),
+/// PostgreSQL is connected to, and the REST CRM is opened with its resume journal in a
+/// scratch folder. Returns what was found, for the operator.
+pub fn probe(target: &TargetSpec, out: &Path) -> Result<String, SinkError> {
+    match target.kind {
+        TargetKind::Sqlite => {
+            let path = out.join("crm.sqlite");
+            if !path.is_file() {
+                return Ok(format!(
+                    "{} not created yet (the first run creates it)",
+                    path.display()
+                ));
+            }
+            let fail = |e: rusqlite::Error| SinkError::Write {
+                target: path.display().to_string(),
+                message: e.to_string(),
+            };
+            let conn = crate::support::read_only_db::open(&path).map_err(fail)?;
+            let tables: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(fail)?;
+            Ok(format!(
+                "{} opened read-only, {tables} table(s)",
+                path.display()
+            ))
+        }
+        TargetKind::Postgres | TargetKind::Rest => {
+            let scratch = tempfile::tempdir().map_err(|e| SinkError::Write {
+                target: "check".into(),
+                message: format!("cannot make a scratch folder: {e}"),
+            })?;
+            open(target, scratch.path())?;
+            Ok("connected".into())
+        }
+    }
+}

@@ -32,6 +32,10 @@ pub enum StateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A command that reads what runs left was pointed at a folder no run wrote: answering
+    /// "nothing found" there would look like an empty history.
+    #[error("no dropsync workspace at {}: it has no state/state.sqlite. Point --out at the folder a run wrote (the demo writes demo/: --out demo), or run `dropsync run --out {}` first", out.display(), out.display())]
+    NoWorkspace { out: PathBuf },
 }
 
 pub struct State {
@@ -103,7 +107,44 @@ CREATE TABLE IF NOT EXISTS remote_seen (
   source TEXT NOT NULL, key TEXT NOT NULL, run_id TEXT NOT NULL, PRIMARY KEY (source, key));
 ";
 
+/// Where a workspace keeps its state database.
+pub fn db_path(out: &Path) -> PathBuf {
+    out.join("state").join("state.sqlite")
+}
+
+/// Fails with [`StateError::NoWorkspace`] unless a run has written `out`.
+pub fn require_workspace(out: &Path) -> Result<(), StateError> {
+    if db_path(out).is_file() {
+        Ok(())
+    } else {
+        Err(StateError::NoWorkspace {
+            out: out.to_path_buf(),
+        })
+    }
+}
+
 impl State {
+    /// The workspace's state as a dry run sees it, creating nothing: the existing database
+    /// read-only, or, before the first run, an empty one in memory.
+    pub fn open_for_plan(out: &Path) -> Result<State, StateError> {
+        let dir = out.join("state");
+        let db_path = db_path(out);
+        let db = if db_path.is_file() {
+            crate::support::read_only_db::open(&db_path)
+        } else {
+            Connection::open_in_memory()
+        }
+        .map_err(|source| StateError::Db {
+            path: db_path.clone(),
+            source,
+        })?;
+        let state = State { dir, db_path, db };
+        if !state.db_path.is_file() {
+            state.db.execute_batch(SCHEMA).map_err(|e| state.err(e))?;
+        }
+        Ok(state)
+    }
+
     pub fn open(out: &Path) -> Result<State, StateError> {
         let dir = out.join("state");
         std::fs::create_dir_all(dir.join("snapshots")).map_err(|source| StateError::Io {

@@ -10,5 +10,6 @@ pub mod google;
 pub mod memory;
 pub mod progress;
 pub mod rate;
+pub mod read_only_db;
 pub mod retry;
 pub mod sqlite_frames;

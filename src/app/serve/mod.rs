@@ -56,6 +56,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("cannot draw random bytes for the CSRF token: {0}")]
     Random(String),
+    #[error(transparent)]
+    Workspace(#[from] crate::state::StateError),
 }
 
 pub struct ServeOptions {
@@ -84,6 +86,7 @@ pub fn serve(opts: ServeOptions, on_ready: impl FnOnce(SocketAddr)) -> Result<()
     if !opts.listen.ip().is_loopback() && opts.token.is_none() {
         return Err(ServeError::TokenRequired(opts.listen));
     }
+    crate::state::require_workspace(&opts.out)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
