@@ -289,6 +289,14 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// No file of the drop matched any recipe: every entity kept its last state. A scheduler
+    /// should hear of it, since a dealer that stopped exporting looks just like this.
+    pub fn found_nothing(&self) -> bool {
+        self.entities
+            .iter()
+            .all(|(_, s)| s.status == EntityStatus::NoFile)
+    }
+
     /// The `--json` contract: one object, entities in load order.
     pub fn to_json(&self) -> Value {
         let mut entities = Map::new();

@@ -12,6 +12,7 @@ mod inspect;
 mod logs;
 mod pipeline;
 mod print;
+pub mod synopsis;
 mod tools;
 
 use clap::Parser;
@@ -55,7 +56,7 @@ pub fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code.into(),
         Err(e) => {
-            eprintln!("error: {}", printable(&format!("{e:#}")));
+            eprintln!("error: {}", printable(&print::error_message(&e)));
             exit::exit_for(&e).into()
         }
     }

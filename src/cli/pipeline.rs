@@ -35,11 +35,11 @@ pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
             } else {
                 print::run_table(&report);
             }
-            Ok(report.status.into())
+            Ok(outcome(&report, &opts.inbox))
         }
         Err(e) => {
             if args.json {
-                print::failed_run_json(&e.to_string());
+                print::failed_run_json(&e);
             }
             Err(e.into())
         }
@@ -47,6 +47,7 @@ pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
 }
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<Exit> {
+    let inbox = args.inbox.clone();
     let report = run::run(&RunOptions {
         recipes: args.ws.recipes,
         inbox: args.inbox,
@@ -61,7 +62,22 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<Exit> {
         print::run_table(&report);
         print::samples(&report);
     }
-    Ok(Exit::Ok)
+    Ok(match outcome(&report, &inbox) {
+        Exit::NothingFound => Exit::NothingFound,
+        _ => Exit::Ok,
+    })
+}
+
+/// The exit code of a completed run, saying so on stderr when the inbox had nothing.
+fn outcome(report: &run::RunReport, inbox: &std::path::Path) -> Exit {
+    if report.found_nothing() {
+        eprintln!(
+            "no export found in {}: no file there matches a recipe's [source] files, so nothing was read (exit 4)",
+            inbox.display()
+        );
+        return Exit::NothingFound;
+    }
+    report.status.into()
 }
 
 pub fn approve(args: ApproveArgs) -> anyhow::Result<Exit> {

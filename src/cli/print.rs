@@ -90,11 +90,18 @@ pub fn run_table(report: &RunReport) {
 
 /// `run --json` when the run failed: the same object shape as a finished run, so a script
 /// reads `status` either way.
-pub fn failed_run_json(error: &str) {
-    println!(
-        "{}",
-        serde_json::json!({"run_id": null, "status": "failed", "error": error, "entities": {}})
-    );
+/// A run that failed before it had a report; recipe mistakes also as a list, so a script can
+/// point at each `file:line:column` without parsing the message.
+pub fn failed_run_json(error: &crate::app::run::PipelineError) {
+    let mut out = serde_json::json!({
+        "run_id": null, "status": "failed", "error": error.to_string(), "entities": {}
+    });
+    if let crate::app::run::PipelineError::Recipe(crate::config::RecipeError::Invalid(diags)) =
+        error
+    {
+        out["diagnostics"] = serde_json::to_value(diags).unwrap_or_default();
+    }
+    println!("{out}");
 }
 
 /// `plan`'s samples: entities with nothing to show are left out, the table already says so.
@@ -200,5 +207,42 @@ pub fn verdicts(verdicts: &[Verdict]) {
             v.item,
             printable(&v.detail)
         );
+    }
+}
+
+/// An error and its causes on one line, each cause once: many messages already quote their
+/// cause (`cannot read recipes in x: No such file…`), and repeating it reads as two problems.
+pub fn error_message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_the_message_already_quotes_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let e = anyhow::Error::new(crate::config::RecipeError::Io {
+            path: "missing".into(),
+            source: io,
+        });
+        assert_eq!(
+            error_message(&e),
+            "cannot read recipes in missing: No such file"
+        );
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_message(&e), "outer: inner");
     }
 }

@@ -47,6 +47,10 @@ pub fn is_temporary(name: &str) -> bool {
             .any(|ext| lower.ends_with(ext))
 }
 
+/// The answer sheet `dropsync gen` writes beside a generated drop (the samples carry one):
+/// the counts a correct run must find, not an export, so never reported as a stray file.
+pub const ANSWER_SHEET: &str = "manifest.json";
+
 /// Matches the files in `inbox` to entities; the first pattern of a recipe wins when more
 /// than one file matches it. Files no recipe wants are returned apart.
 pub fn scan_inbox(
@@ -97,7 +101,7 @@ pub fn scan_inbox(
     let unmatched = names
         .into_iter()
         .zip(used)
-        .filter(|(_, u)| !u)
+        .filter(|((name, _), u)| !u && name != ANSWER_SHEET)
         .map(|((_, p), _)| p)
         .collect();
     Ok((picked, unmatched))

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{GenEncoding, GenError, UnitFormat};
 
 /// File name of the manifest inside a drop folder.
-pub const MANIFEST_FILE: &str = "manifest.json";
+pub const MANIFEST_FILE: &str = crate::sources::ANSWER_SHEET;
 
 /// The truth about one generated drop.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
