@@ -29,17 +29,21 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Process the files present in the inbox once.
+    /// Process the files present in the inbox once (exit 0 done, 1 failed, 2 configuration,
+    /// 3 deletes held, 4 no export found).
     Run(RunArgs),
     /// Watch the drop folder (and pull remote sources on schedule); run each complete drop.
     Watch(WatchArgs),
-    /// What a run would do, per entity, with samples of each kind of change; writes nothing.
+    /// What a run would do, per entity, with samples of each kind of change; creates and
+    /// writes nothing.
     Plan(PlanArgs),
-    /// A row's history: the runs that inserted, updated, deleted, held or rejected it, and why.
+    /// A row's history: the runs that inserted, updated, deleted, held or rejected it, and
+    /// why. Reads the workspace at --out.
     Explain(ExplainArgs),
     /// Apply the deletes that the guard held in a run.
     Approve(ApproveArgs),
-    /// List recent runs with status and counts.
+    /// List recent runs with status and counts (`+` inserted, `~` updated, `-` deleted, `!`
+    /// rejected). Reads the workspace at --out.
     Runs(RunsArgs),
     /// Run the shipped samples: the first drop, then the next day's snapshot, into a fresh
     /// folder (default `demo/`, wiped first).
@@ -56,17 +60,18 @@ pub enum Command {
     /// The status web page: runs, rejects, changes, held deletes (with Approve), recipes and
     /// a row's history. Listens on 127.0.0.1 unless told otherwise (then a token is required).
     Serve(ServeArgs),
-    /// Check recipes and config, and test each source and the target connection.
+    /// Check recipes and sources config, test each SFTP and Drive source (connect, host key,
+    /// list; nothing taken), the target and the Google Sheets spreadsheet; writes nothing.
     Check(CheckArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct Workspace {
     /// Folder with `<entity>.toml` recipes and `pipeline.toml`.
-    #[arg(long, default_value = "recipes")]
+    #[arg(long, value_name = "DIR", default_value = "recipes")]
     pub recipes: PathBuf,
     /// Where staging.sqlite, staging.xlsx, crm.sqlite and state/ live.
-    #[arg(long, default_value = "out")]
+    #[arg(long, value_name = "DIR", default_value = "out")]
     pub out: PathBuf,
 }
 
@@ -75,7 +80,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub ws: Workspace,
     /// Folder holding this drop's exports.
-    #[arg(long, default_value = "watch/inbox")]
+    #[arg(long, value_name = "DIR", default_value = "watch/inbox")]
     pub inbox: PathBuf,
     /// Plan only: counts and a sample of changes; nothing is written.
     #[arg(long)]
@@ -90,7 +95,7 @@ pub struct WatchArgs {
     #[command(flatten)]
     pub ws: Workspace,
     /// Sources config (drop folder, settle rules, schedule, SFTP).
-    #[arg(long, default_value = "watch/sources.toml")]
+    #[arg(long, value_name = "FILE", default_value = "watch/sources.toml")]
     pub config: PathBuf,
     /// Process what is in the folder once it settles, then exit.
     #[arg(long)]
@@ -101,7 +106,7 @@ pub struct WatchArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub ws: Workspace,
-    #[arg(long, default_value = "watch/inbox")]
+    #[arg(long, value_name = "DIR", default_value = "watch/inbox")]
     pub inbox: PathBuf,
     #[arg(long)]
     pub json: bool,
@@ -128,7 +133,7 @@ pub struct ApproveArgs {
 pub struct RunsArgs {
     #[command(flatten)]
     pub ws: Workspace,
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, value_name = "N", default_value_t = 20)]
     pub limit: usize,
     #[arg(long)]
     pub json: bool,
@@ -136,43 +141,43 @@ pub struct RunsArgs {
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    #[arg(long, default_value = "recipes")]
+    #[arg(long, value_name = "DIR", default_value = "recipes")]
     pub recipes: PathBuf,
     /// Folder with one sub-folder per drop, processed in name order.
-    #[arg(long, default_value = "samples")]
+    #[arg(long, value_name = "DIR", default_value = "samples")]
     pub samples: PathBuf,
-    #[arg(long, default_value = "demo")]
+    #[arg(long, value_name = "DIR", default_value = "demo")]
     pub out: PathBuf,
 }
 
 #[derive(Args, Debug)]
 pub struct GenArgs {
     /// Number of clients (at least 1); the other entities scale from it.
-    #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = at_least_one)]
     pub clients: usize,
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, value_name = "N", default_value_t = 7)]
     pub seed: u64,
     /// Folder for the drop.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// windows-1252 | utf-8-bom | utf-8
-    #[arg(long, default_value = "windows-1252")]
+    #[arg(long, value_name = "ENCODING", default_value = "windows-1252")]
     pub encoding: String,
     /// xml | csv
-    #[arg(long, default_value = "xml")]
+    #[arg(long, value_name = "FORMAT", default_value = "xml")]
     pub unidades: String,
     /// Inject the documented dirty rows.
     #[arg(long)]
     pub dirty: bool,
     /// Also write the next snapshot into this folder.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub next: Option<PathBuf>,
     /// Share of rows changed / added / deleted in the next snapshot (0 to 1).
-    #[arg(long, default_value_t = 0.01, value_parser = share)]
+    #[arg(long, value_name = "SHARE", default_value_t = 0.01, value_parser = share)]
     pub changed: f64,
-    #[arg(long, default_value_t = 0.005, value_parser = share)]
+    #[arg(long, value_name = "SHARE", default_value_t = 0.005, value_parser = share)]
     pub added: f64,
-    #[arg(long, default_value_t = 0.005, value_parser = share)]
+    #[arg(long, value_name = "SHARE", default_value_t = 0.005, value_parser = share)]
     pub deleted: f64,
 }
 
@@ -217,28 +222,28 @@ fn by_name<T: serde::de::DeserializeOwned>(name: &str) -> Result<T, serde::de::v
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Comma-separated client counts.
-    #[arg(long, default_value = "10000,100000,1000000", value_delimiter = ',', value_parser = at_least_one)]
+    #[arg(long, value_name = "N,N,...", default_value = "10000,100000,1000000", value_delimiter = ',', value_parser = at_least_one)]
     pub sizes: Vec<usize>,
     /// Scratch folder for the generated drops and outputs.
-    #[arg(long, default_value = "bench-work")]
+    #[arg(long, value_name = "DIR", default_value = "bench-work")]
     pub dir: PathBuf,
-    #[arg(long, default_value = "recipes")]
+    #[arg(long, value_name = "DIR", default_value = "recipes")]
     pub recipes: PathBuf,
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, value_name = "N", default_value_t = 7)]
     pub seed: u64,
     /// Also write the result table here.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// Env var holding a PostgreSQL URL: also measure the PostgreSQL apply.
-    #[arg(long)]
+    #[arg(long, value_name = "VAR")]
     pub pg_url_env: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct BenchBaselineArgs {
-    #[arg(long, default_value = "recipes")]
+    #[arg(long, value_name = "DIR", default_value = "recipes")]
     pub recipes: PathBuf,
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub inbox: PathBuf,
 }
 
@@ -247,11 +252,11 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub ws: Workspace,
     /// Address to listen on; port 0 picks a free port (printed on stdout).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
     /// Environment variable holding the access token; required beyond loopback, and
     /// enforced whenever it is set.
-    #[arg(long, default_value = "DROPSYNC_SERVE_TOKEN")]
+    #[arg(long, value_name = "VAR", default_value = "DROPSYNC_SERVE_TOKEN")]
     pub token_env: String,
 }
 
@@ -259,7 +264,7 @@ pub struct ServeArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub ws: Workspace,
-    #[arg(long, default_value = "watch/sources.toml")]
+    #[arg(long, value_name = "FILE", default_value = "watch/sources.toml")]
     pub config: PathBuf,
     #[arg(long)]
     pub json: bool,
