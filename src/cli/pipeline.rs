@@ -115,7 +115,7 @@ pub fn demo(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
         }
     }
     println!(
-        "\nOpen {0}/staging.xlsx, or: sqlite3 {0}/staging.sqlite \"select entity, line, id, rule, reason from rejects\"",
+        "\nOpen {0}/staging.xlsx, or, for the last run's rejects: sqlite3 {0}/staging.sqlite \"select entity, line, id, rule, reason from rejects where severity = 'error' and run_id = (select run_id from runs order by rowid desc limit 1)\"",
         args.out.display()
     );
     Ok(exit)
