@@ -1,4 +1,4 @@
-//! Synthetic dealer drops: the six exports of the contract (`shared/exports/README.md`) plus a
+//! Synthetic dealer drops: the six exports of the contract (`samples/CONTRACT.md`) plus a
 //! `manifest.json` saying what a correct pipeline must conclude about them.
 //!
 //! Why it exists: dropsync's validate, diff and CRM stages need realistic inputs of any size, with
