@@ -1,6 +1,8 @@
 //! The HTML of the status pages, rendered on the server with maud (escaped by construction:
 //! file names, IDs and reject reasons come from clients' exports). One stylesheet inline, no
-//! script, no external asset: the page works offline and behind any proxy.
+//! script, no external asset: the page works offline and behind any proxy. Every table sits
+//! in a `div.scroll` box that scrolls sideways on its own: a wide sample or a long hash never
+//! makes the page itself wider than the window.
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde_json::Value;
@@ -13,7 +15,8 @@ const STYLE: &str = "
 body{font-family:system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
 header{background:#1d2330;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.5rem;align-items:baseline}
 header a{color:#cfd8ea;text-decoration:none}header strong{font-size:1.1rem;color:#fff}
-main{padding:1rem 1.2rem;max-width:80rem}
+main{padding:1rem 1.2rem;max-width:80rem;overflow-wrap:break-word}
+.scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;background:#fff;margin:.4rem 0 1.2rem;font-size:.9rem}
 th,td{border:1px solid #d8dce3;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#eef0f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
@@ -100,7 +103,7 @@ pub fn runs(list: &[RunView]) -> Markup {
             @if list.is_empty() {
                 p { "No run yet in this workspace. Run " code { "dropsync run" } " or " code { "dropsync demo" } "." }
             } @else {
-                table #runs {
+                div.scroll { table #runs {
                     tr { th { "Run" } th { "Status" } th { "Started (UTC)" } th { "Duration" } th { "Files" } th { "Per entity" } }
                     @for r in list {
                         tr data-run=(r.run_id) {
@@ -120,7 +123,7 @@ pub fn runs(list: &[RunView]) -> Markup {
                             }
                         }
                     }
-                }
+                } }
             }
         },
     )
@@ -170,7 +173,7 @@ pub fn run(p: &RunPage) -> Markup {
                 }
             }
             h2 { "Entities" }
-            table #entities {
+            div.scroll { table #entities {
                 tr {
                     th { "Entity" } th { "Status" } th { "Read" } th { "Accepted" } th { "Rejected" }
                     th { "Skipped" } th { "Warnings" } th { "Inserted" } th { "Updated" }
@@ -186,9 +189,9 @@ pub fn run(p: &RunPage) -> Markup {
                         td.n.held { (e.held_deletes) } td.n.refused { (e.crm_refused) }
                     }
                 }
-            }
+            } }
             h2 { "Files" }
-            table #files {
+            div.scroll { table #files {
                 tr { th { "Entity" } th { "File" } th { "Bytes" } th { "Encoding" } th { "Status" } th { "BLAKE3" } }
                 @for f in &r.files {
                     tr {
@@ -198,7 +201,7 @@ pub fn run(p: &RunPage) -> Markup {
                         td { code { (f.hash) } }
                     }
                 }
-            }
+            } }
             h2 { "Held deletes" }
             @if p.held.is_empty() {
                 p { "The guard held nothing in this run." }
@@ -287,12 +290,12 @@ fn rows_table(kind: &str, rows: &Value, ids: &[String]) -> Markup {
         @if cols.is_empty() {
             code { (ids.join(", ")) }
         } @else {
-            table.sample data-kind=(kind) {
+            div.scroll { table.sample data-kind=(kind) {
                 tr { @for c in &cols { th { (c) } } }
                 @for r in &rows {
                     tr { @for c in &cols { td { (r[c].as_str().unwrap_or("")) } } }
                 }
-            }
+            } }
         }
     }
 }
@@ -325,7 +328,7 @@ fn rejects(run_id: &str, page: &RejectPage, filter: &RejectFilter) -> Markup {
             " " button type="submit" { "Filter" }
         }
         p #reject-count { (page.total) " rows · page " (filter.page + 1) " of " (pages) }
-        table #rejects {
+        div.scroll { table #rejects {
             tr { th { "Entity" } th { "File" } th { "Line" } th { "ID" } th { "Severity" } th { "Rule" } th { "Reason" } }
             @for x in &page.rows {
                 tr {
@@ -334,7 +337,7 @@ fn rejects(run_id: &str, page: &RejectPage, filter: &RejectFilter) -> Markup {
                     td { code { (x.rule) } } td { (bounded(&x.reason)) }
                 }
             }
-        }
+        } }
         p {
             @if filter.page > 0 { a #prev href=(link(filter.page - 1)) { "← previous" } " " }
             @if filter.page + 1 < pages { a #next href=(link(filter.page + 1)) { "next →" } }
@@ -380,7 +383,7 @@ pub fn search(
                 None => {},
                 Some(Err(e)) => div.box.alert { (e) },
                 Some(Ok(events)) if events.is_empty() => p { "Nothing recorded for " code { (entity) " " (id) } "." },
-                Some(Ok(events)) => table #history {
+                Some(Ok(events)) => div.scroll { table #history {
                     tr { th { "Run" } th { "Started" } th { "What" } th { "Detail" } th { "File" } th { "Line" } }
                     @for ev in &events {
                         tr {
@@ -390,7 +393,7 @@ pub fn search(
                             td.n { (ev.line.map(|l| l.to_string()).unwrap_or_default()) }
                         }
                     }
-                },
+                } },
             }
         },
     )
