@@ -7,7 +7,7 @@
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde_json::Value;
 
-use super::data::{Held, RejectFilter, RejectPage, RunView};
+use super::data::{Held, RejectFilter, RejectPage, RuleCount, RunView};
 use crate::app::explain::Event;
 use crate::model::{EntitySummary, HoldState};
 
@@ -133,6 +133,8 @@ pub fn runs(list: &[RunView]) -> Markup {
 pub struct RunPage<'a> {
     pub run: &'a RunView,
     pub held: &'a [Held],
+    /// The run's rejects counted per entity and rule (all of them, whatever the filter).
+    pub summary: &'a [RuleCount],
     pub rejects: &'a RejectPage,
     pub filter: &'a RejectFilter,
     pub csrf: &'a str,
@@ -140,6 +142,10 @@ pub struct RunPage<'a> {
     pub approved: Option<usize>,
 }
 
+/// The run page, what an operator acts on first: the run's status (and why it stopped), the
+/// deletes the guard held with Approve, the rejects counted by rule (each a link to its rows),
+/// then the per-entity counts, the files, samples of the changes and the rejects themselves,
+/// filterable and paginated.
 pub fn run(p: &RunPage) -> Markup {
     let r = p.run;
     let waiting: Vec<&Held> = p
@@ -151,7 +157,7 @@ pub fn run(p: &RunPage) -> Markup {
         &format!("Run {}", r.run_id),
         html! {
             h1 { "Run " (r.run_id) }
-            p {
+            p #run-status {
                 "Status " (status(r.status.as_str())) " · started " (r.started_at)
                 " · " (secs(r.duration_secs()))
                 @if let Some(n) = r.crm_rows_written { " · " (n) " CRM rows written" }
@@ -159,7 +165,7 @@ pub fn run(p: &RunPage) -> Markup {
             @if let Some(n) = p.approved {
                 div.box.notice #approved { "Approved: " (n) " held deletes applied to the CRM." }
             }
-            @if let Some(e) = &r.error { div.box.alert { "Error: " (bounded(e)) } }
+            @if let Some(e) = &r.error { div.box.alert #run-error { "Error: " (bounded(e)) } }
             @if let Some(g) = &r.gsheets {
                 @if let Some(e) = g["error"].as_str() {
                     div.box.alert #gsheets { "Google Sheets not updated: " (e) }
@@ -172,6 +178,25 @@ pub fn run(p: &RunPage) -> Markup {
                     }
                 }
             }
+            h2 #held-title { "Held deletes" }
+            @if p.held.is_empty() {
+                p { "The guard held nothing in this run." }
+            }
+            @for h in p.held {
+                div.box.alert[h.state == HoldState::Held] data-held=(h.entity) {
+                    b { (h.entity) } ": " (h.ids.len()) " deletes " (status(h.state.as_str())) ". IDs: "
+                    code { (h.ids.iter().take(20).cloned().collect::<Vec<_>>().join(", ")) @if h.ids.len() > 20 { ", …" } }
+                }
+            }
+            @if !waiting.is_empty() {
+                form #approve method="post" action={ "/runs/" (r.run_id) "/approve" } {
+                    input type="hidden" name="csrf" value=(p.csrf);
+                    p { "Approving applies these deletes to the CRM, as " code { "dropsync approve " (r.run_id) } " does." }
+                    button type="submit" { "Approve" }
+                }
+            }
+            h2 #reject-summary-title { "Rejects and warnings by rule" }
+            (reject_summary(&r.run_id, p.summary))
             h2 { "Entities" }
             div.scroll { table #entities {
                 tr {
@@ -202,29 +227,49 @@ pub fn run(p: &RunPage) -> Markup {
                     }
                 }
             } }
-            h2 { "Held deletes" }
-            @if p.held.is_empty() {
-                p { "The guard held nothing in this run." }
-            }
-            @for h in p.held {
-                div.box.alert[h.state == HoldState::Held] data-held=(h.entity) {
-                    b { (h.entity) } ": " (h.ids.len()) " deletes " (status(h.state.as_str())) ". IDs: "
-                    code { (h.ids.iter().take(20).cloned().collect::<Vec<_>>().join(", ")) @if h.ids.len() > 20 { ", …" } }
-                }
-            }
-            @if !waiting.is_empty() {
-                form #approve method="post" action={ "/runs/" (r.run_id) "/approve" } {
-                    input type="hidden" name="csrf" value=(p.csrf);
-                    p { "Approving applies these deletes to the CRM, as " code { "dropsync approve " (r.run_id) } " does." }
-                    button type="submit" { "Approve" }
-                }
-            }
-            h2 { "Changes (samples)" }
+            h2 #samples-title { "Changes (samples)" }
             (samples(&r.samples))
             h2 #rejects-title { "Rejects and warnings" }
             (rejects(&r.run_id, p.rejects, p.filter))
         },
     )
+}
+
+/// The link to one page of the run's rejects listing under these filters, scrolled to the
+/// listing. Values are form-encoded: entities and rules are named in recipes.
+fn rejects_link(run_id: &str, entity: Option<&str>, rule: Option<&str>, page: usize) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("page", &page.to_string());
+    if let Some(e) = entity {
+        q.append_pair("entity", e);
+    }
+    if let Some(r) = rule {
+        q.append_pair("rule", r);
+    }
+    format!("/runs/{run_id}?{}#rejects-title", q.finish())
+}
+
+/// One row per entity and rule with its count, each linking to those rows in the listing.
+fn reject_summary(run_id: &str, summary: &[RuleCount]) -> Markup {
+    let total: usize = summary.iter().map(|c| c.count).sum();
+    html! {
+        @if summary.is_empty() {
+            p #reject-summary-none { "No rejects or warnings in this run." }
+        } @else {
+            div.scroll { table #reject-summary {
+                tr { th { "Entity" } th { "Rule" } th { "Severity" } th { "Rows" } }
+                @for c in summary {
+                    tr data-entity=(c.entity) data-rule=(c.rule) {
+                        td { (c.entity) }
+                        td { a href=(rejects_link(run_id, Some(&c.entity), Some(&c.rule), 0)) { code { (c.rule) } } }
+                        td { @for (i, s) in c.severities.iter().enumerate() { @if i > 0 { ", " } (status(s)) } }
+                        td.n.count { (c.count) }
+                    }
+                }
+            } }
+            p { a href="#rejects-title" { "All " (total) " rows, with file, line and reason" } " (below the samples)." }
+        }
+    }
 }
 
 fn samples(samples: &[(String, Value)]) -> Markup {
@@ -303,17 +348,7 @@ fn rows_table(kind: &str, rows: &Value, ids: &[String]) -> Markup {
 fn rejects(run_id: &str, page: &RejectPage, filter: &RejectFilter) -> Markup {
     let per = filter.per_page.max(1);
     let pages = page.total.div_ceil(per).max(1);
-    let link = |n: usize| {
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        q.append_pair("page", &n.to_string());
-        if let Some(e) = &filter.entity {
-            q.append_pair("entity", e);
-        }
-        if let Some(r) = &filter.rule {
-            q.append_pair("rule", r);
-        }
-        format!("/runs/{run_id}?{}#rejects-title", q.finish())
-    };
+    let link = |n: usize| rejects_link(run_id, filter.entity.as_deref(), filter.rule.as_deref(), n);
     html! {
         form #reject-filter method="get" action={ "/runs/" (run_id) } {
             label { "Entity " select name="entity" {
