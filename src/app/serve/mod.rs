@@ -1,8 +1,8 @@
-//! `dropsync serve`: the operators' morning page. Runs with their files and counts; a run's
-//! page with, first, what an operator acts on: its status, the deletes the guard held with an
-//! **Approve** button and its rejects counted by rule, then its counts, files, samples of its
-//! changes and its rejects (filterable by entity and rule, paginated, each with file and
-//! line); the recipes in effect, and a row's history.
+//! `dropsync serve`: the operators' morning page. Runs with their files and counts (at `/`,
+//! which `/runs` redirects to); a run's page with, first, what an operator acts on: its
+//! status, the deletes the guard held with an **Approve** button and its rejects counted by
+//! rule, then its counts, files, samples of its changes and its rejects (filterable by entity
+//! and rule, paginated, each with file and line); the recipes in effect, and a row's history.
 //! Server-rendered HTML, no script, no external asset.
 //!
 //! # Who may see and act
@@ -124,6 +124,9 @@ pub fn serve(opts: ServeOptions, on_ready: impl FnOnce(SocketAddr)) -> Result<()
 fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(runs))
+        // The URL an operator types for "the runs": the list lives at `/`.
+        .route("/runs", get(to_runs))
+        .route("/runs/", get(to_runs))
         .route("/runs/{run_id}", get(run))
         .route("/runs/{run_id}/approve", post(approve))
         .route("/recipes", get(recipes))
@@ -309,6 +312,12 @@ async fn runs(State(app): State<Arc<App>>) -> Response {
         Ok(list) => pages::runs(&list).into_response(),
         Err(r) => r,
     }
+}
+
+/// `/runs` and `/runs/` are the run list's other names: 303 See Other to `/` (not a permanent
+/// redirect, which browsers would keep for good).
+async fn to_runs() -> Redirect {
+    Redirect::to("/")
 }
 
 #[derive(serde::Deserialize, Default)]

@@ -858,3 +858,21 @@ fn the_run_page_puts_what_an_operator_acts_on_first() {
     );
     assert!(page.contains(".scroll{overflow-x:auto;max-width:100%}"));
 }
+
+#[test]
+fn runs_redirects_to_the_run_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), None);
+    let c = client();
+    for path in ["/runs", "/runs/"] {
+        let r = c.get(format!("{}{path}", s.base)).send().unwrap();
+        assert_eq!(r.status(), 303, "{path}");
+        assert_eq!(r.headers()["location"], "/", "{path}");
+    }
+    let list = c.get(format!("{}/", s.base)).send().unwrap();
+    assert_eq!(list.status(), 200);
+    assert!(list.text().unwrap().contains("<h1>Runs</h1>"));
+    let guarded = start(dir.path(), Some("s3cret-token"));
+    let r = c.get(format!("{}/runs", guarded.base)).send().unwrap();
+    assert_eq!(r.status(), 401, "the token guards /runs too");
+}
