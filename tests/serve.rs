@@ -129,6 +129,36 @@ async fn click(c: &fantoccini::Client, css: &str) {
         .unwrap();
 }
 
+/// The top of the first element matching `css`, in page coordinates (px from the top of the
+/// document, whatever the scroll position).
+async fn top(c: &fantoccini::Client, css: &str) -> f64 {
+    let y = c
+        .execute(
+            "const e = document.querySelector(arguments[0]);
+             return e ? e.getBoundingClientRect().top + window.scrollY : null;",
+            vec![json!(css)],
+        )
+        .await
+        .unwrap();
+    y.as_f64()
+        .unwrap_or_else(|| panic!("{css}: not on the page"))
+}
+
+/// `(document scrollWidth, its clientWidth, window innerWidth)`: the page scrolls sideways
+/// when the first is larger than the second.
+async fn widths(c: &fantoccini::Client) -> (u64, u64, u64) {
+    let w = c
+        .execute(
+            "const d = document.documentElement;
+             return [d.scrollWidth, d.clientWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let n = |i: usize| w[i].as_u64().unwrap();
+    (n(0), n(1), n(2))
+}
+
 /// Waits for the page (after a click) that has `css`, then returns its text.
 async fn wait_text(c: &fantoccini::Client, css: &str) -> String {
     let found = c.wait().for_element(Locator::Css(css)).await;
@@ -242,6 +272,36 @@ fn operator_reads_the_run_filters_rejects_and_approves_held_deletes_in_a_browser
             updated.contains(&format!("{field}: {}", change.as_str().unwrap())),
             "{updated}"
         );
+        // What an operator acts on comes first: the held deletes, then the rejects counted by
+        // rule, both above the per-entity counts and the first change sample (the issue found
+        // the rejects ~3,500 px down, after every sample).
+        let held_y = top(&c, "h2#held-title").await;
+        let summary_y = top(&c, "table#reject-summary").await;
+        let entities_y = top(&c, "table#entities").await;
+        let sample_y = top(&c, "table.sample").await;
+        let listing_y = top(&c, "table#rejects").await;
+        assert!(
+            held_y < summary_y && summary_y < entities_y && entities_y < sample_y,
+            "held {held_y}, rejects by rule {summary_y}, entities {entities_y}, first sample {sample_y}"
+        );
+        assert!(sample_y < listing_y, "the full listing stays last");
+        assert!(
+            summary_y < 1100.0,
+            "the rejects by rule show without scrolling: {summary_y}"
+        );
+        let summary = text(
+            &c,
+            &format!("table#reject-summary tr[data-entity='ventas'][data-rule='{reject_rule}']"),
+        )
+        .await;
+        assert!(summary.contains(&reject_rule), "{summary}");
+        // Wide tables scroll in their own box; the page never scrolls sideways.
+        let (scroll_w, client_w, inner_w) = widths(&c).await;
+        assert_eq!(inner_w, 1400, "the window is 1400 px wide");
+        assert!(
+            scroll_w <= client_w && client_w <= inner_w,
+            "the page is {scroll_w} px wide in a {client_w} px viewport ({inner_w} px window)"
+        );
         if let Some(dir) = std::env::var_os("DROPSYNC_SCREENSHOT_DIR") {
             let png = c.screenshot().await.unwrap();
             assert_eq!(&png[..4], b"\x89PNG");
@@ -283,12 +343,45 @@ fn operator_reads_the_run_filters_rejects_and_approves_held_deletes_in_a_browser
             "line {reject_line} in {lines:?}"
         );
 
-        // The held run: its count, then Approve.
+        // The same rows from the summary: its link filters the listing to that rule.
+        c.goto(&format!("{base}/runs/{day2_id}")).await.unwrap();
+        click(
+            &c,
+            &format!("table#reject-summary tr[data-entity='ventas'][data-rule='{reject_rule}'] a"),
+        )
+        .await;
+        wait_text(
+            &c,
+            "form#reject-filter select[name='rule'] option[selected]:not([value=''])",
+        )
+        .await;
+        let url = c.current_url().await.unwrap();
+        assert!(
+            url.as_str().contains("entity=ventas") && url.fragment() == Some("rejects-title"),
+            "{url}"
+        );
+        let rows = c.find_all(Locator::Css("table#rejects tr")).await.unwrap();
+        let mut linked = Vec::new();
+        for r in rows.iter().skip(1) {
+            let tds = r.find_all(Locator::Css("td")).await.unwrap();
+            assert_eq!(tds[0].text().await.unwrap(), "ventas");
+            assert_eq!(tds[5].text().await.unwrap(), reject_rule);
+            linked.push(tds[2].text().await.unwrap());
+        }
+        assert_eq!(linked, lines, "the summary's link lists what the filter form does");
+
+        // The held run: its count, then Approve, above the rejects by rule.
         c.goto(&format!("{base}/runs/{held_id}")).await.unwrap();
         let held_text = text(&c, "[data-held='clientes']").await;
         assert!(
             held_text.contains(&format!("{held_n} deletes held")),
             "{held_text}"
+        );
+        let approve_y = top(&c, "form#approve").await;
+        let summary_y = top(&c, "h2#reject-summary-title").await;
+        assert!(
+            approve_y < summary_y,
+            "Approve {approve_y} above the rejects by rule {summary_y}"
         );
         click(&c, "form#approve button").await;
         let notice = wait_text(&c, "#approved").await;

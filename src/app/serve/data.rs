@@ -89,6 +89,16 @@ pub struct RejectPage {
     pub rules: Vec<String>,
 }
 
+/// How many rejects one rule gave one entity in a run: a row of the run page's summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleCount {
+    pub entity: String,
+    pub rule: String,
+    /// The severities its rows have (`error`, `skip`, `warning`), sorted; usually one.
+    pub severities: Vec<String>,
+    pub count: usize,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct RejectFilter {
     pub entity: Option<String>,
@@ -278,6 +288,55 @@ impl Workspace {
             rules,
         })
     }
+
+    /// The run's rejects counted per entity and rule: by entity, then most rows first, then
+    /// rule.
+    pub fn reject_summary(&self, run_id: &str) -> Result<Vec<RuleCount>, DataError> {
+        let Some(db) = self.open("staging.sqlite")? else {
+            return Ok(Vec::new());
+        };
+        let (conn, e) = (&db.conn, db.err());
+        let mut st = conn
+            .prepare(
+                "SELECT entity, rule, severity, count(*) FROM rejects WHERE run_id = ?1
+                 GROUP BY entity, rule, severity ORDER BY entity, rule, severity",
+            )
+            .map_err(e)?;
+        let rows = st
+            .query_map(params![run_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .map_err(e)?;
+        let mut out: Vec<RuleCount> = Vec::new();
+        for row in rows {
+            let (entity, rule, severity, n) = row.map_err(e)?;
+            let n = usize::try_from(n).unwrap_or(0);
+            match out.last_mut() {
+                Some(c) if c.entity == entity && c.rule == rule => {
+                    c.severities.push(severity);
+                    c.count += n;
+                }
+                _ => out.push(RuleCount {
+                    entity,
+                    rule,
+                    severities: vec![severity],
+                    count: n,
+                }),
+            }
+        }
+        out.sort_by(|a, b| {
+            a.entity
+                .cmp(&b.entity)
+                .then(b.count.cmp(&a.count))
+                .then(a.rule.cmp(&b.rule))
+        });
+        Ok(out)
+    }
 }
 
 type RunRow = (String, String, Option<String>, RunState, Option<String>);
@@ -372,7 +431,8 @@ pub fn recipe_files(dir: &Path) -> std::io::Result<Vec<(String, String)>> {
 mod tests {
     use super::*;
 
-    /// 120 rejects over two entities and two rules, stored as the pipeline stores them.
+    /// 120 rejects over two entities and two rules in run r1 (and a few in r2 and r3), stored as
+    /// the pipeline stores them.
     fn workspace() -> (tempfile::TempDir, Workspace) {
         let dir = tempfile::tempdir().unwrap();
         let mut staging =
@@ -395,6 +455,8 @@ mod tests {
             .collect();
         staging.write_rejects("r1", &issues).unwrap();
         staging.write_rejects("r2", &issues[..5]).unwrap();
+        let r3 = [1, 5, 2, 3].map(|i| issues[i].clone());
+        staging.write_rejects("r3", &r3).unwrap();
         let ws = Workspace {
             out: dir.path().to_path_buf(),
         };
@@ -440,6 +502,54 @@ mod tests {
     }
 
     #[test]
+    fn reject_summary_counts_each_entity_and_rule_of_one_run_most_first() {
+        let (_dir, ws) = workspace();
+        let counts = |run: &str| -> Vec<(String, String, usize)> {
+            ws.reject_summary(run)
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.entity, c.rule, c.count))
+                .collect()
+        };
+        let row = |e: &str, r: &str, n| (e.to_string(), r.to_string(), n);
+        assert_eq!(
+            counts("r1"),
+            [
+                row("clientes", "id.empty", 40),
+                row("clientes", "ref.missing", 40),
+                row("ventas", "id.empty", 20),
+                row("ventas", "ref.missing", 20),
+            ]
+        );
+        // Issues 0..5: ventas id.empty (0), clientes ref.missing (1), clientes id.empty (2, 4),
+        // ventas ref.missing (3).
+        assert_eq!(
+            counts("r2"),
+            [
+                row("clientes", "id.empty", 2),
+                row("clientes", "ref.missing", 1),
+                row("ventas", "id.empty", 1),
+                row("ventas", "ref.missing", 1),
+            ]
+        );
+        // The rule with most rows first within an entity: ref.missing (1, 5), then id.empty (2).
+        assert_eq!(
+            counts("r3"),
+            [
+                row("clientes", "ref.missing", 2),
+                row("clientes", "id.empty", 1),
+                row("ventas", "ref.missing", 1),
+            ]
+        );
+        assert!(counts("r4").is_empty());
+        assert!(ws
+            .reject_summary("r1")
+            .unwrap()
+            .iter()
+            .all(|c| c.severities == ["error"]));
+    }
+
+    #[test]
     fn a_workspace_without_databases_reads_as_empty() {
         let dir = tempfile::tempdir().unwrap();
         let ws = Workspace {
@@ -448,6 +558,7 @@ mod tests {
         assert!(ws.runs(10).unwrap().is_empty());
         assert!(ws.run("x").unwrap().is_none());
         assert_eq!(ws.rejects("x", &RejectFilter::default()).unwrap().total, 0);
+        assert!(ws.reject_summary("x").unwrap().is_empty());
         assert!(
             !dir.path().join("staging.sqlite").exists(),
             "reading creates nothing"

@@ -1,7 +1,9 @@
-//! `dropsync serve`: the operators' morning page. Runs with their files and counts, a run's
-//! rejects (filterable, paginated, each with file and line), samples of its changes, the
-//! deletes the guard held with an **Approve** button, the recipes in effect, and a row's
-//! history. Server-rendered HTML, no script, no external asset.
+//! `dropsync serve`: the operators' morning page. Runs with their files and counts (at `/`,
+//! which `/runs` redirects to); a run's page with, first, what an operator acts on: its
+//! status, the deletes the guard held with an **Approve** button and its rejects counted by
+//! rule, then its counts, files, samples of its changes and its rejects (filterable by entity
+//! and rule, paginated, each with file and line); the recipes in effect, and a row's history.
+//! Server-rendered HTML, no script, no external asset.
 //!
 //! # Who may see and act
 //! - By default it listens on 127.0.0.1 only. Any other address needs an access token (from an
@@ -125,6 +127,9 @@ pub fn serve(opts: ServeOptions, on_ready: impl FnOnce(SocketAddr)) -> Result<()
 fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(runs))
+        // The URL an operator types for "the runs": the list lives at `/`.
+        .route("/runs", get(to_runs))
+        .route("/runs/", get(to_runs))
         .route("/runs/{run_id}", get(run))
         .route("/runs/{run_id}/approve", post(approve))
         .route("/recipes", get(recipes))
@@ -312,6 +317,12 @@ async fn runs(State(app): State<Arc<App>>) -> Response {
     }
 }
 
+/// `/runs` and `/runs/` are the run list's other names: 303 See Other to `/` (not a permanent
+/// redirect, which browsers would keep for good).
+async fn to_runs() -> Redirect {
+    Redirect::to("/")
+}
+
 #[derive(serde::Deserialize, Default)]
 struct RunQuery {
     page: Option<usize>,
@@ -339,14 +350,16 @@ async fn run(
             return Ok(None);
         };
         let held = app.ws.held(&run_id).map_err(e)?;
+        let summary = app.ws.reject_summary(&run_id).map_err(e)?;
         let rejects = app.ws.rejects(&run_id, &filter).map_err(e)?;
-        Ok(Some((run, held, rejects, filter)))
+        Ok(Some((run, held, summary, rejects, filter)))
     })
     .await;
     match found {
-        Ok(Some((run, held, rejects, filter))) => pages::run(&pages::RunPage {
+        Ok(Some((run, held, summary, rejects, filter))) => pages::run(&pages::RunPage {
             run: &run,
             held: &held,
+            summary: &summary,
             rejects: &rejects,
             filter: &filter,
             csrf: &csrf,

@@ -1,11 +1,13 @@
 //! The HTML of the status pages, rendered on the server with maud (escaped by construction:
 //! file names, IDs and reject reasons come from clients' exports). One stylesheet inline, no
-//! script, no external asset: the page works offline and behind any proxy.
+//! script, no external asset: the page works offline and behind any proxy. Every table sits
+//! in a `div.scroll` box that scrolls sideways on its own: a wide sample or a long hash never
+//! makes the page itself wider than the window.
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde_json::Value;
 
-use super::data::{Held, RejectFilter, RejectPage, RunView};
+use super::data::{Held, RejectFilter, RejectPage, RuleCount, RunView};
 use crate::app::explain::Event;
 use crate::model::{EntitySummary, HoldState};
 
@@ -13,7 +15,8 @@ const STYLE: &str = "
 body{font-family:system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
 header{background:#1d2330;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.5rem;align-items:baseline}
 header a{color:#cfd8ea;text-decoration:none}header strong{font-size:1.1rem;color:#fff}
-main{padding:1rem 1.2rem;max-width:80rem}
+main{padding:1rem 1.2rem;max-width:80rem;overflow-wrap:break-word}
+.scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;background:#fff;margin:.4rem 0 1.2rem;font-size:.9rem}
 th,td{border:1px solid #d8dce3;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#eef0f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
@@ -100,7 +103,7 @@ pub fn runs(list: &[RunView]) -> Markup {
             @if list.is_empty() {
                 p { "No run yet in this workspace. Run " code { "dropsync run" } " or " code { "dropsync demo" } "." }
             } @else {
-                table #runs {
+                div.scroll { table #runs {
                     tr { th { "Run" } th { "Status" } th { "Started (UTC)" } th { "Duration" } th { "Files" } th { "Per entity" } }
                     @for r in list {
                         tr data-run=(r.run_id) {
@@ -120,7 +123,7 @@ pub fn runs(list: &[RunView]) -> Markup {
                             }
                         }
                     }
-                }
+                } }
             }
         },
     )
@@ -130,6 +133,8 @@ pub fn runs(list: &[RunView]) -> Markup {
 pub struct RunPage<'a> {
     pub run: &'a RunView,
     pub held: &'a [Held],
+    /// The run's rejects counted per entity and rule (all of them, whatever the filter).
+    pub summary: &'a [RuleCount],
     pub rejects: &'a RejectPage,
     pub filter: &'a RejectFilter,
     pub csrf: &'a str,
@@ -137,6 +142,10 @@ pub struct RunPage<'a> {
     pub approved: Option<usize>,
 }
 
+/// The run page, what an operator acts on first: the run's status (and why it stopped), the
+/// deletes the guard held with Approve, the rejects counted by rule (each a link to its rows),
+/// then the per-entity counts, the files, samples of the changes and the rejects themselves,
+/// filterable and paginated.
 pub fn run(p: &RunPage) -> Markup {
     let r = p.run;
     let waiting: Vec<&Held> = p
@@ -148,7 +157,7 @@ pub fn run(p: &RunPage) -> Markup {
         &format!("Run {}", r.run_id),
         html! {
             h1 { "Run " (r.run_id) }
-            p {
+            p #run-status {
                 "Status " (status(r.status.as_str())) " · started " (r.started_at)
                 " · " (secs(r.duration_secs()))
                 @if let Some(n) = r.crm_rows_written { " · " (n) " CRM rows written" }
@@ -156,7 +165,7 @@ pub fn run(p: &RunPage) -> Markup {
             @if let Some(n) = p.approved {
                 div.box.notice #approved { "Approved: " (n) " held deletes applied to the CRM." }
             }
-            @if let Some(e) = &r.error { div.box.alert { "Error: " (bounded(e)) } }
+            @if let Some(e) = &r.error { div.box.alert #run-error { "Error: " (bounded(e)) } }
             @if let Some(g) = &r.gsheets {
                 @if let Some(e) = g["error"].as_str() {
                     div.box.alert #gsheets { "Google Sheets not updated: " (e) }
@@ -169,37 +178,7 @@ pub fn run(p: &RunPage) -> Markup {
                     }
                 }
             }
-            h2 { "Entities" }
-            table #entities {
-                tr {
-                    th { "Entity" } th { "Status" } th { "Read" } th { "Accepted" } th { "Rejected" }
-                    th { "Skipped" } th { "Warnings" } th { "Inserted" } th { "Updated" }
-                    th { "Unchanged" } th { "Deleted" } th { "Held" } th { "CRM refused" }
-                }
-                @for (name, e) in &r.entities {
-                    tr data-entity=(name) {
-                        td { b { (name) } }
-                        td { (status(e.status.as_str())) @if let Some(why) = &e.reason { br; small { (why) } } }
-                        td.n.read { (e.read) } td.n.accepted { (e.accepted) } td.n.rejected { (e.rejected) }
-                        td.n.skipped { (e.skipped) } td.n.warnings { (e.warnings) } td.n.inserted { (e.inserted) }
-                        td.n.updated { (e.updated) } td.n.unchanged { (e.unchanged) } td.n.deleted { (e.deleted) }
-                        td.n.held { (e.held_deletes) } td.n.refused { (e.crm_refused) }
-                    }
-                }
-            }
-            h2 { "Files" }
-            table #files {
-                tr { th { "Entity" } th { "File" } th { "Bytes" } th { "Encoding" } th { "Status" } th { "BLAKE3" } }
-                @for f in &r.files {
-                    tr {
-                        td { (f.entity) } td { (f.file) } td.n { (f.bytes) }
-                        td { (f.encoding.as_deref().unwrap_or("—")) }
-                        td { (status(f.status.as_str())) @if let Some(why) = &f.reason { br; small { (why) } } }
-                        td { code { (f.hash) } }
-                    }
-                }
-            }
-            h2 { "Held deletes" }
+            h2 #held-title { "Held deletes" }
             @if p.held.is_empty() {
                 p { "The guard held nothing in this run." }
             }
@@ -216,12 +195,81 @@ pub fn run(p: &RunPage) -> Markup {
                     button type="submit" { "Approve" }
                 }
             }
-            h2 { "Changes (samples)" }
+            h2 #reject-summary-title { "Rejects and warnings by rule" }
+            (reject_summary(&r.run_id, p.summary))
+            h2 { "Entities" }
+            div.scroll { table #entities {
+                tr {
+                    th { "Entity" } th { "Status" } th { "Read" } th { "Accepted" } th { "Rejected" }
+                    th { "Skipped" } th { "Warnings" } th { "Inserted" } th { "Updated" }
+                    th { "Unchanged" } th { "Deleted" } th { "Held" } th { "CRM refused" }
+                }
+                @for (name, e) in &r.entities {
+                    tr data-entity=(name) {
+                        td { b { (name) } }
+                        td { (status(e.status.as_str())) @if let Some(why) = &e.reason { br; small { (why) } } }
+                        td.n.read { (e.read) } td.n.accepted { (e.accepted) } td.n.rejected { (e.rejected) }
+                        td.n.skipped { (e.skipped) } td.n.warnings { (e.warnings) } td.n.inserted { (e.inserted) }
+                        td.n.updated { (e.updated) } td.n.unchanged { (e.unchanged) } td.n.deleted { (e.deleted) }
+                        td.n.held { (e.held_deletes) } td.n.refused { (e.crm_refused) }
+                    }
+                }
+            } }
+            h2 { "Files" }
+            div.scroll { table #files {
+                tr { th { "Entity" } th { "File" } th { "Bytes" } th { "Encoding" } th { "Status" } th { "BLAKE3" } }
+                @for f in &r.files {
+                    tr {
+                        td { (f.entity) } td { (f.file) } td.n { (f.bytes) }
+                        td { (f.encoding.as_deref().unwrap_or("—")) }
+                        td { (status(f.status.as_str())) @if let Some(why) = &f.reason { br; small { (why) } } }
+                        td { code { (f.hash) } }
+                    }
+                }
+            } }
+            h2 #samples-title { "Changes (samples)" }
             (samples(&r.samples))
             h2 #rejects-title { "Rejects and warnings" }
             (rejects(&r.run_id, p.rejects, p.filter))
         },
     )
+}
+
+/// The link to one page of the run's rejects listing under these filters, scrolled to the
+/// listing. Values are form-encoded: entities and rules are named in recipes.
+fn rejects_link(run_id: &str, entity: Option<&str>, rule: Option<&str>, page: usize) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("page", &page.to_string());
+    if let Some(e) = entity {
+        q.append_pair("entity", e);
+    }
+    if let Some(r) = rule {
+        q.append_pair("rule", r);
+    }
+    format!("/runs/{run_id}?{}#rejects-title", q.finish())
+}
+
+/// One row per entity and rule with its count, each linking to those rows in the listing.
+fn reject_summary(run_id: &str, summary: &[RuleCount]) -> Markup {
+    let total: usize = summary.iter().map(|c| c.count).sum();
+    html! {
+        @if summary.is_empty() {
+            p #reject-summary-none { "No rejects or warnings in this run." }
+        } @else {
+            div.scroll { table #reject-summary {
+                tr { th { "Entity" } th { "Rule" } th { "Severity" } th { "Rows" } }
+                @for c in summary {
+                    tr data-entity=(c.entity) data-rule=(c.rule) {
+                        td { (c.entity) }
+                        td { a href=(rejects_link(run_id, Some(&c.entity), Some(&c.rule), 0)) { code { (c.rule) } } }
+                        td { @for (i, s) in c.severities.iter().enumerate() { @if i > 0 { ", " } (status(s)) } }
+                        td.n.count { (c.count) }
+                    }
+                }
+            } }
+            p { a href="#rejects-title" { "All " (total) " rows, with file, line and reason" } " (below the samples)." }
+        }
+    }
 }
 
 fn samples(samples: &[(String, Value)]) -> Markup {
@@ -287,12 +335,12 @@ fn rows_table(kind: &str, rows: &Value, ids: &[String]) -> Markup {
         @if cols.is_empty() {
             code { (ids.join(", ")) }
         } @else {
-            table.sample data-kind=(kind) {
+            div.scroll { table.sample data-kind=(kind) {
                 tr { @for c in &cols { th { (c) } } }
                 @for r in &rows {
                     tr { @for c in &cols { td { (r[c].as_str().unwrap_or("")) } } }
                 }
-            }
+            } }
         }
     }
 }
@@ -300,17 +348,7 @@ fn rows_table(kind: &str, rows: &Value, ids: &[String]) -> Markup {
 fn rejects(run_id: &str, page: &RejectPage, filter: &RejectFilter) -> Markup {
     let per = filter.per_page.max(1);
     let pages = page.total.div_ceil(per).max(1);
-    let link = |n: usize| {
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        q.append_pair("page", &n.to_string());
-        if let Some(e) = &filter.entity {
-            q.append_pair("entity", e);
-        }
-        if let Some(r) = &filter.rule {
-            q.append_pair("rule", r);
-        }
-        format!("/runs/{run_id}?{}#rejects-title", q.finish())
-    };
+    let link = |n: usize| rejects_link(run_id, filter.entity.as_deref(), filter.rule.as_deref(), n);
     html! {
         form #reject-filter method="get" action={ "/runs/" (run_id) } {
             label { "Entity " select name="entity" {
@@ -325,7 +363,7 @@ fn rejects(run_id: &str, page: &RejectPage, filter: &RejectFilter) -> Markup {
             " " button type="submit" { "Filter" }
         }
         p #reject-count { (page.total) " rows · page " (filter.page + 1) " of " (pages) }
-        table #rejects {
+        div.scroll { table #rejects {
             tr { th { "Entity" } th { "File" } th { "Line" } th { "ID" } th { "Severity" } th { "Rule" } th { "Reason" } }
             @for x in &page.rows {
                 tr {
@@ -334,7 +372,7 @@ fn rejects(run_id: &str, page: &RejectPage, filter: &RejectFilter) -> Markup {
                     td { code { (x.rule) } } td { (bounded(&x.reason)) }
                 }
             }
-        }
+        } }
         p {
             @if filter.page > 0 { a #prev href=(link(filter.page - 1)) { "← previous" } " " }
             @if filter.page + 1 < pages { a #next href=(link(filter.page + 1)) { "next →" } }
@@ -380,7 +418,7 @@ pub fn search(
                 None => {},
                 Some(Err(e)) => div.box.alert { (e) },
                 Some(Ok(events)) if events.is_empty() => p { "Nothing recorded for " code { (entity) " " (id) } "." },
-                Some(Ok(events)) => table #history {
+                Some(Ok(events)) => div.scroll { table #history {
                     tr { th { "Run" } th { "Started" } th { "What" } th { "Detail" } th { "File" } th { "Line" } }
                     @for ev in &events {
                         tr {
@@ -390,7 +428,7 @@ pub fn search(
                             td.n { (ev.line.map(|l| l.to_string()).unwrap_or_default()) }
                         }
                     }
-                },
+                } },
             }
         },
     )

@@ -349,6 +349,7 @@ fn the_run_page_says_whether_google_sheets_was_updated() {
         pages::run(&pages::RunPage {
             run,
             held: &[],
+            summary: &[],
             rejects: &data::RejectPage::default(),
             filter: &data::RejectFilter::default(),
             csrf: "t",
@@ -563,4 +564,315 @@ fn the_recipes_page_hides_credentials_in_urls() {
         data::hide_url_credentials("a = \"http://u:p@h/x\" b = \"https://h2/\" c = mail@x.org"),
         "a = \"http://…@h/x\" b = \"https://h2/\" c = mail@x.org"
     );
+}
+
+/// Where `needle` first occurs in `page`, or a panic naming it.
+fn at(page: &str, needle: &str) -> usize {
+    page.find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not on the page"))
+}
+
+/// `(entity, rule) -> count` of a run's rejects, straight from staging.sqlite.
+fn counts_by_rule(out: &Path, run_id: &str) -> Vec<(String, String, usize)> {
+    let db = rusqlite::Connection::open(out.join("staging.sqlite")).unwrap();
+    let mut st = db
+        .prepare(
+            "SELECT entity, rule, count(*) FROM rejects WHERE run_id = ?1
+             GROUP BY entity, rule ORDER BY entity, rule",
+        )
+        .unwrap();
+    st.query_map([run_id], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as usize))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// The summary's link to one entity's rows of one rule, as it appears in the HTML.
+fn summary_href(run_id: &str, entity: &str, rule: &str) -> String {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("page", "0")
+        .append_pair("entity", entity)
+        .append_pair("rule", rule)
+        .finish();
+    maud::html! { (format!("/runs/{run_id}?{query}#rejects-title")) }.into_string()
+}
+
+/// The HTML of `table#{id}`, up to its end.
+fn table_of<'a>(page: &'a str, id: &str) -> &'a str {
+    let start = at(page, &format!("<table id=\"{id}\""));
+    &page[start..start + page[start..].find("</table>").unwrap()]
+}
+
+/// The rows of `table#rejects` as `(entity, rule)`, header left out.
+fn reject_rows(page: &str) -> Vec<(String, String)> {
+    table_of(page, "rejects")
+        .split("<tr>")
+        .skip(2)
+        .map(|row| {
+            let cells: Vec<&str> = row
+                .split("<td")
+                .skip(1)
+                .map(|c| &c[c.find('>').unwrap() + 1..])
+                .collect();
+            let rule = cells[5];
+            let rule = &rule["<code>".len()..rule.find("</code>").unwrap()];
+            let entity = &cells[0][..cells[0].find("</td>").unwrap()];
+            (entity.to_string(), rule.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_run_page_counts_rejects_by_rule_each_linking_to_its_rows() {
+    let (dir, _) = held_workspace();
+    let out = dir.path().join("out");
+    let first = crate::state::State::open(&out)
+        .unwrap()
+        .runs(10)
+        .unwrap()
+        .pop()
+        .unwrap();
+    let expected = counts_by_rule(&out, &first.run_id);
+    assert!(
+        expected.len() >= 3,
+        "the sample's first day rejects rows under several rules: {expected:?}"
+    );
+    let s = start(&out, None);
+    let c = client();
+    let get = |url: &str| {
+        let r = c.get(format!("{}{url}", s.base)).send().unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        r.text().unwrap()
+    };
+    let page = get(&format!("/runs/{}", first.run_id));
+    let table = table_of(&page, "reject-summary");
+    for (entity, rule, n) in &expected {
+        let row = format!("<tr data-entity=\"{entity}\" data-rule=\"{rule}\">");
+        let row = &table[at(table, &row)..];
+        let row = &row[..row.find("</tr>").unwrap()];
+        assert!(
+            row.contains(&format!("<td class=\"n count\">{n}</td>")),
+            "{entity} {rule}: {n} rows in {row}"
+        );
+        assert!(
+            row.contains(&format!(
+                "href=\"{}\"",
+                summary_href(&first.run_id, entity, rule)
+            )),
+            "{entity} {rule} links to its rows: {row}"
+        );
+    }
+    assert_eq!(
+        table.matches("<tr data-entity=").count(),
+        expected.len(),
+        "one row per entity and rule"
+    );
+
+    // Each link lists exactly that entity's rows of that rule.
+    for (entity, rule, n) in &expected {
+        let href = summary_href(&first.run_id, entity, rule).replace("&amp;", "&");
+        let filtered = get(href.split('#').next().unwrap());
+        let rows = reject_rows(&filtered);
+        assert_eq!(rows.len(), (*n).min(PER_PAGE), "{href}");
+        assert!(
+            rows.iter().all(|(e, r)| e == entity && r == rule),
+            "{href}: {rows:?}"
+        );
+        assert!(
+            filtered.contains(&format!("<p id=\"reject-count\">{n} rows · page 1 of")),
+            "{href}"
+        );
+        // The summary still counts every rule under a filter.
+        assert_eq!(
+            table_of(&filtered, "reject-summary")
+                .matches("<tr data-entity=")
+                .count(),
+            expected.len(),
+            "{href}"
+        );
+    }
+}
+
+#[test]
+fn a_rule_named_with_odd_characters_is_escaped_linked_and_paginated() {
+    let (dir, held_run) = held_workspace();
+    let out = dir.path().join("out");
+    // A recipe names its rules: this one has HTML, URL and quote characters in it.
+    let rule = "a&b <i>\"x\"</i> #1 ?q=%2F/+'é";
+    let staging = rusqlite::Connection::open(out.join("staging.sqlite")).unwrap();
+    for line in 0..(PER_PAGE + 7) {
+        staging
+            .execute(
+                "INSERT INTO rejects VALUES (?1, 'clientes', 'clientes.csv', ?2, 'X', ?3, ?4, 'odd')",
+                rusqlite::params![
+                    held_run,
+                    1000 + line as i64,
+                    if line == 0 { "warning" } else { "error" },
+                    rule
+                ],
+            )
+            .unwrap();
+    }
+    drop(staging);
+    let s = start(&out, None);
+    let c = client();
+    let get = |url: &str| {
+        let r = c.get(format!("{}{url}", s.base)).send().unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        r.text().unwrap()
+    };
+    let page = get(&format!("/runs/{held_run}"));
+    assert!(!page.contains("<i>"), "the rule's HTML is escaped");
+    let escaped = maud::html! { (rule) }.into_string();
+    assert!(escaped.contains("&lt;i&gt;") && escaped.contains("&amp;b"));
+    let summary = table_of(&page, "reject-summary");
+    let row = &summary[at(summary, &format!("data-rule=\"{escaped}\""))..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains(&format!("<code>{escaped}</code>")),
+        "shown escaped: {row}"
+    );
+    assert!(
+        row.contains(&format!("<td class=\"n count\">{}</td>", PER_PAGE + 7)),
+        "{row}"
+    );
+    assert!(
+        row.contains("data-status=\"error\"") && row.contains("data-status=\"warning\""),
+        "both severities: {row}"
+    );
+    let href = summary_href(&held_run, "clientes", rule);
+    assert!(row.contains(&format!("href=\"{href}\"")), "{row}");
+    let href = href.replace("&amp;", "&");
+    assert!(
+        href.contains(
+            "rule=a%26b+%3Ci%3E%22x%22%3C%2Fi%3E+%231+%3Fq%3D%252F%2F%2B%27%C3%A9#rejects-title"
+        ),
+        "the rule is form-encoded in the link: {href}"
+    );
+
+    // The link filters to that rule, 50 a page, and the next page keeps the filter.
+    let first = get(href.split('#').next().unwrap());
+    let rows = reject_rows(&first);
+    assert_eq!(rows.len(), PER_PAGE);
+    assert!(rows.iter().all(|(e, r)| e == "clientes" && *r == escaped));
+    assert!(first.contains(&format!(
+        "<p id=\"reject-count\">{} rows · page 1 of 2</p>",
+        PER_PAGE + 7
+    )));
+    assert!(
+        first.contains(&format!("<option value=\"{escaped}\" selected>")),
+        "the filter form shows the rule chosen"
+    );
+    let next = &first[at(&first, "<a id=\"next\" href=\"") + "<a id=\"next\" href=\"".len()..];
+    let next = next[..next.find('"').unwrap()].replace("&amp;", "&");
+    assert_eq!(
+        next,
+        href.replace("page=0", "page=1"),
+        "the next page keeps the filters"
+    );
+    let second = get(next.split('#').next().unwrap());
+    let rows = reject_rows(&second);
+    assert_eq!(rows.len(), 7);
+    assert!(rows.iter().all(|(e, r)| e == "clientes" && *r == escaped));
+    assert!(second.contains("id=\"prev\""));
+}
+
+#[test]
+fn the_run_page_puts_what_an_operator_acts_on_first() {
+    let entity = crate::model::EntitySummary {
+        read: 10,
+        held_deletes: 3,
+        ..Default::default()
+    };
+    let run = data::RunView {
+        run_id: "r9".into(),
+        started_at: "2026-11-27T01:00:00.000Z".into(),
+        finished_at: None,
+        status: crate::model::RunState::Held,
+        files: vec![data::RunFile {
+            entity: "clientes".into(),
+            file: "clientes.csv".into(),
+            hash: "ab".repeat(32),
+            bytes: 10,
+            encoding: None,
+            status: crate::model::FileStatus::Read,
+            reason: None,
+        }],
+        entities: vec![("clientes".into(), entity)],
+        samples: vec![(
+            "clientes".into(),
+            serde_json::json!({"inserted": ["7"], "inserted_rows": [{"id": "7", "nombre": "Ana"}]}),
+        )],
+        crm_rows_written: None,
+        error: Some("CRM answered 500".into()),
+        gsheets: None,
+    };
+    let held = [data::Held {
+        entity: "clientes".into(),
+        state: crate::model::HoldState::Held,
+        ids: vec!["1".into(), "2".into(), "3".into()],
+    }];
+    let summary = [data::RuleCount {
+        entity: "clientes".into(),
+        rule: "id.empty".into(),
+        severities: vec!["error".into()],
+        count: 4,
+    }];
+    let page = pages::run(&pages::RunPage {
+        run: &run,
+        held: &held,
+        summary: &summary,
+        rejects: &data::RejectPage::default(),
+        filter: &data::RejectFilter::default(),
+        csrf: "t",
+        approved: None,
+    })
+    .into_string();
+    // Status and error, held deletes and Approve, rejects by rule, counts, files, samples,
+    // then the rejects listing.
+    let order = [
+        "id=\"run-status\"",
+        "id=\"run-error\"",
+        "id=\"held-title\"",
+        "data-held=\"clientes\"",
+        "<form id=\"approve\"",
+        "<table id=\"reject-summary\"",
+        "<table id=\"entities\"",
+        "<table id=\"files\"",
+        "id=\"samples-title\"",
+        "<table class=\"sample\"",
+        "id=\"rejects-title\"",
+        "<table id=\"rejects\"",
+    ];
+    let positions: Vec<usize> = order.iter().map(|n| at(&page, n)).collect();
+    for (w, names) in positions.windows(2).zip(order.windows(2)) {
+        assert!(w[0] < w[1], "{} must come before {}", names[0], names[1]);
+    }
+    // Every table scrolls sideways inside its own box.
+    assert_eq!(
+        page.matches("<table").count(),
+        page.matches("<div class=\"scroll\"><table").count(),
+        "{page}"
+    );
+    assert!(page.contains(".scroll{overflow-x:auto;max-width:100%}"));
+}
+
+#[test]
+fn runs_redirects_to_the_run_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), None);
+    let c = client();
+    for path in ["/runs", "/runs/"] {
+        let r = c.get(format!("{}{path}", s.base)).send().unwrap();
+        assert_eq!(r.status(), 303, "{path}");
+        assert_eq!(r.headers()["location"], "/", "{path}");
+    }
+    let list = c.get(format!("{}/", s.base)).send().unwrap();
+    assert_eq!(list.status(), 200);
+    assert!(list.text().unwrap().contains("<h1>Runs</h1>"));
+    let guarded = start(dir.path(), Some("s3cret-token"));
+    let r = c.get(format!("{}/runs", guarded.base)).send().unwrap();
+    assert_eq!(r.status(), 401, "the token guards /runs too");
 }
