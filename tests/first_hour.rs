@@ -195,3 +195,23 @@ fn run_json_lists_each_recipe_mistake() {
     assert!(diags[0]["file"].as_str().unwrap().ends_with("ventas.toml"));
     assert!(diags[0]["line"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn plan_shows_amounts_as_plain_decimals() {
+    // The status page and `plan` once read `2.3793e7 -> 2.4990e7`: no price can be read so.
+    let w = Workdir::new();
+    first_drop(&w);
+    assert_eq!(w.run().code, 0);
+    let next = repo().join("samples/2026-11-21");
+    let o = w.ws_cmd(&["plan", "--inbox", next.to_str().unwrap()]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        out.contains("importe_total: 23792797.66 -> 24990406.54"),
+        "{out}"
+    );
+    let exponent = regex::Regex::new(r"\d\.?\d*e[+-]?\d").unwrap();
+    for line in out.lines().filter(|l| l.contains(" -> ")) {
+        assert!(!exponent.is_match(line), "scientific notation in: {line}");
+    }
+}

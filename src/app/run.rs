@@ -434,11 +434,7 @@ fn samples(accepted: &DataFrame, prev: Option<&DataFrame>, changes: &ChangeSet) 
         df.column(col)
             .ok()
             .and_then(|c| c.get(row).ok())
-            .map(|v| match v {
-                AnyValue::Null => "∅".to_string(),
-                AnyValue::String(s) => s.to_string(),
-                other => other.to_string(),
-            })
+            .and_then(|v| crate::support::frame_rows::display(&v))
             .unwrap_or_else(|| "∅".into())
     };
     // Positions in the previous snapshot of just the sampled IDs: one scan, no index of a

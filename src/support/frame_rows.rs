@@ -50,3 +50,48 @@ impl ColumnView {
         }
     }
 }
+
+/// One cell as a person reads it: text as is, numbers as plain decimals. polars' own
+/// `Display` writes large floats in scientific notation (`8.0729e7`), which no one can read a
+/// price from; Rust's shortest round-trip form never does (`80729000`, `40850171.87`).
+/// `None` for a missing value.
+pub fn display(v: &AnyValue) -> Option<String> {
+    Some(match v {
+        AnyValue::Null => return None,
+        AnyValue::String(s) => s.to_string(),
+        AnyValue::StringOwned(s) => s.to_string(),
+        AnyValue::Float64(f) => f.to_string(),
+        AnyValue::Float32(f) => f.to_string(),
+        other => other.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_read_as_plain_decimals() {
+        assert_eq!(
+            display(&AnyValue::Float64(80_729_000.0)).as_deref(),
+            Some("80729000")
+        );
+        assert_eq!(
+            display(&AnyValue::Float64(40_850_171.87)).as_deref(),
+            Some("40850171.87")
+        );
+        assert_eq!(
+            display(&AnyValue::Float64(23_793_000.5)).as_deref(),
+            Some("23793000.5")
+        );
+        // Whatever polars would print, never an exponent.
+        for v in [1e13, 9_999_999_999_999.99, 0.01, 1e-7] {
+            let text = display(&AnyValue::Float64(v)).unwrap();
+            assert!(!text.contains('e'), "{v}: {text}");
+            assert_eq!(text.parse::<f64>().unwrap(), v);
+        }
+        assert_eq!(display(&AnyValue::Null), None);
+        assert_eq!(display(&AnyValue::Int64(7)).as_deref(), Some("7"));
+        assert_eq!(display(&AnyValue::String("a")).as_deref(), Some("a"));
+    }
+}
