@@ -3,7 +3,7 @@
 //! connections: a run writing the same databases at that moment is never blocked (WAL), and
 //! the page shows the last committed state. Read-only also means a page never writes (not even
 //! the WAL checkpoint a read-write connection does when it closes last): the only request that
-//! writes is Approve, through `pipeline::approve`.
+//! writes is Approve, through `app::approve`.
 
 use std::path::{Path, PathBuf};
 

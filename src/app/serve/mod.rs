@@ -20,7 +20,7 @@
 //!   constant time, so neither their bytes nor their length show in response times. The
 //!   cookie holds a value derived from the token, not the token itself.
 //! - Every database connection a request opens is read-only; the one request that writes is
-//!   Approve, through `pipeline::approve` and its workspace lock.
+//!   Approve, through `app::approve` and its workspace lock.
 
 mod data;
 mod pages;
