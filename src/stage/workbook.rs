@@ -98,7 +98,10 @@ pub fn write_workbook(
     }
     let mut wb = Workbook::new();
     wb.set_zip_compression_level(1);
-    let bold = Format::new().set_bold();
+    let formats = Formats {
+        bold: Format::new().set_bold(),
+        amount: Format::new().set_num_format(AMOUNT_FORMAT),
+    };
     let mut sheets = Vec::with_capacity(parts.len());
     for (name, ..) in &parts {
         let mut ws = wb
@@ -112,8 +115,8 @@ pub fn write_workbook(
             .iter_mut()
             .zip(&parts)
             .map(|(ws, (_, df, start, end))| {
-                let bold = &bold;
-                scope.spawn(move || fill(ws, df, *start, *end, bold))
+                let formats = &formats;
+                scope.spawn(move || fill(ws, df, *start, *end, formats))
             })
             .collect();
         handles
@@ -183,13 +186,23 @@ pub(crate) fn summary_frame(summary: &[(String, EntitySummary)]) -> PolarsResult
     )
 }
 
+/// How decimal amounts show in the workbook: numbers an analyst can sum, with thousands
+/// separators and cents (the stored value keeps every digit it has).
+pub const AMOUNT_FORMAT: &str = "#,##0.00";
+
+/// The cell formats every sheet shares.
+struct Formats {
+    bold: Format,
+    amount: Format,
+}
+
 /// Rows `start..end` of `df` into one sheet, header first.
 fn fill(
     ws: &mut Worksheet,
     df: &DataFrame,
     start: usize,
     end: usize,
-    bold: &Format,
+    formats: &Formats,
 ) -> Result<(), XlsxError> {
     let views: Vec<ColumnView> = df
         .columns()
@@ -197,7 +210,7 @@ fn fill(
         .map(ColumnView::new)
         .collect::<PolarsResult<_>>()
         .map_err(|e| XlsxError::ParameterError(e.to_string()))?;
-    header(ws, df, bold)?;
+    header(ws, df, &formats.bold)?;
     for (r, i) in (start..end).enumerate() {
         let r = r as u32 + 1;
         for (c, v) in views.iter().enumerate() {
@@ -215,7 +228,7 @@ fn fill(
                 }
                 ColumnView::F64(x) => {
                     if let Some(x) = x.get(i) {
-                        ws.write_number(r, c, x)?;
+                        ws.write_number_with_format(r, c, x, &formats.amount)?;
                     }
                 }
                 ColumnView::Bool(x) => {
@@ -317,6 +330,55 @@ mod tests {
             );
         }
         assert!(!workbook.contains("clientes (4)"));
+    }
+
+    #[test]
+    fn amounts_are_numbers_with_a_thousands_and_cents_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.xlsx");
+        let df = df!("id" => ["1"], "importe" => [40_850_171.87f64], "cuotas" => [12i64]).unwrap();
+        write_workbook(
+            &path,
+            &[SheetInput {
+                name: "ventas",
+                rows: &df,
+            }],
+            &[],
+            &[],
+            10,
+        )
+        .unwrap();
+        let styles = read_zip_entry(&path, "xl/styles.xml");
+        let id = styles
+            .split("<numFmt ")
+            .find(|f| f.contains(&format!("formatCode=\"{AMOUNT_FORMAT}\"")))
+            .and_then(|f| f.split("numFmtId=\"").nth(1))
+            .and_then(|f| f.split('"').next())
+            .unwrap_or_else(|| panic!("no amount format in {styles}"))
+            .to_string();
+        // The amount cell is a number (no t="s"/"str") whose style uses that format.
+        let sheet = read_zip_entry(&path, "xl/worksheets/sheet1.xml");
+        let cell = sheet
+            .split("<c ")
+            .find(|c| c.starts_with("r=\"B2\""))
+            .unwrap_or_else(|| panic!("no B2 in {sheet}"));
+        assert!(!cell.contains(" t=\""), "{cell}");
+        assert!(cell.contains("<v>40850171.87</v>"), "{cell}");
+        let style: usize = cell
+            .split("s=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("unstyled amount: {cell}"));
+        let xfs = styles.split("<cellXfs").nth(1).unwrap();
+        let xf = xfs.split("<xf ").nth(style + 1).unwrap();
+        assert!(xf.contains(&format!("numFmtId=\"{id}\"")), "{xf}");
+        // Integers stay plain numbers.
+        let c2 = sheet
+            .split("<c ")
+            .find(|c| c.starts_with("r=\"C2\""))
+            .unwrap();
+        assert!(c2.contains("<v>12</v>") && !c2.contains(" s=\""), "{c2}");
     }
 
     /// Reads one part of the xlsx package (a zip of XML files).
