@@ -66,7 +66,11 @@ pub(super) fn stage(
                 progress.begin(Stage::Staging, "workbook");
                 let inputs: Vec<SheetInput> = frames
                     .iter()
-                    .map(|(n, df)| SheetInput { name: n, rows: df })
+                    .map(|(n, df)| SheetInput {
+                        name: n,
+                        rows: df,
+                        dates: date_fields(recipes, n),
+                    })
                     .collect();
                 workbook::write_workbook(
                     &opts.out.join("staging.xlsx"),
@@ -182,4 +186,18 @@ pub(super) fn after_commit(
         run_id: run_id.to_string(),
         error: Box::new(e),
     })
+}
+
+/// The entity's `date` fields: the columns the workbook writes as Excel dates.
+fn date_fields<'r>(recipes: &'r Recipes, entity: &str) -> Vec<&'r str> {
+    recipes
+        .get(entity)
+        .map(|r| {
+            r.fields
+                .iter()
+                .filter(|f| f.kind == crate::config::FieldType::Date)
+                .map(|f| f.name.as_str())
+                .collect()
+        })
+        .unwrap_or_default()
 }

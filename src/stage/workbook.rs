@@ -58,6 +58,9 @@ fn sheet_name(entity: &str, part: usize) -> String {
 pub struct SheetInput<'a> {
     pub name: &'a str,
     pub rows: &'a DataFrame,
+    /// Columns holding dates as ISO text (`YYYY-MM-DD`, how the transform leaves `date`
+    /// fields): written as Excel dates, so analysts can sort, filter and subtract them.
+    pub dates: Vec<&'a str>,
 }
 
 /// Writes the whole workbook to `path` (via a temporary file renamed into place). Sheets are
@@ -76,21 +79,25 @@ pub fn write_workbook(
     };
     let rejects_df = issues_frame(rejects).map_err(|e| fail(&e))?;
     let summary_df = summary_frame(summary).map_err(|e| fail(&e))?;
-    let frames: Vec<(&str, &DataFrame)> = entities
+    let frames: Vec<(&str, &DataFrame, &[&str])> = entities
         .iter()
-        .map(|e| (e.name, e.rows))
-        .chain([("rejects", &rejects_df), ("summary", &summary_df)])
+        .map(|e| (e.name, e.rows, e.dates.as_slice()))
+        .chain([
+            ("rejects", &rejects_df, &[][..]),
+            ("summary", &summary_df, &[][..]),
+        ])
         .collect();
     // One part per sheet: Excel's row limit splits a frame over `name (2)`, `name (3)`…
     let per_sheet = max_rows.max(1) as usize;
-    let mut parts: Vec<(String, &DataFrame, usize, usize)> = Vec::new();
-    for (name, df) in frames {
+    let mut parts: Vec<(String, &DataFrame, &[&str], usize, usize)> = Vec::new();
+    for (name, df, dates) in frames {
         let n = df.height().div_ceil(per_sheet).max(1);
         for k in 0..n {
             let sheet = sheet_name(name, k);
             parts.push((
                 sheet,
                 df,
+                dates,
                 k * per_sheet,
                 df.height().min((k + 1) * per_sheet),
             ));
@@ -101,6 +108,7 @@ pub fn write_workbook(
     let formats = Formats {
         bold: Format::new().set_bold(),
         amount: Format::new().set_num_format(AMOUNT_FORMAT),
+        date: Format::new().set_num_format(DATE_FORMAT),
     };
     let mut sheets = Vec::with_capacity(parts.len());
     for (name, ..) in &parts {
@@ -114,9 +122,9 @@ pub fn write_workbook(
         let handles: Vec<_> = sheets
             .iter_mut()
             .zip(&parts)
-            .map(|(ws, (_, df, start, end))| {
+            .map(|(ws, (_, df, dates, start, end))| {
                 let formats = &formats;
-                scope.spawn(move || fill(ws, df, *start, *end, formats))
+                scope.spawn(move || fill(ws, df, dates, *start, *end, formats))
             })
             .collect();
         handles
@@ -190,16 +198,29 @@ pub(crate) fn summary_frame(summary: &[(String, EntitySummary)]) -> PolarsResult
 /// separators and cents (the stored value keeps every digit it has).
 pub const AMOUNT_FORMAT: &str = "#,##0.00";
 
+/// How dates show in the workbook: ISO, the same text staging.sqlite holds.
+pub const DATE_FORMAT: &str = "yyyy-mm-dd";
+
+/// Excel's serial day number of an ISO date (days since 1899-12-30, the epoch Excel's 1900
+/// system uses for every date after February 1900); `None` for text that is not a date.
+fn excel_serial(iso: &str) -> Option<f64> {
+    let day = chrono::NaiveDate::parse_from_str(iso, "%Y-%m-%d").ok()?;
+    let epoch = chrono::NaiveDate::from_ymd_opt(1899, 12, 30)?;
+    Some((day - epoch).num_days() as f64)
+}
+
 /// The cell formats every sheet shares.
 struct Formats {
     bold: Format,
     amount: Format,
+    date: Format,
 }
 
 /// Rows `start..end` of `df` into one sheet, header first.
 fn fill(
     ws: &mut Worksheet,
     df: &DataFrame,
+    dates: &[&str],
     start: usize,
     end: usize,
     formats: &Formats,
@@ -210,15 +231,24 @@ fn fill(
         .map(ColumnView::new)
         .collect::<PolarsResult<_>>()
         .map_err(|e| XlsxError::ParameterError(e.to_string()))?;
+    let is_date: Vec<bool> = df
+        .get_column_names()
+        .iter()
+        .map(|n| dates.contains(&n.as_str()))
+        .collect();
     header(ws, df, &formats.bold)?;
     for (r, i) in (start..end).enumerate() {
         let r = r as u32 + 1;
         for (c, v) in views.iter().enumerate() {
+            let col = c;
             let c = c as u16;
             match v {
                 ColumnView::Str(s) => {
                     if let Some(s) = s.get(i) {
-                        ws.write_string(r, c, sheet_cell(s, XLSX_MAX_CELL_CHARS))?;
+                        match excel_serial(s).filter(|_| is_date[col]) {
+                            Some(day) => ws.write_number_with_format(r, c, day, &formats.date)?,
+                            None => ws.write_string(r, c, sheet_cell(s, XLSX_MAX_CELL_CHARS))?,
+                        };
                     }
                 }
                 ColumnView::I64(x) => {
@@ -290,6 +320,7 @@ mod tests {
             &[SheetInput {
                 name: "clientes",
                 rows: &df,
+                dates: vec![],
             }],
             &[],
             &[],
@@ -310,6 +341,7 @@ mod tests {
             &[SheetInput {
                 name: "clientes",
                 rows: &df,
+                dates: vec![],
             }],
             &[],
             &[],
@@ -342,6 +374,7 @@ mod tests {
             &[SheetInput {
                 name: "ventas",
                 rows: &df,
+                dates: vec![],
             }],
             &[],
             &[],
@@ -379,6 +412,45 @@ mod tests {
             .find(|c| c.starts_with("r=\"C2\""))
             .unwrap();
         assert!(c2.contains("<v>12</v>") && !c2.contains(" s=\""), "{c2}");
+    }
+
+    #[test]
+    fn date_fields_are_excel_dates() {
+        assert_eq!(excel_serial("1900-03-01"), Some(61.0));
+        assert_eq!(excel_serial("2026-11-20"), Some(46346.0));
+        assert_eq!(excel_serial("20/11/2026"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.xlsx");
+        let df = df!("id" => ["1", "2"], "fecha" => [Some("2026-11-20"), None], "nota" => ["2026-11-20", "x"]).unwrap();
+        write_workbook(
+            &path,
+            &[SheetInput {
+                name: "ventas",
+                rows: &df,
+                dates: vec!["fecha"],
+            }],
+            &[],
+            &[],
+            10,
+        )
+        .unwrap();
+        let sheet = read_zip_entry(&path, "xl/worksheets/sheet1.xml");
+        let cell = |r: &str| {
+            sheet
+                .split("<c ")
+                .find(|c| c.starts_with(&format!("r=\"{r}\"")))
+                .map(str::to_string)
+        };
+        let b2 = cell("B2").unwrap();
+        assert!(b2.contains("<v>46346</v>") && !b2.contains(" t=\""), "{b2}");
+        let styles = read_zip_entry(&path, "xl/styles.xml");
+        assert!(
+            styles.contains(&format!("formatCode=\"{DATE_FORMAT}\"")),
+            "{styles}"
+        );
+        // A missing date stays empty; a text column that looks like a date stays text.
+        assert!(cell("B3").is_none(), "{sheet}");
+        assert!(cell("C2").unwrap().contains(" t=\""), "{sheet}");
     }
 
     /// Reads one part of the xlsx package (a zip of XML files).
