@@ -179,7 +179,7 @@ fn after_the_demo_the_readme_shows_the_latest_runs_rejects_once() {
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("left-over.txt"), "from an earlier demo").unwrap();
     let (samples, recipes) = (repo().join("samples"), repo().join("recipes"));
-    dropsync(
+    let printed = dropsync(
         dir.path(),
         &[
             "demo",
@@ -188,6 +188,12 @@ fn after_the_demo_the_readme_shows_the_latest_runs_rejects_once() {
             "--samples",
             samples.to_str().unwrap(),
         ],
+    );
+    // The demo's closing hint is the README's query, so the operator copies the right one.
+    let words = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        words(&printed).contains(&words(&readme_reject_query())),
+        "the demo's hint differs from the README's query:\n{printed}"
     );
     // The README: the demo deletes demo/ first.
     assert!(!out.join("left-over.txt").exists(), "demo/ was not wiped");
