@@ -284,6 +284,31 @@ fn header(ws: &mut Worksheet, df: &DataFrame, bold: &Format) -> Result<(), XlsxE
 mod tests {
     use super::*;
 
+    /// Writes `df` as the one entity sheet `name` (no rejects, no summary) and returns
+    /// where, with the temporary folder that holds it.
+    fn one_sheet(
+        name: &str,
+        df: &DataFrame,
+        dates: Vec<&str>,
+        max_rows: u32,
+    ) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.xlsx");
+        write_workbook(
+            &path,
+            &[SheetInput {
+                name,
+                rows: df,
+                dates,
+            }],
+            &[],
+            &[],
+            max_rows,
+        )
+        .unwrap();
+        (dir, path)
+    }
+
     #[test]
     fn formulas_are_neutralized_and_plain_text_is_not() {
         assert_eq!(
@@ -312,42 +337,16 @@ mod tests {
 
     #[test]
     fn a_workbook_with_an_overlong_cell_is_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.xlsx");
         let df = df!("id" => ["1"], "note" => ["y".repeat(100_000)]).unwrap();
-        write_workbook(
-            &path,
-            &[SheetInput {
-                name: "clientes",
-                rows: &df,
-                dates: vec![],
-            }],
-            &[],
-            &[],
-            1_000,
-        )
-        .unwrap();
+        let (_dir, path) = one_sheet("clientes", &df, vec![], 1_000);
         let sheet = read_zip_entry(&path, "xl/worksheets/sheet1.xml");
         assert!(sheet.contains('…'), "the cut cell carries its marker");
     }
 
     #[test]
     fn long_frames_continue_on_numbered_sheets() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.xlsx");
         let df = df!("id" => (0..25).map(|i| i.to_string()).collect::<Vec<_>>()).unwrap();
-        write_workbook(
-            &path,
-            &[SheetInput {
-                name: "clientes",
-                rows: &df,
-                dates: vec![],
-            }],
-            &[],
-            &[],
-            10,
-        )
-        .unwrap();
+        let (_dir, path) = one_sheet("clientes", &df, vec![], 10);
         let workbook = read_zip_entry(&path, "xl/workbook.xml");
         for name in [
             "clientes",
@@ -366,21 +365,8 @@ mod tests {
 
     #[test]
     fn amounts_are_numbers_with_a_thousands_and_cents_format() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.xlsx");
         let df = df!("id" => ["1"], "importe" => [40_850_171.87f64], "cuotas" => [12i64]).unwrap();
-        write_workbook(
-            &path,
-            &[SheetInput {
-                name: "ventas",
-                rows: &df,
-                dates: vec![],
-            }],
-            &[],
-            &[],
-            10,
-        )
-        .unwrap();
+        let (_dir, path) = one_sheet("ventas", &df, vec![], 10);
         let styles = read_zip_entry(&path, "xl/styles.xml");
         let id = styles
             .split("<numFmt ")
@@ -419,21 +405,8 @@ mod tests {
         assert_eq!(excel_serial("1900-03-01"), Some(61.0));
         assert_eq!(excel_serial("2026-11-20"), Some(46346.0));
         assert_eq!(excel_serial("20/11/2026"), None);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.xlsx");
         let df = df!("id" => ["1", "2"], "fecha" => [Some("2026-11-20"), None], "nota" => ["2026-11-20", "x"]).unwrap();
-        write_workbook(
-            &path,
-            &[SheetInput {
-                name: "ventas",
-                rows: &df,
-                dates: vec!["fecha"],
-            }],
-            &[],
-            &[],
-            10,
-        )
-        .unwrap();
+        let (_dir, path) = one_sheet("ventas", &df, vec!["fecha"], 10);
         let sheet = read_zip_entry(&path, "xl/worksheets/sheet1.xml");
         let cell = |r: &str| {
             sheet
