@@ -494,7 +494,7 @@ fn other_dialects_read_the_same() {
         "staging.sqlite",
         "SELECT cliente_id, vendedor_id, importe_total FROM ventas",
     );
-    assert_eq!(v, ["7|V1|1500000.5"]);
+    assert_eq!(v, ["7|V1|1500000.50"]);
     let u = w.rows("staging.sqlite", "SELECT id, activo FROM usuarios");
     assert_eq!(u, ["V1|1"]);
 }

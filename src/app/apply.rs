@@ -214,7 +214,7 @@ fn apply_intents(
         if !refused[k].is_empty() && e.has_snapshot {
             // What the CRM refused did not happen: those IDs keep their last accepted
             // version (or stay absent), so the next run tries them again.
-            let prev = state.load_snapshot(entity)?;
+            let prev = state.accepted_snapshot(recipe_of(entity)?)?;
             let next = state.load_pending_snapshot(run_id, entity)?;
             let mut next =
                 revert_ids(&next, prev.as_ref(), &refused[k]).map_err(frame_err(run_id, entity))?;

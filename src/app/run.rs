@@ -108,7 +108,7 @@ fn process(
     for recipe in &recipes.entities {
         let entity = recipe.entity.as_str();
         stop_if_requested(opts, state, run_id, entity)?;
-        let prev = state.load_snapshot(entity)?;
+        let prev = state.accepted_snapshot(recipe)?;
         let Some(file) = file_for(files, entity) else {
             so_far.keep_last_state(entity, prev.as_ref(), no_file(), run_id)?;
             continue;

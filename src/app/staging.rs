@@ -136,7 +136,7 @@ fn xlsx_frames(
     for recipe in &recipes.entities {
         let df = match work.iter().find(|w| w.recipe.entity == recipe.entity) {
             Some(w) => without_hash(&w.accepted)?,
-            None => match state.load_snapshot(&recipe.entity) {
+            None => match state.accepted_snapshot(recipe) {
                 Ok(Some(s)) => without_hash(&s)?,
                 _ => continue,
             },
@@ -195,7 +195,12 @@ fn date_fields<'r>(recipes: &'r Recipes, entity: &str) -> Vec<&'r str> {
         .map(|r| {
             r.fields
                 .iter()
-                .filter(|f| f.kind == crate::config::FieldType::Date)
+                .filter(|f| {
+                    matches!(
+                        f.kind,
+                        crate::config::FieldType::Date | crate::config::FieldType::Datetime
+                    )
+                })
                 .map(|f| f.name.as_str())
                 .collect()
         })

@@ -25,8 +25,27 @@ pub struct Field {
     pub unmapped: Unmapped,
     pub default: Option<String>,
     pub formats: Vec<String>,
+    /// For `decimal` fields: (total digits, decimals), as PostgreSQL's `NUMERIC(p,s)`.
+    pub decimal: Option<DecimalSpec>,
     pub reference: Option<Reference>,
     pub create_only: bool,
+}
+
+/// Digits of an exact decimal field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecimalSpec {
+    pub precision: usize,
+    pub scale: usize,
+}
+
+impl DecimalSpec {
+    /// Cents, and up to 10^16 before them: every amount the export contract describes.
+    pub const DEFAULT: DecimalSpec = DecimalSpec {
+        precision: 18,
+        scale: 2,
+    };
+    /// polars (and parquet) hold decimals in 128 bits: 38 digits.
+    pub const MAX_PRECISION: usize = 38;
 }
 
 #[derive(Debug, Clone)]
@@ -284,6 +303,72 @@ fn valid_ident(s: &str) -> bool {
         && !s.starts_with('_')
 }
 
+/// The digits of a `decimal` field; `scale`/`precision` on another type, or out of range, is
+/// reported at the key (and the field falls back to the default so the rest still compiles).
+fn decimal_spec(
+    spec: &FieldSpec,
+    name: &str,
+    span: &std::ops::Range<usize>,
+    map: &SourceMap,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<DecimalSpec> {
+    let keys = [("scale", &spec.scale), ("precision", &spec.precision)];
+    if spec.kind != FieldType::Decimal {
+        for (key, value) in keys {
+            if let Some(v) = value {
+                diags.push(map.at(
+                    v.span(),
+                    Some(key),
+                    format!(
+                        "`{key}` only applies to decimal fields (`{name}` is {})",
+                        spec.kind.as_str()
+                    ),
+                ));
+            }
+        }
+        return None;
+    }
+    let default = DecimalSpec::DEFAULT;
+    let precision = spec
+        .precision
+        .as_ref()
+        .map_or(default.precision as i64, |p| *p.get_ref());
+    let scale = spec
+        .scale
+        .as_ref()
+        .map_or(default.scale as i64, |s| *s.get_ref());
+    let max = DecimalSpec::MAX_PRECISION as i64;
+    let problem = if !(1..=max).contains(&precision) {
+        Some((
+            "precision",
+            format!("field `{name}`: precision {precision} is not between 1 and {max} digits"),
+        ))
+    } else if !(0..=precision).contains(&scale) {
+        Some((
+            "scale",
+            format!(
+                "field `{name}`: scale {scale} is not between 0 and its precision ({precision})"
+            ),
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some((key, message)) => {
+            let at = match key {
+                "scale" => spec.scale.as_ref().map(|s| s.span()),
+                _ => spec.precision.as_ref().map(|p| p.span()),
+            };
+            diags.push(map.at(at.unwrap_or(span.clone()), Some(key), message));
+            Some(default)
+        }
+        None => Some(DecimalSpec {
+            precision: precision as usize,
+            scale: scale as usize,
+        }),
+    }
+}
+
 fn compile_one(
     p: &Parsed,
     map: &SourceMap,
@@ -425,6 +510,7 @@ fn compile_one(
             }
             _ => Vec::new(),
         };
+        let decimal = decimal_spec(spec, &name, &span, map, diags);
         let crm_name = spec
             .crm
             .as_ref()
@@ -481,6 +567,7 @@ fn compile_one(
             unmapped: spec.unmapped,
             default: spec.default.clone(),
             formats,
+            decimal,
             reference,
             create_only: spec.create_only || spec.crm_owned,
         });

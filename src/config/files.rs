@@ -142,6 +142,11 @@ pub struct FieldSpec {
     pub default: Option<String>,
     /// strptime formats for `date`/`datetime`; the first that parses wins.
     pub formats: Option<Vec<String>>,
+    /// Decimals a `decimal` field keeps (default 2). A value with more is reported, never
+    /// rounded.
+    pub scale: Option<Spanned<i64>>,
+    /// Total digits a `decimal` field holds, decimals included (default 18, at most 38).
+    pub precision: Option<Spanned<i64>>,
     /// Entity whose ID this field holds; it is normalised like that entity's IDs.
     pub references: Option<Spanned<String>>,
     /// Written on insert only: never compared, never overwritten on update.

@@ -12,7 +12,7 @@ pub mod specs;
 
 use std::path::{Path, PathBuf};
 
-pub use compile::{Condition, Field, FieldInput, Recipe, Recipes, Reference, Rule};
+pub use compile::{Condition, DecimalSpec, Field, FieldInput, Recipe, Recipes, Reference, Rule};
 pub use diagnostic::Diagnostic;
 pub use files::{DeletePolicy, FieldType};
 

@@ -85,6 +85,20 @@ pub struct RestConfig {
     /// How deletions are written. Default `"archive"`.
     #[serde(default)]
     pub delete: RestDelete,
+    /// How exact decimals (amounts) are sent: `"number"` (default), a JSON number with the
+    /// value's exact digits (`40850171.87`); or `"string"`, the same digits in quotes, for CRM
+    /// properties that parse numbers into doubles or want text.
+    #[serde(default)]
+    pub decimals: RestDecimals,
+}
+
+/// JSON form of an exact decimal sent to the REST CRM.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestDecimals {
+    #[default]
+    Number,
+    String,
 }
 
 pub(crate) fn rest_default_batch_size() -> usize {

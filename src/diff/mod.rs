@@ -13,6 +13,7 @@ use polars::prelude::*;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::config::Recipe;
+use crate::support::decimal;
 use crate::transform::ID;
 use crate::validate::Validated;
 
@@ -138,6 +139,19 @@ pub fn row_hashes(df: &DataFrame, recipe: &Recipe, scope: HashScope) -> PolarsRe
                     mix(h, v.map(|v| v.to_le_bytes()).as_ref().map(|b| &b[..]))
                 }
             }
+            // The exact value, whatever its scale: `1.50` kept at scale 2 or 3 is one value.
+            DataType::Decimal(_, scale) => {
+                for (h, v) in h.iter_mut().zip(c.decimal()?.physical().iter()) {
+                    let bytes = v.map(|v| {
+                        let (units, scale) = decimal::normalized(v, *scale);
+                        let mut b = [0u8; 17];
+                        b[..16].copy_from_slice(&units.to_le_bytes());
+                        b[16] = scale as u8;
+                        b
+                    });
+                    mix(h, bytes.as_ref().map(|b| &b[..]))
+                }
+            }
             DataType::Boolean => {
                 for (h, v) in h.iter_mut().zip(c.bool()?.iter()) {
                     mix(h, v.map(|v| if v { &b"1"[..] } else { &b"0"[..] }))
@@ -152,6 +166,61 @@ pub fn row_hashes(df: &DataFrame, recipe: &Recipe, scope: HashScope) -> PolarsRe
         }
     }
     Ok(h)
+}
+
+/// A snapshot from a release that kept decimal fields as doubles, in today's types: each
+/// such column becomes the exact decimal its double stood for ([`decimal::from_f64`]).
+///
+/// Its stored hashes were computed over the doubles, so they would make every row look
+/// updated. Where a stored hash still equals the hash of the old row under today's recipe
+/// (nothing but the type changed), it is replaced by the hash of the exact row, so an
+/// unchanged row stays unchanged. Where it does not (the recipe changed as well, say a CRM
+/// column was renamed), the stored hash stays, and the row is updated as it would have been.
+pub fn upgrade_snapshot(recipe: &Recipe, prev: DataFrame) -> PolarsResult<DataFrame> {
+    let legacy: Vec<(&str, crate::config::DecimalSpec)> = recipe
+        .fields
+        .iter()
+        .filter_map(|f| {
+            let d = f.decimal?;
+            let c = prev.column(&f.name).ok()?;
+            c.dtype().is_float().then_some((f.name.as_str(), d))
+        })
+        .collect();
+    if legacy.is_empty() {
+        return Ok(prev);
+    }
+    let then = row_hashes(&prev, recipe, HashScope::Comparable).ok();
+    let mut df = prev;
+    for (name, d) in &legacy {
+        let floats = df.column(name)?.cast(&DataType::Float64)?;
+        let units: Int128Chunked = floats
+            .f64()?
+            .iter()
+            .map(|v| v.and_then(|v| decimal::from_f64(v, d.scale)))
+            .collect();
+        let exact = units
+            .with_name((*name).into())
+            .into_decimal(d.precision, d.scale)?;
+        df.with_column(exact.into_series().into_column())?;
+    }
+    let stored = df.column(HASH).and_then(|c| c.u64().cloned());
+    if let (Some(then), Ok(stored)) = (then, stored) {
+        let now = row_hashes(&df, recipe, HashScope::Comparable)?;
+        let hashes: UInt64Chunked = stored
+            .iter()
+            .zip(then)
+            .zip(now)
+            .map(|((stored, then), now)| {
+                Some(if stored == Some(then) {
+                    now
+                } else {
+                    stored.unwrap_or(then)
+                })
+            })
+            .collect();
+        df.with_column(hashes.with_name(HASH.into()).into_column())?;
+    }
+    Ok(df)
 }
 
 /// Compares `new` (accepted rows with `__hash`) with the previous snapshot.

@@ -9,6 +9,7 @@ use rusqlite::Connection;
 
 use super::{Applied, Sink, SinkError};
 use crate::config::{DeletePolicy, Recipe};
+use crate::support::decimal;
 use crate::support::sqlite_frames::{ident, insert_frame, sql_type};
 
 pub struct SqliteCrm {
@@ -46,6 +47,98 @@ fn columns(recipe: &Recipe) -> Vec<(&str, &str, bool)> {
         .iter()
         .map(|f| (f.crm_name.as_str(), f.name.as_str(), f.create_only))
         .collect()
+}
+
+/// Rebuilds the CRM table when a decimal field's column is still `REAL` (written by a
+/// release that kept amounts as doubles): the column becomes the exact canonical text
+/// ([`decimal::from_f64`] of each double, at the field's scale), in one transaction, keeping
+/// rows, rowids and every other column. SQLite cannot change a column's type in place, and
+/// letting its own REAL → TEXT conversion do it would keep only 15 digits.
+fn migrate_floats_to_decimals(conn: &mut Connection, recipe: &Recipe) -> rusqlite::Result<()> {
+    let table = &recipe.crm_object;
+    let layout: Vec<(String, String, bool, Option<String>, bool)> = conn
+        .prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)")?
+        .query_map([table], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get::<_, i64>(2)? != 0,
+                r.get(3)?,
+                r.get::<_, i64>(4)? != 0,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let scale_of = |column: &str| {
+        recipe
+            .fields
+            .iter()
+            .find(|f| f.crm_name == column)
+            .and_then(|f| f.decimal)
+            .map(|d| d.scale)
+    };
+    let migrated: Vec<(String, usize)> = layout
+        .iter()
+        .filter(|(_, ty, ..)| ty.eq_ignore_ascii_case("REAL"))
+        .filter_map(|(name, ..)| scale_of(name).map(|s| (name.clone(), s)))
+        .collect();
+    if migrated.is_empty() {
+        return Ok(());
+    }
+    let defs: Vec<String> = layout
+        .iter()
+        .map(|(name, ty, not_null, default, pk)| {
+            let ty = if migrated.iter().any(|(m, _)| m == name) {
+                "TEXT"
+            } else {
+                ty.as_str()
+            };
+            let mut def = format!("{} {ty}", ident(name));
+            if *pk {
+                def.push_str(" PRIMARY KEY");
+            }
+            if *not_null {
+                def.push_str(" NOT NULL");
+            }
+            if let Some(d) = default {
+                def.push_str(&format!(" DEFAULT {d}"));
+            }
+            def
+        })
+        .collect();
+    let names: Vec<String> = layout.iter().map(|(n, ..)| ident(n)).collect();
+    let old = ident(table);
+    let new = ident(&format!("_dropsync_migrate_{table}"));
+    let tx = conn.transaction()?;
+    tx.execute_batch(&format!(
+        "DROP TABLE IF EXISTS {new}; CREATE TABLE {new} ({}); \
+         INSERT INTO {new} (rowid, {cols}) SELECT rowid, {cols} FROM {old};",
+        defs.join(", "),
+        cols = names.join(", ")
+    ))?;
+    for (column, scale) in &migrated {
+        let c = ident(column);
+        let floats: Vec<(i64, f64)> = tx
+            .prepare(&format!(
+                "SELECT rowid, {c} FROM {old} WHERE typeof({c}) IN ('real', 'integer')"
+            ))?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut set = tx.prepare(&format!("UPDATE {new} SET {c} = ?1 WHERE rowid = ?2"))?;
+        for (rowid, x) in floats {
+            let text = decimal::from_f64(x, *scale).map(|u| decimal::to_text(u, *scale));
+            set.execute(rusqlite::params![text, rowid])?;
+        }
+    }
+    tx.execute_batch(&format!(
+        "DROP TABLE {old}; ALTER TABLE {new} RENAME TO {old};"
+    ))?;
+    tx.commit()?;
+    tracing::info!(
+        table = table.as_str(),
+        columns = ?migrated.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
+        "migrated CRM columns from REAL to exact decimal text"
+    );
+    Ok(())
 }
 
 impl Sink for SqliteCrm {
@@ -87,6 +180,7 @@ impl Sink for SqliteCrm {
             ))
             .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
             .map_err(|e| self.err(e))?;
+        migrate_floats_to_decimals(&mut self.conn, recipe).map_err(|e| err(&self.path, e))?;
         for (crm, field, _) in columns(recipe) {
             if !existing.iter().any(|c| c == crm) {
                 let dtype = rows

@@ -11,6 +11,7 @@ use rust_xlsxwriter::{Format, Workbook, Worksheet, XlsxError};
 use super::StageError;
 use crate::model::EntitySummary;
 use crate::model::Issue;
+use crate::support::decimal;
 use crate::support::frame_rows::ColumnView;
 
 /// Text that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, or a leading tab/CR)
@@ -58,8 +59,9 @@ fn sheet_name(entity: &str, part: usize) -> String {
 pub struct SheetInput<'a> {
     pub name: &'a str,
     pub rows: &'a DataFrame,
-    /// Columns holding dates as ISO text (`YYYY-MM-DD`, how the transform leaves `date`
-    /// fields): written as Excel dates, so analysts can sort, filter and subtract them.
+    /// Columns holding dates or datetimes as ISO text (`YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS`:
+    /// how the transform leaves `date` and `datetime` fields): written as Excel dates, so
+    /// analysts can sort, filter and subtract them.
     pub dates: Vec<&'a str>,
 }
 
@@ -107,8 +109,11 @@ pub fn write_workbook(
     wb.set_zip_compression_level(1);
     let formats = Formats {
         bold: Format::new().set_bold(),
-        amount: Format::new().set_num_format(AMOUNT_FORMAT),
+        amounts: (0..=crate::config::DecimalSpec::MAX_PRECISION)
+            .map(|scale| Format::new().set_num_format(amount_format(scale)))
+            .collect(),
         date: Format::new().set_num_format(DATE_FORMAT),
+        datetime: Format::new().set_num_format(DATETIME_FORMAT),
     };
     let mut sheets = Vec::with_capacity(parts.len());
     for (name, ..) in &parts {
@@ -194,26 +199,50 @@ pub(crate) fn summary_frame(summary: &[(String, EntitySummary)]) -> PolarsResult
     )
 }
 
-/// How decimal amounts show in the workbook: numbers an analyst can sum, with thousands
-/// separators and cents (the stored value keeps every digit it has).
+/// How decimal amounts of scale 2 show in the workbook: numbers an analyst can sum, with
+/// thousands separators and cents.
 pub const AMOUNT_FORMAT: &str = "#,##0.00";
+
+/// The amount format for a decimal field of `scale` decimals: every decimal it keeps shows.
+pub fn amount_format(scale: usize) -> String {
+    match scale {
+        0 => "#,##0".to_string(),
+        s => format!("#,##0.{}", "0".repeat(s)),
+    }
+}
+
+/// Excel cells are doubles and Excel shows 15 significant digits: an amount with more
+/// (10^13 and up with cents) is written as its exact text instead, so no cent is lost.
+pub const EXCEL_DIGITS: usize = 15;
 
 /// How dates show in the workbook: ISO, the same text staging.sqlite holds.
 pub const DATE_FORMAT: &str = "yyyy-mm-dd";
+/// How datetimes show: ISO with seconds, as staging.sqlite holds them.
+pub const DATETIME_FORMAT: &str = "yyyy-mm-dd hh:mm:ss";
 
-/// Excel's serial day number of an ISO date (days since 1899-12-30, the epoch Excel's 1900
-/// system uses for every date after February 1900); `None` for text that is not a date.
-fn excel_serial(iso: &str) -> Option<f64> {
-    let day = chrono::NaiveDate::parse_from_str(iso, "%Y-%m-%d").ok()?;
-    let epoch = chrono::NaiveDate::from_ymd_opt(1899, 12, 30)?;
-    Some((day - epoch).num_days() as f64)
+/// Excel's serial number of an ISO date or datetime (days since 1899-12-30, the epoch
+/// Excel's 1900 system uses for every date after February 1900, the time of day as the
+/// fraction), and whether it had a time; `None` for text that is neither.
+pub fn excel_serial(iso: &str) -> Option<(f64, bool)> {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1899, 12, 30)?.and_hms_opt(0, 0, 0)?;
+    let (at, timed) = match chrono::NaiveDate::parse_from_str(iso, "%Y-%m-%d") {
+        Ok(day) => (day.and_hms_opt(0, 0, 0)?, false),
+        Err(_) => (
+            chrono::NaiveDateTime::parse_from_str(iso, "%Y-%m-%d %H:%M:%S").ok()?,
+            true,
+        ),
+    };
+    let seconds = (at - epoch).num_seconds() as f64;
+    Some((seconds / 86_400.0, timed))
 }
 
 /// The cell formats every sheet shares.
 struct Formats {
     bold: Format,
-    amount: Format,
+    /// By scale: `#,##0`, `#,##0.0`, `#,##0.00`…
+    amounts: Vec<Format>,
     date: Format,
+    datetime: Format,
 }
 
 /// Rows `start..end` of `df` into one sheet, header first.
@@ -246,7 +275,12 @@ fn fill(
                 ColumnView::Str(s) => {
                     if let Some(s) = s.get(i) {
                         match excel_serial(s).filter(|_| is_date[col]) {
-                            Some(day) => ws.write_number_with_format(r, c, day, &formats.date)?,
+                            Some((day, false)) => {
+                                ws.write_number_with_format(r, c, day, &formats.date)?
+                            }
+                            Some((at, true)) => {
+                                ws.write_number_with_format(r, c, at, &formats.datetime)?
+                            }
                             None => ws.write_string(r, c, sheet_cell(s, XLSX_MAX_CELL_CHARS))?,
                         };
                     }
@@ -258,7 +292,18 @@ fn fill(
                 }
                 ColumnView::F64(x) => {
                     if let Some(x) = x.get(i) {
-                        ws.write_number_with_format(r, c, x, &formats.amount)?;
+                        ws.write_number_with_format(r, c, x, &formats.amounts[2])?;
+                    }
+                }
+                ColumnView::Dec(x, scale) => {
+                    if let Some(units) = x.get(i) {
+                        if decimal::significant_digits(units) <= EXCEL_DIGITS {
+                            let value = decimal::to_f64(units, *scale);
+                            let format = &formats.amounts[(*scale).min(formats.amounts.len() - 1)];
+                            ws.write_number_with_format(r, c, value, format)?;
+                        } else {
+                            ws.write_string(r, c, decimal::to_text(units, *scale))?;
+                        }
                     }
                 }
                 ColumnView::Bool(x) => {
@@ -365,7 +410,15 @@ mod tests {
 
     #[test]
     fn amounts_are_numbers_with_a_thousands_and_cents_format() {
-        let df = df!("id" => ["1"], "importe" => [40_850_171.87f64], "cuotas" => [12i64]).unwrap();
+        let importe =
+            Int128Chunked::from_iter([Some(4_085_017_187i128), Some(1_234_567_890_123_456)])
+                .with_name("importe".into())
+                .into_decimal(18, 2)
+                .unwrap()
+                .into_series()
+                .into_column();
+        let mut df = df!("id" => ["1", "2"], "cuotas" => [12i64, 1]).unwrap();
+        df.insert_column(1, importe).unwrap();
         let (_dir, path) = one_sheet("ventas", &df, vec![], 10);
         let styles = read_zip_entry(&path, "xl/styles.xml");
         let id = styles
@@ -398,12 +451,20 @@ mod tests {
             .find(|c| c.starts_with("r=\"C2\""))
             .unwrap();
         assert!(c2.contains("<v>12</v>") && !c2.contains(" s=\""), "{c2}");
+        // 16 significant digits: more than Excel keeps, so the exact text.
+        let b3 = sheet
+            .split("<c ")
+            .find(|c| c.starts_with("r=\"B3\""))
+            .unwrap();
+        assert!(b3.contains(" t=\"inlineStr\""), "{b3}");
+        assert!(b3.contains(">12345678901234.56<"), "{b3}");
     }
 
     #[test]
     fn date_fields_are_excel_dates() {
-        assert_eq!(excel_serial("1900-03-01"), Some(61.0));
-        assert_eq!(excel_serial("2026-11-20"), Some(46346.0));
+        assert_eq!(excel_serial("1900-03-01"), Some((61.0, false)));
+        assert_eq!(excel_serial("2026-11-20"), Some((46346.0, false)));
+        assert_eq!(excel_serial("2026-11-20 18:00:00"), Some((46346.75, true)));
         assert_eq!(excel_serial("20/11/2026"), None);
         let df = df!("id" => ["1", "2"], "fecha" => [Some("2026-11-20"), None], "nota" => ["2026-11-20", "x"]).unwrap();
         let (_dir, path) = one_sheet("ventas", &df, vec!["fecha"], 10);

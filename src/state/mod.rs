@@ -189,6 +189,23 @@ impl State {
         })
     }
 
+    /// The entity's last accepted snapshot in the types its recipe gives today (see
+    /// [`crate::diff::upgrade_snapshot`]): what every diff, revert and staging of it reads.
+    pub fn accepted_snapshot(
+        &self,
+        recipe: &crate::config::Recipe,
+    ) -> Result<Option<DataFrame>, StateError> {
+        let Some(df) = self.load_snapshot(&recipe.entity)? else {
+            return Ok(None);
+        };
+        crate::diff::upgrade_snapshot(recipe, df)
+            .map(Some)
+            .map_err(|source| StateError::CorruptSnapshot {
+                path: self.snapshot_path(&recipe.entity),
+                source,
+            })
+    }
+
     /// Replaces the snapshot atomically: written beside it, fsynced, then renamed over it.
     pub fn save_snapshot(&self, entity: &str, df: &mut DataFrame) -> Result<(), StateError> {
         journal::write_parquet(&self.snapshot_path(entity), df)?;

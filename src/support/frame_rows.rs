@@ -5,11 +5,15 @@
 use polars::prelude::*;
 use rusqlite::types::Value;
 
+use super::decimal;
+
 /// Typed access to one column, by row.
 pub enum ColumnView {
     Str(StringChunked),
     I64(Int64Chunked),
     F64(Float64Chunked),
+    /// An exact decimal: units of `10^-scale`.
+    Dec(Int128Chunked, usize),
     Bool(BooleanChunked),
 }
 
@@ -24,6 +28,7 @@ impl ColumnView {
             DataType::Float64 | DataType::Float32 => {
                 ColumnView::F64(s.cast(&DataType::Float64)?.f64()?.clone())
             }
+            DataType::Decimal(_, scale) => ColumnView::Dec(s.decimal()?.physical().clone(), *scale),
             DataType::Boolean => ColumnView::Bool(s.bool()?.clone()),
             DataType::String => ColumnView::Str(s.str()?.clone()),
             _ => ColumnView::Str(s.cast(&DataType::String)?.str()?.clone()),
@@ -35,6 +40,9 @@ impl ColumnView {
             ColumnView::Str(c) => c.get(i).map(|s| Value::Text(s.to_string())),
             ColumnView::I64(c) => c.get(i).map(Value::Integer),
             ColumnView::F64(c) => c.get(i).map(Value::Real),
+            // SQLite has no exact decimal type (REAL is a double); the canonical text is
+            // exact and reads like the export.
+            ColumnView::Dec(c, scale) => c.get(i).map(|v| Value::Text(decimal::to_text(v, *scale))),
             ColumnView::Bool(c) => c.get(i).map(|b| Value::Integer(b as i64)),
         }
         .unwrap_or(Value::Null)
@@ -46,6 +54,7 @@ impl ColumnView {
             ColumnView::Str(c) => c.get(i).map(str::to_string),
             ColumnView::I64(c) => c.get(i).map(|v| v.to_string()),
             ColumnView::F64(c) => c.get(i).map(|v| v.to_string()),
+            ColumnView::Dec(c, scale) => c.get(i).map(|v| decimal::to_text(v, *scale)),
             ColumnView::Bool(c) => c.get(i).map(|b| if b { "true" } else { "false" }.into()),
         }
     }
@@ -62,6 +71,7 @@ pub fn display(v: &AnyValue) -> Option<String> {
         AnyValue::StringOwned(s) => s.to_string(),
         AnyValue::Float64(f) => f.to_string(),
         AnyValue::Float32(f) => f.to_string(),
+        AnyValue::Decimal(units, _, scale) => decimal::to_text(*units, *scale),
         other => other.to_string(),
     })
 }
@@ -90,6 +100,14 @@ mod tests {
             assert!(!text.contains('e'), "{v}: {text}");
             assert_eq!(text.parse::<f64>().unwrap(), v);
         }
+        assert_eq!(
+            display(&AnyValue::Decimal(4_085_017_187, 18, 2)).as_deref(),
+            Some("40850171.87")
+        );
+        assert_eq!(
+            display(&AnyValue::Decimal(1_000_000_000_000_000, 18, 2)).as_deref(),
+            Some("10000000000000.00")
+        );
         assert_eq!(display(&AnyValue::Null), None);
         assert_eq!(display(&AnyValue::Int64(7)).as_deref(), Some("7"));
         assert_eq!(display(&AnyValue::String("a")).as_deref(), Some("a"));

@@ -8,7 +8,9 @@ use rusqlite::{params_from_iter, Connection};
 
 use super::frame_rows::ColumnView;
 
-/// SQLite declared type for a frame column (dates are ISO text).
+/// SQLite declared type for a frame column. Dates are ISO text; exact decimals are their
+/// canonical text (`40850171.87`) in a TEXT column, because every numeric affinity would turn
+/// that text into a double on insert.
 pub fn sql_type(dtype: &DataType) -> &'static str {
     match dtype {
         DataType::Int64 | DataType::Int32 | DataType::UInt32 | DataType::UInt64 => "INTEGER",

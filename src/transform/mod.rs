@@ -6,7 +6,7 @@
 
 use polars::prelude::*;
 
-use crate::config::compile::{Condition, Field, FieldInput, Recipe};
+use crate::config::compile::{Condition, DecimalSpec, Field, FieldInput, Recipe};
 use crate::config::files::{CleanStep, FieldType, IdSpec, Unmapped};
 use crate::model::{BAD, LINE};
 
@@ -30,8 +30,16 @@ pub fn rule_col(rule: &str) -> String {
 
 /// Whole numbers as exported: `35400`, `35.400`, `-1.234.567`.
 const INTEGER: &str = r"^[-+]?(\d+|\d{1,3}(\.\d{3})+)$";
-/// Decimal comma numbers: `1.234.567,89`, `7,5`, `1234`.
-const DECIMAL: &str = r"^[-+]?(\d+|\d{1,3}(\.\d{3})+)(,\d+)?$";
+/// Decimal comma numbers with at most `scale` decimals: `1.234.567,89`, `7,5`, `1234`.
+/// One more decimal than the recipe keeps is not rounded away but reported (`type.decimal`):
+/// the CRM must hold what the dealer's system holds, to the cent.
+pub fn decimal_pattern(scale: usize) -> String {
+    let fraction = match scale {
+        0 => "(,0*)?".to_string(),
+        s => format!("(,\\d{{1,{s}}})?"),
+    };
+    format!(r"^[-+]?(\d+|\d{{1,3}}(\.\d{{3}})+){fraction}$")
+}
 
 /// Whitespace runs that `collapse_spaces` rewrites to one space: two or more, or a single
 /// one that is not a plain space (tab, NBSP...). Same result as replacing every `\s+`, but a
@@ -200,7 +208,15 @@ fn field_exprs(f: &Field) -> (Expr, Option<Expr>, Option<Expr>) {
             .then(s.clone().str().replace_all(lit("."), lit(""), true))
             .otherwise(lit(NULL).cast(DataType::String))
             .cast(DataType::Int64),
-        FieldType::Decimal => when(s.clone().str().contains(lit(DECIMAL), false))
+        // Exact: the text goes straight to a polars Decimal (an i128 of 10^-scale units),
+        // never through a float. More digits than the precision holds is null, so reported.
+        FieldType::Decimal => {
+            let d = f.decimal.unwrap_or(DecimalSpec::DEFAULT);
+            when(
+                s.clone()
+                    .str()
+                    .contains(lit(decimal_pattern(d.scale)), false),
+            )
             .then(
                 s.clone()
                     .str()
@@ -209,7 +225,8 @@ fn field_exprs(f: &Field) -> (Expr, Option<Expr>, Option<Expr>) {
                     .replace(lit(","), lit("."), true),
             )
             .otherwise(lit(NULL).cast(DataType::String))
-            .cast(DataType::Float64),
+            .cast(DataType::Decimal(d.precision, d.scale))
+        }
         FieldType::Boolean => {
             let b = s.clone().str().to_lowercase();
             let any = |words: &[&str]| {
@@ -418,15 +435,77 @@ mod tests {
                 Some("-3"),
             ],
         );
-        let v: Vec<Option<f64>> = df.column("v").unwrap().f64().unwrap().iter().collect();
         assert_eq!(
-            v,
-            [Some(1234567.89), Some(7.5), None, None, None, Some(-3.0)]
+            decimals(&df, "v"),
+            [
+                Some("1234567.89".into()),
+                Some("7.50".into()),
+                None,
+                None,
+                None,
+                Some("-3.00".into())
+            ]
         );
         assert_eq!(
             flags(&df, &err_col("v")),
             [false, false, true, false, false, false]
         );
+    }
+
+    /// A decimal column's values as their exact text.
+    fn decimals(df: &DataFrame, c: &str) -> Vec<Option<String>> {
+        let col = df.column(c).unwrap();
+        let DataType::Decimal(_, scale) = col.dtype() else {
+            panic!("{c} is {:?}, not a decimal", col.dtype())
+        };
+        col.decimal()
+            .unwrap()
+            .physical()
+            .iter()
+            .map(|v| v.map(|v| crate::support::decimal::to_text(v, *scale)))
+            .collect()
+    }
+
+    #[test]
+    fn decimals_are_exact_and_more_decimals_than_the_scale_are_flagged_not_rounded() {
+        let r = recipe(
+            "[[field]]\nname = \"v\"\nfrom = \"V\"\ntype = \"decimal\"\n\
+             [[field]]\nname = \"r\"\nfrom = \"V\"\ntype = \"decimal\"\nscale = 4\nprecision = 6\n",
+        );
+        let df = run(
+            &r,
+            "V",
+            &[
+                Some("40.850.171,87"),
+                Some("9.999.999.999.999,99"),
+                Some("1,005"),
+                Some("0,1"),
+                Some("12,3456"),
+            ],
+        );
+        assert_eq!(
+            decimals(&df, "v"),
+            [
+                Some("40850171.87".into()),
+                Some("9999999999999.99".into()),
+                None,
+                Some("0.10".into()),
+                None
+            ]
+        );
+        assert_eq!(flags(&df, &err_col("v")), [false, false, true, false, true]);
+        // scale 4, precision 6: at most two digits before the comma.
+        assert_eq!(
+            decimals(&df, "r"),
+            [
+                None,
+                None,
+                Some("1.0050".into()),
+                Some("0.1000".into()),
+                Some("12.3456".into())
+            ]
+        );
+        assert_eq!(flags(&df, &err_col("r")), [true, true, false, false, false]);
     }
 
     #[test]

@@ -170,12 +170,23 @@ pub fn validate(
             crate::config::FieldType::Date | crate::config::FieldType::Datetime => {
                 format!("a {} as {}", f.kind.as_str(), f.formats.join(" or "))
             }
-            crate::config::FieldType::Decimal => "a number like 1.234,56".into(),
+            crate::config::FieldType::Decimal => {
+                let scale = f.decimal.map_or(2, |d| d.scale);
+                format!("a number like 1.234,56 with at most {scale} decimals")
+            }
             crate::config::FieldType::Integer => "a whole number like 35.400".into(),
             crate::config::FieldType::Boolean => "S/N, Si/No or 1/0".into(),
             crate::config::FieldType::String => "text".into(),
         };
         let is_err = |i: usize| err.as_ref().and_then(|e| e.get(i)).unwrap_or(false);
+        // Why a value did not parse: for a decimal that is a number with too many digits,
+        // say which limit it broke (it is never rounded to fit).
+        let why = |i: usize| -> String {
+            let raw = raw_value(i);
+            f.decimal
+                .and_then(|d| decimal_overflow(&raw, d))
+                .unwrap_or_else(|| format!("is not {expected}"))
+        };
         if f.required {
             let nulls = values.is_null();
             for (i, null) in nulls.iter().enumerate() {
@@ -187,7 +198,7 @@ pub fn validate(
                         i,
                         Severity::Error,
                         &rule,
-                        format!("{} `{}` is not {expected}", f.input.column(), raw_value(i)),
+                        format!("{} `{}` {}", f.input.column(), raw_value(i), why(i)),
                     );
                 } else {
                     add(
@@ -206,9 +217,10 @@ pub fn validate(
                         Severity::Warning,
                         &rule,
                         format!(
-                            "{} `{}` is not {expected}; left empty",
+                            "{} `{}` {}; left empty",
                             f.input.column(),
-                            raw_value(i)
+                            raw_value(i),
+                            why(i)
                         ),
                     );
                 }
@@ -367,6 +379,39 @@ pub fn validate(
     })
 }
 
+/// For a value shaped like a decimal-comma number that its field cannot hold: which limit it
+/// breaks. `None` when it is not such a number at all.
+fn decimal_overflow(raw: &str, d: crate::config::DecimalSpec) -> Option<String> {
+    static NUMBER: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let number = NUMBER.get_or_init(|| {
+        regex::Regex::new(r"^[-+]?(\d+|\d{1,3}(\.\d{3})+)(,(\d+))?$").expect("valid pattern")
+    });
+    let caps = number.captures(raw)?;
+    let decimals = caps.get(4).map_or(0, |m| m.as_str().len());
+    let whole = caps[1].bytes().filter(u8::is_ascii_digit).count();
+    let whole = whole
+        - caps[1]
+            .bytes()
+            .take_while(|b| *b == b'0')
+            .count()
+            .min(whole - 1);
+    if decimals > d.scale {
+        Some(format!(
+            "has {decimals} decimals, more than the {} its field keeps (scale = {}); it is not \
+             rounded",
+            d.scale, d.scale
+        ))
+    } else if whole > d.precision - d.scale {
+        Some(format!(
+            "has {whole} digits before the decimal comma, more than its field holds \
+             (precision = {}, scale = {})",
+            d.precision, d.scale
+        ))
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,5 +517,30 @@ mod tests {
             ]
         );
         assert_eq!(v.counts.rejected, 2);
+    }
+
+    #[test]
+    fn a_decimal_that_does_not_fit_says_which_limit_it_breaks() {
+        let d = crate::config::DecimalSpec {
+            precision: 6,
+            scale: 2,
+        };
+        let three = decimal_overflow("1.234,567", d).unwrap();
+        assert!(
+            three.contains("has 3 decimals") && three.contains("scale = 2"),
+            "{three}"
+        );
+        let long = decimal_overflow("12.345,6", d).unwrap();
+        assert!(
+            long.contains("5 digits before") && long.contains("precision = 6"),
+            "{long}"
+        );
+        assert_eq!(
+            decimal_overflow("0012,5", d),
+            None,
+            "leading zeros are not digits"
+        );
+        assert_eq!(decimal_overflow("abc", d), None);
+        assert_eq!(decimal_overflow("1.234,56", d), None);
     }
 }

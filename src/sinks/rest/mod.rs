@@ -35,6 +35,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use tracing::{debug, info, warn};
 
@@ -63,6 +64,7 @@ impl fmt::Debug for RestConfig {
             .field("backoff_base_ms", &self.backoff_base_ms)
             .field("backoff_max_ms", &self.backoff_max_ms)
             .field("delete", &self.delete)
+            .field("decimals", &self.decimals)
             .finish()
     }
 }
@@ -80,6 +82,7 @@ impl RestConfig {
             backoff_base_ms: crate::config::specs::rest_default_backoff_base_ms(),
             backoff_max_ms: crate::config::specs::rest_default_backoff_max_ms(),
             delete: RestDelete::default(),
+            decimals: Default::default(),
         }
     }
 
@@ -190,8 +193,87 @@ fn parse_base_url(base_url: &str) -> Result<Url, String> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub id: String,
-    pub properties: Map<String, Value>,
+    /// CRM property name and value, in the recipe's field order.
+    pub properties: Vec<(String, Property)>,
     pub source_line: Option<u32>,
+}
+
+impl Record {
+    /// A record whose properties are plain JSON values.
+    pub fn new(id: impl Into<String>, properties: Map<String, Value>, line: Option<u32>) -> Record {
+        Record {
+            id: id.into(),
+            properties: properties
+                .into_iter()
+                .map(|(k, v)| (k, Property::Json(v)))
+                .collect(),
+            source_line: line,
+        }
+    }
+
+    /// The properties as a JSON object, as a CRM that parses numbers into doubles reads them.
+    pub fn properties_json(&self) -> Map<String, Value> {
+        self.properties
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Property::Json(v) => v.clone(),
+                    Property::Number(t) => serde_json::from_str(t).unwrap_or(Value::Null),
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    }
+}
+
+/// One property's value as sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Property {
+    Json(Value),
+    /// An exact decimal's canonical text (`40850171.87`), sent as a JSON number with exactly
+    /// those digits. JSON numbers have no precision limit; a `serde_json::Value` would pass it
+    /// through a double and could change the last cents of a large amount.
+    Number(String),
+}
+
+impl Serialize for Property {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Property::Json(v) => v.serialize(s),
+            Property::Number(text) => serde_json::value::RawValue::from_string(text.clone())
+                .map_err(serde::ser::Error::custom)?
+                .serialize(s),
+        }
+    }
+}
+
+/// The properties as a JSON object, in order.
+struct PropertiesRef<'a>(&'a [(String, Property)]);
+
+impl Serialize for PropertiesRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// One `inputs` entry of a batch upsert, field order as the CRM documents it.
+#[derive(Serialize)]
+struct UpsertInput<'a> {
+    id: &'a str,
+    #[serde(rename = "idProperty")]
+    id_property: &'a str,
+    properties: PropertiesRef<'a>,
+}
+
+/// JSON text of one `inputs` entry, written straight from its parts (never through a
+/// `serde_json::Value`, which would turn exact numbers into doubles).
+fn raw_json(value: &impl Serialize) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).expect("inputs entries always serialize")
 }
 
 /// What one `upsert` or `delete` call achieved.
@@ -335,7 +417,7 @@ impl Operation<'_> {
 struct Prepared<'a> {
     id: &'a str,
     source_line: Option<u32>,
-    input: Value,
+    input: Box<RawValue>,
 }
 
 /// Why a request was given up: worth redoing later, or never.
@@ -452,7 +534,11 @@ impl RestCrm {
                 Prepared {
                     id: &r.id,
                     source_line: r.source_line,
-                    input: json!({"id": r.id, "idProperty": id_property, "properties": r.properties}),
+                    input: raw_json(&UpsertInput {
+                        id: &r.id,
+                        id_property,
+                        properties: PropertiesRef(&r.properties),
+                    }),
                 }
             })
             .collect();
@@ -478,7 +564,7 @@ impl RestCrm {
                     .map(|i| Prepared {
                         id: &ids[i],
                         source_line: None,
-                        input: json!({"id": ids[i]}),
+                        input: raw_json(&json!({"id": ids[i]})),
                     })
                     .collect();
                 self.apply(
@@ -496,7 +582,7 @@ impl RestCrm {
                     .map(|i| Prepared {
                         id: &ids[i],
                         source_line: None,
-                        input: json!({"id": ids[i], "idProperty": id_property, "properties": properties}),
+                        input: raw_json(&json!({"id": ids[i], "idProperty": id_property, "properties": properties})),
                     })
                     .collect();
                 self.apply(object, Operation::FlagDelete, prepared, outcome)
@@ -538,7 +624,7 @@ impl RestCrm {
         let batches_total = batches.len();
         let (mut sent, mut skipped) = (0usize, 0usize);
         for (index, batch) in batches.into_iter().enumerate() {
-            let inputs: Vec<&Value> = batch.iter().map(|p| &p.input).collect();
+            let inputs: Vec<&RawValue> = batch.iter().map(|p| &*p.input).collect();
             let inputs_json = serde_json::to_string(&inputs).expect("JSON values always serialize");
             let hash = batch_hash(object, &op.key(), &inputs_json);
             if let Some(entry) = self.journal.lookup(object, &hash)? {

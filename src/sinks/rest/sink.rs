@@ -5,15 +5,17 @@
 use std::path::Path;
 
 use polars::prelude::*;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{redact_url, Outcome, Record, RestConfig, RestCrm, RestError};
+use super::{redact_url, Outcome, Property, Record, RestConfig, RestCrm, RestError};
+use crate::config::specs::RestDecimals;
 use crate::config::{DeletePolicy, Recipe};
 use crate::sinks::{Applied, Sink, SinkError};
 use crate::support::frame_rows::ColumnView;
 
 pub struct RestSink {
     crm: RestCrm,
+    decimals: RestDecimals,
     /// The CRM as errors name it: `base_url` redacted (it may hold `user:password@`).
     target: String,
 }
@@ -24,8 +26,13 @@ impl RestSink {
         if let Some(dir) = journal.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
+        let decimals = cfg.decimals;
         let crm = RestCrm::new(cfg, journal).map_err(|e| err(&target, e))?;
-        Ok(RestSink { crm, target })
+        Ok(RestSink {
+            crm,
+            decimals,
+            target,
+        })
     }
 }
 
@@ -44,7 +51,12 @@ fn err(target: &str, e: RestError) -> SinkError {
 }
 
 /// One record per row; `skip_create_only` for updates.
-fn records(recipe: &Recipe, df: &DataFrame, skip_create_only: bool) -> PolarsResult<Vec<Record>> {
+fn records(
+    recipe: &Recipe,
+    df: &DataFrame,
+    skip_create_only: bool,
+    decimals: RestDecimals,
+) -> PolarsResult<Vec<Record>> {
     let ids = df.column("id")?.str()?.clone();
     let lines = df
         .column(crate::model::LINE)
@@ -58,15 +70,21 @@ fn records(recipe: &Recipe, df: &DataFrame, skip_create_only: bool) -> PolarsRes
         .collect::<PolarsResult<_>>()?;
     Ok((0..df.height())
         .map(|i| {
-            let mut properties = Map::new();
+            let mut properties = Vec::with_capacity(fields.len());
             for (name, view) in &fields {
+                let json = |v: Option<Value>| Property::Json(v.unwrap_or(Value::Null));
                 let v = match view {
-                    ColumnView::Str(c) => c.get(i).map(|s| Value::String(s.to_string())),
-                    ColumnView::I64(c) => c.get(i).map(Value::from),
-                    ColumnView::F64(c) => c.get(i).map(Value::from),
-                    ColumnView::Bool(c) => c.get(i).map(Value::Bool),
+                    ColumnView::Str(c) => json(c.get(i).map(|s| Value::String(s.to_string()))),
+                    ColumnView::I64(c) => json(c.get(i).map(Value::from)),
+                    ColumnView::F64(c) => json(c.get(i).map(Value::from)),
+                    ColumnView::Bool(c) => json(c.get(i).map(Value::Bool)),
+                    ColumnView::Dec(..) => match (view.text(i), decimals) {
+                        (None, _) => Property::Json(Value::Null),
+                        (Some(t), RestDecimals::Number) => Property::Number(t),
+                        (Some(t), RestDecimals::String) => Property::Json(Value::String(t)),
+                    },
                 };
-                properties.insert(name.to_string(), v.unwrap_or(Value::Null));
+                properties.push((name.to_string(), v));
             }
             Record {
                 id: ids.get(i).unwrap_or("").to_string(),
@@ -110,8 +128,8 @@ impl Sink for RestSink {
             target: self.target.clone(),
             message: e.to_string(),
         };
-        let mut all = records(recipe, inserts, false).map_err(frame)?;
-        all.extend(records(recipe, updates, true).map_err(frame)?);
+        let mut all = records(recipe, inserts, false, self.decimals).map_err(frame)?;
+        all.extend(records(recipe, updates, true, self.decimals).map_err(frame)?);
         let out = self
             .crm
             .upsert(&recipe.crm_object, &recipe.crm_id_property, &all)
