@@ -424,7 +424,10 @@ fn ref_decimal(s: &str) -> Option<String> {
     let int = if int.is_empty() { "0" } else { int };
     let frac = format!("{frac:0<2}");
     let zero = int == "0" && frac == "00";
-    Some(format!("{}{int}.{frac}", if neg && !zero { "-" } else { "" }))
+    Some(format!(
+        "{}{int}.{frac}",
+        if neg && !zero { "-" } else { "" }
+    ))
 }
 
 /// Units of 10^-2 as text, written here rather than borrowed from the code under test.
@@ -772,7 +775,11 @@ fn the_reference_reads_the_readme_examples() {
     assert_eq!(ref_decimal("7,5").as_deref(), Some("7.50"));
     assert_eq!(ref_decimal("-0,00").as_deref(), Some("0.00"));
     assert_eq!(ref_decimal("12.5"), None);
-    assert_eq!(ref_decimal("1,234"), None, "three decimals: more than the scale");
+    assert_eq!(
+        ref_decimal("1,234"),
+        None,
+        "three decimals: more than the scale"
+    );
     assert_eq!(ref_date("20/11/2026 14:30").as_deref(), Some("2026-11-20"));
     assert_eq!(ref_date("01/02/26"), None);
     assert_eq!(ref_date("31/02/2026"), None);

@@ -32,7 +32,7 @@ use self::sql::{check_columns, check_ident, crm_reserved, quote_ident, Col, BOOK
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgColumn {
     pub name: String,
-    pub sql_type: &'static str,
+    pub sql_type: String,
     /// Written when the row is inserted, never overwritten by later upserts (e.g. the source
     /// a client was first seen in, or a value the CRM users edit by hand afterwards).
     pub create_only: bool,
@@ -404,18 +404,30 @@ impl PgTarget {
             tx.batch_execute(&ddl)
                 .map_err(|e| db_error("add a column", table, &e))
         };
+        let mut retyped = Vec::new();
         for col in &cols {
             match existing.iter().find(|(name, _)| *name == col.name) {
-                Some((_, ty)) if ty != col.ty.catalog_name() => {
-                    return Err(PgError::TypeMismatch {
-                        table: target.clone(),
-                        column: col.name.clone(),
-                        existing: ty.clone(),
-                        wanted: col.ty.ddl().to_string(),
-                    })
+                Some((_, ty)) if *ty != col.ty.catalog_name() => {
+                    let Some(using) = col.ty.migration_from(ty, &col.quoted) else {
+                        return Err(PgError::TypeMismatch {
+                            table: target.clone(),
+                            column: col.name.clone(),
+                            existing: ty.clone(),
+                            wanted: col.ty.ddl(),
+                        });
+                    };
+                    let ddl = format!(
+                        "ALTER TABLE {target} ALTER COLUMN {} TYPE {} USING {using}",
+                        col.quoted,
+                        col.ty.ddl()
+                    );
+                    debug!(table, sql = ddl, "changing a column's type");
+                    tx.batch_execute(&ddl)
+                        .map_err(|e| db_error("change a column's type", table, &e))?;
+                    retyped.push(format!("{}: {ty} -> {}", col.name, col.ty.ddl()));
                 }
                 Some(_) => {}
-                None => add(&mut tx, &col.name, col.ty.ddl())?,
+                None => add(&mut tx, &col.name, &col.ty.ddl())?,
             }
         }
         for (name, def) in BOOKKEEPING {
@@ -424,6 +436,9 @@ impl PgTarget {
             }
         }
         tx.commit().map_err(|e| db_error("commit", table, &e))?;
+        if !retyped.is_empty() {
+            info!(table, columns = ?retyped, "migrated CRM table: exact column types");
+        }
         if added.is_empty() {
             debug!(table, "CRM table is up to date");
         } else {
@@ -539,10 +554,7 @@ impl PgTarget {
             .map_err(|e| db_error("begin", table, &e))?;
         let existing = table_columns(&mut tx, &target, table)?;
         let mut wanted = vec![("id".to_string(), "text".to_string())];
-        wanted.extend(
-            cols.iter()
-                .map(|c| (c.name.clone(), c.ty.catalog_name().to_string())),
-        );
+        wanted.extend(cols.iter().map(|c| (c.name.clone(), c.ty.catalog_name())));
         let create = format!(
             "CREATE TABLE {target} ({})",
             sql::column_defs(&cols).join(", ")

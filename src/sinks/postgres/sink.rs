@@ -8,7 +8,7 @@ use polars::prelude::*;
 use super::CopyText;
 use super::{DeleteMode, PgColumn, PgError, PgTarget};
 use crate::config::specs::PostgresSpec;
-use crate::config::{DeletePolicy, FieldType, Recipe};
+use crate::config::{DecimalSpec, DeletePolicy, FieldType, Recipe};
 use crate::sinks::{Applied, Sink, SinkError};
 
 pub struct PgSink {
@@ -49,12 +49,15 @@ pub fn columns(recipe: &Recipe, crm_names: bool) -> Vec<PgColumn> {
                 f.name.clone()
             },
             sql_type: match f.kind {
-                FieldType::Integer => "BIGINT",
-                FieldType::Decimal => "DOUBLE PRECISION",
-                FieldType::Boolean => "BOOLEAN",
-                FieldType::Date => "DATE",
-                FieldType::Datetime => "TIMESTAMP",
-                FieldType::String => "TEXT",
+                FieldType::Integer => "BIGINT".into(),
+                FieldType::Decimal => {
+                    let d = f.decimal.unwrap_or(DecimalSpec::DEFAULT);
+                    format!("NUMERIC({},{})", d.precision, d.scale)
+                }
+                FieldType::Boolean => "BOOLEAN".into(),
+                FieldType::Date => "DATE".into(),
+                FieldType::Datetime => "TIMESTAMP".into(),
+                FieldType::String => "TEXT".into(),
             },
             create_only: f.create_only,
         })

@@ -27,7 +27,13 @@ pub(crate) const TEMP_TABLE: &str = "_dropsync_copy";
 pub(crate) enum SqlType {
     Text,
     BigInt,
+    /// Kept so tables written before amounts were exact can be recognised and migrated.
     Double,
+    /// Exact decimal: `NUMERIC(precision, scale)`, how decimal fields are stored.
+    Numeric {
+        precision: u8,
+        scale: u8,
+    },
     Boolean,
     Date,
     Timestamp,
@@ -36,7 +42,7 @@ pub(crate) enum SqlType {
 impl SqlType {
     /// The accepted spellings, for error messages.
     pub(crate) const ALLOWED: &'static str =
-        "TEXT, BIGINT, DOUBLE PRECISION, BOOLEAN, DATE, TIMESTAMP";
+        "TEXT, BIGINT, NUMERIC(p,s), DOUBLE PRECISION, BOOLEAN, DATE, TIMESTAMP";
 
     pub(crate) fn parse(sql_type: &str) -> Option<SqlType> {
         let normalized = sql_type
@@ -51,32 +57,64 @@ impl SqlType {
             "BOOLEAN" => SqlType::Boolean,
             "DATE" => SqlType::Date,
             "TIMESTAMP" => SqlType::Timestamp,
-            _ => return None,
+            other => {
+                let args = other.strip_prefix("NUMERIC(")?.strip_suffix(')')?;
+                let (p, s) = args.split_once(',')?;
+                let precision: u8 = p.trim().parse().ok()?;
+                let scale: u8 = s.trim().parse().ok()?;
+                // PostgreSQL's own limits are wider; polars' (38 digits) are the ones that
+                // matter here.
+                if !(1..=38).contains(&precision) || scale > precision {
+                    return None;
+                }
+                SqlType::Numeric { precision, scale }
+            }
         })
     }
 
     /// The type as written in DDL and casts.
-    pub(crate) fn ddl(self) -> &'static str {
+    pub(crate) fn ddl(self) -> String {
         match self {
-            SqlType::Text => "TEXT",
-            SqlType::BigInt => "BIGINT",
-            SqlType::Double => "DOUBLE PRECISION",
-            SqlType::Boolean => "BOOLEAN",
-            SqlType::Date => "DATE",
-            SqlType::Timestamp => "TIMESTAMP",
+            SqlType::Text => "TEXT".into(),
+            SqlType::BigInt => "BIGINT".into(),
+            SqlType::Double => "DOUBLE PRECISION".into(),
+            SqlType::Numeric { precision, scale } => format!("NUMERIC({precision},{scale})"),
+            SqlType::Boolean => "BOOLEAN".into(),
+            SqlType::Date => "DATE".into(),
+            SqlType::Timestamp => "TIMESTAMP".into(),
         }
     }
 
-    /// The type as `information_schema.columns.data_type` reports it, to compare an existing
-    /// table with the recipe.
-    pub(crate) fn catalog_name(self) -> &'static str {
+    /// The type as `format_type()` reports it, to compare an existing table with the recipe.
+    pub(crate) fn catalog_name(self) -> String {
         match self {
-            SqlType::Text => "text",
-            SqlType::BigInt => "bigint",
-            SqlType::Double => "double precision",
-            SqlType::Boolean => "boolean",
-            SqlType::Date => "date",
-            SqlType::Timestamp => "timestamp without time zone",
+            SqlType::Text => "text".into(),
+            SqlType::BigInt => "bigint".into(),
+            SqlType::Double => "double precision".into(),
+            SqlType::Numeric { precision, scale } => format!("numeric({precision},{scale})"),
+            SqlType::Boolean => "boolean".into(),
+            SqlType::Date => "date".into(),
+            SqlType::Timestamp => "timestamp without time zone".into(),
+        }
+    }
+
+    /// How an existing column of catalog type `existing` becomes this type in place, as the
+    /// `USING` expression of `ALTER COLUMN … TYPE` over column `quoted`; `None` when it cannot
+    /// without losing data (and the migration is refused with a type mismatch instead).
+    ///
+    /// A double goes through its text: since PostgreSQL 12 a `float8` prints as the shortest
+    /// text that reads back as the same double, so `40850171.87` stays `40850171.87`, while a
+    /// direct `::numeric` cast keeps only 15 significant digits.
+    pub(crate) fn migration_from(self, existing: &str, quoted: &str) -> Option<String> {
+        let SqlType::Numeric { scale, .. } = self else {
+            return None;
+        };
+        if existing == "double precision" || existing == "real" {
+            Some(format!("round({quoted}::text::numeric, {scale})"))
+        } else if existing.starts_with("numeric") {
+            Some(format!("round({quoted}, {scale})"))
+        } else {
+            None
         }
     }
 }
@@ -137,7 +175,7 @@ pub(crate) fn check_columns(
                 column: column.name.clone(),
             });
         }
-        let ty = SqlType::parse(column.sql_type).ok_or_else(|| PgError::UnsupportedType {
+        let ty = SqlType::parse(&column.sql_type).ok_or_else(|| PgError::UnsupportedType {
             table: table.to_string(),
             column: column.name.clone(),
             sql_type: column.sql_type.to_string(),
@@ -261,10 +299,10 @@ pub(crate) fn upsert_one_row(target: &str, cols: &[Col]) -> String {
 mod tests {
     use super::*;
 
-    fn col(name: &str, sql_type: &'static str, create_only: bool) -> PgColumn {
+    fn col(name: &str, sql_type: &str, create_only: bool) -> PgColumn {
         PgColumn {
             name: name.to_string(),
-            sql_type,
+            sql_type: sql_type.to_string(),
             create_only,
         }
     }
@@ -290,6 +328,15 @@ mod tests {
     fn sql_types_are_a_closed_set() {
         assert_eq!(SqlType::parse("double  precision"), Some(SqlType::Double));
         assert_eq!(SqlType::parse("bigint"), Some(SqlType::BigInt));
+        assert_eq!(
+            SqlType::parse("numeric(18, 2)"),
+            Some(SqlType::Numeric {
+                precision: 18,
+                scale: 2
+            })
+        );
+        assert_eq!(SqlType::parse("NUMERIC(2,3)"), None);
+        assert_eq!(SqlType::parse("NUMERIC(18,2); DROP TABLE x"), None);
         assert_eq!(SqlType::parse("INT; DROP TABLE x"), None);
         let err = check_columns("t", &[col("a", "VARCHAR(10)", false)], &["id"])
             .unwrap_err()

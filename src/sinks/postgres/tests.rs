@@ -10,15 +10,15 @@ use super::*;
 
 const SCHEMA: &str = "crm";
 
-fn col(name: &str, sql_type: &'static str) -> PgColumn {
+fn col(name: &str, sql_type: &str) -> PgColumn {
     PgColumn {
         name: name.to_string(),
-        sql_type,
+        sql_type: sql_type.to_string(),
         create_only: false,
     }
 }
 
-fn create_only(name: &str, sql_type: &'static str) -> PgColumn {
+fn create_only(name: &str, sql_type: &str) -> PgColumn {
     PgColumn {
         create_only: true,
         ..col(name, sql_type)
@@ -203,6 +203,56 @@ fn prepare_creates_then_migrates_without_losing_data() {
         text.contains("\"name\" is text") && text.contains("BIGINT") && text.contains("ALTER"),
         "{text}"
     );
+}
+
+#[test]
+fn a_double_amount_column_becomes_exact_numeric_in_place() {
+    let db = TestDb::new("double_to_numeric");
+    let mut target = connect(&db);
+    // The layout a release that kept amounts as doubles created, with its values.
+    let old = [col("amount", "DOUBLE PRECISION")];
+    target.prepare_crm_table("sales", &old).unwrap();
+    let amounts = [
+        "40850171.87",
+        "9999999999999.99",
+        "12345678901234.56",
+        "0.10",
+        "-7.05",
+    ];
+    let rows: Vec<Vec<Option<&str>>> = amounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| vec![Some(["a", "b", "c", "d", "e"][i]), Some(*a)])
+        .collect();
+    upsert(&mut target, "sales", &old, &copy_text(&rows), "r1");
+
+    let exact = [col("amount", "NUMERIC(18,2)")];
+    target.prepare_crm_table("sales", &exact).unwrap();
+    target.prepare_crm_table("sales", &exact).unwrap(); // idempotent
+    assert_eq!(
+        select(
+            &db,
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = 'crm.sales'::regclass AND attname = 'amount'"
+        ),
+        vec![vec![s("numeric(18,2)")]]
+    );
+    let stored: Vec<Option<String>> = select(&db, "SELECT amount::text FROM crm.sales ORDER BY id")
+        .into_iter()
+        .map(|mut r| r.remove(0))
+        .collect();
+    let wanted: Vec<Option<String>> = amounts.iter().map(|a| s(a)).collect();
+    assert_eq!(stored, wanted, "every cent kept");
+    // The same values written again change nothing: they compare equal as numerics.
+    assert_eq!(
+        upsert(&mut target, "sales", &exact, &copy_text(&rows), "r2"),
+        0
+    );
+    // A text column still cannot silently become a number.
+    let err = target
+        .prepare_crm_table("sales", &[col("_x", "TEXT"), col("amount", "BIGINT")])
+        .unwrap_err();
+    assert!(matches!(err, PgError::TypeMismatch { .. }), "{err}");
 }
 
 #[test]
