@@ -31,6 +31,9 @@ pub struct Seen {
 struct Inner {
     token: String,
     records: HashMap<String, HashMap<String, Map<String, Value>>>,
+    /// The same properties as the JSON text received (object -> id -> name -> text): a
+    /// number's exact digits, which `Value` would have turned into a double.
+    raw: HashMap<String, HashMap<String, HashMap<String, String>>>,
     archived: HashMap<String, Vec<String>>,
     received: HashMap<(String, String), usize>,
     seen: Vec<Seen>,
@@ -129,6 +132,28 @@ impl FakeCrm {
     pub fn record(&self, object: &str, id: &str) -> Option<Map<String, Value>> {
         self.lock().records.get(object)?.get(id).cloned()
     }
+    /// Property `name` of a stored record exactly as its JSON text arrived (`40850171.87`, or
+    /// `"40850171.87"` with the quotes when sent as a string).
+    pub fn raw_property(&self, object: &str, id: &str, name: &str) -> Option<String> {
+        self.lock().raw.get(object)?.get(id)?.get(name).cloned()
+    }
+    /// Every stored record's property `name` as received, by id.
+    pub fn raw_column(&self, object: &str, name: &str) -> HashMap<String, String> {
+        let inner = self.lock();
+        let Some(records) = inner.raw.get(object) else {
+            return HashMap::new();
+        };
+        records
+            .iter()
+            .filter(|(id, _)| {
+                inner
+                    .records
+                    .get(object)
+                    .is_some_and(|r| r.contains_key(*id))
+            })
+            .filter_map(|(id, props)| Some((id.clone(), props.get(name)?.clone())))
+            .collect()
+    }
     pub fn stored(&self, object: &str) -> usize {
         self.lock().records.get(object).map_or(0, HashMap::len)
     }
@@ -222,6 +247,18 @@ async fn batch(
     response
 }
 
+/// A batch request read with every property kept as its JSON text.
+#[derive(serde::Deserialize)]
+struct RawRequest {
+    inputs: Vec<RawInput>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawInput {
+    #[serde(default)]
+    properties: HashMap<String, Box<serde_json::value::RawValue>>,
+}
+
 fn error_body(message: &str) -> Option<Value> {
     Some(json!({"status": "error", "message": message}))
 }
@@ -283,11 +320,25 @@ fn decide(
             None,
         );
     }
+    // The properties again, as raw JSON text, in input order.
+    let raw_inputs: Vec<HashMap<String, String>> = serde_json::from_str::<RawRequest>(body)
+        .map(|r| {
+            r.inputs
+                .into_iter()
+                .map(|i| {
+                    i.properties
+                        .into_iter()
+                        .map(|(k, v)| (k, v.get().to_string()))
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let mut results = Vec::new();
     let mut errors = Vec::new();
     match action {
         "upsert" => {
-            for input in inputs {
+            for (k, input) in inputs.iter().enumerate() {
                 let (Some(id), Some(_), Some(properties)) = (
                     input.get("id").and_then(Value::as_str),
                     input.get("idProperty").and_then(Value::as_str),
@@ -318,6 +369,15 @@ fn decide(
                     stored.insert(key.clone(), value.clone());
                 }
                 results.push(json!({"id": id, "properties": stored.clone()}));
+                if let Some(raw) = raw_inputs.get(k) {
+                    let kept = inner
+                        .raw
+                        .entry(object.to_string())
+                        .or_default()
+                        .entry(id.to_string())
+                        .or_default();
+                    kept.extend(raw.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
             }
         }
         "archive" => {
