@@ -309,6 +309,29 @@ mod samples {
             && row[5] == first.rule));
         let summary = sheets.values("summary");
         assert_eq!(summary.len(), r.entities.len() + 1);
+        // Amounts and dates are numbers with their formats, as in the workbook: the sale of
+        // 40.850.171,87 on 06/12/2019 (Sheets' serial day 43805), not text.
+        let ventas = sheets.values("ventas");
+        let col = |name: &str| ventas[0].iter().position(|h| h == name).unwrap() as u64;
+        let (amount, fecha) = (col("importe_total"), col("fecha"));
+        let row = ventas
+            .iter()
+            .position(|r| r[amount as usize] == "40850171.87")
+            .expect("the sale, exact") as u64;
+        assert!(sheets.is_number("ventas", row, amount));
+        assert_eq!(
+            sheets.number_format("ventas", row, amount),
+            Some(("NUMBER".into(), "#,##0.00".into()))
+        );
+        assert_eq!(ventas[row as usize][fecha as usize], "43805");
+        assert!(sheets.is_number("ventas", row, fecha));
+        assert_eq!(
+            sheets.number_format("ventas", row, fecha),
+            Some(("DATE".into(), "yyyy-mm-dd".into()))
+        );
+        assert!(!sheets.is_number("ventas", 0, amount), "headers stay text");
+        let id = col("id");
+        assert!(!sheets.is_number("ventas", row, id), "IDs stay text");
 
         // Next day, the Sheets API is down: the run still loads the CRM and says why the
         // spreadsheet is stale.
@@ -431,6 +454,7 @@ mod gsheets {
             rows: (0..rows)
                 .map(|r| header.iter().map(|h| format!("{h}-{r}")).collect())
                 .collect(),
+            kinds: Vec::new(),
         }
     }
 
@@ -512,6 +536,7 @@ mod gsheets {
                 vec!["5".into(), "\tx".into()],
                 vec!["6".into(), "a=b".into()],
             ],
+            kinds: Vec::new(),
         };
         s.publish(&s.spec(), std::slice::from_ref(&g))
             .expect("publish");

@@ -184,7 +184,7 @@ fn process(
     let gsheets = recipes.pipeline.staging.gsheets.as_ref();
     if let (Some(spec), Some(frames)) = (gsheets, sheets.as_deref()) {
         let t = Instant::now();
-        report.gsheets = Some(staging::publish_sheets(spec, frames, &report));
+        report.gsheets = Some(staging::publish_sheets(recipes, spec, frames, &report));
         report.timings.gsheets = t.elapsed().as_secs_f64();
     }
     seal(&mut report, started);

@@ -148,13 +148,22 @@ fn xlsx_frames(
 
 /// Publishes the staged sheets; the outcome as the run summary's `gsheets` object.
 pub(super) fn publish_sheets(
+    recipes: &Recipes,
     spec: &crate::stage::gsheets::GsheetsSpec,
     frames: &[(String, DataFrame)],
     report: &RunReport,
 ) -> Value {
     use crate::stage::gsheets;
+    let inputs: Vec<gsheets::SheetInput> = frames
+        .iter()
+        .map(|(n, df)| gsheets::SheetInput {
+            name: n,
+            rows: df,
+            dates: date_fields(recipes, n),
+        })
+        .collect();
     let published =
-        gsheets::staging_grids(frames, &report.issues, &report.entities, spec.max_cells)
+        gsheets::staging_grids(&inputs, &report.issues, &report.entities, spec.max_cells)
             .map_err(|e| e.to_string())
             .and_then(|grids| gsheets::publish(spec, &grids).map_err(|e| e.to_string()));
     match published {

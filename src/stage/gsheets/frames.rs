@@ -1,19 +1,20 @@
 //! Staged frames → [`Grid`]s: the same sheets as `staging.xlsx` (entities, `rejects`,
-//! `summary`) as text. Values are rendered like the workbook's cells would display them; the
-//! publisher neutralises formulas. Rows beyond what any spreadsheet could hold are not even
+//! `summary`): each cell's text as the workbook would display it, and each column's kind
+//! (integer, amount, date) so the publisher sends numbers and dates as such. The publisher
+//! neutralises formulas. Rows beyond what any spreadsheet could hold are not even
 //! rendered, so a million-row entity costs at most `max_cells` strings here.
 
 use polars::prelude::*;
 
-use super::Grid;
+use super::{CellKind, Grid};
 use crate::model::EntitySummary;
 use crate::model::Issue;
-use crate::stage::workbook::{issues_frame, summary_frame};
+use crate::stage::workbook::{excel_serial, issues_frame, summary_frame, SheetInput};
 use crate::support::frame_rows::ColumnView;
 
 /// One grid per entity frame (in order), then `rejects` and `summary`.
 pub fn staging_grids(
-    entities: &[(String, DataFrame)],
+    entities: &[SheetInput],
     rejects: &[Issue],
     summary: &[(String, EntitySummary)],
     max_cells: u64,
@@ -22,13 +23,16 @@ pub fn staging_grids(
     let summary = summary_frame(summary)?;
     entities
         .iter()
-        .map(|(name, df)| (name.as_str(), df))
-        .chain([("rejects", &rejects), ("summary", &summary)])
-        .map(|(name, df)| grid(name, df, max_cells))
+        .map(|e| (e.name, e.rows, e.dates.as_slice()))
+        .chain([
+            ("rejects", &rejects, &[][..]),
+            ("summary", &summary, &[][..]),
+        ])
+        .map(|(name, df, dates)| grid(name, df, dates, max_cells))
         .collect()
 }
 
-fn grid(title: &str, df: &DataFrame, max_cells: u64) -> PolarsResult<Grid> {
+fn grid(title: &str, df: &DataFrame, dates: &[&str], max_cells: u64) -> PolarsResult<Grid> {
     let views: Vec<ColumnView> = df
         .columns()
         .iter()
@@ -37,12 +41,32 @@ fn grid(title: &str, df: &DataFrame, max_cells: u64) -> PolarsResult<Grid> {
     let cols = views.len().max(1) as u64;
     // The header row takes one row of the budget; the publisher cuts further if needed.
     let fits = (max_cells / cols).saturating_sub(1) as usize;
-    let rows = (0..df.height().min(fits))
+    let rows: Vec<Vec<String>> = (0..df.height().min(fits))
         .map(|i| {
             views
                 .iter()
                 .map(|v| v.text(i).unwrap_or_default())
                 .collect()
+        })
+        .collect();
+    let kinds = views
+        .iter()
+        .zip(df.get_column_names())
+        .enumerate()
+        .map(|(c, (v, name))| match v {
+            ColumnView::I64(_) => Some(CellKind::Integer),
+            ColumnView::Dec(_, scale) => Some(CellKind::Amount { scale: *scale }),
+            ColumnView::Str(_) if dates.contains(&name.as_str()) => {
+                let timed = rows
+                    .iter()
+                    .any(|r| excel_serial(&r[c]).is_some_and(|(_, timed)| timed));
+                Some(if timed {
+                    CellKind::DateTime
+                } else {
+                    CellKind::Date
+                })
+            }
+            _ => None,
         })
         .collect();
     Ok(Grid {
@@ -53,6 +77,7 @@ fn grid(title: &str, df: &DataFrame, max_cells: u64) -> PolarsResult<Grid> {
             .map(|n| n.to_string())
             .collect(),
         rows,
+        kinds,
     })
 }
 
@@ -80,12 +105,20 @@ mod tests {
         };
         let summary = vec![("clientes".to_string(), EntitySummary::default())];
         let grids = staging_grids(
-            &[("clientes".into(), clientes)],
+            &[SheetInput {
+                name: "clientes",
+                rows: &clientes,
+                dates: vec!["alta"],
+            }],
             &[issue],
             &summary,
             10_000_000,
         )
         .unwrap();
+        assert_eq!(
+            grids[0].kinds,
+            [None, Some(CellKind::Date), Some(CellKind::Integer), None]
+        );
         let titles: Vec<&str> = grids.iter().map(|g| g.title.as_str()).collect();
         assert_eq!(titles, ["clientes", "rejects", "summary"]);
         assert_eq!(grids[0].header, ["id", "alta", "km", "activo"]);
@@ -102,7 +135,12 @@ mod tests {
     #[test]
     fn rows_no_spreadsheet_could_hold_are_not_rendered() {
         let big = df!("id" => (0..1000).map(|i| i.to_string()).collect::<Vec<_>>(), "v" => vec![1i64; 1000]).unwrap();
-        let grids = staging_grids(&[("x".into(), big)], &[], &[], 100).unwrap();
+        let input = SheetInput {
+            name: "x",
+            rows: &big,
+            dates: Vec::new(),
+        };
+        let grids = staging_grids(&[input], &[], &[], 100).unwrap();
         assert_eq!(
             grids[0].rows.len(),
             49,

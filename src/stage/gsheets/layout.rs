@@ -2,13 +2,16 @@
 //! split of the values into write requests of bounded size. Pure, so tested without a server.
 
 use google_sheets4::api::{
-    AddSheetRequest, GridProperties, Request, SheetProperties, UpdateSheetPropertiesRequest,
+    AddSheetRequest, CellData, CellFormat, GridProperties, GridRange, NumberFormat,
+    RepeatCellRequest, Request, SheetProperties, UpdateSheetPropertiesRequest,
 };
 use google_sheets4::FieldMask;
 
-use crate::stage::workbook::sheet_cell;
+use crate::stage::workbook::{
+    amount_format, excel_serial, sheet_cell, DATETIME_FORMAT, DATE_FORMAT,
+};
 
-use super::Grid;
+use super::{CellKind, Grid};
 
 /// The `fields` mask of a resize: only the grid size changes, nothing else of the sheet.
 const RESIZE_FIELDS: &str = "gridProperties.rowCount,gridProperties.columnCount";
@@ -37,10 +40,17 @@ impl Planned<'_> {
         1 + self.written + usize::from(self.marker.is_some())
     }
 
-    /// Row `i` of the sheet (0 = header), every cell neutralised and cut to Google's limit.
+    /// Row `i` of the sheet (0 = header): a data row's cells in typed columns as JSON
+    /// numbers, every other cell as text, neutralised and cut to Google's limit.
     pub(crate) fn row(&self, i: usize) -> Vec<serde_json::Value> {
+        let data = i >= 1 && i <= self.written;
         self.cells(i)
-            .map(|c| serde_json::Value::String(cell(c)))
+            .enumerate()
+            .map(|(c, text)| {
+                let kind = self.grid.kinds.get(c).copied().flatten().filter(|_| data);
+                kind.and_then(|k| typed_value(k, text))
+                    .unwrap_or_else(|| serde_json::Value::String(cell(text)))
+            })
             .collect()
     }
 
@@ -68,6 +78,92 @@ impl Planned<'_> {
         }
     }
 }
+
+/// Sheets keeps numbers as doubles and shows 15 significant digits, like Excel: a value with
+/// more stays text, so no digit is lost.
+const SHEETS_DIGITS: usize = 15;
+
+/// The JSON number a typed cell is sent as (RAW input stores it as a number); `None` for an
+/// empty cell or text that is not of its column's kind, which is sent as text.
+fn typed_value(kind: CellKind, text: &str) -> Option<serde_json::Value> {
+    let number = |x: f64| serde_json::Number::from_f64(x).map(serde_json::Value::Number);
+    match kind {
+        CellKind::Integer | CellKind::Amount { .. } => {
+            let digits = text
+                .bytes()
+                .filter(u8::is_ascii_digit)
+                .skip_while(|b| *b == b'0')
+                .count();
+            let plain = !text.is_empty()
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-');
+            if !plain || digits > SHEETS_DIGITS {
+                return None;
+            }
+            match kind {
+                CellKind::Integer => text.parse::<i64>().ok().map(serde_json::Value::from),
+                _ => text.parse::<f64>().ok().and_then(number),
+            }
+        }
+        // A whole day goes as an integer, as Sheets itself stores dates.
+        CellKind::Date | CellKind::DateTime => match excel_serial(text)? {
+            (day, false) => Some(serde_json::Value::from(day as i64)),
+            (at, true) => number(at),
+        },
+    }
+}
+
+/// `repeatCell` requests giving each amount, date and datetime column of every planned
+/// sheet its number format over the rows written. `sheet_ids` follows `planned`.
+pub(crate) fn format_requests(planned: &[Planned<'_>], sheet_ids: &[Option<i32>]) -> Vec<Request> {
+    let mut out = Vec::new();
+    for (p, id) in planned.iter().zip(sheet_ids) {
+        let Some(id) = *id else { continue };
+        if p.written == 0 {
+            continue;
+        }
+        for (c, kind) in p.grid.kinds.iter().enumerate() {
+            let (type_, pattern) = match kind {
+                Some(CellKind::Amount { scale }) => ("NUMBER", amount_format(*scale)),
+                Some(CellKind::Date) => ("DATE", DATE_FORMAT.to_owned()),
+                Some(CellKind::DateTime) => ("DATE_TIME", DATETIME_FORMAT.to_owned()),
+                Some(CellKind::Integer) | None => continue,
+            };
+            out.push(Request {
+                repeat_cell: Some(RepeatCellRequest {
+                    range: Some(GridRange {
+                        sheet_id: Some(id),
+                        start_row_index: Some(1),
+                        end_row_index: Some(i32::try_from(1 + p.written).unwrap_or(i32::MAX)),
+                        start_column_index: Some(c as i32),
+                        end_column_index: Some(c as i32 + 1),
+                    }),
+                    cell: Some(CellData {
+                        user_entered_format: Some(CellFormat {
+                            number_format: Some(NumberFormat {
+                                type_: Some(type_.to_owned()),
+                                pattern: Some(pattern),
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    fields: Some(
+                        NUMBER_FORMAT_FIELDS
+                            .parse::<FieldMask>()
+                            .unwrap_or_default(),
+                    ),
+                }),
+                ..Default::default()
+            });
+        }
+    }
+    out
+}
+
+/// The `fields` mask of a format request: only the number format changes.
+const NUMBER_FORMAT_FIELDS: &str = "userEnteredFormat.numberFormat";
 
 /// A cell as sent: neutralised, and cut to Google's limit with `…` at the end, since Google
 /// refuses the whole write otherwise (the full text is in staging.sqlite).
@@ -240,6 +336,7 @@ mod tests {
             rows: (0..rows)
                 .map(|r| (0..cols).map(|c| format!("r{r}c{c}")).collect())
                 .collect(),
+            kinds: Vec::new(),
         }
     }
 
@@ -338,6 +435,7 @@ mod tests {
             title: "t".into(),
             header: vec!["=h".into()],
             rows: vec![vec!["+1".into()], vec!["ok".into()]],
+            kinds: Vec::new(),
         };
         let p = Planned {
             grid: &g,
@@ -362,6 +460,7 @@ mod tests {
             title: "t".into(),
             header: vec!["h".into()],
             rows: vec![vec![long.clone()], vec!["ñ".repeat(MAX_CELL_CHARS)]],
+            kinds: Vec::new(),
         };
         let p = Planned {
             grid: &g,
@@ -378,5 +477,76 @@ mod tests {
             Some(MAX_CELL_CHARS)
         );
         assert_eq!(cell(&format!("={long}")).chars().count(), MAX_CELL_CHARS);
+    }
+
+    #[test]
+    fn typed_columns_go_as_numbers_with_formats_over_the_rows_written() {
+        let g = Grid {
+            title: "ventas".into(),
+            header: vec!["id".into(), "importe".into(), "fecha".into(), "km".into()],
+            rows: vec![
+                vec![
+                    "007".into(),
+                    "40850171.87".into(),
+                    "2019-12-06".into(),
+                    "35400".into(),
+                ],
+                vec![
+                    "008".into(),
+                    "12345678901234.56".into(),
+                    "2019-12-06 18:00:00".into(),
+                    "".into(),
+                ],
+            ],
+            kinds: vec![
+                None,
+                Some(CellKind::Amount { scale: 2 }),
+                Some(CellKind::DateTime),
+                Some(CellKind::Integer),
+            ],
+        };
+        let p = Planned {
+            grid: &g,
+            cols: 4,
+            written: 2,
+            marker: None,
+        };
+        assert_eq!(
+            p.row(0)[1],
+            serde_json::json!("importe"),
+            "the header is text"
+        );
+        assert_eq!(
+            p.row(1),
+            serde_json::json!(["007", 40850171.87, 43805, 35400])
+                .as_array()
+                .unwrap()
+                .clone()
+        );
+        let second = p.row(2);
+        assert_eq!(
+            second[1],
+            serde_json::json!("12345678901234.56"),
+            "16 digits stay text"
+        );
+        assert_eq!(second[2], serde_json::json!(43805.75));
+        assert_eq!(second[3], serde_json::json!(""));
+        let requests = format_requests(&[p], &[Some(9)]);
+        let requests = serde_json::to_value(&requests).unwrap();
+        assert_eq!(
+            requests.as_array().unwrap().len(),
+            2,
+            "amount and datetime; not km"
+        );
+        assert_eq!(
+            requests[0]["repeatCell"]["range"],
+            serde_json::json!({"sheetId": 9, "startRowIndex": 1, "endRowIndex": 3,
+                "startColumnIndex": 1, "endColumnIndex": 2})
+        );
+        assert_eq!(
+            requests[1]["repeatCell"]["cell"]["userEnteredFormat"]["numberFormat"],
+            serde_json::json!({"type": "DATE_TIME", "pattern": "yyyy-mm-dd hh:mm:ss"})
+        );
+        assert_eq!(format_requests(&[], &[]).len(), 0);
     }
 }

@@ -42,6 +42,7 @@ mod frames;
 mod layout;
 
 pub use self::frames::staging_grids;
+pub use crate::stage::workbook::SheetInput;
 
 pub use crate::support::google::RetryTiming;
 
@@ -83,6 +84,23 @@ pub struct Grid {
     pub title: String,
     pub header: Vec<String>,
     pub rows: Vec<Vec<String>>,
+    /// Per column, what its cells hold, so Sheets gets numbers and dates analysts can sum and
+    /// sort rather than text; a column past the end (or `None`) is text.
+    pub kinds: Vec<Option<CellKind>>,
+}
+
+/// A typed column: its text cells are sent as numbers (dates as Sheets' serial day numbers,
+/// the same 1899-12-30 epoch as Excel), and amounts, dates and datetimes get a number format
+/// (`repeatCell`) so they display like the workbook's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellKind {
+    Integer,
+    /// An exact decimal with this many decimals: `#,##0.00` for 2.
+    Amount {
+        scale: usize,
+    },
+    Date,
+    DateTime,
 }
 
 /// What a publish did.
@@ -418,9 +436,19 @@ impl Publisher<'_> {
             .map(|p| (p.grid.title.as_str(), p.grid_rows() as u64, p.cols as u64))
             .collect();
         let structure = layout::resize_requests(&wanted, &now);
-        if !structure.is_empty() {
-            self.batch_update(structure).await?;
-        }
+        let added = if structure.is_empty() {
+            Vec::new()
+        } else {
+            self.batch_update(structure, "addSheet/resize").await?
+        };
+        let sheet_ids: Vec<Option<i32>> = grids
+            .iter()
+            .zip(&now)
+            .map(|(g, e)| {
+                e.map(|e| e.sheet_id)
+                    .or_else(|| added.iter().find(|(t, _)| *t == g.title).map(|(_, i)| *i))
+            })
+            .collect();
         let stale: Vec<String> = grids
             .iter()
             .zip(&now)
@@ -432,6 +460,10 @@ impl Publisher<'_> {
         }
         for chunk in layout::chunks(&planned, self.spec.max_request_bytes) {
             self.write(&planned, &chunk).await?;
+        }
+        let formats = layout::format_requests(&planned, &sheet_ids);
+        if !formats.is_empty() {
+            self.batch_update(formats, "number format").await?;
         }
 
         let report = PublishReport {
@@ -509,13 +541,15 @@ impl Publisher<'_> {
         Ok(out)
     }
 
+    /// One `spreadsheets.batchUpdate`; the sheet IDs of the tabs it added, by title.
     async fn batch_update(
         &self,
         requests: Vec<google_sheets4::api::Request>,
-    ) -> Result<(), GsheetsError> {
+        kind: &str,
+    ) -> Result<Vec<(String, i32)>, GsheetsError> {
         let id = self.spec.spreadsheet_id.as_str();
         let what = format!(
-            "spreadsheets.batchUpdate ({} addSheet/resize requests)",
+            "spreadsheets.batchUpdate ({} {kind} requests)",
             requests.len()
         );
         let call = self.call(what);
@@ -523,7 +557,19 @@ impl Publisher<'_> {
             requests: Some(requests),
             ..Default::default()
         };
-        retried!(self, call, |hub, body = body| hub.spreadsheets().batch_update(body, id)).map(drop)
+        retried!(self, call, |hub, body = body| hub.spreadsheets().batch_update(body, id)).map(
+            |(_, answer)| {
+                answer
+                    .replies
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|r| {
+                        let p = r.add_sheet?.properties?;
+                        Some((p.title?, p.sheet_id?))
+                    })
+                    .collect()
+            },
+        )
     }
 
     async fn clear(&self, ranges: Vec<String>) -> Result<(), GsheetsError> {
@@ -656,6 +702,7 @@ mod tests {
             title: t.into(),
             header: vec![],
             rows: vec![],
+            kinds: Vec::new(),
         };
         let err = check(&s, &[grid("a"), grid("a")]).expect_err("duplicate");
         assert!(err.to_string().contains("`a`"), "{err}");
@@ -673,12 +720,14 @@ mod tests {
             title: "t".into(),
             header: vec!["a".into()],
             rows: vec![vec!["1".into(), "2".into(), "3".into()]],
+            kinds: Vec::new(),
         };
         assert_eq!(width(&g), 3);
         let empty = Grid {
             title: "t".into(),
             header: vec![],
             rows: vec![],
+            kinds: Vec::new(),
         };
         assert_eq!(width(&empty), 1);
     }

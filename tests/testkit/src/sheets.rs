@@ -7,11 +7,12 @@
 //! - `GET /v4/spreadsheets/{id}`: tabs with `sheetId`, `title`, `index`, `sheetType` and
 //!   `gridProperties`.
 //! - `POST /v4/spreadsheets/{id}:batchUpdate`: `addSheet` (default grid 1000 × 26, title
-//!   unique) and `updateSheetProperties` of the grid size under a `fields` mask; requests
-//!   apply in order and all or none. Cells cut off by a shrink are gone. A request that
+//!   unique), `updateSheetProperties` of the grid size under a `fields` mask, and
+//!   `repeatCell` of a `userEnteredFormat.numberFormat` over a grid range inside the grid;
+//!   requests apply in order and all or none. Cells cut off by a shrink are gone. A request that
 //!   raises the spreadsheet above its cell limit is refused with Google's 400 text.
 //! - `POST /v4/spreadsheets/{id}/values:batchClear` and `.../values:batchUpdate` (only
-//!   `valueInputOption=RAW`, rows major): ranges in A1 notation with quoted titles; a range
+//!   `valueInputOption=RAW`, rows major; a JSON number is kept as a number): ranges in A1 notation with quoted titles; a range
 //!   beyond its tab's grid is refused with Google's "exceeds grid limits", values that do not
 //!   fit their range likewise, and so are cells over 50,000 characters.
 //! - Bodies above `max_body` bytes are refused with 400, as Google refuses large payloads.
@@ -19,7 +20,7 @@
 //! Every API route requires a bearer token issued here and not revoked. Faults are
 //! programmed per route: 429 with `Retry-After`, 500, or revoking the presented token (401).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -76,6 +77,10 @@ struct Tab {
     cols: u64,
     /// (row, col), 0-based, only inside the grid.
     cells: BTreeMap<(u64, u64), String>,
+    /// Cells written as JSON numbers (RAW input keeps them numbers, not text).
+    numbers: BTreeSet<(u64, u64)>,
+    /// `repeatCell` number formats in the order applied: (rows, cols) half-open, type, pattern.
+    formats: Vec<((u64, u64), (u64, u64), String, String)>,
 }
 
 struct Book {
@@ -112,6 +117,8 @@ impl FakeSheets {
                 rows: first_tab.0,
                 cols: first_tab.1,
                 cells: BTreeMap::new(),
+                numbers: BTreeSet::new(),
+                formats: Vec::new(),
             }],
             next_id: 1000,
             tokens: TokenIssuer::new(client_email, format!("http://{addr}/token"), SCOPE),
@@ -163,6 +170,8 @@ impl FakeSheets {
             rows: rows.len().max(1) as u64,
             cols: cols.max(1),
             cells: BTreeMap::new(),
+            numbers: BTreeSet::new(),
+            formats: Vec::new(),
         };
         for (r, row) in rows.iter().enumerate() {
             for (c, v) in row.iter().enumerate() {
@@ -212,6 +221,26 @@ impl FakeSheets {
             out[r][c] = v.clone();
         }
         out
+    }
+
+    /// Whether cell (row, col) (0-based) of a tab holds a number rather than text.
+    pub fn is_number(&self, title: &str, row: u64, col: u64) -> bool {
+        lock(&self.state)
+            .tabs
+            .iter()
+            .find(|t| t.title == title)
+            .is_some_and(|t| t.numbers.contains(&(row, col)))
+    }
+
+    /// The number format (type, pattern) that applies to cell (row, col) of a tab.
+    pub fn number_format(&self, title: &str, row: u64, col: u64) -> Option<(String, String)> {
+        let st = lock(&self.state);
+        let tab = st.tabs.iter().find(|t| t.title == title)?;
+        tab.formats
+            .iter()
+            .rev()
+            .find(|((r0, r1), (c0, c1), ..)| (*r0..*r1).contains(&row) && (*c0..*c1).contains(&col))
+            .map(|(_, _, t, p)| (t.clone(), p.clone()))
     }
 
     pub fn total_cells(&self) -> u64 {
@@ -467,6 +496,8 @@ fn batch_update(st: &mut Book, body: &Value) -> Result<Value, Refusal> {
                 rows,
                 cols,
                 cells: BTreeMap::new(),
+                numbers: BTreeSet::new(),
+                formats: Vec::new(),
             });
             replies.push(
                 json!({"addSheet": {"properties": {"sheetId": id, "title": title,
@@ -510,10 +541,58 @@ fn batch_update(st: &mut Book, body: &Value) -> Result<Value, Refusal> {
             }
             let (rows, cols) = (tab.rows, tab.cols);
             tab.cells.retain(|&(r, c), _| r < rows && c < cols);
+            tab.numbers.retain(|&(r, c)| r < rows && c < cols);
+            replies.push(json!({}));
+        } else if let Some(rep) = req.get("repeatCell") {
+            let fields = rep["fields"].as_str().unwrap_or("");
+            if fields != "userEnteredFormat.numberFormat" {
+                return Err(bad(format!(
+                    "Invalid requests[{i}].repeatCell: this fake takes only fields userEnteredFormat.numberFormat, got {fields:?}"
+                )));
+            }
+            let range = &rep["range"];
+            let sheet_id = range["sheetId"].as_i64().unwrap_or(0);
+            let Some(tab) = tabs.iter_mut().find(|t| i64::from(t.id) == sheet_id) else {
+                return Err(bad(format!(
+                    "Invalid requests[{i}].repeatCell: No grid with id: {sheet_id}"
+                )));
+            };
+            let bound = |k: &str, default: u64| range[k].as_u64().unwrap_or(default);
+            let rows = (bound("startRowIndex", 0), bound("endRowIndex", tab.rows));
+            let cols = (
+                bound("startColumnIndex", 0),
+                bound("endColumnIndex", tab.cols),
+            );
+            if rows.0 >= rows.1 || cols.0 >= cols.1 || rows.1 > tab.rows || cols.1 > tab.cols {
+                return Err(bad(format!(
+                    "Invalid requests[{i}].repeatCell: Range ({}!R{}C{}:R{}C{}) exceeds grid limits. Max rows: {}, max columns: {}",
+                    tab.title, rows.0 + 1, cols.0 + 1, rows.1, cols.1, tab.rows, tab.cols
+                )));
+            }
+            let format = &rep["cell"]["userEnteredFormat"]["numberFormat"];
+            let kind = format["type"].as_str().unwrap_or("");
+            if ![
+                "TEXT",
+                "NUMBER",
+                "PERCENT",
+                "CURRENCY",
+                "DATE",
+                "TIME",
+                "DATE_TIME",
+                "SCIENTIFIC",
+            ]
+            .contains(&kind)
+            {
+                return Err(bad(format!(
+                    "Invalid requests[{i}].repeatCell: Invalid value at 'requests[{i}].repeat_cell.cell.user_entered_format.number_format.type' ({kind:?})"
+                )));
+            }
+            let pattern = format["pattern"].as_str().unwrap_or("").to_owned();
+            tab.formats.push((rows, cols, kind.to_owned(), pattern));
             replies.push(json!({}));
         } else {
             return Err(bad(format!(
-                "Invalid requests[{i}]: this fake knows only addSheet and updateSheetProperties"
+                "Invalid requests[{i}]: this fake knows only addSheet, updateSheetProperties and repeatCell"
             )));
         }
         let after = cells(&tabs);
@@ -634,9 +713,11 @@ fn batch_clear(st: &mut Book, body: &Value) -> Result<Value, Refusal> {
         .map(|r| parse_a1(&st.tabs, r))
         .collect::<Result<Vec<_>, _>>()?;
     for a in parsed {
-        st.tabs[a.tab].cells.retain(|&(r, c), _| {
-            !(a.rows.0 <= r && r <= a.rows.1 && a.cols.0 <= c && c <= a.cols.1)
-        });
+        let inside =
+            |r: u64, c: u64| a.rows.0 <= r && r <= a.rows.1 && a.cols.0 <= c && c <= a.cols.1;
+        let tab = &mut st.tabs[a.tab];
+        tab.cells.retain(|&(r, c), _| !inside(r, c));
+        tab.numbers.retain(|&(r, c)| !inside(r, c));
     }
     Ok(json!({"spreadsheetId": st.spreadsheet_id, "clearedRanges": ranges}))
 }
@@ -698,13 +779,18 @@ fn batch_write(st: &mut Book, body: &Value) -> Result<Value, Refusal> {
         let tab = &mut st.tabs[a.tab];
         for (r, row) in rows.iter().enumerate() {
             for (c, v) in row.as_array().into_iter().flatten().enumerate() {
+                let at = (a.rows.0 + r as u64, a.cols.0 + c as u64);
                 let text = match v {
                     Value::String(s) => s.clone(),
                     Value::Null => String::new(),
                     other => other.to_string(),
                 };
-                tab.cells
-                    .insert((a.rows.0 + r as u64, a.cols.0 + c as u64), text);
+                if v.is_number() {
+                    tab.numbers.insert(at);
+                } else {
+                    tab.numbers.remove(&at);
+                }
+                tab.cells.insert(at, text);
                 updated += 1;
             }
         }
@@ -723,6 +809,8 @@ mod tests {
             rows,
             cols,
             cells: BTreeMap::new(),
+            numbers: BTreeSet::new(),
+            formats: Vec::new(),
         }
     }
 
