@@ -79,9 +79,12 @@ struct Tab {
     cells: BTreeMap<(u64, u64), String>,
     /// Cells written as JSON numbers (RAW input keeps them numbers, not text).
     numbers: BTreeSet<(u64, u64)>,
-    /// `repeatCell` number formats in the order applied: (rows, cols) half-open, type, pattern.
-    formats: Vec<((u64, u64), (u64, u64), String, String)>,
+    /// `repeatCell` number formats in the order applied.
+    formats: Vec<Applied>,
 }
+
+/// One number format over rows and columns (half-open, 0-based): (rows, cols, type, pattern).
+type Applied = ((u64, u64), (u64, u64), String, String);
 
 struct Book {
     spreadsheet_id: String,
