@@ -289,6 +289,30 @@ fn strptime(fmt: &str) -> StrptimeOptions {
     }
 }
 
+/// A format whose values carry their UTC offset (`-03:00`, `+0100`).
+fn has_offset(fmt: &str) -> bool {
+    fmt.contains("%z") || fmt.contains("%:z") || fmt.contains("%#z")
+}
+
+/// The time-zone rule: a datetime that says its offset is stored as UTC; one that does not is
+/// the dealer's wall-clock time, stored as written. polars (without its time-zone tables)
+/// parses `%z` but keeps the local time, so the offset is read from the text and taken off
+/// here: `2026-11-20T18:00:00-03:00` is `2026-11-20 21:00:00`.
+fn to_utc(parsed: Expr, text: Expr) -> Expr {
+    let part = |group: usize| {
+        text.clone()
+            .str()
+            .extract(lit(r"([+-])(\d{2}):?(\d{2})$"), group)
+    };
+    let sign = when(part(1).eq(lit("-")))
+        .then(lit(-1i64))
+        .otherwise(lit(1i64));
+    let minutes = part(2).cast(DataType::Int64).fill_null(lit(0i64)) * lit(60i64)
+        + part(3).cast(DataType::Int64).fill_null(lit(0i64));
+    (parsed.cast(DataType::Int64) - sign * minutes * lit(60_000i64))
+        .cast(DataType::Datetime(TimeUnit::Milliseconds, None))
+}
+
 fn has_time(fmt: &str) -> bool {
     fmt.contains("%H") || fmt.contains("%M") || fmt.contains("%S") || fmt.contains("%T")
 }
@@ -349,12 +373,17 @@ fn parse_datetime(s: Expr, fmt: &str) -> Expr {
 
 fn parse_datetime_any_year(s: Expr, fmt: &str) -> Expr {
     if has_time(fmt) {
-        s.str().to_datetime(
+        let parsed = s.clone().str().to_datetime(
             Some(TimeUnit::Milliseconds),
             None,
             strptime(fmt),
             lit("raise"),
-        )
+        );
+        if has_offset(fmt) {
+            to_utc(parsed, s)
+        } else {
+            parsed
+        }
     } else {
         s.str()
             .to_date(strptime(fmt))
@@ -506,6 +535,31 @@ mod tests {
             ]
         );
         assert_eq!(flags(&df, &err_col("r")), [true, true, false, false, false]);
+    }
+
+    #[test]
+    fn datetimes_without_a_zone_stay_as_written_and_offsets_become_utc() {
+        let r = recipe(
+            "[[field]]\nname = \"t\"\nfrom = \"V\"\ntype = \"datetime\"\n\
+             formats = [\"%Y-%m-%dT%H:%M:%S%z\", \"%d/%m/%Y %H:%M\"]\n",
+        );
+        let df = run(
+            &r,
+            "V",
+            &[
+                Some("2026-11-20T18:00:00-03:00"),
+                Some("20/11/2026 18:00"),
+                Some("2026-11-20T23:30:00+00:00"),
+            ],
+        );
+        assert_eq!(
+            strs(&df, "t"),
+            [
+                Some("2026-11-20 21:00:00".into()),
+                Some("2026-11-20 18:00:00".into()),
+                Some("2026-11-20 23:30:00".into())
+            ]
+        );
     }
 
     #[test]
