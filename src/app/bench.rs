@@ -278,12 +278,15 @@ pub fn baseline(recipes_dir: &Path, inbox: &Path) -> Result<Value, BenchError> {
                     exact: true,
                     cache: true,
                 }),
-                FieldType::Decimal => src
-                    .str()
-                    .replace_all(lit("."), lit(""), true)
-                    .str()
-                    .replace(lit(","), lit("."), true)
-                    .cast(DataType::Float64),
+                // The same exact type the pipeline parses amounts into.
+                FieldType::Decimal => {
+                    let d = field.decimal.unwrap_or(crate::config::DecimalSpec::DEFAULT);
+                    src.str()
+                        .replace_all(lit("."), lit(""), true)
+                        .str()
+                        .replace(lit(","), lit("."), true)
+                        .cast(DataType::Decimal(d.precision, d.scale))
+                }
                 FieldType::Integer => src
                     .str()
                     .replace_all(lit("."), lit(""), true)
