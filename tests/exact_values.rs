@@ -15,7 +15,7 @@ use dropsync::app::gen::{self, GenEncoding, GenOptions, UnitFormat};
 use dropsync::app::run::{self, RunOptions, RunReport};
 use dropsync_testkit::crm::FakeCrm;
 use dropsync_testkit::postgres::TestDb;
-use support::{repo, Workdir};
+use support::{postgres_target, recipes_with, repo, rest_target, Workdir};
 
 /// Cents of `1.234.567,89` / `-0,05` (the export's form), or of `1234567.89` (a store's).
 /// Exactly two decimals or none; anything else is `None`. Written here, not borrowed from
@@ -137,20 +137,6 @@ fn large_amounts_drop(dir: &Path) -> Drop {
     }
 }
 
-/// A copy of the shipped recipes with `target` appended to pipeline.toml.
-fn recipes_with(dir: &Path, target: &str) -> PathBuf {
-    let r = dir.join("recipes");
-    std::fs::create_dir_all(&r).unwrap();
-    for e in std::fs::read_dir(repo().join("recipes")).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, r.join(p.file_name().unwrap())).unwrap();
-    }
-    let mut pipeline = std::fs::read_to_string(r.join("pipeline.toml")).unwrap();
-    pipeline.push_str(target);
-    std::fs::write(r.join("pipeline.toml"), pipeline).unwrap();
-    r
-}
-
 fn run(recipes: &Path, inbox: &Path, out: &Path) -> RunReport {
     run::run(&RunOptions {
         recipes: recipes.to_path_buf(),
@@ -248,13 +234,7 @@ fn amounts_up_to_ten_trillion_arrive_to_the_cent_in_sqlite_postgres_and_rest() {
     // PostgreSQL: NUMERIC, summed by the server itself.
     let db = TestDb::new("exact_amounts");
     let pg_out = tmp.path().join("pg/out");
-    let recipes = recipes_with(
-        &tmp.path().join("pg"),
-        &format!(
-            "\n[target]\nkind = \"postgres\"\n[target.postgres]\nurl_env = \"{}\"\nschema = \"crm\"\nstaging_schema = \"staging\"\n",
-            db.env_var
-        ),
-    );
+    let recipes = recipes_with(&tmp.path().join("pg"), &postgres_target(&db.env_var));
     let report = run(&recipes, &drop.inbox, &pg_out);
     let mut client = db.client();
     let rows: Vec<(String, String)> = client
@@ -300,10 +280,7 @@ fn amounts_up_to_ten_trillion_arrive_to_the_cent_in_sqlite_postgres_and_rest() {
     let rest_out = tmp.path().join("rest/out");
     let recipes = recipes_with(
         &tmp.path().join("rest"),
-        &format!(
-            "\n[target]\nkind = \"rest\"\n[target.rest]\nbase_url = \"{}\"\ntoken_env = \"{var}\"\nmax_requests_per_second = 1000.0\n",
-            crm.base_url
-        ),
+        &rest_target(&crm.base_url, &var, ""),
     );
     let report = run(&recipes, &drop.inbox, &rest_out);
     let raw = crm.raw_column("ventas", "importe_total");
@@ -330,10 +307,7 @@ fn rest_decimals_can_be_sent_as_strings() {
     std::env::set_var(&var, "secret-token");
     let recipes = recipes_with(
         tmp.path(),
-        &format!(
-            "\n[target]\nkind = \"rest\"\n[target.rest]\nbase_url = \"{}\"\ntoken_env = \"{var}\"\nmax_requests_per_second = 1000.0\ndecimals = \"string\"\n",
-            crm.base_url
-        ),
+        &rest_target(&crm.base_url, &var, "decimals = \"string\"\n"),
     );
     run(&recipes, &drop.inbox, &tmp.path().join("out"));
     let (id, _) = drop
@@ -547,27 +521,7 @@ fn the_status_page_shows_the_amount_as_the_dealer_wrote_it() {
     let r = w.run();
     assert_eq!(r.code, 0);
     let run_id = r.json["run_id"].as_str().unwrap().to_string();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dropsync"))
-        .current_dir(w.path())
-        .env("RUST_LOG", "warn")
-        .env_remove("DROPSYNC_SERVE_TOKEN")
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(support::WORKSPACE)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("dropsync status page: ")
-        .unwrap_or_else(|| panic!("serve printed {line:?}"))
-        .trim_end_matches('/')
-        .to_string();
+    let (mut child, base) = support::serve(&w);
     let page = reqwest::blocking::get(format!("{base}/runs/{run_id}")).and_then(|r| r.text());
     let _ = child.kill();
     let _ = child.wait();

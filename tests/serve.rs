@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -53,25 +52,7 @@ fn copy_drop(from: &Path, to: &Path) {
 
 /// `dropsync serve` on a free port; returns the process and its base URL.
 fn serve(w: &Workdir) -> (Proc, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dropsync"))
-        .current_dir(w.path())
-        .env("RUST_LOG", "warn")
-        .env_remove("DROPSYNC_SERVE_TOKEN")
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(support::WORKSPACE)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("dropsync status page: ")
-        .unwrap_or_else(|| panic!("serve printed {line:?}"))
-        .trim_end_matches('/')
-        .to_string();
+    let (child, url) = support::serve(w);
     (Proc(child), url)
 }
 

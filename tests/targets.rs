@@ -3,6 +3,8 @@
 //! Google Sheets staging against a fake Sheets API. The servers come from `dropsync-testkit`
 //! (`tests/testkit/`).
 
+mod support;
+
 mod samples {
     //! The shipped samples through every target: PostgreSQL (a real server started by the tests)
     //! and a REST CRM (a local HTTP server speaking the bulk API) must end with the same counts
@@ -21,22 +23,10 @@ mod samples {
     use dropsync_testkit::postgres::TestDb;
     use dropsync_testkit::sheets::{FakeSheets, Fault, Route};
 
+    use crate::support::{postgres_target, recipes_with, rest_target};
+
     fn repo() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-    }
-
-    /// A copy of the shipped recipes with `target` as pipeline.toml's `[target]`.
-    fn recipes_with(dir: &Path, target: &str) -> PathBuf {
-        let r = dir.join("recipes");
-        std::fs::create_dir_all(&r).unwrap();
-        for e in std::fs::read_dir(repo().join("recipes")).unwrap() {
-            let p = e.unwrap().path();
-            std::fs::copy(&p, r.join(p.file_name().unwrap())).unwrap();
-        }
-        let mut pipeline = std::fs::read_to_string(r.join("pipeline.toml")).unwrap();
-        pipeline.push_str(target);
-        std::fs::write(r.join("pipeline.toml"), pipeline).unwrap();
-        r
     }
 
     fn run(recipes: &Path, day: &str, out: &Path) -> RunReport {
@@ -124,13 +114,7 @@ mod samples {
     fn samples_load_into_postgres_like_into_sqlite() {
         let db = TestDb::new("dropsync_e2e");
         let tmp = tempfile::tempdir().unwrap();
-        let recipes = recipes_with(
-            tmp.path(),
-            &format!(
-                "\n[target]\nkind = \"postgres\"\n[target.postgres]\nurl_env = \"{}\"\nschema = \"crm\"\nstaging_schema = \"staging\"\n",
-                db.env_var
-            ),
-        );
+        let recipes = recipes_with(tmp.path(), &postgres_target(&db.env_var));
         check_target(&recipes, tmp.path());
         let mut c = db.client();
         let sqlite = crm_counts(&tmp.path().join("sqlite/out"));
@@ -177,13 +161,7 @@ mod samples {
         let var = format!("DROPSYNC_E2E_CRM_TOKEN_{}", std::process::id());
         std::env::set_var(&var, "secret-token");
         let tmp = tempfile::tempdir().unwrap();
-        let recipes = recipes_with(
-            tmp.path(),
-            &format!(
-                "\n[target]\nkind = \"rest\"\n[target.rest]\nbase_url = \"{}\"\ntoken_env = \"{var}\"\nmax_requests_per_second = 1000.0\n",
-                crm.base_url
-            ),
-        );
+        let recipes = recipes_with(tmp.path(), &rest_target(&crm.base_url, &var, ""));
         crm.fail_429(1);
         crm.fail_500(1);
         let reports = check_target(&recipes, tmp.path());
@@ -204,9 +182,10 @@ mod samples {
         let tmp = tempfile::tempdir().unwrap();
         let recipes = recipes_with(
             tmp.path(),
-            &format!(
-                "\n[target]\nkind = \"rest\"\n[target.rest]\nbase_url = \"{}\"\ntoken_env = \"{var}\"\nmax_requests_per_second = 1000.0\nmax_retries = 1\nbackoff_base_ms = 1\nbackoff_max_ms = 2\n",
-                crm.base_url
+            &rest_target(
+                &crm.base_url,
+                &var,
+                "max_retries = 1\nbackoff_base_ms = 1\nbackoff_max_ms = 2\n",
             ),
         );
         let out = tmp.path().join("out");

@@ -175,6 +175,62 @@ impl Workdir {
     }
 }
 
+/// A copy of the shipped recipes under `dir/recipes` with `target` appended to pipeline.toml
+/// (e.g. [`postgres_target`], [`rest_target`]).
+pub fn recipes_with(dir: &Path, target: &str) -> PathBuf {
+    let r = dir.join("recipes");
+    std::fs::create_dir_all(&r).unwrap();
+    for e in std::fs::read_dir(repo().join("recipes")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, r.join(p.file_name().unwrap())).unwrap();
+    }
+    let mut pipeline = std::fs::read_to_string(r.join("pipeline.toml")).unwrap();
+    pipeline.push_str(target);
+    std::fs::write(r.join("pipeline.toml"), pipeline).unwrap();
+    r
+}
+
+/// pipeline.toml's `[target]` for a PostgreSQL CRM (schema `crm`, staging schema `staging`).
+pub fn postgres_target(url_env: &str) -> String {
+    format!(
+        "\n[target]\nkind = \"postgres\"\n[target.postgres]\nurl_env = \"{url_env}\"\nschema = \"crm\"\nstaging_schema = \"staging\"\n"
+    )
+}
+
+/// pipeline.toml's `[target]` for a REST CRM at `base_url`, unthrottled for tests, plus
+/// `extra` lines of `[target.rest]`.
+pub fn rest_target(base_url: &str, token_env: &str, extra: &str) -> String {
+    format!(
+        "\n[target]\nkind = \"rest\"\n[target.rest]\nbase_url = \"{base_url}\"\ntoken_env = \"{token_env}\"\nmax_requests_per_second = 1000.0\n{extra}"
+    )
+}
+
+/// `dropsync serve` on a free loopback port for `w`'s workspace: the process and its base
+/// URL (no trailing slash), once it has said where it listens.
+pub fn serve(w: &Workdir) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dropsync"))
+        .current_dir(w.path())
+        .env("RUST_LOG", "warn")
+        .env_remove("DROPSYNC_SERVE_TOKEN")
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(WORKSPACE)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("dropsync status page: ")
+        .unwrap_or_else(|| panic!("serve printed {line:?}"))
+        .trim_end_matches('/')
+        .to_string();
+    (child, url)
+}
+
 /// A small dealer drop with one example of every validation rule, lines known by hand.
 pub fn write_small_drop(w: &Workdir) {
     w.cp1252(
