@@ -29,6 +29,13 @@ impl Severity {
             Severity::Skip => "skip",
         }
     }
+
+    /// The severity a stored word names.
+    pub fn from_word(word: &str) -> Option<Severity> {
+        [Severity::Error, Severity::Warning, Severity::Skip]
+            .into_iter()
+            .find(|s| s.as_str() == word)
+    }
 }
 
 /// One explained problem with one row (or with a whole file, line 0).
@@ -100,6 +107,10 @@ pub struct EntitySummary {
     pub crm_refused: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Set when nothing the entity is computed from changed since this run's full pass,
+    /// which stands: the entity was not recomputed (its counts and rejects are that pass's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unchanged_since: Option<String>,
 }
 
 /// What a run that reached its end came to.

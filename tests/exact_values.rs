@@ -143,6 +143,7 @@ fn run(recipes: &Path, inbox: &Path, out: &Path) -> RunReport {
         inbox: inbox.to_path_buf(),
         out: out.to_path_buf(),
         dry_run: false,
+        full: false,
         progress: false,
         stop: None,
     })

@@ -535,6 +535,7 @@ mod watch {
             inbox: dir.to_path_buf(),
             out: plain.path().to_path_buf(),
             dry_run: false,
+            full: false,
             progress: false,
             stop: None,
         })

@@ -43,6 +43,7 @@ mod samples {
             inbox,
             out: out.to_path_buf(),
             dry_run: false,
+            full: false,
             progress: false,
             stop: None,
         })

@@ -284,6 +284,7 @@ mod tests {
             inbox: dir.path().join(inbox),
             out: dir.path().join("out"),
             dry_run: false,
+            full: false,
             progress: false,
             stop: None,
         };

@@ -16,6 +16,7 @@ pub mod explain;
 pub mod gen;
 mod meter;
 mod quarantine;
+mod reuse;
 pub mod run;
 pub mod serve;
 mod staging;

@@ -16,21 +16,22 @@ use serde_json::json;
 use super::apply::{self, recover};
 use super::meter::Meter;
 use super::quarantine::{file_name, quarantine};
+use super::reuse;
 use super::staging;
 use crate::config::{self, Recipe, Recipes};
 use crate::diff::{diff_entity, ChangeSet, Diffed};
 use crate::model::{EntityStatus, EntitySummary, FileStatus, Issue, RunState};
-use crate::read::{read_file, RawTable};
+use crate::read::{load, read_loaded, RawTable};
 use crate::sources::{self, EntityFile};
 use crate::stage::staging_db::Staging;
-use crate::state::State;
+use crate::state::{EntityInputs, State};
+use crate::support::failpoint::failpoint;
 use crate::support::memory::peak_rss_mb;
 use crate::support::progress::{Progress, Stage};
 use crate::transform::{Plan, ID};
 use crate::validate::{self, Counts, RefSets, Validated};
 
 pub use super::approve::approve;
-use super::error::frame_err;
 pub use super::error::PipelineError;
 use super::work::EntityWork;
 pub use super::work::RunOptions;
@@ -105,28 +106,87 @@ fn process(
 ) -> Result<RunReport, PipelineError> {
     let progress = Progress::new(opts.progress, files.len());
     let mut so_far = SoFar::new(run_id, opts.dry_run);
+    let staging_path = opts.out.join("staging.sqlite");
     for recipe in &recipes.entities {
         let entity = recipe.entity.as_str();
         stop_if_requested(opts, state, run_id, entity)?;
-        let prev = state.accepted_snapshot(recipe)?;
         let Some(file) = file_for(files, entity) else {
-            so_far.keep_last_state(entity, prev.as_ref(), no_file(), run_id)?;
+            so_far.keep_last_state(state, entity, no_file(), run_id)?;
             continue;
         };
-        let meter = Meter::new(&progress, run_id, entity);
-        let t = &mut so_far.report.timings;
-        let raw = match meter.timed(&mut t.read, Stage::Read, || read_file(&file.path, recipe)) {
-            Ok(raw) => raw,
+        // The bytes are read and hashed once; parsing them waits until they are needed.
+        let loading = Instant::now();
+        let loaded = load(&file.path);
+        so_far.report.timings.read += loading.elapsed().as_secs_f64();
+        let loaded = match loaded {
+            Ok(loaded) => loaded,
             Err(e) => {
                 let (summary, issue) = quarantine(state, opts, run_id, entity, &file.path, &e)?;
                 so_far.report.issues.push(issue);
-                so_far.keep_last_state(entity, prev.as_ref(), summary, run_id)?;
+                so_far.keep_last_state(state, entity, summary, run_id)?;
                 continue;
             }
         };
         let name = file_name(&file.path);
+        let mut inputs = Inputs {
+            file_name: name.clone(),
+            encoding: "",
+            file_hash: loaded.hash.clone(),
+            recipe_key: reuse::recipe_key(recipes, recipe),
+            parents_key: reuse::parents_key(recipe, &so_far.refs),
+        };
+        let reused = if opts.full {
+            None
+        } else {
+            reuse::reusable(
+                state,
+                &staging_path,
+                recipe,
+                &inputs.file_hash,
+                &inputs.recipe_key,
+                &inputs.parents_key,
+            )?
+        };
+        if let Some(reused) = reused {
+            failpoint(&format!("reuse:{entity}"));
+            if !opts.dry_run {
+                let s = &reused.summary;
+                let bytes = loaded.bytes.len() as u64;
+                state.record_file(
+                    run_id,
+                    entity,
+                    &name,
+                    &inputs.file_hash,
+                    bytes,
+                    s.encoding.as_deref(),
+                    FileStatus::Read,
+                    None,
+                )?;
+            }
+            tracing::info!(entity, since = %reused.since, "file, recipe and parents unchanged: last pass stands");
+            so_far.reuse(entity, reused);
+            continue;
+        }
+        // From here this entity's CRM and snapshot may change: its record no longer holds.
+        if !opts.dry_run {
+            state.forget_entity_inputs(entity)?;
+        }
+        let prev = state.accepted_snapshot(recipe)?;
+        let meter = Meter::new(&progress, run_id, entity);
+        let t = &mut so_far.report.timings;
+        let raw = match meter.timed(&mut t.read, Stage::Read, || {
+            read_loaded(&file.path, loaded, recipe)
+        }) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let (summary, issue) = quarantine(state, opts, run_id, entity, &file.path, &e)?;
+                so_far.report.issues.push(issue);
+                so_far.keep_last_state(state, entity, summary, run_id)?;
+                continue;
+            }
+        };
         record_read(opts, state, run_id, entity, &name, &raw)?;
-        let encoding = raw.encoding;
+        inputs.encoding = raw.encoding;
         let typed = meter.frames(&mut t.transform, Stage::Transform, || {
             transform(recipe, &raw)
         })?;
@@ -136,12 +196,13 @@ fn process(
         let diffed = meter.frames(&mut t.diff, Stage::Diff, || {
             diff_entity(recipe, &valid, prev.as_ref(), run_id)
         })?;
-        so_far.add(recipe, name, encoding, prev.as_ref(), valid, diffed);
+        so_far.add(recipe, prev.as_ref(), valid, diffed, inputs);
     }
 
     let SoFar {
         mut report,
         mut work,
+        inputs,
         ..
     } = so_far;
     report.status = if work.iter().any(|w| !w.held.is_empty()) {
@@ -155,7 +216,7 @@ fn process(
         return Ok(report);
     }
 
-    let sheets = staging::sheet_frames(recipes, state, &work, run_id)?;
+    let sheets = staging::sheet_frames(recipes, state, &work, &report, &opts.out)?;
     let t = Instant::now();
     let journal = apply::write_journal(state, run_id, &mut work, &report)?;
     let journal_secs = t.elapsed().as_secs_f64();
@@ -189,6 +250,7 @@ fn process(
     }
     seal(&mut report, started);
     state.finish_run(run_id, report.status.into(), &report.to_json())?;
+    record_inputs(state, run_id, &report, inputs)?;
     progress.finish();
     tracing::info!(run_id = %run_id, status = report.status.as_str(), crm_rows = report.crm_rows_written, seconds = report.timings.total, "run finished");
     Ok(report)
@@ -200,6 +262,18 @@ struct SoFar<'r> {
     report: RunReport,
     refs: RefSets,
     work: Vec<EntityWork<'r>>,
+    /// What each fully processed entity was computed from, recorded once the run ends well.
+    inputs: Vec<(String, EntityInputs)>,
+}
+
+/// The file an entity's pass reads, and what else the pass is computed from (see `reuse`).
+struct Inputs {
+    file_name: String,
+    /// As the reader found it; known once the file is parsed.
+    encoding: &'static str,
+    file_hash: String,
+    recipe_key: String,
+    parents_key: String,
 }
 
 impl<'r> SoFar<'r> {
@@ -219,6 +293,7 @@ impl<'r> SoFar<'r> {
             },
             refs: RefSets::default(),
             work: Vec::new(),
+            inputs: Vec::new(),
         }
     }
 
@@ -226,15 +301,31 @@ impl<'r> SoFar<'r> {
     /// accepted state: children check their references against it.
     fn keep_last_state(
         &mut self,
+        state: &State,
         entity: &str,
-        prev: Option<&DataFrame>,
         summary: EntitySummary,
         run_id: &str,
     ) -> Result<(), PipelineError> {
-        let ids = ids_of(prev).map_err(frame_err(run_id, entity))?;
+        let ids = state.snapshot_ids(entity).map_err(|e| {
+            tracing::error!(entity, run_id, "the last snapshot's IDs cannot be read");
+            PipelineError::from(e)
+        })?;
+        let ids = ids.unwrap_or_default().into_iter().collect();
         self.refs.insert(entity.to_string(), ids);
         self.report.entities.push((entity.to_string(), summary));
         Ok(())
+    }
+
+    /// An entity whose last full pass stands (see `reuse`): its line, its rejects, its IDs.
+    fn reuse(&mut self, entity: &str, reused: reuse::Reused) {
+        self.refs.insert(entity.to_string(), reused.ids);
+        self.report
+            .entities
+            .push((entity.to_string(), reused.summary));
+        self.report.issues.extend(reused.issues);
+        self.report
+            .samples
+            .push((entity.to_string(), ChangeSamples::default()));
     }
 
     /// An entity through the diff: its line and samples in the report, its rejects, the IDs
@@ -242,19 +333,32 @@ impl<'r> SoFar<'r> {
     fn add(
         &mut self,
         recipe: &'r Recipe,
-        file_name: String,
-        encoding: &str,
         prev: Option<&DataFrame>,
         valid: Validated,
         diffed: Diffed,
+        inputs: Inputs,
     ) {
+        let file_name = inputs.file_name;
+        let encoding = inputs.encoding;
         let entity = recipe.entity.clone();
         let mut ref_ids = valid.accepted_ids;
         // Held rows still exist until approval: children's references to them hold, so
         // nothing about them (not even a child's optional link) changes now.
         ref_ids.extend(diffed.verdict.held.iter().cloned());
+        let ids_hash = validate::ids_fingerprint(ref_ids.iter().map(String::as_str));
         self.refs.insert(entity.clone(), ref_ids);
         let summary = summary_of(&file_name, encoding, &valid.counts, &diffed);
+        self.inputs.push((
+            entity.clone(),
+            EntityInputs {
+                file_hash: inputs.file_hash,
+                recipe_key: inputs.recipe_key,
+                parents_key: inputs.parents_key,
+                ids_hash,
+                run_id: String::new(),
+                summary: summary.clone(),
+            },
+        ));
         self.report.entities.push((entity.clone(), summary));
         self.report.issues.extend(valid.issues);
         let sample = samples(&diffed.accepted, prev, &diffed.changes);
@@ -271,6 +375,30 @@ impl<'r> SoFar<'r> {
             snapshot: diffed.snapshot,
         });
     }
+}
+
+/// Once the run has ended well, each entity it fully processed may be stood on next time
+/// (if nothing was held or refused): what it was computed from is recorded, with its final
+/// line of the summary.
+fn record_inputs(
+    state: &State,
+    run_id: &str,
+    report: &RunReport,
+    inputs: Vec<(String, EntityInputs)>,
+) -> Result<(), PipelineError> {
+    failpoint("before-record-inputs");
+    for (entity, mut recorded) in inputs {
+        let Some((_, summary)) = report.entities.iter().find(|(e, _)| *e == entity) else {
+            continue;
+        };
+        if !reuse::may_record(summary) {
+            continue;
+        }
+        recorded.run_id = run_id.to_string();
+        recorded.summary = summary.clone();
+        state.record_entity_inputs(&entity, &recorded)?;
+    }
+    Ok(())
 }
 
 /// Rows the CRM refused are rejects too, with their file and line.
@@ -410,20 +538,8 @@ fn summary_of(file_name: &str, encoding: &str, counts: &Counts, d: &Diffed) -> E
         held_deletes: d.verdict.held.len(),
         crm_refused: 0,
         reason: None,
+        unchanged_since: None,
     }
-}
-
-fn ids_of(df: Option<&DataFrame>) -> PolarsResult<HashSet<String>> {
-    let Some(df) = df else {
-        return Ok(HashSet::default());
-    };
-    Ok(df
-        .column(ID)?
-        .str()?
-        .iter()
-        .flatten()
-        .map(str::to_string)
-        .collect())
 }
 
 /// A few changes of each kind, for `plan` and the status page: inserted rows (and their IDs),

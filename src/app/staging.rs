@@ -33,12 +33,26 @@ pub(super) fn sheet_frames(
     recipes: &Recipes,
     state: &State,
     work: &[EntityWork],
-    run_id: &str,
+    report: &RunReport,
+    out: &std::path::Path,
 ) -> Result<Option<Vec<(String, DataFrame)>>, PipelineError> {
     let staging = &recipes.pipeline.staging;
     if !staging.xlsx && staging.gsheets.is_none() {
         return Ok(None);
     }
+    // The sheets follow the data, not the clock: when every entity's last pass stands (or it
+    // had no file), each sheet would be rewritten with what it holds, so it is not.
+    let nothing_new = work.is_empty()
+        && report.entities.iter().all(|(_, s)| {
+            s.unchanged_since.is_some() || s.status == crate::model::EntityStatus::NoFile
+        });
+    if nothing_new && (!staging.xlsx || out.join("staging.xlsx").is_file()) {
+        tracing::info!(
+            "nothing changed since the last pass: staging.xlsx and the spreadsheet stand"
+        );
+        return Ok(None);
+    }
+    let run_id = report.run_id.as_str();
     xlsx_frames(recipes, state, work)
         .map(Some)
         .map_err(frame_err(run_id, "-"))

@@ -298,6 +298,7 @@ fn process_batch(
         inbox: batch.to_path_buf(),
         out: opts.out.clone(),
         dry_run: false,
+        full: false,
         progress: false,
         stop: Some(opts.stop.clone()),
     });

@@ -15,6 +15,8 @@ pub struct RunOptions {
     pub inbox: PathBuf,
     pub out: PathBuf,
     pub dry_run: bool,
+    /// Recompute every entity: no entity's last pass stands, even with the same inputs.
+    pub full: bool,
     /// Show progress bars (a terminal, not `--json`/`--quiet`).
     pub progress: bool,
     /// Set by a signal handler: the run finishes the entity in progress, then stops before

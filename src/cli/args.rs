@@ -85,6 +85,10 @@ pub struct RunArgs {
     /// Plan only: counts and a sample of changes; nothing is written.
     #[arg(long)]
     pub dry_run: bool,
+    /// Recompute every entity, even one whose file, recipe and parents are those of its last
+    /// pass (which otherwise stands).
+    #[arg(long)]
+    pub full: bool,
     /// Print exactly one JSON object on stdout (logs stay on stderr).
     #[arg(long)]
     pub json: bool,

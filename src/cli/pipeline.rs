@@ -16,6 +16,7 @@ pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         inbox: args.inbox,
         out: args.ws.out,
         dry_run: args.dry_run,
+        full: args.full,
         progress: !args.json && !quiet,
         stop: Some(stop_flag()?),
     };
@@ -53,6 +54,7 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<Exit> {
         inbox: args.inbox,
         out: args.ws.out,
         dry_run: true,
+        full: false,
         progress: false,
         stop: None,
     })?;
@@ -106,6 +108,7 @@ pub fn demo(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
             inbox,
             out: args.out.clone(),
             dry_run: false,
+            full: false,
             progress: !quiet,
             stop: None,
         })?;

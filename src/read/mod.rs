@@ -179,7 +179,29 @@ pub enum ReadError {
 /// Never panics: a panic inside the parsers on some input (a bug) is caught and the file is
 /// unreadable (`ReadError::Crashed`), so one hostile file cannot stop the run of the others.
 pub fn read_file(path: &Path, recipe: &Recipe) -> Result<RawTable, ReadError> {
-    let read = std::panic::AssertUnwindSafe(|| read_file_inner(path, recipe));
+    read_loaded(path, load(path)?, recipe)
+}
+
+/// A file's bytes, read once, and their blake3: enough to tell whether it is the same
+/// content as before, before paying for parsing it.
+pub struct Loaded {
+    pub bytes: Vec<u8>,
+    pub hash: String,
+}
+
+pub fn load(path: &Path) -> Result<Loaded, ReadError> {
+    let bytes = std::fs::read(path).map_err(|source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let hash = blake3::hash(&bytes).to_hex().to_string();
+    Ok(Loaded { bytes, hash })
+}
+
+/// Parses loaded bytes as `recipe`'s entity. A panic in a reader is a read error of this
+/// file, not the end of the run.
+pub fn read_loaded(path: &Path, loaded: Loaded, recipe: &Recipe) -> Result<RawTable, ReadError> {
+    let read = std::panic::AssertUnwindSafe(|| read_file_inner(path, loaded, recipe));
     std::panic::catch_unwind(read).unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<&str>()
@@ -210,12 +232,8 @@ fn from_utf16(bytes: Vec<u8>) -> (Vec<u8>, Option<&'static str>) {
     (utf8, Some(label))
 }
 
-fn read_file_inner(path: &Path, recipe: &Recipe) -> Result<RawTable, ReadError> {
-    let bytes = std::fs::read(path).map_err(|source| ReadError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let hash = blake3::hash(&bytes).to_hex().to_string();
+fn read_file_inner(path: &Path, loaded: Loaded, recipe: &Recipe) -> Result<RawTable, ReadError> {
+    let Loaded { bytes, hash } = loaded;
     let (bytes, utf16) = from_utf16(bytes);
     if sniff::is_binary(&bytes) {
         return Err(ReadError::Binary {

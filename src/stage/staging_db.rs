@@ -7,7 +7,7 @@ use rusqlite::{params, Connection};
 
 use super::StageError;
 use crate::model::EntitySummary;
-use crate::model::Issue;
+use crate::model::{Issue, Severity};
 use crate::support::sqlite_frames::{ident, insert_frame, sql_type};
 
 pub struct Staging {
@@ -26,6 +26,55 @@ CREATE TABLE IF NOT EXISTS runs (
   warnings INTEGER, inserted INTEGER, updated INTEGER, unchanged INTEGER, deleted INTEGER,
   held_deletes INTEGER, reason TEXT, PRIMARY KEY (run_id, entity));
 ";
+
+/// The rejects and warnings `run_id` staged for `entity`, in the order written; none when
+/// there is no staging.sqlite yet. Opened read-only, so `plan` writes nothing.
+pub fn rejects_of(path: &Path, run_id: &str, entity: &str) -> Result<Vec<Issue>, StageError> {
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let e = |x: rusqlite::Error| err(path, x);
+    let conn =
+        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(e)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT file, line, coalesce(id, ''), severity, rule, reason FROM rejects \
+             WHERE run_id = ?1 AND entity = ?2 ORDER BY rowid",
+        )
+        .map_err(e)?;
+    let rows = stmt
+        .query_map(params![run_id, entity], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })
+        .map_err(e)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (file, line, id, severity, rule, reason) = row.map_err(e)?;
+        let severity = Severity::from_word(&severity).ok_or_else(|| {
+            err(
+                path,
+                format!("rejects of run {run_id}: unknown severity {severity:?}"),
+            )
+        })?;
+        out.push(Issue {
+            entity: entity.to_string(),
+            file,
+            line,
+            id,
+            severity,
+            rule,
+            reason,
+        });
+    }
+    Ok(out)
+}
 
 impl Staging {
     pub fn open(path: &Path) -> Result<Staging, StageError> {

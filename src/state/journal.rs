@@ -441,6 +441,21 @@ pub(super) fn read_parquet(path: &Path) -> Result<DataFrame, StateError> {
         })
 }
 
+/// Only `columns` of a parquet file: what a question about IDs costs.
+pub(super) fn read_parquet_columns(path: &Path, columns: &[&str]) -> Result<DataFrame, StateError> {
+    let file = std::fs::File::open(path).map_err(|source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    ParquetReader::new(file)
+        .with_columns(Some(columns.iter().map(|c| c.to_string()).collect()))
+        .finish()
+        .map_err(|source| StateError::Snapshot {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 /// fsync of a folder, so the renames and new files in it survive a power loss.
 pub(super) fn sync_dir(dir: &Path) -> Result<(), StateError> {
     std::fs::File::open(dir)

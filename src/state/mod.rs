@@ -3,8 +3,11 @@
 //! `state.sqlite` with the runs, their files, the deletes held by the guard and the change
 //! log that `explain` reads.
 
+mod inputs;
 pub mod journal;
 pub mod lock;
+
+pub use inputs::EntityInputs;
 
 use std::path::{Path, PathBuf};
 
@@ -103,6 +106,10 @@ CREATE TABLE IF NOT EXISTS last_content (
   entity TEXT PRIMARY KEY, hash TEXT NOT NULL, run_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (
   run_id TEXT PRIMARY KEY, kind TEXT NOT NULL, meta TEXT NOT NULL, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entity_inputs (
+  entity TEXT PRIMARY KEY, file_hash TEXT NOT NULL, recipe_key TEXT NOT NULL,
+  parents_key TEXT NOT NULL, ids_hash INTEGER NOT NULL, run_id TEXT NOT NULL,
+  summary TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS remote_seen (
   source TEXT NOT NULL, key TEXT NOT NULL, run_id TEXT NOT NULL, PRIMARY KEY (source, key));
 ";
@@ -187,6 +194,24 @@ impl State {
             StateError::Snapshot { path, source } => StateError::CorruptSnapshot { path, source },
             other => other,
         })
+    }
+
+    /// The IDs of the entity's last accepted snapshot (only that column is read).
+    pub fn snapshot_ids(&self, entity: &str) -> Result<Option<Vec<String>>, StateError> {
+        let path = self.snapshot_path(entity);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let corrupt = |source| StateError::CorruptSnapshot {
+            path: path.clone(),
+            source,
+        };
+        let df = journal::read_parquet_columns(&path, &[crate::transform::ID])?;
+        let ids = df
+            .column(crate::transform::ID)
+            .and_then(|c| c.str().cloned())
+            .map_err(corrupt)?;
+        Ok(Some(ids.iter().flatten().map(str::to_string).collect()))
     }
 
     /// The entity's last accepted snapshot in the types its recipe gives today (see

@@ -78,6 +78,18 @@ fn duplicate_reason(column: &str, id: &str, lines: impl ExactSizeIterator<Item =
 /// Accepted IDs per entity that references may point to.
 pub type RefSets = HashMap<String, HashSet<String>>;
 
+/// One number for a set of IDs, whatever their order: two sets with the same fingerprint are
+/// (but for a 2^-64 chance) the same set. A child whose parents' fingerprints did not change
+/// would get the same reference checks.
+pub fn ids_fingerprint<'a>(ids: impl IntoIterator<Item = &'a str>) -> u64 {
+    let mut n = 0u64;
+    let sum = ids.into_iter().fold(0u64, |acc, id| {
+        n += 1;
+        acc.wrapping_add(xxhash_rust::xxh3::xxh3_64_with_seed(id.as_bytes(), 0x1d5))
+    });
+    sum ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
 /// Validates one file's typed frame. `raw` is the reader's frame (for values in reasons).
 pub fn validate(
     recipe: &Recipe,

@@ -20,6 +20,7 @@ fn held_workspace() -> (tempfile::TempDir, String) {
             inbox: inbox.to_path_buf(),
             out: dir.path().join("out"),
             dry_run: false,
+            full: false,
             progress: false,
             stop: None,
         })
