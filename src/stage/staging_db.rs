@@ -28,14 +28,14 @@ CREATE TABLE IF NOT EXISTS runs (
 ";
 
 /// The rejects and warnings `run_id` staged for `entity`, in the order written; none when
-/// there is no staging.sqlite yet. Opened read-only, so `plan` writes nothing.
+/// there is no staging.sqlite yet. Opened only to look (`support::read_only_db`), so `plan`
+/// leaves the workspace byte-identical.
 pub fn rejects_of(path: &Path, run_id: &str, entity: &str) -> Result<Vec<Issue>, StageError> {
     if !path.is_file() {
         return Ok(Vec::new());
     }
     let e = |x: rusqlite::Error| err(path, x);
-    let conn =
-        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(e)?;
+    let conn = crate::support::read_only_db::open(path).map_err(e)?;
     let mut stmt = conn
         .prepare(
             "SELECT file, line, coalesce(id, ''), severity, rule, reason FROM rejects \
