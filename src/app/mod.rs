@@ -1,7 +1,8 @@
 //! The application: what an operator asks of dropsync, each built from the stages below.
 //! `run` is one run told as the pipeline's stages, with `meter` timing each stage and
 //! `quarantine` setting unreadable files aside; `apply` is the CRM stage through the intent
-//! journal and the recovery of interrupted runs, shared with `approve`; `staging` writes what
+//! journal and the recovery of interrupted runs, shared with `approve`; `reuse` lets an entity
+//! whose inputs did not change stand on its last full pass; `staging` writes what
 //! analysts read; `work` holds the types they hand each other; `error` is what stops a run. `watch` drives runs from drops and a schedule;
 //! `alerts` is the one policy both use; `explain`, `check`, `serve` and `bench` read or
 //! exercise what runs leave; `gen` makes synthetic drops for tests and benchmarks.
