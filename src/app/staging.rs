@@ -92,6 +92,7 @@ pub(super) fn stage(
                     &report.issues,
                     &report.entities,
                     recipes.pipeline.staging.xlsx_max_rows,
+                    recipes.pipeline.staging.xlsx_entity_rows,
                 )?;
                 let rows: usize = frames.iter().map(|(_, df)| df.height()).sum();
                 progress.end(Stage::Staging, "workbook", rows);

@@ -291,6 +291,11 @@ pub struct StagingSpec {
     /// Rows per sheet before continuing on `<entity> (2)`; Excel's limit minus the header.
     #[serde(default = "excel_rows")]
     pub xlsx_max_rows: u32,
+    /// Rows of each entity the workbook keeps (then one row saying the rest is in
+    /// staging.sqlite). Rejects and the summary are always whole. Default 100,000: Excel
+    /// opens 1,048,576 rows a sheet but is slow to use long before.
+    #[serde(default = "entity_rows")]
+    pub xlsx_entity_rows: usize,
     /// `[staging.gsheets]`: also publish the staging tables to one Google spreadsheet, for
     /// analysts who work in Sheets rather than Excel. Off when the table is absent.
     #[serde(default)]
@@ -302,6 +307,7 @@ impl Default for StagingSpec {
         StagingSpec {
             xlsx: true,
             xlsx_max_rows: excel_rows(),
+            xlsx_entity_rows: entity_rows(),
             gsheets: None,
         }
     }
@@ -309,6 +315,10 @@ impl Default for StagingSpec {
 
 fn yes() -> bool {
     true
+}
+
+fn entity_rows() -> usize {
+    100_000
 }
 
 fn excel_rows() -> u32 {

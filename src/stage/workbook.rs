@@ -74,6 +74,7 @@ pub fn write_workbook(
     rejects: &[Issue],
     summary: &[(String, EntitySummary)],
     max_rows: u32,
+    entity_rows: usize,
 ) -> Result<(), StageError> {
     let fail = |e: &dyn std::fmt::Display| StageError::Xlsx {
         path: path.display().to_string(),
@@ -81,28 +82,32 @@ pub fn write_workbook(
     };
     let rejects_df = issues_frame(rejects).map_err(|e| fail(&e))?;
     let summary_df = summary_frame(summary).map_err(|e| fail(&e))?;
-    let frames: Vec<(&str, &DataFrame, &[&str])> = entities
+    // Entity sheets keep their first `entity_rows` rows and say where the rest is; rejects
+    // and the summary explain the run, so they are always whole.
+    let frames: Vec<(&str, &DataFrame, &[&str], usize)> = entities
         .iter()
-        .map(|e| (e.name, e.rows, e.dates.as_slice()))
+        .map(|e| (e.name, e.rows, e.dates.as_slice(), entity_rows))
         .chain([
-            ("rejects", &rejects_df, &[][..]),
-            ("summary", &summary_df, &[][..]),
+            ("rejects", &rejects_df, &[][..], usize::MAX),
+            ("summary", &summary_df, &[][..], usize::MAX),
         ])
         .collect();
     // One part per sheet: Excel's row limit splits a frame over `name (2)`, `name (3)`…
     let per_sheet = max_rows.max(1) as usize;
-    let mut parts: Vec<(String, &DataFrame, &[&str], usize, usize)> = Vec::new();
-    for (name, df, dates) in frames {
-        let n = df.height().div_ceil(per_sheet).max(1);
+    let mut parts: Vec<Part> = Vec::new();
+    for (name, df, dates, cap) in frames {
+        let shown = df.height().min(cap);
+        let marker = (shown < df.height()).then(|| cut_marker(name, df.height() - shown, cap));
+        let n = shown.div_ceil(per_sheet).max(1);
         for k in 0..n {
-            let sheet = sheet_name(name, k);
-            parts.push((
-                sheet,
+            parts.push(Part {
+                sheet: sheet_name(name, k),
                 df,
                 dates,
-                k * per_sheet,
-                df.height().min((k + 1) * per_sheet),
-            ));
+                start: k * per_sheet,
+                end: shown.min((k + 1) * per_sheet),
+                marker: marker.clone().filter(|_| k + 1 == n),
+            });
         }
     }
     let mut wb = Workbook::new();
@@ -116,20 +121,20 @@ pub fn write_workbook(
         datetime: Format::new().set_num_format(DATETIME_FORMAT),
     };
     let mut sheets = Vec::with_capacity(parts.len());
-    for (name, ..) in &parts {
+    for part in &parts {
         let mut ws = wb
             .new_worksheet_with_constant_memory()
             .map_err(|e| fail(&e))?;
-        ws.set_name(name).map_err(|e| fail(&e))?;
+        ws.set_name(&part.sheet).map_err(|e| fail(&e))?;
         sheets.push(ws);
     }
     let results: Vec<Result<(), XlsxError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = sheets
             .iter_mut()
             .zip(&parts)
-            .map(|(ws, (_, df, dates, start, end))| {
+            .map(|(ws, part)| {
                 let formats = &formats;
-                scope.spawn(move || fill(ws, df, dates, *start, *end, formats))
+                scope.spawn(move || fill(ws, part, formats))
             })
             .collect();
         handles
@@ -245,15 +250,35 @@ struct Formats {
     datetime: Format,
 }
 
-/// Rows `start..end` of `df` into one sheet, header first.
-fn fill(
-    ws: &mut Worksheet,
-    df: &DataFrame,
-    dates: &[&str],
+/// One sheet of the workbook: rows `start..end` of a frame, and for the last sheet of a cut
+/// entity, the row that says where the rest is.
+struct Part<'a> {
+    sheet: String,
+    df: &'a DataFrame,
+    dates: &'a [&'a str],
     start: usize,
     end: usize,
-    formats: &Formats,
-) -> Result<(), XlsxError> {
+    marker: Option<String>,
+}
+
+/// The last row of an entity sheet cut at `cap` rows.
+fn cut_marker(entity: &str, more: usize, cap: usize) -> String {
+    format!(
+        "… {more} more rows not in this workbook: it keeps the first {cap} rows of each entity \
+         (a spreadsheet this long is no longer usable); every row is in staging.sqlite, table \
+         {entity}"
+    )
+}
+
+/// A part into its sheet, header first.
+fn fill(ws: &mut Worksheet, part: &Part, formats: &Formats) -> Result<(), XlsxError> {
+    let Part {
+        df,
+        dates,
+        start,
+        end,
+        ..
+    } = *part;
     let views: Vec<ColumnView> = df
         .columns()
         .iter()
@@ -314,6 +339,9 @@ fn fill(
             }
         }
     }
+    if let Some(marker) = &part.marker {
+        ws.write_string((end - start) as u32 + 1, 0, marker)?;
+    }
     Ok(())
 }
 
@@ -349,6 +377,7 @@ mod tests {
             &[],
             &[],
             max_rows,
+            usize::MAX,
         )
         .unwrap();
         (dir, path)
@@ -406,6 +435,43 @@ mod tests {
             );
         }
         assert!(!workbook.contains("clientes (4)"));
+    }
+
+    #[test]
+    fn long_entity_sheets_keep_their_first_rows_and_say_where_the_rest_is() {
+        let df = df!("id" => (0..25).map(|i| i.to_string()).collect::<Vec<_>>()).unwrap();
+        let issues: Vec<Issue> = (0..30)
+            .map(|i| Issue {
+                entity: "clientes".into(),
+                file: "clientes.csv".into(),
+                line: i + 2,
+                id: i.to_string(),
+                severity: crate::model::Severity::Warning,
+                rule: "map.unknown".into(),
+                reason: "x".into(),
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.xlsx");
+        let input = SheetInput {
+            name: "clientes",
+            rows: &df,
+            dates: vec![],
+        };
+        write_workbook(&path, &[input], &issues, &[], 1_000, 10).unwrap();
+        let sheet = read_zip_entry(&path, "xl/worksheets/sheet1.xml");
+        assert_eq!(
+            sheet.matches("<row ").count(),
+            12,
+            "header, 10 rows, the marker"
+        );
+        assert!(
+            sheet.contains("15 more rows not in this workbook")
+                && sheet.contains("staging.sqlite, table clientes"),
+            "{sheet}"
+        );
+        let rejects = read_zip_entry(&path, "xl/worksheets/sheet2.xml");
+        assert_eq!(rejects.matches("<row ").count(), 31, "rejects are whole");
     }
 
     #[test]
