@@ -5,7 +5,9 @@
 //! this run's rejects and warnings, the CRM, the staging tables and the snapshots' IDs must be
 //! equal. The drops cover: the same drop twice, a day of changes, a client deleted (its
 //! sales, in an unchanged ventas.csv, must now be rejected), a client rejected as a duplicate
-//! (likewise, while its last version stays), and the first drop again.
+//! (likewise, while its last version stays), one sale less while clientes.csv stays (the
+//! reused clients' IDs, less the duplicate, are what the sales are checked against), and the
+//! first drop again.
 
 mod support;
 
@@ -111,7 +113,11 @@ fn drops(dir: &Path) -> Vec<PathBuf> {
     let mut doubled = kept.clone();
     doubled.push(twice);
     write_csv(&d(3).join("clientes.csv"), &ch, &doubled);
-    [0, 0, 1, 1, 2, 2, 3, 3, 0].into_iter().map(d).collect()
+    // d4: d3 with one sale less: clientes.csv unchanged (reused, its duplicate still
+    // rejected), ventas recomputed against the IDs the reused clientes offer.
+    copy_drop(&d(3), &d(4));
+    write_csv(&d(4).join("ventas.csv"), &vh, &ventas[..ventas.len() - 1]);
+    [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 0].into_iter().map(d).collect()
 }
 
 fn put(w: &Workdir, drop: &Path) {
@@ -215,8 +221,13 @@ fn reused_entities_give_exactly_what_a_full_recomputation_gives() {
     // The same after a duplicate made a client a reject.
     assert!(!reused_at[6].contains(&"ventas"), "{:?}", reused_at[6]);
     assert_eq!(reused_at[7], ENTITIES);
+    // One sale less: clientes stands (its duplicate still a reject) while ventas is
+    // checked against the IDs it offers.
+    assert!(reused_at[8].contains(&"clientes"), "{:?}", reused_at[8]);
+    assert!(!reused_at[8].contains(&"ventas"), "{:?}", reused_at[8]);
+    assert_eq!(reused_at[9], ENTITIES);
     // Back to the first drop: what changed since is recomputed.
-    assert!(!reused_at[8].contains(&"clientes"), "{:?}", reused_at[8]);
+    assert!(!reused_at[10].contains(&"clientes"), "{:?}", reused_at[10]);
 }
 
 #[test]

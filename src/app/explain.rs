@@ -52,15 +52,17 @@ pub struct Event {
     pub line: Option<u32>,
 }
 
-/// The ID as the pipeline stores it (`000123` → `123` for numeric IDs).
+/// The ID as the pipeline stores it, exactly as `transform::normalize_id`'s `^0+(\d)` → `$1`
+/// makes it: for numeric IDs, leading zeros go while a digit follows them (`000123` → `123`,
+/// `0012X` → `12X`, `000` → `0`, `00X` → `0X`).
 pub fn normalize(id: &str, numeric: bool, uppercase: bool) -> String {
     let mut s = id.trim().to_string();
-    if numeric && s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() {
-        let t = s.trim_start_matches('0');
-        s = if t.is_empty() {
-            "0".into()
-        } else {
-            t.to_string()
+    let zeros = s.bytes().take_while(|b| *b == b'0').count();
+    if numeric && zeros > 0 {
+        s = match s.as_bytes().get(zeros) {
+            Some(b) if b.is_ascii_digit() => s[zeros..].to_string(),
+            // Zeros up to a non-digit or the end: the last zero is the digit they precede.
+            _ => s[zeros - 1..].to_string(),
         };
     }
     if uppercase {
@@ -229,5 +231,32 @@ mod tests {
         assert_eq!(normalize(" 000123 ", true, false), "123");
         assert_eq!(normalize("000", true, false), "0");
         assert_eq!(normalize("suc-03", false, true), "SUC-03");
+        // The same as the plan's expression, value for value.
+        let raw = [
+            "000123", "000", "0", "0012X", "00X", "X01", "12", "007a", "",
+        ];
+        let df = polars::df!("v" => raw).unwrap();
+        let spec = crate::config::files::IdSpec {
+            column: "v".into(),
+            numeric: true,
+            uppercase: true,
+        };
+        let planned = polars::prelude::IntoLazy::lazy(df)
+            .select([crate::transform::normalize_id(
+                polars::prelude::col("v"),
+                &spec,
+            )])
+            .collect()
+            .unwrap();
+        let planned: Vec<String> = planned
+            .column("v")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect();
+        let here: Vec<String> = raw.iter().map(|v| normalize(v, true, true)).collect();
+        assert_eq!(here, planned);
     }
 }

@@ -4,16 +4,17 @@
 //! again; it is reported as that pass found it (every row unchanged), with that pass's
 //! rejects and warnings, as a full pass would report them.
 //!
-//! The last pass is what `state::EntityInputs` recorded once it took effect. Before reuse,
-//! the IDs the entity offers its children are rebuilt from its snapshot (less the IDs that
-//! pass rejected) and checked against the fingerprint that pass recorded: anything that does
-//! not add up means a full pass, never a guess.
+//! The last pass is what `state::EntityInputs` recorded once it took effect, with the
+//! snapshot file it left: while that file is the one on disk, the fingerprint of the IDs
+//! the entity offers its children stands without reading them. Only a child that is itself
+//! recomputed needs the IDs: they are read then (the snapshot's, less those the pass
+//! rejected). Anything that does not add up means a full pass, never a guess.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use rustc_hash::FxHashSet as HashSet;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::error::PipelineError;
 use super::explain::normalize;
@@ -21,14 +22,16 @@ use crate::config::{Recipe, Recipes};
 use crate::model::{EntityStatus, EntitySummary, Issue, Severity};
 use crate::stage::staging_db;
 use crate::state::{EntityInputs, State};
-use crate::validate::{ids_fingerprint, RefSets};
 
 /// An entity taken from its last full pass.
 pub(super) struct Reused {
     pub summary: EntitySummary,
     pub issues: Vec<Issue>,
-    /// The IDs its children may reference.
-    pub ids: HashSet<String>,
+    /// The IDs that pass rejected: its snapshot keeps their last version, but children could
+    /// not reference them.
+    pub rejected: HashSet<String>,
+    /// Fingerprint of the IDs its children may reference.
+    pub ids_hash: u64,
     /// The run whose pass stands.
     pub since: String,
 }
@@ -61,21 +64,36 @@ fn program() -> &'static str {
 
 /// The referenceable-ID fingerprints of the entity's parents (each referenced entity once),
 /// as they are in this run so far.
-pub(super) fn parents_key(recipe: &Recipe, refs: &RefSets) -> String {
-    let parents: BTreeSet<&str> = recipe
+pub(super) fn parents_key(recipe: &Recipe, fingerprints: &HashMap<String, u64>) -> String {
+    parents(recipe)
+        .into_iter()
+        .map(|p| format!("{p}={:016x}", fingerprints.get(p).copied().unwrap_or(0)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The entities `recipe` references, each once.
+pub(super) fn parents(recipe: &Recipe) -> BTreeSet<&str> {
+    recipe
         .fields
         .iter()
         .filter_map(|f| f.reference.as_ref().map(|r| r.entity.as_str()))
-        .collect();
-    parents
+        .collect()
+}
+
+/// The IDs a reused entity offers its children: its snapshot's, less those its pass
+/// rejected. Read only when a recomputed child needs them.
+pub(super) fn offered_ids(
+    state: &State,
+    entity: &str,
+    rejected: &HashSet<String>,
+) -> Result<HashSet<String>, PipelineError> {
+    Ok(state
+        .snapshot_ids(entity)?
+        .unwrap_or_default()
         .into_iter()
-        .map(|p| {
-            let ids = refs.get(p);
-            let fp = ids.map_or(0, |ids| ids_fingerprint(ids.iter().map(String::as_str)));
-            format!("{p}={fp:016x}")
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+        .filter(|id| !rejected.contains(id))
+        .collect())
 }
 
 /// The last full pass of `recipe`'s entity, when this run's inputs are the ones it had.
@@ -97,9 +115,13 @@ pub(super) fn reusable(
     {
         return Ok(None);
     }
-    let Some(snapshot_ids) = state.snapshot_ids(entity)? else {
+    if state.snapshot_stamp(entity).as_deref() != Some(last.snapshot_stamp.as_str()) {
+        tracing::debug!(
+            entity,
+            "its snapshot is not the one its last pass left; full pass"
+        );
         return Ok(None);
-    };
+    }
     let issues = staging_db::rejects_of(staging, &last.run_id, entity)?;
     // The snapshot carries the last accepted version of a row that pass rejected; children
     // could not reference it then, so they cannot now.
@@ -108,14 +130,6 @@ pub(super) fn reusable(
         .filter(|i| i.severity != Severity::Warning && !i.id.is_empty())
         .map(|i| normalize(&i.id, recipe.id.numeric, recipe.id.uppercase))
         .collect();
-    let ids: HashSet<String> = snapshot_ids
-        .into_iter()
-        .filter(|id| !rejected.contains(id))
-        .collect();
-    if ids_fingerprint(ids.iter().map(String::as_str)) != last.ids_hash {
-        tracing::debug!(entity, "referenceable IDs do not add up; full pass");
-        return Ok(None);
-    }
     let s = &last.summary;
     if issues.is_empty() && s.rejected + s.warnings + s.skipped > 0 {
         tracing::debug!(
@@ -127,7 +141,8 @@ pub(super) fn reusable(
     Ok(Some(Reused {
         summary: unchanged(&last),
         issues,
-        ids,
+        rejected,
+        ids_hash: last.ids_hash,
         since: last.run_id,
     }))
 }

@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use polars::prelude::*;
-use rustc_hash::FxHashSet as HashSet;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde_json::json;
 
 use super::apply::{self, recover};
@@ -133,7 +133,7 @@ fn process(
             encoding: "",
             file_hash: loaded.hash.clone(),
             recipe_key: reuse::recipe_key(recipes, recipe),
-            parents_key: reuse::parents_key(recipe, &so_far.refs),
+            parents_key: reuse::parents_key(recipe, &so_far.fingerprints),
         };
         let reused = if opts.full {
             None
@@ -190,6 +190,8 @@ fn process(
         let typed = meter.frames(&mut t.transform, Stage::Transform, || {
             transform(recipe, &raw)
         })?;
+        so_far.read_parents(state, recipe, opts.dry_run)?;
+        let t = &mut so_far.report.timings;
         let valid = meter.frames(&mut t.validate, Stage::Validate, || {
             validate(recipe, &name, typed, raw, &so_far.refs)
         })?;
@@ -261,6 +263,10 @@ fn process(
 struct SoFar<'r> {
     report: RunReport,
     refs: RefSets,
+    /// Per entity so far, the fingerprint of the IDs in `refs` (or that would be).
+    fingerprints: HashMap<String, u64>,
+    /// Reused entities whose IDs were not read yet, with the IDs their pass rejected.
+    unread: HashMap<String, HashSet<String>>,
     work: Vec<EntityWork<'r>>,
     /// What each fully processed entity was computed from, recorded once the run ends well.
     inputs: Vec<(String, EntityInputs)>,
@@ -292,6 +298,8 @@ impl<'r> SoFar<'r> {
                 gsheets: None,
             },
             refs: RefSets::default(),
+            fingerprints: HashMap::default(),
+            unread: HashMap::default(),
             work: Vec::new(),
             inputs: Vec::new(),
         }
@@ -310,7 +318,11 @@ impl<'r> SoFar<'r> {
             tracing::error!(entity, run_id, "the last snapshot's IDs cannot be read");
             PipelineError::from(e)
         })?;
-        let ids = ids.unwrap_or_default().into_iter().collect();
+        let ids: HashSet<String> = ids.unwrap_or_default().into_iter().collect();
+        self.fingerprints.insert(
+            entity.to_string(),
+            validate::ids_fingerprint(ids.iter().map(String::as_str)),
+        );
         self.refs.insert(entity.to_string(), ids);
         self.report.entities.push((entity.to_string(), summary));
         Ok(())
@@ -318,7 +330,9 @@ impl<'r> SoFar<'r> {
 
     /// An entity whose last full pass stands (see `reuse`): its line, its rejects, its IDs.
     fn reuse(&mut self, entity: &str, reused: reuse::Reused) {
-        self.refs.insert(entity.to_string(), reused.ids);
+        self.fingerprints
+            .insert(entity.to_string(), reused.ids_hash);
+        self.unread.insert(entity.to_string(), reused.rejected);
         self.report
             .entities
             .push((entity.to_string(), reused.summary));
@@ -326,6 +340,34 @@ impl<'r> SoFar<'r> {
         self.report
             .samples
             .push((entity.to_string(), ChangeSamples::default()));
+    }
+
+    /// Reads the IDs of `recipe`'s reused parents, which its validation checks against.
+    fn read_parents(
+        &mut self,
+        state: &State,
+        recipe: &Recipe,
+        dry_run: bool,
+    ) -> Result<(), PipelineError> {
+        for parent in reuse::parents(recipe) {
+            if let Some(rejected) = self.unread.remove(parent) {
+                let ids = reuse::offered_ids(state, parent, &rejected)?;
+                let fingerprint = validate::ids_fingerprint(ids.iter().map(String::as_str));
+                if self.fingerprints.get(parent) != Some(&fingerprint) {
+                    // Not what its last pass offered: checked against what is there, and
+                    // never reused again before a full pass.
+                    tracing::warn!(
+                        entity = parent,
+                        "reused entity's IDs differ from its record; it gets a full pass next run"
+                    );
+                    if !dry_run {
+                        state.forget_entity_inputs(parent)?;
+                    }
+                }
+                self.refs.insert(parent.to_string(), ids);
+            }
+        }
+        Ok(())
     }
 
     /// An entity through the diff: its line and samples in the report, its rejects, the IDs
@@ -346,6 +388,7 @@ impl<'r> SoFar<'r> {
         // nothing about them (not even a child's optional link) changes now.
         ref_ids.extend(diffed.verdict.held.iter().cloned());
         let ids_hash = validate::ids_fingerprint(ref_ids.iter().map(String::as_str));
+        self.fingerprints.insert(entity.clone(), ids_hash);
         self.refs.insert(entity.clone(), ref_ids);
         let summary = summary_of(&file_name, encoding, &valid.counts, &diffed);
         self.inputs.push((
@@ -355,6 +398,7 @@ impl<'r> SoFar<'r> {
                 recipe_key: inputs.recipe_key,
                 parents_key: inputs.parents_key,
                 ids_hash,
+                snapshot_stamp: String::new(),
                 run_id: String::new(),
                 summary: summary.clone(),
             },
@@ -396,6 +440,10 @@ fn record_inputs(
         }
         recorded.run_id = run_id.to_string();
         recorded.summary = summary.clone();
+        let Some(stamp) = state.snapshot_stamp(&entity) else {
+            continue;
+        };
+        recorded.snapshot_stamp = stamp;
         state.record_entity_inputs(&entity, &recorded)?;
     }
     Ok(())

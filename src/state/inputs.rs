@@ -23,6 +23,9 @@ pub struct EntityInputs {
     pub parents_key: String,
     /// Fingerprint of the IDs the entity's children could reference after that pass.
     pub ids_hash: u64,
+    /// The snapshot file the pass left ([`State::snapshot_stamp`]): while it is the same
+    /// file, the IDs behind `ids_hash` are too, and need not be read to be trusted.
+    pub snapshot_stamp: String,
     /// The run that made the pass: its rejects are this entity's rejects.
     pub run_id: String,
     /// The entity's line of that run.
@@ -30,12 +33,20 @@ pub struct EntityInputs {
 }
 
 impl State {
+    /// The snapshot file as it is on disk: size and modification time. Every snapshot is
+    /// written beside the old one and renamed over it, so a new snapshot is a new stamp.
+    pub fn snapshot_stamp(&self, entity: &str) -> Option<String> {
+        let meta = std::fs::metadata(self.snapshot_path(entity)).ok()?;
+        let modified = meta.modified().ok()?;
+        Some(format!("{} {modified:?}", meta.len()))
+    }
+
     pub fn entity_inputs(&self, entity: &str) -> Result<Option<EntityInputs>, StateError> {
         let row = self
             .db
             .query_row(
-                "SELECT file_hash, recipe_key, parents_key, ids_hash, run_id, summary \
-                 FROM entity_inputs WHERE entity = ?1",
+                "SELECT file_hash, recipe_key, parents_key, ids_hash, run_id, summary, \
+                 snapshot_stamp FROM entity_inputs WHERE entity = ?1",
                 params![entity],
                 |r| {
                     Ok((
@@ -45,6 +56,7 @@ impl State {
                         r.get::<_, i64>(3)?,
                         r.get::<_, String>(4)?,
                         r.get::<_, String>(5)?,
+                        r.get::<_, String>(6)?,
                     ))
                 },
             )
@@ -54,7 +66,9 @@ impl State {
             Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("no such table") => None,
             other => other.map_err(|e| self.err(e))?,
         };
-        let Some((file_hash, recipe_key, parents_key, ids_hash, run_id, summary)) = row else {
+        let Some((file_hash, recipe_key, parents_key, ids_hash, run_id, summary, snapshot_stamp)) =
+            row
+        else {
             return Ok(None);
         };
         // A summary this release cannot read is no record: the entity gets a full pass.
@@ -66,6 +80,7 @@ impl State {
             recipe_key,
             parents_key,
             ids_hash: ids_hash as u64,
+            snapshot_stamp,
             run_id,
             summary,
         }))
@@ -93,8 +108,8 @@ impl State {
         self.db
             .execute(
                 "INSERT OR REPLACE INTO entity_inputs \
-                 (entity, file_hash, recipe_key, parents_key, ids_hash, run_id, summary) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 (entity, file_hash, recipe_key, parents_key, ids_hash, run_id, summary, \
+                 snapshot_stamp) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     entity,
                     inputs.file_hash,
@@ -102,7 +117,8 @@ impl State {
                     inputs.parents_key,
                     inputs.ids_hash as i64,
                     inputs.run_id,
-                    summary
+                    summary,
+                    inputs.snapshot_stamp
                 ],
             )
             .map_err(|e| self.err(e))?;

@@ -109,7 +109,7 @@ CREATE TABLE IF NOT EXISTS pending (
 CREATE TABLE IF NOT EXISTS entity_inputs (
   entity TEXT PRIMARY KEY, file_hash TEXT NOT NULL, recipe_key TEXT NOT NULL,
   parents_key TEXT NOT NULL, ids_hash INTEGER NOT NULL, run_id TEXT NOT NULL,
-  summary TEXT NOT NULL);
+  summary TEXT NOT NULL, snapshot_stamp TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS remote_seen (
   source TEXT NOT NULL, key TEXT NOT NULL, run_id TEXT NOT NULL, PRIMARY KEY (source, key));
 ";
@@ -170,7 +170,28 @@ impl State {
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000; {SCHEMA}"
             ))
             .map_err(|e| state.err(e))?;
+        state.drop_outdated_caches().map_err(|e| state.err(e))?;
         Ok(state)
+    }
+
+    /// `entity_inputs` only says what each entity's last pass was computed from; a table
+    /// laid out by an older release is dropped, not converted, and each entity's next run
+    /// is a full pass that records it anew.
+    fn drop_outdated_caches(&self) -> rusqlite::Result<()> {
+        let current = self
+            .db
+            .prepare(
+                "SELECT 1 FROM pragma_table_info('entity_inputs') WHERE name = 'snapshot_stamp'",
+            )?
+            .exists([])?;
+        if !current {
+            tracing::info!(
+                "entity_inputs has an older layout; dropped (next runs are full passes)"
+            );
+            self.db
+                .execute_batch(&format!("DROP TABLE IF EXISTS entity_inputs; {SCHEMA}"))?;
+        }
+        Ok(())
     }
 
     fn err(&self, source: rusqlite::Error) -> StateError {
@@ -522,5 +543,42 @@ mod tests {
             .unwrap();
         let err = state.run("r1").unwrap_err().to_string();
         assert!(err.contains("unknown run status `done`"), "{err}");
+    }
+
+    #[test]
+    fn an_entity_inputs_table_without_snapshot_stamps_is_dropped_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("state")).unwrap();
+        let db = Connection::open(db_path(dir.path())).unwrap();
+        db.execute_batch(
+            "CREATE TABLE entity_inputs (entity TEXT PRIMARY KEY, file_hash TEXT NOT NULL, \
+             recipe_key TEXT NOT NULL, parents_key TEXT NOT NULL, ids_hash INTEGER NOT NULL, \
+             run_id TEXT NOT NULL, summary TEXT NOT NULL); \
+             INSERT INTO entity_inputs VALUES ('clientes', 'h', 'r', '', 0, 'r1', '{}');",
+        )
+        .unwrap();
+        drop(db);
+        let state = State::open(dir.path()).unwrap();
+        assert!(state.entity_inputs("clientes").unwrap().is_none());
+        let rows: i64 = state
+            .db
+            .query_row("SELECT count(*) FROM entity_inputs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0);
+        // Reopening a current table keeps its records.
+        state
+            .db
+            .execute(
+                "INSERT INTO entity_inputs VALUES ('ventas', 'h', 'r', '', 0, 'r1', '{}', 's')",
+                [],
+            )
+            .unwrap();
+        drop(state);
+        let state = State::open(dir.path()).unwrap();
+        let rows: i64 = state
+            .db
+            .query_row("SELECT count(*) FROM entity_inputs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1);
     }
 }
