@@ -117,7 +117,10 @@ fn drops(dir: &Path) -> Vec<PathBuf> {
     // rejected), ventas recomputed against the IDs the reused clientes offer.
     copy_drop(&d(3), &d(4));
     write_csv(&d(4).join("ventas.csv"), &vh, &ventas[..ventas.len() - 1]);
-    [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 0].into_iter().map(d).collect()
+    [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 0]
+        .into_iter()
+        .map(d)
+        .collect()
 }
 
 fn put(w: &Workdir, drop: &Path) {
