@@ -264,10 +264,17 @@ pub(super) fn compile(
 
 /// Names `staging.sqlite` and `staging.xlsx` use for their own tables and sheets: an
 /// entity with one of them would replace (or collide with) staging's bookkeeping. Kept in
-/// step with `src/stage/sqlite.rs` (`rejects`, its index `rejects_by_run`, `runs`, the
-/// per-entity hash table `_staged_<entity>`) and `src/stage/sheets.rs` (`rejects`, `summary`);
-/// SQLite itself reserves `sqlite_*`.
-pub const RESERVED_ENTITIES: [&str; 4] = ["rejects", "rejects_by_run", "runs", "summary"];
+/// step with `src/stage/staging_db.rs` (`rejects`, its index `rejects_by_run`, `runs`, the
+/// per-entity hash table `_staged_<entity>` and the tokens of their cached copies,
+/// `staged_hash_tokens`) and `src/stage/workbook.rs` (`rejects`, `summary`); SQLite itself
+/// reserves `sqlite_*`.
+pub const RESERVED_ENTITIES: [&str; 5] = [
+    "rejects",
+    "rejects_by_run",
+    "runs",
+    "summary",
+    "staged_hash_tokens",
+];
 /// Name prefixes reserved the same way (see `RESERVED_ENTITIES`).
 pub const RESERVED_ENTITY_PREFIXES: [&str; 2] = ["_staged_", "sqlite_"];
 /// Longest entity name: its sheet in staging.xlsx, which Excel limits to 31 characters.

@@ -6,6 +6,7 @@
 pub use crate::model::EntitySummary;
 
 pub mod gsheets;
+pub mod staged_hashes;
 pub mod staging_db;
 pub mod workbook;
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use rusqlite::{params, Connection};
 
-use super::StageError;
+use super::{staged_hashes, StageError};
 use crate::model::EntitySummary;
 use crate::model::{Issue, Severity};
 use crate::support::sqlite_frames::{ident, insert_frame, sql_type};
@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS rejects (
   run_id TEXT NOT NULL, entity TEXT NOT NULL, file TEXT NOT NULL, line INTEGER NOT NULL,
   id TEXT, severity TEXT NOT NULL, rule TEXT NOT NULL, reason TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS rejects_by_run ON rejects (run_id, entity);
+CREATE TABLE IF NOT EXISTS staged_hash_tokens (entity TEXT PRIMARY KEY, token TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
   run_id TEXT NOT NULL, entity TEXT NOT NULL, status TEXT NOT NULL, file TEXT,
   encoding TEXT, read INTEGER, accepted INTEGER, rejected INTEGER, skipped INTEGER,
@@ -91,9 +92,9 @@ impl Staging {
 
     /// Makes the entity's table hold exactly `rows`, in one transaction: readers see the old
     /// snapshot or the new one, never half of it. `hashes` (one per row, over every field)
-    /// are kept beside the table in `_staged_<entity>`, so a rerun writes only the rows whose
-    /// hash changed and deletes the IDs that left; a new layout or a large change rewrites
-    /// the table. Returns the number of rows written or deleted.
+    /// are kept beside the table in `_staged_<entity>` (and cached in `staged_hashes`), so a
+    /// rerun writes only the rows whose hash changed and deletes the IDs that left; a new
+    /// layout rewrites the table. Returns the number of rows written or deleted.
     pub fn sync_entity(
         &mut self,
         entity: &str,
@@ -102,6 +103,7 @@ impl Staging {
     ) -> Result<usize, StageError> {
         let path = self.path.clone();
         let e = |x: rusqlite::Error| err(&path, x);
+        let pe = |x: PolarsError| err(&path, x);
         let table = ident(entity);
         let hash_table = ident(&format!("_staged_{entity}"));
         let defs: Vec<String> = rows
@@ -118,6 +120,14 @@ impl Staging {
             .collect();
         let names: Vec<String> = rows.columns().iter().map(|c| ident(c.name())).collect();
         let create = format!("CREATE TABLE {table} ({})", defs.join(", "));
+        let cache = staged_hashes::dir_of(&path);
+        let mut pairs = rows.select(["id"]).map_err(pe)?;
+        pairs
+            .with_column(Column::new(
+                "hash".into(),
+                hashes.iter().map(|&h| h as i64).collect::<Vec<i64>>(),
+            ))
+            .map_err(pe)?;
         let tx = self.conn.transaction().map_err(e)?;
         let current: Option<String> = tx
             .query_row(
@@ -126,51 +136,26 @@ impl Staging {
                 |r| r.get(0),
             )
             .ok();
-        let staged: Option<rustc_hash::FxHashMap<String, i64>> = match current {
-            Some(sql) if sql == create => tx
-                .prepare(&format!("SELECT id, hash FROM {hash_table}"))
-                .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
-                .ok(),
+        let staged: Option<DataFrame> = match current {
+            Some(sql) if sql == create => {
+                let token: Option<String> = tx
+                    .query_row(
+                        "SELECT token FROM staged_hash_tokens WHERE entity = ?1",
+                        params![entity],
+                        |r| r.get(0),
+                    )
+                    .ok();
+                token
+                    .and_then(|t| staged_hashes::read(&cache, entity, &t))
+                    .or_else(|| read_staged_table(&tx, &hash_table))
+            }
             _ => None,
         };
-        let ids = rows
-            .column("id")
-            .and_then(|c| c.str().cloned())
-            .map_err(|x| err(&path, x))?;
         let insert = format!("INSERT OR REPLACE INTO {table} ({})", names.join(", "));
-        let hash_frame = |idx: Option<&[u32]>| -> PolarsResult<DataFrame> {
-            let (ids, hs): (Vec<&str>, Vec<i64>) = match idx {
-                None => ids
-                    .iter()
-                    .zip(hashes)
-                    .map(|(i, h)| (i.unwrap_or(""), *h as i64))
-                    .unzip(),
-                Some(idx) => idx
-                    .iter()
-                    .map(|&i| (ids.get(i as usize).unwrap_or(""), hashes[i as usize] as i64))
-                    .unzip(),
-            };
-            df!("id" => ids, "hash" => hs)
-        };
-        let pe = |x: PolarsError| err(&path, x);
+        let insert_hashes = format!("INSERT OR REPLACE INTO {hash_table} (id, hash)");
         let written = match staged {
             Some(staged) => {
-                let mut upserts: Vec<u32> = Vec::new();
-                let mut seen = rustc_hash::FxHashSet::with_capacity_and_hasher(
-                    rows.height(),
-                    Default::default(),
-                );
-                for (i, (id, h)) in ids.iter().zip(hashes).enumerate() {
-                    let id = id.unwrap_or("");
-                    seen.insert(id);
-                    if staged.get(id) != Some(&(*h as i64)) {
-                        upserts.push(i as u32);
-                    }
-                }
-                let gone: Vec<&String> = staged
-                    .keys()
-                    .filter(|k| !seen.contains(k.as_str()))
-                    .collect();
+                let (upserts, gone) = compare(&pairs, &staged).map_err(pe)?;
                 {
                     let mut del = tx
                         .prepare(&format!("DELETE FROM {table} WHERE id = ?1"))
@@ -184,21 +169,11 @@ impl Staging {
                     }
                 }
                 if !upserts.is_empty() {
-                    let idx = IdxCa::from_vec(
-                        "idx".into(),
-                        upserts.iter().map(|&i| i as IdxSize).collect(),
-                    );
+                    let idx = IdxCa::from_vec("idx".into(), upserts.clone());
                     let subset = rows.take(&idx).map_err(pe)?;
                     insert_frame(&tx, &insert, "", &subset, &[]).map_err(e)?;
-                    let hf = hash_frame(Some(&upserts)).map_err(pe)?;
-                    insert_frame(
-                        &tx,
-                        &format!("INSERT OR REPLACE INTO {hash_table} (id, hash)"),
-                        "",
-                        &hf,
-                        &[],
-                    )
-                    .map_err(e)?;
+                    let changed = pairs.take(&idx).map_err(pe)?;
+                    insert_frame(&tx, &insert_hashes, "", &changed, &[]).map_err(e)?;
                 }
                 upserts.len() + gone.len()
             }
@@ -209,19 +184,28 @@ impl Staging {
                 ))
                 .map_err(e)?;
                 insert_frame(&tx, &insert, "", rows, &[]).map_err(e)?;
-                let hf = hash_frame(None).map_err(pe)?;
-                insert_frame(
-                    &tx,
-                    &format!("INSERT INTO {hash_table} (id, hash)"),
-                    "",
-                    &hf,
-                    &[],
-                )
-                .map_err(e)?;
+                insert_frame(&tx, &insert_hashes, "", &pairs, &[]).map_err(e)?;
                 rows.height()
             }
         };
+        let token = staged_hashes::new_token();
+        match staged_hashes::write(&cache, entity, &token, &mut pairs) {
+            Ok(()) => tx.execute(
+                "INSERT OR REPLACE INTO staged_hash_tokens (entity, token) VALUES (?1, ?2)",
+                params![entity, token],
+            ),
+            Err(io) => {
+                // Only slower next time: the rerun reads the pairs from this database.
+                tracing::warn!(entity, error = %io, "staged hashes not cached");
+                tx.execute(
+                    "DELETE FROM staged_hash_tokens WHERE entity = ?1",
+                    params![entity],
+                )
+            }
+        }
+        .map_err(e)?;
         tx.commit().map_err(e)?;
+        staged_hashes::remove_others(&cache, entity, &token);
         Ok(written)
     }
 
@@ -288,9 +272,211 @@ impl Staging {
     }
 }
 
+/// The `(id, hash)` pairs of a `_staged_` table; `None` when it cannot be read (the table is
+/// then rewritten).
+fn read_staged_table(tx: &rusqlite::Transaction, hash_table: &str) -> Option<DataFrame> {
+    let mut stmt = tx
+        .prepare(&format!("SELECT id, hash FROM {hash_table}"))
+        .ok()?;
+    let mut ids: Vec<String> = Vec::new();
+    let mut hashes: Vec<i64> = Vec::new();
+    let mut rows = stmt.query([]).ok()?;
+    while let Some(r) = rows.next().ok()? {
+        ids.push(r.get(0).ok()?);
+        hashes.push(r.get(1).ok()?);
+    }
+    df!("id" => ids, "hash" => hashes).ok()
+}
+
+/// Which of this run's rows (`current`, in row order) differ from or are missing in the
+/// staged pairs, as row indices in order; and which staged IDs are no longer there. Joins on
+/// the ID column, so millions of pairs are compared without a map of strings.
+fn compare(current: &DataFrame, staged: &DataFrame) -> PolarsResult<(Vec<IdxSize>, Vec<String>)> {
+    let cur = current.clone().lazy().with_row_index("row", None);
+    let staged = staged
+        .clone()
+        .lazy()
+        .select([col("id"), col("hash").alias("staged_hash")]);
+    let changed = cur
+        .clone()
+        .join(
+            staged.clone(),
+            [col("id")],
+            [col("id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .filter(
+            col("staged_hash")
+                .is_null()
+                .or(col("staged_hash").neq(col("hash"))),
+        )
+        .select([col("row")])
+        .collect()?;
+    let mut upserts: Vec<IdxSize> = changed.column("row")?.idx()?.into_no_null_iter().collect();
+    upserts.sort_unstable();
+    let gone = staged
+        .join(
+            cur.select([col("id")]),
+            [col("id")],
+            [col("id")],
+            JoinArgs::new(JoinType::Anti),
+        )
+        .select([col("id")])
+        .collect()?;
+    let gone: Vec<String> = gone
+        .column("id")?
+        .str()?
+        .iter()
+        .map(|id| id.unwrap_or("").to_string())
+        .collect();
+    Ok((upserts, gone))
+}
+
 fn err(path: &Path, e: impl std::fmt::Display) -> StageError {
     StageError::Sqlite {
         path: path.display().to_string(),
         message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(rows: &[(&str, &str)]) -> (DataFrame, Vec<u64>) {
+        let ids: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        let names: Vec<&str> = rows.iter().map(|r| r.1).collect();
+        let hashes = names
+            .iter()
+            .map(|n| n.bytes().fold(7u64, |h, b| h.wrapping_mul(31) ^ b as u64))
+            .collect();
+        (df!("id" => ids, "nombre" => names).unwrap(), hashes)
+    }
+
+    fn table(s: &Staging) -> Vec<(String, String)> {
+        let mut st = s
+            .conn
+            .prepare("SELECT id, nombre FROM clientes ORDER BY id")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn staged_pairs(s: &Staging) -> Vec<(String, i64)> {
+        let mut st = s
+            .conn
+            .prepare("SELECT id, hash FROM _staged_clientes ORDER BY id")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn cache_files(path: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(staged_hashes::dir_of(path))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn sync(s: &mut Staging, rows: &[(&str, &str)]) -> usize {
+        let (df, h) = frame(rows);
+        s.sync_entity("clientes", &df, &h).unwrap()
+    }
+
+    const DAY1: [(&str, &str); 3] = [("1", "Ana"), ("2", "Luis"), ("3", "Eva")];
+    const DAY2: [(&str, &str); 3] = [("1", "Ana"), ("2", "Luisa"), ("4", "Juan")];
+
+    fn want(rows: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = rows
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_rerun_writes_only_changed_rows_through_the_cached_pairs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("staging.sqlite");
+        let mut s = Staging::open(&path).unwrap();
+        assert_eq!(sync(&mut s, &DAY1), 3);
+        assert_eq!(cache_files(&path).len(), 1);
+        // Luis renamed, Eva gone, Juan new: three writes, Ana untouched.
+        assert_eq!(sync(&mut s, &DAY2), 3);
+        assert_eq!(table(&s), want(&DAY2));
+        assert_eq!(sync(&mut s, &DAY2), 0, "nothing changed, nothing written");
+        let files = cache_files(&path);
+        assert_eq!(files.len(), 1, "older copies are removed: {files:?}");
+        let token: String = s
+            .conn
+            .query_row(
+                "SELECT token FROM staged_hash_tokens WHERE entity = 'clientes'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(files[0], format!("clientes.{token}.parquet"));
+        let cached = staged_hashes::read(&staged_hashes::dir_of(&path), "clientes", &token)
+            .unwrap()
+            .sort(["id"], Default::default())
+            .unwrap();
+        let ids: Vec<&str> = cached
+            .column("id")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(Option::unwrap)
+            .collect();
+        let hashes: Vec<i64> = cached
+            .column("hash")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        let pairs: Vec<(String, i64)> = ids.into_iter().map(String::from).zip(hashes).collect();
+        assert_eq!(pairs, staged_pairs(&s), "the copy is what the table holds");
+    }
+
+    #[test]
+    fn without_its_cached_copy_the_sync_reads_the_pairs_from_sqlite() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("staging.sqlite");
+        let mut s = Staging::open(&path).unwrap();
+        sync(&mut s, &DAY1);
+        std::fs::remove_dir_all(staged_hashes::dir_of(&path)).unwrap();
+        assert_eq!(sync(&mut s, &DAY2), 3, "still only the changes");
+        assert_eq!(table(&s), want(&DAY2));
+        assert_eq!(cache_files(&path).len(), 1, "and the copy is back");
+    }
+
+    #[test]
+    fn a_copy_left_by_a_sync_that_never_committed_is_not_trusted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("staging.sqlite");
+        let mut s = Staging::open(&path).unwrap();
+        sync(&mut s, &DAY1);
+        // A crash after the new copy was written, before its transaction committed: a file
+        // under a token the database never recorded, claiming DAY2 is staged.
+        let (df, h) = frame(&DAY2);
+        let mut pairs = df.select(["id"]).unwrap();
+        pairs
+            .with_column(Column::new(
+                "hash".into(),
+                h.iter().map(|&x| x as i64).collect::<Vec<i64>>(),
+            ))
+            .unwrap();
+        staged_hashes::write(&staged_hashes::dir_of(&path), "clientes", "zzz", &mut pairs).unwrap();
+        assert_eq!(sync(&mut s, &DAY2), 3, "compared with what was committed");
+        assert_eq!(table(&s), want(&DAY2));
+        assert_eq!(cache_files(&path).len(), 1, "the stray copy is removed");
     }
 }
