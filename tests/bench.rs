@@ -47,4 +47,18 @@ fn bench_prints_three_runs_and_the_baseline_ratio() {
         .sum();
     assert_eq!(changed, want, "exactly the changed rows are written");
     assert!(text.contains("ratio rerun / baseline"));
+    assert!(text.contains("ratio identical / baseline"));
+    let ratio_row: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("| 200 |") && l.split('|').count() == 12)
+        .unwrap_or_else(|| panic!("no ratio row in {text}"))
+        .split('|')
+        .map(str::trim)
+        .collect();
+    for cell in &ratio_row[2..11] {
+        let v: f64 = cell
+            .parse()
+            .unwrap_or_else(|_| panic!("{cell:?} in {ratio_row:?}"));
+        assert!(v.is_finite() && v > 0.0, "{ratio_row:?}");
+    }
 }

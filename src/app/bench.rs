@@ -64,7 +64,7 @@ pub fn run(opts: &BenchOptions) -> Result<String, BenchError> {
     ));
     table.push_str("| N clients | rows | input MiB | run | wall s | rows/s | peak RSS MiB | RSS / input | CRM rows written | read | transform | validate | diff | stage sqlite | stage xlsx | CRM | snapshot |\n");
     table.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-    let mut ratios = String::from("\n| N clients | baseline (polars read+parse) s | baseline rows/s | baseline RSS MiB | 1% rerun s | ratio rerun / baseline |\n|---|---|---|---|---|---|\n");
+    let mut ratios = String::from("\n| N clients | baseline (polars read+parse) s | baseline rows/s | baseline RSS MiB | identical rerun s | ratio identical / baseline | 1% rerun s | ratio rerun / baseline | first load rows/s | first load RSS / input |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for &n in &opts.sizes {
         let root = opts.dir.join(format!("n{n}"));
         let _ = std::fs::remove_dir_all(&root);
@@ -123,14 +123,19 @@ pub fn run(opts: &BenchOptions) -> Result<String, BenchError> {
                 f(t, "snapshot"),
             ));
         }
-        let rerun = measured[2].seconds;
+        let (first, identical, rerun) = (&measured[0], measured[1].seconds, measured[2].seconds);
+        let first_rss = first.json["peak_rss_mb"].as_f64().unwrap_or(0.0);
         ratios.push_str(&format!(
-            "| {n} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} |\n",
+            "| {n} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} |\n",
             base.0,
             rows as f64 / base.0,
             base.1,
+            identical,
+            identical / base.0,
             rerun,
-            rerun / base.0
+            rerun / base.0,
+            rows as f64 / first.seconds,
+            first_rss / (bytes as f64 / 1048576.0),
         ));
     }
     let mut pg = String::new();
