@@ -3,7 +3,7 @@
 //! without each matching on polars dtypes itself.
 
 use polars::prelude::*;
-use rusqlite::types::Value;
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 
 use super::decimal;
 
@@ -35,17 +35,25 @@ impl ColumnView {
         })
     }
 
-    pub fn value(&self, i: usize) -> Value {
+    /// The cell as SQLite binds it. Text is borrowed from the frame, not copied: a first
+    /// load binds tens of millions of cells.
+    pub fn value(&self, i: usize) -> ToSqlOutput<'_> {
         match self {
-            ColumnView::Str(c) => c.get(i).map(|s| Value::Text(s.to_string())),
-            ColumnView::I64(c) => c.get(i).map(Value::Integer),
-            ColumnView::F64(c) => c.get(i).map(Value::Real),
+            ColumnView::Str(c) => c
+                .get(i)
+                .map(|s| ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))),
+            ColumnView::I64(c) => c.get(i).map(|v| ToSqlOutput::Owned(Value::Integer(v))),
+            ColumnView::F64(c) => c.get(i).map(|v| ToSqlOutput::Owned(Value::Real(v))),
             // SQLite has no exact decimal type (REAL is a double); the canonical text is
             // exact and reads like the export.
-            ColumnView::Dec(c, scale) => c.get(i).map(|v| Value::Text(decimal::to_text(v, *scale))),
-            ColumnView::Bool(c) => c.get(i).map(|b| Value::Integer(b as i64)),
+            ColumnView::Dec(c, scale) => c
+                .get(i)
+                .map(|v| ToSqlOutput::Owned(Value::Text(decimal::to_text(v, *scale)))),
+            ColumnView::Bool(c) => c
+                .get(i)
+                .map(|b| ToSqlOutput::Owned(Value::Integer(b as i64))),
         }
-        .unwrap_or(Value::Null)
+        .unwrap_or(ToSqlOutput::Owned(Value::Null))
     }
 
     /// Display form for spreadsheets and logs.

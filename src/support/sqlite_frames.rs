@@ -3,7 +3,7 @@
 //! the embedded CRM so both write the same way.
 
 use polars::prelude::*;
-use rusqlite::types::Value;
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{params_from_iter, Connection};
 
 use super::frame_rows::ColumnView;
@@ -50,7 +50,7 @@ pub fn insert_frame(
     let sql_for = |n: usize| format!("{head} VALUES {} {tail}", vec![row.as_str(); n].join(","));
     let full = sql_for(batch);
     let mut changed = 0;
-    let mut params: Vec<Value> = Vec::with_capacity(batch * width);
+    let mut params: Vec<ToSqlOutput> = Vec::with_capacity(batch * width);
     let height = df.height();
     let mut start = 0;
     while start < height {
@@ -60,7 +60,11 @@ pub fn insert_frame(
             for v in &views {
                 params.push(v.value(i));
             }
-            params.extend(extra.iter().cloned());
+            params.extend(
+                extra
+                    .iter()
+                    .map(|x| ToSqlOutput::Borrowed(ValueRef::from(x))),
+            );
         }
         let mut stmt = if n == batch {
             conn.prepare_cached(&full)?
