@@ -353,10 +353,15 @@ mod tests {
         (df!("id" => ids, "nombre" => names).unwrap(), hashes)
     }
 
-    fn table(s: &Staging) -> Vec<(String, String)> {
+    /// `(id, column)` of every row of `table`, by ID.
+    fn pairs<T: rusqlite::types::FromSql>(
+        s: &Staging,
+        table: &str,
+        column: &str,
+    ) -> Vec<(String, T)> {
         let mut st = s
             .conn
-            .prepare("SELECT id, nombre FROM clientes ORDER BY id")
+            .prepare(&format!("SELECT id, {column} FROM {table} ORDER BY id"))
             .unwrap();
         st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
@@ -364,15 +369,12 @@ mod tests {
             .collect()
     }
 
+    fn table(s: &Staging) -> Vec<(String, String)> {
+        pairs(s, "clientes", "nombre")
+    }
+
     fn staged_pairs(s: &Staging) -> Vec<(String, i64)> {
-        let mut st = s
-            .conn
-            .prepare("SELECT id, hash FROM _staged_clientes ORDER BY id")
-            .unwrap();
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+        pairs(s, "_staged_clientes", "hash")
     }
 
     fn cache_files(path: &Path) -> Vec<String> {
