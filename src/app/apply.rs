@@ -74,6 +74,11 @@ fn intent_of(w: &EntityWork) -> PolarsResult<EntityIntent> {
         UInt32Chunked::from_vec(crate::read::LINE.into(), w.lines.clone()).into_column(),
     )?;
     let take = |idx: Vec<u32>| {
+        // A first load inserts every row in order: the journal shares the frame's buffers
+        // instead of holding a second copy of the whole entity.
+        if idx.len() == rows.height() && idx.iter().enumerate().all(|(i, &r)| r as usize == i) {
+            return Ok(rows.clone());
+        }
         let idx = IdxCa::from_vec(
             "idx".into(),
             idx.into_iter().map(|i| i as IdxSize).collect(),
