@@ -129,25 +129,22 @@ impl Staging {
             ))
             .map_err(pe)?;
         let tx = self.conn.transaction().map_err(e)?;
-        let current: Option<String> = tx
-            .query_row(
-                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                params![entity],
-                |r| r.get(0),
-            )
-            .ok();
+        let text_of =
+            |sql: &str| -> Option<String> { tx.query_row(sql, params![entity], |r| r.get(0)).ok() };
+        let current = text_of("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1");
+        // The token whose cached copy the pairs came from, when they did.
+        let mut cached_token = None;
         let staged: Option<DataFrame> = match current {
             Some(sql) if sql == create => {
-                let token: Option<String> = tx
-                    .query_row(
-                        "SELECT token FROM staged_hash_tokens WHERE entity = ?1",
-                        params![entity],
-                        |r| r.get(0),
-                    )
-                    .ok();
-                token
-                    .and_then(|t| staged_hashes::read(&cache, entity, &t))
-                    .or_else(|| read_staged_table(&tx, &hash_table))
+                let token = text_of("SELECT token FROM staged_hash_tokens WHERE entity = ?1");
+                match token.and_then(|t| staged_hashes::read(&cache, entity, &t).map(|df| (t, df)))
+                {
+                    Some((t, df)) => {
+                        cached_token = Some(t);
+                        Some(df)
+                    }
+                    None => read_staged_table(&tx, &hash_table),
+                }
             }
             _ => None,
         };
@@ -168,14 +165,15 @@ impl Staging {
                         del_h.execute(params![id]).map_err(e)?;
                     }
                 }
+                let written = upserts.len() + gone.len();
                 if !upserts.is_empty() {
-                    let idx = IdxCa::from_vec("idx".into(), upserts.clone());
+                    let idx = IdxCa::from_vec("idx".into(), upserts);
                     let subset = rows.take(&idx).map_err(pe)?;
                     insert_frame(&tx, &insert, "", &subset, &[]).map_err(e)?;
                     let changed = pairs.take(&idx).map_err(pe)?;
                     insert_frame(&tx, &insert_hashes, "", &changed, &[]).map_err(e)?;
                 }
-                upserts.len() + gone.len()
+                written
             }
             None => {
                 tx.execute_batch(&format!(
@@ -188,6 +186,12 @@ impl Staging {
                 rows.height()
             }
         };
+        if let (0, Some(token)) = (written, &cached_token) {
+            // Nothing changed: the cached copy still holds exactly these pairs.
+            tx.commit().map_err(e)?;
+            staged_hashes::remove_others(&cache, entity, token);
+            return Ok(0);
+        }
         let token = staged_hashes::new_token();
         match staged_hashes::write(&cache, entity, &token, &mut pairs) {
             Ok(()) => tx.execute(
@@ -413,7 +417,13 @@ mod tests {
         // Luis renamed, Eva gone, Juan new: three writes, Ana untouched.
         assert_eq!(sync(&mut s, &DAY2), 3);
         assert_eq!(table(&s), want(&DAY2));
+        let before = cache_files(&path);
         assert_eq!(sync(&mut s, &DAY2), 0, "nothing changed, nothing written");
+        assert_eq!(
+            cache_files(&path),
+            before,
+            "nor is the cached copy rewritten"
+        );
         let files = cache_files(&path);
         assert_eq!(files.len(), 1, "older copies are removed: {files:?}");
         let token: String = s
