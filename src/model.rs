@@ -11,6 +11,14 @@ pub const LINE: &str = "__line";
 /// Column holding a read problem of the row (`read.<rule>: <reason>`, see
 /// `read::split_bad`), null when fine.
 pub const BAD: &str = "__bad";
+/// Column holding a row's hash of its comparable fields (see `diff::row_hashes`), beside
+/// each snapshot row.
+pub const HASH: &str = "__hash";
+/// Column holding each record's key: a 64-bit hash of the values the recipe reads, as the
+/// file holds them (see `read`); null for a record with a read problem. Beside a snapshot it
+/// names the record each clean row was typed from, so an identical record need not be typed
+/// again (see `app::records`).
+pub const REC: &str = "__rec";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -111,6 +119,15 @@ pub struct EntitySummary {
     /// which stands: the entity was not recomputed (its counts and rejects are that pass's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unchanged_since: Option<String>,
+    /// Records the same as a clean accepted row of the last snapshot (same values, same
+    /// recipe): that row was taken instead of typing them again. They were validated and
+    /// diffed like every other row.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reused_records: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What a run that reached its end came to.

@@ -138,6 +138,7 @@ fn counts(json: &Value) -> Vec<String> {
             let mut s = json["entities"][e].clone();
             let o = s.as_object_mut().unwrap();
             o.remove("unchanged_since");
+            o.remove("reused_records");
             format!("{e}: {s}")
         })
         .collect()
@@ -184,6 +185,7 @@ fn reused_entities_give_exactly_what_a_full_recomputation_gives() {
     let reusing = Workdir::new();
     let full = Workdir::new();
     let mut reused_at = Vec::new();
+    let mut records_at = Vec::new();
     for (step, drop) in drops.iter().enumerate() {
         put(&reusing, drop);
         put(&full, drop);
@@ -211,8 +213,33 @@ fn reused_entities_give_exactly_what_a_full_recomputation_gives() {
                 .all(|e| b.json["entities"][e]["unchanged_since"].is_null()),
             "--full recomputes everything"
         );
+        assert!(
+            ENTITIES
+                .iter()
+                .all(|e| b.json["entities"][e]["reused_records"].is_null()),
+            "--full types every record"
+        );
+        let records = |e: &str| {
+            a.json["entities"][e]["reused_records"]
+                .as_u64()
+                .unwrap_or(0)
+        };
+        records_at.push((records("clientes"), records("ventas")));
         reused_at.push(reused);
     }
+    // A day of changes: the records that did not change are not typed again...
+    let (clientes, _) = records_at[2];
+    let read = |step: usize, e: &str| -> u64 {
+        read_csv(&drops[step].join(format!("{e}.csv"))).1.len() as u64
+    };
+    assert!(
+        clientes > read(2, "clientes") / 2 && clientes < read(2, "clientes"),
+        "{records_at:?}"
+    );
+    // ...and when two buyers are gone, their sales are reused records (the same bytes as
+    // last time) that are rejected all the same: the counts above equal --full's.
+    let (_, ventas) = records_at[4];
+    assert!(ventas > read(4, "ventas") / 2, "{records_at:?}");
     // Same drop again: nothing recomputed.
     assert_eq!(reused_at[1], ENTITIES);
     assert_eq!(reused_at[3], ENTITIES);
@@ -317,16 +344,17 @@ fn a_run_killed_on_the_reuse_paths_converges() {
         assert_eq!(clean.run().code, 0);
     }
     let want = tables(&clean);
-    for point in ["reuse:ventas", "before-record-inputs"] {
+    for point in ["reuse:ventas", "before-record-inputs", "records:clientes"] {
         let w = Workdir::new();
         sample_day(&w, "2026-11-20");
         assert_eq!(w.run().code, 0);
-        // Killed while reusing the first day's entities, or after the second day's CRM
-        // writes committed but before what they were computed from was recorded.
-        let day = if point == "before-record-inputs" {
-            "2026-11-21"
-        } else {
+        // Killed while reusing the first day's entities, after the second day's CRM
+        // writes committed but before what they were computed from was recorded, or while
+        // the second day's clients reuse the first day's typed records.
+        let day = if point == "reuse:ventas" {
             "2026-11-20"
+        } else {
+            "2026-11-21"
         };
         sample_day(&w, day);
         let killed = w.run_with_env(&[("DROPSYNC_FAILPOINT", point)]);

@@ -29,6 +29,12 @@ impl Carried for RawTable {
     }
 }
 
+impl Carried for super::records::Typed {
+    fn rows(&self) -> usize {
+        self.frame.height()
+    }
+}
+
 impl Carried for Validated {
     fn rows(&self) -> usize {
         self.counts.accepted

@@ -17,6 +17,7 @@ pub mod explain;
 pub mod gen;
 mod meter;
 mod quarantine;
+mod records;
 mod reuse;
 pub mod run;
 pub mod serve;

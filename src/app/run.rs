@@ -16,6 +16,7 @@ use serde_json::json;
 use super::apply::{self, recover};
 use super::meter::Meter;
 use super::quarantine::{file_name, quarantine};
+use super::records;
 use super::reuse;
 use super::staging;
 use crate::config::{self, Recipe, Recipes};
@@ -174,7 +175,7 @@ fn process(
         let prev = state.accepted_snapshot(recipe)?;
         let meter = Meter::new(&progress, run_id, entity);
         let t = &mut so_far.report.timings;
-        let raw = match meter.timed(&mut t.read, Stage::Read, || {
+        let mut raw = match meter.timed(&mut t.read, Stage::Read, || {
             read_loaded(&file.path, loaded, recipe)
         }) {
             Ok(raw) => raw,
@@ -187,9 +188,17 @@ fn process(
         };
         record_read(opts, state, run_id, entity, &name, &raw)?;
         inputs.encoding = raw.encoding;
+        // A full recomputation types every record; otherwise those of clean snapshot rows
+        // are taken from the snapshot (see `records`).
+        let last = prev.as_ref().filter(|_| !opts.full);
         let typed = meter.frames(&mut t.transform, Stage::Transform, || {
-            transform(recipe, &raw)
+            transform(recipe, &mut raw, last, &inputs.recipe_key)
         })?;
+        let reused_records = typed.reused;
+        if reused_records > 0 {
+            failpoint(&format!("records:{entity}"));
+        }
+        let typed = typed.frame;
         so_far.read_parents(state, recipe, opts.dry_run)?;
         let t = &mut so_far.report.timings;
         let valid = meter.frames(&mut t.validate, Stage::Validate, || {
@@ -198,7 +207,7 @@ fn process(
         let diffed = meter.frames(&mut t.diff, Stage::Diff, || {
             diff_entity(recipe, &valid, prev.as_ref(), run_id)
         })?;
-        so_far.add(recipe, prev.as_ref(), valid, diffed, inputs);
+        so_far.add(recipe, prev.as_ref(), valid, diffed, inputs, reused_records);
     }
 
     let SoFar {
@@ -379,6 +388,7 @@ impl<'r> SoFar<'r> {
         valid: Validated,
         diffed: Diffed,
         inputs: Inputs,
+        reused_records: usize,
     ) {
         let file_name = inputs.file_name;
         let encoding = inputs.encoding;
@@ -390,7 +400,10 @@ impl<'r> SoFar<'r> {
         let ids_hash = validate::ids_fingerprint(ref_ids.iter().map(String::as_str));
         self.fingerprints.insert(entity.clone(), ids_hash);
         self.refs.insert(entity.clone(), ref_ids);
-        let summary = summary_of(&file_name, encoding, &valid.counts, &diffed);
+        let summary = EntitySummary {
+            reused_records,
+            ..summary_of(&file_name, encoding, &valid.counts, &diffed)
+        };
         self.inputs.push((
             entity.clone(),
             EntityInputs {
@@ -547,9 +560,16 @@ fn record_read(
     Ok(())
 }
 
-/// The recipe's plan applied to the rows as read: names, types and derived fields.
-fn transform(recipe: &Recipe, raw: &RawTable) -> PolarsResult<DataFrame> {
-    Plan::new(recipe).apply(raw.frame.clone())
+/// The recipe's plan applied to the rows as read (names, types and derived fields), but for
+/// records a clean row of `last` was typed from, which take that row.
+fn transform(
+    recipe: &Recipe,
+    raw: &mut RawTable,
+    last: Option<&DataFrame>,
+    recipe_key: &str,
+) -> PolarsResult<records::Typed> {
+    records::key_records(&mut raw.frame, recipe_key)?;
+    records::typed_rows(recipe, &Plan::new(recipe), &raw.frame, last)
 }
 
 /// Validation takes the read and the typed frames and frees both: the diff that follows
@@ -587,6 +607,7 @@ fn summary_of(file_name: &str, encoding: &str, counts: &Counts, d: &Diffed) -> E
         crm_refused: 0,
         reason: None,
         unchanged_since: None,
+        reused_records: 0,
     }
 }
 

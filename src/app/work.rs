@@ -8,6 +8,7 @@ use polars::prelude::*;
 
 use crate::config::Recipe;
 use crate::diff::{ChangeSet, HASH};
+use crate::model::REC;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -42,7 +43,12 @@ pub(super) struct EntityWork<'r> {
     pub(super) snapshot: DataFrame,
 }
 
-/// The accepted rows as the CRM and staging take them: without the row hash.
+/// The accepted rows (or a snapshot) as the CRM and staging take them: without the row hash
+/// and the record key.
 pub(super) fn without_hash(df: &DataFrame) -> PolarsResult<DataFrame> {
-    df.drop(HASH)
+    let mut df = df.drop(HASH)?;
+    if df.column(REC).is_ok() {
+        df = df.drop(REC)?;
+    }
+    Ok(df)
 }

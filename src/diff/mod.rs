@@ -13,12 +13,13 @@ use polars::prelude::*;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::config::Recipe;
+use crate::model::REC;
 use crate::support::decimal;
 use crate::transform::ID;
 use crate::validate::Validated;
 
 /// Snapshot column with the row hash.
-pub const HASH: &str = "__hash";
+pub use crate::model::HASH;
 
 /// One entity's diff stage, done: what to write to the CRM and what to remember.
 pub struct Diffed {
@@ -42,7 +43,10 @@ pub fn diff_entity(
 ) -> PolarsResult<Diffed> {
     // A shallow copy: the columns are shared, only the hash column is new.
     let mut accepted = valid.accepted.clone();
-    let hashes = row_hashes(&accepted, recipe, HashScope::Comparable)?;
+    let hashes = match &valid.known_hashes {
+        Some(known) => fill_hashes(&accepted, recipe, known.u64()?)?,
+        None => row_hashes(&accepted, recipe, HashScope::Comparable)?,
+    };
     accepted.with_column(UInt64Chunked::from_vec(HASH.into(), hashes).into_column())?;
     let changes = diff(recipe, &accepted, prev, &valid.rejected_ids)?;
     let prev_rows = prev.map(|p| p.height()).unwrap_or(0);
@@ -58,7 +62,15 @@ pub fn diff_entity(
         keep_rows.extend(positions(p, &verdict.held)?);
     }
     keep_rows.sort_unstable();
-    let snapshot = next_snapshot(&accepted, prev, &keep_rows)?;
+    // The snapshot also names the record each clean row was typed from (see `REC`).
+    let snapshot = match &valid.record_keys {
+        Some(keys) => {
+            let mut keyed = accepted.clone();
+            keyed.with_column(keys.clone().with_name(REC.into()))?;
+            next_snapshot(&keyed, prev, &keep_rows)?
+        }
+        None => next_snapshot(&accepted, prev, &keep_rows)?,
+    };
     Ok(Diffed {
         accepted,
         changes,
@@ -166,6 +178,26 @@ pub fn row_hashes(df: &DataFrame, recipe: &Recipe, scope: HashScope) -> PolarsRe
         }
     }
     Ok(h)
+}
+
+/// The row hashes of `df`, taking each known one as it is (a reused record's, the hash of
+/// the very values it has) and computing only the others.
+fn fill_hashes(df: &DataFrame, recipe: &Recipe, known: &UInt64Chunked) -> PolarsResult<Vec<u64>> {
+    let unknown = known.is_null();
+    let todo = unknown.sum().unwrap_or(0) as usize;
+    if todo == df.height() {
+        return row_hashes(df, recipe, HashScope::Comparable);
+    }
+    let mut computed = if todo == 0 {
+        Vec::new()
+    } else {
+        row_hashes(&df.filter(&unknown)?, recipe, HashScope::Comparable)?
+    }
+    .into_iter();
+    Ok(known
+        .iter()
+        .map(|h| h.unwrap_or_else(|| computed.next().unwrap_or_default()))
+        .collect())
 }
 
 /// A snapshot from a release that kept decimal fields as doubles, in today's types: each

@@ -13,8 +13,8 @@ use std::path::Path;
 
 use super::sniff::{self, normalize_header, Sniffed};
 use super::{
-    bounded, clip, line_u32, Columns, LineCounter, ReadError, MAX_KEPT_VALUE_BYTES, MAX_NAME_CHARS,
-    MAX_RECORD_BYTES,
+    bounded, clip, key_seed, line_u32, Columns, LineCounter, ReadError, MAX_KEPT_VALUE_BYTES,
+    MAX_NAME_CHARS, MAX_RECORD_BYTES,
 };
 use crate::config::Recipe;
 
@@ -100,6 +100,7 @@ pub(super) fn read(
             cols.missing.push(w.to_string());
         }
     }
+    let seed = key_seed(sniffed.name());
     let ends_with_break = matches!(body.last(), Some(b'\n' | b'\r'));
     while rdr.read_byte_record(&mut record).map_err(io_err)? {
         if is_blank(&record) {
@@ -205,6 +206,10 @@ pub(super) fn read(
                 })
             })
         };
+        let values = problem
+            .is_none()
+            .then(|| index.iter().map(|i| i.and_then(|i| record.get(i))));
+        cols.push_key(values, seed);
         match problem {
             Some(p) => cols.bad.append_value(bounded(p)),
             None => cols.bad.append_null(),

@@ -35,7 +35,7 @@ use polars::prelude::*;
 
 use crate::config::Recipe;
 
-pub use crate::model::{BAD, LINE};
+pub use crate::model::{BAD, LINE, REC};
 
 /// The longest record (CSV row, XML record element) the reader keeps: 16 MiB. The largest
 /// real export row is a few KiB; a longer record is a runaway quote or garbage. It becomes a
@@ -126,7 +126,8 @@ pub struct RawTable {
     pub hash: String,
     pub bytes: u64,
     pub encoding: &'static str,
-    /// Source columns (named as in the recipe) + `__line` + `__bad`, all rows of the file.
+    /// Source columns (named as in the recipe) + `__line` + `__bad` + `__rec`, all rows of
+    /// the file.
     pub frame: DataFrame,
     /// Recipe columns the file does not have (optional ones only; their fields stay empty).
     pub missing_columns: Vec<String>,
@@ -290,6 +291,10 @@ struct Columns {
     builders: Vec<StringChunkedBuilder>,
     lines: Vec<u32>,
     bad: StringChunkedBuilder,
+    /// Each record's key ([`REC`]), `None` for a record with a read problem.
+    keys: Vec<Option<u64>>,
+    /// Where a record's values are laid end to end to be hashed (reused record to record).
+    key_buf: Vec<u8>,
     missing: Vec<String>,
 }
 
@@ -306,8 +311,34 @@ impl Columns {
                 .collect(),
             lines: Vec::with_capacity(capacity),
             bad: StringChunkedBuilder::new(BAD.into(), capacity),
+            keys: Vec::with_capacity(capacity),
+            key_buf: Vec::new(),
             missing: Vec::new(),
         }
+    }
+
+    /// Records the key of the record just appended: a hash of the values the recipe reads
+    /// (each length-prefixed, a missing one marked apart from an empty one) under `seed`, which
+    /// names how the bytes are to be read (the file's encoding). Two records with the same key
+    /// give the recipe the same values. A record with a read problem gets none.
+    fn push_key<'v>(&mut self, values: Option<impl Iterator<Item = Option<&'v [u8]>>>, seed: u64) {
+        let Some(values) = values else {
+            self.keys.push(None);
+            return;
+        };
+        let buf = &mut self.key_buf;
+        buf.clear();
+        for v in values {
+            match v {
+                Some(v) => {
+                    buf.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                    buf.extend_from_slice(v);
+                }
+                None => buf.extend_from_slice(&u64::MAX.to_le_bytes()),
+            }
+        }
+        self.keys
+            .push(Some(xxhash_rust::xxh3::xxh3_64_with_seed(buf, seed)));
     }
 
     fn finish(self) -> PolarsResult<DataFrame> {
@@ -319,6 +350,9 @@ impl Columns {
             .collect();
         cols.push(UInt32Chunked::from_vec(LINE.into(), self.lines).into_column());
         cols.push(self.bad.finish().into_series().into_column());
+        cols.push(
+            UInt64Chunked::from_iter_options(REC.into(), self.keys.into_iter()).into_column(),
+        );
         DataFrame::new(height, cols)
     }
 }
@@ -358,6 +392,12 @@ impl<'a> LineCounter<'a> {
         self.offset = offset;
         self.line
     }
+}
+
+/// The seed of record keys for values read as `label` (an encoding, or `xml` for decoded
+/// text): the same bytes in two encodings are two records.
+fn key_seed(label: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(label.as_bytes(), 0x0072_6563)
 }
 
 /// A line number as stored in `__line` (files of more than 4 billion lines keep the last).

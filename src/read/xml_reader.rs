@@ -17,8 +17,8 @@ use quick_xml::Reader;
 
 use super::sniff::{self, normalize_header, Flaw, Mark};
 use super::{
-    bounded, clip, file_name, line_u32, Columns, LineCounter, ReadError, MAX_KEPT_VALUE_BYTES,
-    MAX_NAME_CHARS, MAX_RECORD_BYTES,
+    bounded, clip, file_name, key_seed, line_u32, Columns, LineCounter, ReadError,
+    MAX_KEPT_VALUE_BYTES, MAX_NAME_CHARS, MAX_RECORD_BYTES,
 };
 use crate::config::files::EncodingSpec;
 use crate::config::Recipe;
@@ -51,6 +51,8 @@ pub(super) fn read(
     let folded: Vec<String> = wanted.iter().map(|w| normalize_header(w)).collect();
     let mut cols = Columns::new(wanted, text.len() / 400);
     let mut seen = vec![false; wanted.len()];
+    // Values are decoded text by the time they are kept: the file's encoding is behind them.
+    let seed = key_seed("xml");
 
     let mut reader = Reader::from_str(text);
     reader.config_mut().expand_empty_elements = true;
@@ -134,6 +136,10 @@ pub(super) fn read(
                     if let Some(mut rec) = current.take() {
                         rec.note_marks(&marks, &mut next_mark, pos, None, false);
                         let problem = rec.problem(pos, &mut lines);
+                        let values = problem
+                            .is_none()
+                            .then(|| rec.values.iter().map(|v| v.as_deref().map(str::as_bytes)));
+                        cols.push_key(values, seed);
                         for (b, v) in cols.builders.iter_mut().zip(rec.values) {
                             match v {
                                 Some(v) => b.append_value(v),

@@ -50,14 +50,17 @@ const COLLAPSE: &str = r"\s{2,}|[\s&&[^ ]]";
 pub struct Plan {
     exprs: Vec<Expr>,
     rules: Vec<Expr>,
+    raw_id: Expr,
 }
 
 impl Plan {
     pub fn new(recipe: &Recipe) -> Plan {
+        let raw_id =
+            null_if_empty(source_col(&recipe.id.column).str().strip_chars(lit(NULL))).alias(RAW_ID);
         let mut exprs = vec![
             col(LINE),
             col(BAD),
-            null_if_empty(source_col(&recipe.id.column).str().strip_chars(lit(NULL))).alias(RAW_ID),
+            raw_id.clone(),
             normalize_id(
                 null_if_empty(source_col(&recipe.id.column).str().strip_chars(lit(NULL))),
                 &recipe.id,
@@ -104,7 +107,15 @@ impl Plan {
         Plan {
             exprs,
             rules: typed,
+            raw_id,
         }
+    }
+
+    /// The raw ID as rejects quote it ([`RAW_ID`]), alone: for rows whose typed values are
+    /// known without running the plan.
+    pub fn raw_ids(&self, raw: DataFrame) -> PolarsResult<Column> {
+        let df = raw.lazy().select([self.raw_id.clone()]).collect()?;
+        Ok(df.column(RAW_ID)?.clone())
     }
 
     /// Runs the plan over a raw frame (see `read`). Rules look at typed values, so they are

@@ -25,8 +25,9 @@ use polars::prelude::*;
 
 use crate::config::files::RuleAction;
 use crate::config::Recipe;
+use crate::model::HASH;
 pub use crate::model::{Issue, Severity};
-use crate::read::{BAD, LINE};
+use crate::read::{BAD, LINE, REC};
 use crate::transform::{err_col, rule_col, unmapped_col, ID, RAW_ID};
 
 /// A value quoted in a reason (or a rejected row's ID) is cut to this many characters.
@@ -53,6 +54,13 @@ pub struct Validated {
     pub rejected_ids: HashSet<String>,
     pub issues: Vec<Issue>,
     pub counts: Counts,
+    /// Per accepted row, its record key ([`REC`]) when the row was accepted without any
+    /// warning (its typed values are the record's, untouched): the key the snapshot keeps so
+    /// the same record is not typed again. `None` when the typed frame had no keys.
+    pub record_keys: Option<Column>,
+    /// Per accepted row, the row hash its typed row already had (a reused record's, from the
+    /// snapshot), null where it must be computed. `None` when the typed frame had none.
+    pub known_hashes: Option<Column>,
 }
 
 /// Lines a duplicate-ID reason lists before `…`; the count says how many there are.
@@ -313,6 +321,10 @@ pub fn validate(
     }
 
     // Verdicts.
+    let mut troubled = vec![false; n];
+    for &row in problems.keys() {
+        troubled[row] = true;
+    }
     let mut keep = vec![true; n];
     let mut issues = Vec::new();
     let mut counts = Counts {
@@ -368,6 +380,18 @@ pub fn validate(
     }
     let mask = BooleanChunked::from_slice("keep".into(), &keep);
     let accepted = out.filter(&mask)?;
+    // A row with a warning was changed (a value emptied) or may be next time: neither its
+    // key nor its hash stands for its record.
+    let troubled = BooleanChunked::from_slice("troubled".into(), &troubled);
+    let untroubled = |name: &str| -> PolarsResult<Option<Column>> {
+        let Ok(c) = typed.column(name) else {
+            return Ok(None);
+        };
+        let kept = c.u64()?.set(&troubled, None)?.filter(&mask)?;
+        Ok(Some(kept.into_column()))
+    };
+    let record_keys = untroubled(REC)?;
+    let known_hashes = untroubled(HASH)?;
     let accepted_lines: Vec<u32> = lines
         .iter()
         .zip(&keep)
@@ -388,6 +412,8 @@ pub fn validate(
         rejected_ids,
         issues,
         counts,
+        record_keys,
+        known_hashes,
     })
 }
 
