@@ -68,70 +68,67 @@ pub(super) fn typed_rows(
         return Ok(Typed { frame, reused: 0 });
     };
     let fresh_mask: BooleanChunked = hits.iter().map(|h| Some(h.is_none())).collect();
-    let fresh_raw = raw.filter(&fresh_mask)?;
-    let reused_raw = raw.filter(&!&fresh_mask)?;
-    let mut fresh = plan.apply(fresh_raw.clone())?;
-    fresh.with_column(fresh_raw.column(REC)?.clone())?;
-    fresh.with_column(Column::full_null(
-        HASH.into(),
-        fresh.height(),
-        &DataType::UInt64,
-    ))?;
-
-    let at = IdxCa::from_vec(
-        "at".into(),
-        hits.iter().flatten().map(|&j| j as IdxSize).collect(),
-    );
-    let taken = prev.select(
-        std::iter::once(ID)
-            .chain(recipe.fields.iter().map(|f| f.name.as_str()))
-            .chain(std::iter::once(HASH))
-            .filter(|c| prev.column(c).is_ok()),
-    )?;
-    let taken = taken.take(&at)?;
-    let n = reused;
-    let mut cols = Vec::with_capacity(fresh.width());
+    let fresh = plan.apply(raw.filter(&fresh_mask)?)?;
+    // Each typed column is gathered once, in file order, from the snapshot's rows followed
+    // by the freshly typed ones; what the reader already has in file order is taken as is.
+    let n_prev = prev.height() as IdxSize;
+    let mut next_fresh = 0 as IdxSize;
+    let mut flag_at = Vec::with_capacity(hits.len());
+    let at: Vec<IdxSize> = hits
+        .iter()
+        .map(|h| match h {
+            Some(j) => {
+                flag_at.push(0);
+                *j as IdxSize
+            }
+            None => {
+                next_fresh += 1;
+                flag_at.push(next_fresh);
+                n_prev + next_fresh - 1
+            }
+        })
+        .collect();
+    let at = IdxCa::from_vec("at".into(), at);
+    let flag_at = IdxCa::from_vec("flag_at".into(), flag_at);
+    let id_column = raw.select([recipe.id.column.as_str()])?;
+    let mut cols = Vec::with_capacity(fresh.width() + 2);
     for field in fresh.schema().iter_fields() {
         let name = field.name().as_str();
         let dtype = field.dtype();
         let col = match name {
-            LINE | REC => reused_raw.column(name)?.clone(),
-            RAW_ID => plan.raw_ids(reused_raw.clone())?,
-            BAD => Column::full_null(BAD.into(), n, dtype),
-            HASH => match taken.column(HASH) {
-                Ok(h) => h.cast(dtype)?,
-                Err(_) => Column::full_null(HASH.into(), n, dtype),
-            },
-            _ => match taken.column(name) {
-                Ok(c) => c.cast(dtype)?,
+            // A reused record had no read problem: its `__bad` is the reader's null.
+            LINE | BAD => raw.column(name)?.clone(),
+            RAW_ID => plan.raw_ids(id_column.clone())?,
+            _ => match prev.column(name) {
+                Ok(c) => gather(c, fresh.column(name)?, dtype, &at)?,
                 // A flag column: a row accepted without a warning raised none.
                 Err(_) if dtype == &DataType::Boolean => {
-                    BooleanChunked::full(field.name().clone(), false, n).into_column()
+                    let none = Column::new(field.name().clone(), [false]);
+                    gather(&none, fresh.column(name)?, dtype, &flag_at)?
                 }
                 Err(e) => return Err(e),
             },
         };
         cols.push(col);
     }
-    let reused_rows = DataFrame::new(n, cols)?;
-    // Back to file order: the typed rows first, then the reused ones, interleaved as read.
-    let n_fresh = fresh.height() as IdxSize;
-    let (mut next_fresh, mut next_reused) = (0 as IdxSize, n_fresh);
-    let order: Vec<IdxSize> = hits
-        .iter()
-        .map(|h| {
-            let slot = if h.is_some() {
-                &mut next_reused
-            } else {
-                &mut next_fresh
-            };
-            *slot += 1;
-            *slot - 1
-        })
-        .collect();
-    let order = IdxCa::from_vec("order".into(), order);
-    let frame = fresh.vstack(&reused_rows)?.take(&order)?;
+    cols.push(raw.column(REC)?.clone());
+    let no_hash = Column::full_null(HASH.into(), fresh.height(), &DataType::UInt64);
+    cols.push(match prev.column(HASH) {
+        Ok(h) => gather(h, &no_hash, &DataType::UInt64, &at)?,
+        Err(_) => Column::full_null(HASH.into(), raw.height(), &DataType::UInt64),
+    });
+    let frame = DataFrame::new(raw.height(), cols)?;
     Ok(Typed { frame, reused })
+}
+
+/// `at` taken from `first` (as `dtype`) followed by `then`.
+fn gather(first: &Column, then: &Column, dtype: &DataType, at: &IdxCa) -> PolarsResult<Column> {
+    let mut source = first.cast(dtype)?.take_materialized_series();
+    source.append(then.as_materialized_series())?;
+    Ok(source
+        .take(at)?
+        .with_name(then.name().clone())
+        .into_column())
 }
 
 /// Whether `prev` holds what a reused row is made of: keys and every typed column.
