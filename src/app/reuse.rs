@@ -87,13 +87,13 @@ pub(super) fn offered_ids(
     state: &State,
     entity: &str,
     rejected: &HashSet<String>,
-) -> Result<HashSet<String>, PipelineError> {
-    Ok(state
-        .snapshot_ids(entity)?
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|id| !rejected.contains(id))
-        .collect())
+) -> Result<crate::validate::IdSet, PipelineError> {
+    let ids = state.snapshot_ids(entity)?.unwrap_or_default();
+    Ok(crate::validate::id_keys(
+        ids.iter()
+            .map(String::as_str)
+            .filter(|id| !rejected.contains(*id)),
+    ))
 }
 
 /// The last full pass of `recipe`'s entity, when this run's inputs are the ones it had.

@@ -327,11 +327,9 @@ impl<'r> SoFar<'r> {
             tracing::error!(entity, run_id, "the last snapshot's IDs cannot be read");
             PipelineError::from(e)
         })?;
-        let ids: HashSet<String> = ids.unwrap_or_default().into_iter().collect();
-        self.fingerprints.insert(
-            entity.to_string(),
-            validate::ids_fingerprint(ids.iter().map(String::as_str)),
-        );
+        let ids = validate::id_keys(ids.unwrap_or_default().iter().map(String::as_str));
+        self.fingerprints
+            .insert(entity.to_string(), validate::ids_fingerprint(&ids));
         self.refs.insert(entity.to_string(), ids);
         self.report.entities.push((entity.to_string(), summary));
         Ok(())
@@ -361,7 +359,7 @@ impl<'r> SoFar<'r> {
         for parent in reuse::parents(recipe) {
             if let Some(rejected) = self.unread.remove(parent) {
                 let ids = reuse::offered_ids(state, parent, &rejected)?;
-                let fingerprint = validate::ids_fingerprint(ids.iter().map(String::as_str));
+                let fingerprint = validate::ids_fingerprint(&ids);
                 if self.fingerprints.get(parent) != Some(&fingerprint) {
                     // Not what its last pass offered: checked against what is there, and
                     // never reused again before a full pass.
@@ -396,8 +394,8 @@ impl<'r> SoFar<'r> {
         let mut ref_ids = valid.accepted_ids;
         // Held rows still exist until approval: children's references to them hold, so
         // nothing about them (not even a child's optional link) changes now.
-        ref_ids.extend(diffed.verdict.held.iter().cloned());
-        let ids_hash = validate::ids_fingerprint(ref_ids.iter().map(String::as_str));
+        ref_ids.extend(diffed.verdict.held.iter().map(|id| validate::id_key(id)));
+        let ids_hash = validate::ids_fingerprint(&ref_ids);
         self.fingerprints.insert(entity.clone(), ids_hash);
         self.refs.insert(entity.clone(), ref_ids);
         let summary = EntitySummary {

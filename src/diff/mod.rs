@@ -16,7 +16,7 @@ use crate::config::Recipe;
 use crate::model::REC;
 use crate::support::decimal;
 use crate::transform::ID;
-use crate::validate::Validated;
+use crate::validate::{id_key, Validated};
 
 /// Snapshot column with the row hash.
 pub use crate::model::HASH;
@@ -262,37 +262,77 @@ pub fn diff(
     prev: Option<&DataFrame>,
     rejected_ids: &HashSet<String>,
 ) -> PolarsResult<ChangeSet> {
+    let Some(prev) = prev else {
+        return Ok(ChangeSet {
+            inserted: (0..new.height() as u32).collect(),
+            ..ChangeSet::default()
+        });
+    };
+    let prev_ids = prev.column(ID)?.str()?;
+    // Rows are found by the key of their ID and compared as text, so a look-alike key never
+    // pairs two different IDs; a snapshot whose IDs share a key is looked up as text.
+    match key_index(prev_ids) {
+        Some(index) => compare(recipe, new, prev, rejected_ids, |id| {
+            index
+                .get(&id_key(id))
+                .copied()
+                .filter(|&j| prev_ids.get(j as usize) == Some(id))
+        }),
+        None => {
+            let index: HashMap<&str, u32> = prev_ids
+                .iter()
+                .enumerate()
+                .filter_map(|(j, id)| id.map(|id| (id, j as u32)))
+                .collect();
+            compare(recipe, new, prev, rejected_ids, |id| index.get(id).copied())
+        }
+    }
+}
+
+/// Position of each ID of a snapshot by its key, or `None` when two of its IDs share a key
+/// (the same ID twice, or a 2^-64 look-alike).
+fn key_index(ids: &StringChunked) -> Option<HashMap<u64, u32>> {
+    let mut index: HashMap<u64, u32> =
+        HashMap::with_capacity_and_hasher(ids.len(), Default::default());
+    for (j, id) in ids.iter().enumerate() {
+        let Some(id) = id else { continue };
+        if index.insert(id_key(id), j as u32).is_some() {
+            return None;
+        }
+    }
+    Some(index)
+}
+
+/// [`diff`] with `find` giving the row of `prev` that holds an ID.
+fn compare(
+    recipe: &Recipe,
+    new: &DataFrame,
+    prev: &DataFrame,
+    rejected_ids: &HashSet<String>,
+    find: impl Fn(&str) -> Option<u32>,
+) -> PolarsResult<ChangeSet> {
     let mut cs = ChangeSet::default();
     let new_ids = new.column(ID)?.str()?;
     let new_hash = new.column(HASH)?.u64()?;
-    let Some(prev) = prev else {
-        cs.inserted = (0..new.height() as u32).collect();
-        return Ok(cs);
-    };
     let prev_ids = prev.column(ID)?.str()?;
     let prev_hash = prev.column(HASH)?.u64()?;
-    let index: HashMap<&str, u32> = prev_ids
-        .iter()
-        .enumerate()
-        .filter_map(|(i, id)| id.map(|id| (id, i as u32)))
-        .collect();
-    let mut seen: HashSet<&str> =
-        HashSet::with_capacity_and_hasher(new.height(), Default::default());
+    let mut seen = vec![false; prev.height()];
     for (i, (id, h)) in new_ids.iter().zip(new_hash.iter()).enumerate() {
-        let id = id.unwrap_or("");
-        seen.insert(id);
-        match index.get(id) {
-            None => cs.inserted.push(i as u32),
-            Some(&j) if prev_hash.get(j as usize) == h => cs.unchanged += 1,
-            Some(&j) => {
-                let changed = changed_fields(recipe, new, i, prev, j as usize);
-                cs.updated.push((i as u32, changed));
-            }
+        let Some(j) = find(id.unwrap_or("")) else {
+            cs.inserted.push(i as u32);
+            continue;
+        };
+        seen[j as usize] = true;
+        if prev_hash.get(j as usize) == h {
+            cs.unchanged += 1;
+        } else {
+            let changed = changed_fields(recipe, new, i, prev, j as usize);
+            cs.updated.push((i as u32, changed));
         }
     }
     for (j, id) in prev_ids.iter().enumerate() {
         let Some(id) = id else { continue };
-        if seen.contains(id) {
+        if find(id).is_some_and(|j| seen[j as usize]) {
             continue;
         }
         if rejected_ids.contains(id) {
@@ -388,6 +428,51 @@ mod tests {
         )
         .unwrap();
         row_hashes(&df, &recipe, scope).unwrap()
+    }
+
+    /// A one-field recipe for `diff` tests.
+    fn one_field() -> Recipe {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.toml"),
+            "entity = \"t\"\n[source]\nfiles = [\"t.csv\"]\n[id]\ncolumn = \"ID\"\n\
+             [[field]]\nname = \"a\"\nfrom = \"A\"\n",
+        )
+        .unwrap();
+        load_dir(dir.path()).unwrap().entities.remove(0)
+    }
+
+    fn frame(ids: &[&str], a: &[&str], hashes: &[u64]) -> DataFrame {
+        df!(ID => ids, "a" => a, HASH => hashes).unwrap()
+    }
+
+    #[test]
+    fn rows_pair_by_id_and_what_left_is_deleted_or_carried() {
+        let r = one_field();
+        let new = frame(&["1", "2", "4"], &["x", "y2", "w"], &[10, 21, 40]);
+        let prev = frame(&["1", "2", "3"], &["x", "y", "z"], &[10, 20, 30]);
+        let cs = diff(&r, &new, Some(&prev), &HashSet::default()).unwrap();
+        assert_eq!(cs.inserted, [2]);
+        assert_eq!(cs.updated, [(1, vec!["a".to_string()])]);
+        assert_eq!(cs.unchanged, 1);
+        assert_eq!(cs.deleted, ["3"]);
+        let rejected: HashSet<String> = ["3".to_string()].into_iter().collect();
+        let cs = diff(&r, &new, Some(&prev), &rejected).unwrap();
+        assert!(cs.deleted.is_empty());
+        assert_eq!(cs.carried, [2]);
+    }
+
+    /// A snapshot holding one ID twice cannot be indexed by key: compared as text, every row
+    /// of an ID still in the file stays (neither is deleted).
+    #[test]
+    fn an_id_twice_in_the_snapshot_is_compared_as_text() {
+        let r = one_field();
+        let prev = frame(&["1", "1", "3"], &["x", "x", "z"], &[10, 10, 30]);
+        assert!(key_index(prev.column(ID).unwrap().str().unwrap()).is_none());
+        let new = frame(&["1"], &["x"], &[10]);
+        let cs = diff(&r, &new, Some(&prev), &HashSet::default()).unwrap();
+        assert_eq!(cs.unchanged, 1);
+        assert_eq!(cs.deleted, ["3"]);
     }
 
     const FIELDS: &str = "[[field]]\nname = \"a\"\nfrom = \"A\"\n\
