@@ -272,7 +272,7 @@ pub fn diff(
     // Rows are found by the key of their ID and compared as text, so a look-alike key never
     // pairs two different IDs; a snapshot whose IDs share a key is looked up as text.
     match key_index(prev_ids) {
-        Some(index) => compare(recipe, new, prev, rejected_ids, |id| {
+        Some(index) => compare(recipe, new, prev, rejected_ids, true, |id| {
             index
                 .get(&id_key(id))
                 .copied()
@@ -284,7 +284,9 @@ pub fn diff(
                 .enumerate()
                 .filter_map(|(j, id)| id.map(|id| (id, j as u32)))
                 .collect();
-            compare(recipe, new, prev, rejected_ids, |id| index.get(id).copied())
+            compare(recipe, new, prev, rejected_ids, false, |id| {
+                index.get(id).copied()
+            })
         }
     }
 }
@@ -303,12 +305,15 @@ fn key_index(ids: &StringChunked) -> Option<HashMap<u64, u32>> {
     Some(index)
 }
 
-/// [`diff`] with `find` giving the row of `prev` that holds an ID.
+/// [`diff`] with `find` giving the row of `prev` that holds an ID. With `unique` (no ID twice
+/// in `prev`) a row of `prev` was seen when a new row found it; otherwise when a new row
+/// found any row with its ID.
 fn compare(
     recipe: &Recipe,
     new: &DataFrame,
     prev: &DataFrame,
     rejected_ids: &HashSet<String>,
+    unique: bool,
     find: impl Fn(&str) -> Option<u32>,
 ) -> PolarsResult<ChangeSet> {
     let mut cs = ChangeSet::default();
@@ -332,7 +337,7 @@ fn compare(
     }
     for (j, id) in prev_ids.iter().enumerate() {
         let Some(id) = id else { continue };
-        if find(id).is_some_and(|j| seen[j as usize]) {
+        if seen[j] || (!unique && find(id).is_some_and(|j| seen[j as usize])) {
             continue;
         }
         if rejected_ids.contains(id) {
