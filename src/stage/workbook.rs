@@ -120,6 +120,11 @@ pub fn write_workbook(
         date: Format::new().set_num_format(DATE_FORMAT),
         datetime: Format::new().set_num_format(DATETIME_FORMAT),
     };
+    // Every format gets its index before the sheets are filled in parallel: rust_xlsxwriter
+    // gives an unknown format its index under a lock it takes twice (read, then write), so two
+    // sheets meeting one new format at once gave it two indices, and one sheet's cells showed
+    // another style (seen as an amount cell without its number format).
+    formats.register(&mut wb);
     let mut sheets = Vec::with_capacity(parts.len());
     for part in &parts {
         let mut ws = wb
@@ -242,6 +247,18 @@ pub fn excel_serial(iso: &str) -> Option<(f64, bool)> {
 }
 
 /// The cell formats every sheet shares.
+impl Formats {
+    /// Gives each format its workbook-wide index now (see `write_workbook`).
+    fn register(&self, wb: &mut Workbook) {
+        for f in [&self.bold, &self.date, &self.datetime]
+            .into_iter()
+            .chain(&self.amounts)
+        {
+            wb.register_format(f);
+        }
+    }
+}
+
 struct Formats {
     bold: Format,
     /// By scale: `#,##0`, `#,##0.0`, `#,##0.00`…
@@ -381,6 +398,70 @@ mod tests {
         )
         .unwrap();
         (dir, path)
+    }
+
+    /// The style index of cell `at` in sheet `n` of `path`, and the number format of that style.
+    fn cell_format(path: &std::path::Path, n: usize, at: &str) -> String {
+        let styles = read_zip_entry(path, "xl/styles.xml");
+        let sheet = read_zip_entry(path, &format!("xl/worksheets/sheet{n}.xml"));
+        let cell = sheet
+            .split("<c ")
+            .find(|c| c.starts_with(&format!("r=\"{at}\"")))
+            .unwrap_or_else(|| panic!("no {at} in sheet {n}"));
+        let style: usize = cell
+            .split("s=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("unstyled {at} in sheet {n}: {cell}"));
+        let xfs = styles.split("<cellXfs").nth(1).unwrap();
+        let xf = xfs.split("<xf ").nth(style + 1).unwrap();
+        let id = xf
+            .split("numFmtId=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        styles
+            .split("<numFmt ")
+            .find(|f| f.contains(&format!("numFmtId=\"{id}\"")))
+            .and_then(|f| f.split("formatCode=\"").nth(1))
+            .and_then(|f| f.split('"').next())
+            .unwrap_or(id)
+            .to_string()
+    }
+
+    /// Sheets filled in parallel used to give a format met at the same moment two indices,
+    /// so some sheets' amounts or dates showed another cell style (1 run in ~5 of the suite).
+    #[test]
+    fn every_sheet_filled_in_parallel_keeps_its_formats() {
+        let amount = Int128Chunked::from_iter([Some(123_456i128)])
+            .with_name("importe".into())
+            .into_decimal(18, 2)
+            .unwrap()
+            .into_series()
+            .into_column();
+        let mut df = df!("id" => ["1"], "fecha" => ["2026-11-20"]).unwrap();
+        df.insert_column(1, amount).unwrap();
+        let names: Vec<String> = (0..12).map(|i| format!("e{i}")).collect();
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("w.xlsx");
+            let sheets: Vec<SheetInput> = names
+                .iter()
+                .map(|name| SheetInput {
+                    name,
+                    rows: &df,
+                    dates: vec!["fecha"],
+                })
+                .collect();
+            write_workbook(&path, &sheets, &[], &[], 10, usize::MAX).unwrap();
+            for n in 1..=names.len() {
+                assert_eq!(cell_format(&path, n, "B2"), AMOUNT_FORMAT, "sheet {n}");
+                assert_eq!(cell_format(&path, n, "C2"), DATE_FORMAT, "sheet {n}");
+            }
+        }
     }
 
     #[test]
