@@ -17,7 +17,7 @@ use quick_xml::Reader;
 
 use super::sniff::{self, normalize_header, Flaw, Mark};
 use super::{
-    bounded, clip, file_name, key_seed, line_u32, Columns, LineCounter, ReadError,
+    bounded, clip, file_name, key_seed, line_u32, Columns, LineCounter, ReadError, RecordKeys,
     MAX_KEPT_VALUE_BYTES, MAX_NAME_CHARS, MAX_RECORD_BYTES,
 };
 use crate::config::files::EncodingSpec;
@@ -28,6 +28,7 @@ pub(super) fn read(
     bytes: &[u8],
     recipe: &Recipe,
     wanted: &[&str],
+    keys: &RecordKeys,
 ) -> Result<(Columns, &'static str), ReadError> {
     let Some(xml) = recipe.source.xml.as_ref() else {
         return Err(ReadError::XmlNotConfigured {
@@ -52,7 +53,7 @@ pub(super) fn read(
     let mut cols = Columns::new(wanted, text.len() / 400);
     let mut seen = vec![false; wanted.len()];
     // Values are decoded text by the time they are kept: the file's encoding is behind them.
-    let seed = key_seed("xml");
+    let seed = key_seed("xml", keys);
 
     let mut reader = Reader::from_str(text);
     reader.config_mut().expand_empty_elements = true;
@@ -136,10 +137,11 @@ pub(super) fn read(
                     if let Some(mut rec) = current.take() {
                         rec.note_marks(&marks, &mut next_mark, pos, None, false);
                         let problem = rec.problem(pos, &mut lines);
-                        let values = problem
-                            .is_none()
-                            .then(|| rec.values.iter().map(|v| v.as_deref().map(str::as_bytes)));
-                        cols.push_key(values, seed);
+                        let key = problem.is_none().then(|| {
+                            let values = rec.values.iter().map(|v| v.as_deref().map(str::as_bytes));
+                            cols.key_of(values, seed)
+                        });
+                        cols.keys.push(key);
                         for (b, v) in cols.builders.iter_mut().zip(rec.values) {
                             match v {
                                 Some(v) => b.append_value(v),
