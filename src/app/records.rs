@@ -29,53 +29,31 @@ pub(super) struct Typed {
     pub reused: usize,
 }
 
-/// The seed the reader mixes into record keys for `recipe_key` ([`RecordKeys::seed`]).
-pub(super) fn key_seed(recipe_key: &str) -> u64 {
-    xxh3_64_with_seed(recipe_key.as_bytes(), 0x7265_6331)
+/// Makes the reader's record keys in `raw` specific to `recipe_key`.
+pub(super) fn key_records(raw: &mut DataFrame, recipe_key: &str) -> PolarsResult<()> {
+    let seed = xxh3_64_with_seed(recipe_key.as_bytes(), 0x7265_6331);
+    let keys: UInt64Chunked = raw
+        .column(REC)?
+        .u64()?
+        .iter()
+        .map(|k| k.map(|k| xxh3_64_with_seed(&k.to_le_bytes(), seed)))
+        .collect();
+    raw.with_column(keys.with_name(REC.into()).into_column())?;
+    Ok(())
 }
 
-/// The rows of `prev` by the record key each carries (keys two rows carry left out, which a
-/// clean snapshot never has), or `None` when `prev` cannot give typed rows: what the reader
-/// is told is known, and what [`typed_rows`] takes rows from.
-pub(super) fn index(recipe: &Recipe, prev: Option<&DataFrame>) -> Option<HashMap<u64, u32>> {
-    let prev = prev.filter(|p| reusable_columns(recipe, p))?;
-    Some(unique_keys(prev.column(REC).ok()?.u64().ok()?))
-}
-
-/// Each key's position, but for keys found twice.
-fn unique_keys(keys: &UInt64Chunked) -> HashMap<u64, u32> {
-    let mut at: HashMap<u64, u32> =
-        HashMap::with_capacity_and_hasher(keys.len(), Default::default());
-    let mut twice = Vec::new();
-    for (j, k) in keys.iter().enumerate() {
-        if let Some(k) = k {
-            if at.insert(k, j as u32).is_some() {
-                twice.push(k);
-            }
-        }
-    }
-    for k in twice {
-        at.remove(&k);
-    }
-    at
-}
-
-/// The typed rows of `raw`, in file order: each record whose key `index` holds reuses that
-/// row of `prev`, the others go through `plan`. Without an index (a first load, or a full
-/// recomputation) every record is typed.
+/// The typed rows of `raw` (keyed by [`key_records`]), in file order: each record whose key a
+/// row of `prev` carries reuses that row, the others go through `plan`. With `prev` `None`
+/// (a first load, or a full recomputation) every record is typed.
 pub(super) fn typed_rows(
     recipe: &Recipe,
     plan: &Plan,
     raw: &DataFrame,
     prev: Option<&DataFrame>,
-    index: Option<&HashMap<u64, u32>>,
 ) -> PolarsResult<Typed> {
     let keys = raw.column(REC)?.u64()?;
-    let hits: Vec<Option<u32>> = match index {
-        Some(at) => keys
-            .iter()
-            .map(|k| k.and_then(|k| at.get(&k).copied()))
-            .collect(),
+    let hits = match prev.filter(|p| reusable_columns(recipe, p)) {
+        Some(p) => matches(keys, p)?,
         None => Vec::new(),
     };
     let reused = hits.iter().filter(|h| h.is_some()).count();
@@ -160,31 +138,42 @@ fn reusable_columns(recipe: &Recipe, prev: &DataFrame) -> bool {
         && recipe.fields.iter().all(|f| prev.column(&f.name).is_ok())
 }
 
+/// For each record, the row of `prev` carrying its key. A key two rows of `prev` carry
+/// (which a clean snapshot never has) reuses neither.
+fn matches(keys: &UInt64Chunked, prev: &DataFrame) -> PolarsResult<Vec<Option<u32>>> {
+    let prev_keys = prev.column(REC)?.u64()?;
+    let mut at: HashMap<u64, u32> =
+        HashMap::with_capacity_and_hasher(prev_keys.len(), Default::default());
+    for (j, k) in prev_keys.iter().enumerate() {
+        if let Some(k) = k {
+            at.entry(k)
+                .and_modify(|j| *j = u32::MAX)
+                .or_insert(j as u32);
+        }
+    }
+    Ok(keys
+        .iter()
+        .map(|k| {
+            k.and_then(|k| at.get(&k).copied())
+                .filter(|&j| j != u32::MAX)
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
     use super::*;
     use crate::config::load_dir;
-    use crate::read::{load, read_loaded, RecordKeys};
+    use crate::read::read_file;
 
-    /// A sample day's file of `recipe`, read under recipe key `key`, told which records are
-    /// `known`.
-    fn read(
-        recipe: &Recipe,
-        day: &str,
-        file: &str,
-        key: &str,
-        known: Option<&HashMap<u64, u32>>,
-    ) -> DataFrame {
+    /// A sample day's file of `recipe`, read and keyed under `key`.
+    fn keyed(recipe: &Recipe, day: &str, file: &str, key: &str) -> DataFrame {
         let path = Path::new("samples").join(day).join(file);
-        let keys = RecordKeys {
-            seed: key_seed(key),
-            known,
-        };
-        read_loaded(&path, load(&path).unwrap(), recipe, &keys)
-            .unwrap()
-            .frame
+        let mut raw = read_file(&path, recipe).unwrap().frame;
+        key_records(&mut raw, key).unwrap();
+        raw
     }
 
     #[test]
@@ -200,8 +189,8 @@ mod tests {
             // Last time's snapshot: the first day's rows as typed, each with a row hash
             // that tells it apart (its position), and the record key of those that raised
             // no flag (validation keeps no other).
-            let first = read(recipe, "2026-11-20", file, "k", None);
-            let mut typed = typed_rows(recipe, &plan, &first, None, None).unwrap();
+            let first = keyed(recipe, "2026-11-20", file, "k");
+            let mut typed = typed_rows(recipe, &plan, &first, None).unwrap();
             assert_eq!(typed.reused, 0);
             let frame = &typed.frame;
             let mut flagged = frame.column(BAD).unwrap().is_not_null();
@@ -233,14 +222,10 @@ mod tests {
             let n = prev.height() as u64;
             prev.with_column(UInt64Chunked::from_vec(HASH.into(), (0..n).collect()).into_column())
                 .unwrap();
-            let at = index(recipe, Some(&prev)).unwrap();
 
-            // The second day typed whole, and read knowing the first day's clean records
-            // (whose values the CSV reader then does not keep) with those rows reused.
-            let second = read(recipe, "2026-11-21", file, "k", None);
-            let all = typed_rows(recipe, &plan, &second, None, None).unwrap();
-            let lean = read(recipe, "2026-11-21", file, "k", Some(&at));
-            let some = typed_rows(recipe, &plan, &lean, Some(&prev), Some(&at)).unwrap();
+            let second = keyed(recipe, "2026-11-21", file, "k");
+            let all = typed_rows(recipe, &plan, &second, None).unwrap();
+            let some = typed_rows(recipe, &plan, &second, Some(&prev)).unwrap();
             assert!(
                 some.reused > second.height() / 2 && some.reused < second.height(),
                 "{entity}: {} of {} reused",
@@ -254,13 +239,6 @@ mod tests {
                 some.frame,
                 all.frame
             );
-            if file.ends_with(".csv") {
-                let kept = |df: &DataFrame| df.column("Email").unwrap().null_count();
-                assert!(
-                    kept(&lean) >= kept(&second) + some.reused / 2,
-                    "{entity}: the values of known records are not kept"
-                );
-            }
             // A reused row carries the hash of the snapshot row it came from; the others none.
             let keys = some.frame.column(REC).unwrap().u64().unwrap().clone();
             let hashes = some.frame.column(HASH).unwrap().u64().unwrap().clone();
@@ -275,29 +253,25 @@ mod tests {
             assert_eq!(carried, some.reused);
 
             // Under another recipe key no record is the same.
-            let other = read(recipe, "2026-11-21", file, "another recipe", Some(&at));
-            let none = typed_rows(recipe, &plan, &other, Some(&prev), Some(&at)).unwrap();
+            let other = keyed(recipe, "2026-11-21", file, "another recipe");
+            let none = typed_rows(recipe, &plan, &other, Some(&prev)).unwrap();
             assert_eq!(none.reused, 0, "{entity}");
-            assert!(typed_cols(&none.frame).equals_missing(&typed_cols(
-                &typed_rows(
-                    recipe,
-                    &plan,
-                    &read(recipe, "2026-11-21", file, "another recipe", None),
-                    None,
-                    None
-                )
-                .unwrap()
-                .frame
-            )));
         }
     }
 
     #[test]
     fn a_key_two_snapshot_rows_carry_reuses_neither() {
         let keys =
-            UInt64Chunked::from_iter_options(REC.into(), [Some(2), Some(1), Some(2)].into_iter());
-        let at = unique_keys(&keys);
-        assert_eq!(at.get(&1), Some(&1));
-        assert_eq!(at.len(), 1);
+            UInt64Chunked::from_iter_options(REC.into(), [Some(1), Some(2), None].into_iter());
+        let prev = DataFrame::new(
+            3,
+            vec![UInt64Chunked::from_iter_options(
+                REC.into(),
+                [Some(2), Some(1), Some(2)].into_iter(),
+            )
+            .into_column()],
+        )
+        .unwrap();
+        assert_eq!(matches(&keys, &prev).unwrap(), vec![Some(1), None, None]);
     }
 }

@@ -22,7 +22,7 @@ use super::staging;
 use crate::config::{self, Recipe, Recipes};
 use crate::diff::{diff_entity, ChangeSet, Diffed};
 use crate::model::{EntityStatus, EntitySummary, FileStatus, Issue, RunState};
-use crate::read::{load, read_loaded, RawTable, RecordKeys};
+use crate::read::{load, read_loaded, RawTable};
 use crate::sources::{self, EntityFile};
 use crate::stage::staging_db::Staging;
 use crate::state::{EntityInputs, State};
@@ -175,15 +175,8 @@ fn process(
         let prev = state.accepted_snapshot(recipe)?;
         let meter = Meter::new(&progress, run_id, entity);
         let t = &mut so_far.report.timings;
-        // A full recomputation types every record; otherwise those of clean snapshot rows
-        // are taken from the snapshot (see `records`), and the reader keeps only their ID.
-        let known = records::index(recipe, prev.as_ref().filter(|_| !opts.full));
-        let keys = RecordKeys {
-            seed: records::key_seed(&inputs.recipe_key),
-            known: known.as_ref(),
-        };
-        let raw = match meter.timed(&mut t.read, Stage::Read, || {
-            read_loaded(&file.path, loaded, recipe, &keys)
+        let mut raw = match meter.timed(&mut t.read, Stage::Read, || {
+            read_loaded(&file.path, loaded, recipe)
         }) {
             Ok(raw) => raw,
             Err(e) => {
@@ -195,14 +188,11 @@ fn process(
         };
         record_read(opts, state, run_id, entity, &name, &raw)?;
         inputs.encoding = raw.encoding;
+        // A full recomputation types every record; otherwise those of clean snapshot rows
+        // are taken from the snapshot (see `records`).
+        let last = prev.as_ref().filter(|_| !opts.full);
         let typed = meter.frames(&mut t.transform, Stage::Transform, || {
-            records::typed_rows(
-                recipe,
-                &Plan::new(recipe),
-                &raw.frame,
-                prev.as_ref(),
-                known.as_ref(),
-            )
+            transform(recipe, &mut raw, last, &inputs.recipe_key)
         })?;
         let reused_records = typed.reused;
         if reused_records > 0 {
@@ -566,6 +556,18 @@ fn record_read(
         tracing::warn!(entity, column = %m, "optional column not in the file; its field stays empty");
     }
     Ok(())
+}
+
+/// The recipe's plan applied to the rows as read (names, types and derived fields), but for
+/// records a clean row of `last` was typed from, which take that row.
+fn transform(
+    recipe: &Recipe,
+    raw: &mut RawTable,
+    last: Option<&DataFrame>,
+    recipe_key: &str,
+) -> PolarsResult<records::Typed> {
+    records::key_records(&mut raw.frame, recipe_key)?;
+    records::typed_rows(recipe, &Plan::new(recipe), &raw.frame, last)
 }
 
 /// Validation takes the read and the typed frames and frees both: the diff that follows

@@ -13,8 +13,8 @@ use std::path::Path;
 
 use super::sniff::{self, normalize_header, Sniffed};
 use super::{
-    bounded, clip, key_seed, line_u32, Columns, LineCounter, ReadError, RecordKeys,
-    MAX_KEPT_VALUE_BYTES, MAX_NAME_CHARS, MAX_RECORD_BYTES,
+    bounded, clip, key_seed, line_u32, Columns, LineCounter, ReadError, MAX_KEPT_VALUE_BYTES,
+    MAX_NAME_CHARS, MAX_RECORD_BYTES,
 };
 use crate::config::Recipe;
 
@@ -23,7 +23,6 @@ pub(super) fn read(
     bytes: &[u8],
     recipe: &Recipe,
     wanted: &[&str],
-    keys: &RecordKeys,
 ) -> Result<(Columns, &'static str), ReadError> {
     let sniffed = sniff::sniff_encoding(bytes, recipe.source.encoding);
     let body = bytes.get(sniffed.bom..).unwrap_or_default();
@@ -101,8 +100,7 @@ pub(super) fn read(
             cols.missing.push(w.to_string());
         }
     }
-    let seed = key_seed(sniffed.name(), keys);
-    let id_at = wanted.iter().position(|w| *w == recipe.id.column);
+    let seed = key_seed(sniffed.name());
     let ends_with_break = matches!(body.last(), Some(b'\n' | b'\r'));
     while rdr.read_byte_record(&mut record).map_err(io_err)? {
         if is_blank(&record) {
@@ -137,10 +135,6 @@ pub(super) fn read(
             }
         }
         let file_offset = sniffed.bom + span.start;
-        // The key of a record that can have one (the others are read problems).
-        let key =
-            (raw.len() <= MAX_RECORD_BYTES && record.len() == header.len() && !raw.contains(&0))
-                .then(|| cols.key_of(index.iter().map(|i| i.and_then(|i| record.get(i))), seed));
         let problem = if raw.len() > MAX_RECORD_BYTES {
             for (b, i) in cols.builders.iter_mut().zip(&index) {
                 match i.and_then(|i| record.get(i)) {
@@ -176,16 +170,6 @@ pub(super) fn read(
                  one",
                 file_offset + p
             ))
-        } else if key.is_some_and(|k| keys.is_known(k)) {
-            // Values the recipe typed into a clean row before: they decode (the same bytes
-            // did), and only the ID is wanted from them (see `RecordKeys`).
-            for (n, (b, i)) in cols.builders.iter_mut().zip(&index).enumerate() {
-                match i.and_then(|i| record.get(i)).filter(|_| Some(n) == id_at) {
-                    Some(f) => b.append_value(decode_lossy(sniffed, f)),
-                    None => b.append_null(),
-                }
-            }
-            None
         } else {
             let mut problem = None;
             for (b, i) in cols.builders.iter_mut().zip(&index) {
@@ -222,7 +206,10 @@ pub(super) fn read(
                 })
             })
         };
-        cols.keys.push(key.filter(|_| problem.is_none()));
+        let values = problem
+            .is_none()
+            .then(|| index.iter().map(|i| i.and_then(|i| record.get(i))));
+        cols.push_key(values, seed);
         match problem {
             Some(p) => cols.bad.append_value(bounded(p)),
             None => cols.bad.append_null(),

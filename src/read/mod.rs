@@ -180,7 +180,7 @@ pub enum ReadError {
 /// Never panics: a panic inside the parsers on some input (a bug) is caught and the file is
 /// unreadable (`ReadError::Crashed`), so one hostile file cannot stop the run of the others.
 pub fn read_file(path: &Path, recipe: &Recipe) -> Result<RawTable, ReadError> {
-    read_loaded(path, load(path)?, recipe, &RecordKeys::default())
+    read_loaded(path, load(path)?, recipe)
 }
 
 /// A file's bytes, read once, and their blake3: enough to tell whether it is the same
@@ -201,13 +201,8 @@ pub fn load(path: &Path) -> Result<Loaded, ReadError> {
 
 /// Parses loaded bytes as `recipe`'s entity. A panic in a reader is a read error of this
 /// file, not the end of the run.
-pub fn read_loaded(
-    path: &Path,
-    loaded: Loaded,
-    recipe: &Recipe,
-    keys: &RecordKeys,
-) -> Result<RawTable, ReadError> {
-    let read = std::panic::AssertUnwindSafe(|| read_file_inner(path, loaded, recipe, keys));
+pub fn read_loaded(path: &Path, loaded: Loaded, recipe: &Recipe) -> Result<RawTable, ReadError> {
+    let read = std::panic::AssertUnwindSafe(|| read_file_inner(path, loaded, recipe));
     std::panic::catch_unwind(read).unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<&str>()
@@ -238,12 +233,7 @@ fn from_utf16(bytes: Vec<u8>) -> (Vec<u8>, Option<&'static str>) {
     (utf8, Some(label))
 }
 
-fn read_file_inner(
-    path: &Path,
-    loaded: Loaded,
-    recipe: &Recipe,
-    keys: &RecordKeys,
-) -> Result<RawTable, ReadError> {
+fn read_file_inner(path: &Path, loaded: Loaded, recipe: &Recipe) -> Result<RawTable, ReadError> {
     let Loaded { bytes, hash } = loaded;
     let (bytes, utf16) = from_utf16(bytes);
     if sniff::is_binary(&bytes) {
@@ -262,9 +252,9 @@ fn read_file_inner(
                 entity: recipe.entity.clone(),
             });
         }
-        xml_reader::read(path, &bytes, recipe, &wanted, keys)?
+        xml_reader::read(path, &bytes, recipe, &wanted)?
     } else {
-        csv_reader::read(path, &bytes, recipe, &wanted, keys)?
+        csv_reader::read(path, &bytes, recipe, &wanted)?
     };
     let missing_columns = columns.missing.clone();
     let required = recipe.required_columns();
@@ -327,11 +317,15 @@ impl Columns {
         }
     }
 
-    /// A record's key: a hash of the values the recipe reads (each length-prefixed, a
-    /// missing one marked apart from an empty one) under `seed` ([`key_seed`]: how the bytes
-    /// are read, and the recipe). Two records with the same key give the recipe the same
-    /// values.
-    fn key_of<'v>(&mut self, values: impl Iterator<Item = Option<&'v [u8]>>, seed: u64) -> u64 {
+    /// Records the key of the record just appended: a hash of the values the recipe reads
+    /// (each length-prefixed, a missing one marked apart from an empty one) under `seed`, which
+    /// names how the bytes are to be read (the file's encoding). Two records with the same key
+    /// give the recipe the same values. A record with a read problem gets none.
+    fn push_key<'v>(&mut self, values: Option<impl Iterator<Item = Option<&'v [u8]>>>, seed: u64) {
+        let Some(values) = values else {
+            self.keys.push(None);
+            return;
+        };
         let buf = &mut self.key_buf;
         buf.clear();
         for v in values {
@@ -343,7 +337,8 @@ impl Columns {
                 None => buf.extend_from_slice(&u64::MAX.to_le_bytes()),
             }
         }
-        xxhash_rust::xxh3::xxh3_64_with_seed(buf, seed)
+        self.keys
+            .push(Some(xxhash_rust::xxh3::xxh3_64_with_seed(buf, seed)));
     }
 
     fn finish(self) -> PolarsResult<DataFrame> {
@@ -400,27 +395,9 @@ impl<'a> LineCounter<'a> {
 }
 
 /// The seed of record keys for values read as `label` (an encoding, or `xml` for decoded
-/// text) under `keys`' seed: the same bytes in two encodings, or under two recipes, are two
-/// records.
-fn key_seed(label: &str, keys: &RecordKeys) -> u64 {
-    xxhash_rust::xxh3::xxh3_64_with_seed(label.as_bytes(), keys.seed ^ 0x0072_6563)
-}
-
-/// How the reader keys records ([`REC`]), and which records the caller knows already.
-#[derive(Clone, Copy, Default)]
-pub struct RecordKeys<'a> {
-    /// Mixed into every key, so that a key names a record's values under one recipe.
-    pub seed: u64,
-    /// Keys of records whose typed row the caller holds (with that row's position). Of such
-    /// a CSV record (its field count right, no NUL) only the ID value is kept: its other
-    /// values would be decoded and copied for nothing.
-    pub known: Option<&'a rustc_hash::FxHashMap<u64, u32>>,
-}
-
-impl RecordKeys<'_> {
-    fn is_known(&self, key: u64) -> bool {
-        self.known.is_some_and(|k| k.contains_key(&key))
-    }
+/// text): the same bytes in two encodings are two records.
+fn key_seed(label: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(label.as_bytes(), 0x0072_6563)
 }
 
 /// A line number as stored in `__line` (files of more than 4 billion lines keep the last).

@@ -17,7 +17,7 @@ use quick_xml::Reader;
 
 use super::sniff::{self, normalize_header, Flaw, Mark};
 use super::{
-    bounded, clip, file_name, key_seed, line_u32, Columns, LineCounter, ReadError, RecordKeys,
+    bounded, clip, file_name, key_seed, line_u32, Columns, LineCounter, ReadError,
     MAX_KEPT_VALUE_BYTES, MAX_NAME_CHARS, MAX_RECORD_BYTES,
 };
 use crate::config::files::EncodingSpec;
@@ -28,7 +28,6 @@ pub(super) fn read(
     bytes: &[u8],
     recipe: &Recipe,
     wanted: &[&str],
-    keys: &RecordKeys,
 ) -> Result<(Columns, &'static str), ReadError> {
     let Some(xml) = recipe.source.xml.as_ref() else {
         return Err(ReadError::XmlNotConfigured {
@@ -53,7 +52,7 @@ pub(super) fn read(
     let mut cols = Columns::new(wanted, text.len() / 400);
     let mut seen = vec![false; wanted.len()];
     // Values are decoded text by the time they are kept: the file's encoding is behind them.
-    let seed = key_seed("xml", keys);
+    let seed = key_seed("xml");
 
     let mut reader = Reader::from_str(text);
     reader.config_mut().expand_empty_elements = true;
@@ -137,11 +136,10 @@ pub(super) fn read(
                     if let Some(mut rec) = current.take() {
                         rec.note_marks(&marks, &mut next_mark, pos, None, false);
                         let problem = rec.problem(pos, &mut lines);
-                        let key = problem.is_none().then(|| {
-                            let values = rec.values.iter().map(|v| v.as_deref().map(str::as_bytes));
-                            cols.key_of(values, seed)
-                        });
-                        cols.keys.push(key);
+                        let values = problem
+                            .is_none()
+                            .then(|| rec.values.iter().map(|v| v.as_deref().map(str::as_bytes)));
+                        cols.push_key(values, seed);
                         for (b, v) in cols.builders.iter_mut().zip(rec.values) {
                             match v {
                                 Some(v) => b.append_value(v),
