@@ -567,15 +567,7 @@ mod tests {
         let mut df = df!("id" => ["1", "2"], "cuotas" => [12i64, 1]).unwrap();
         df.insert_column(1, importe).unwrap();
         let (_dir, path) = one_sheet("ventas", &df, vec![], 10);
-        let styles = read_zip_entry(&path, "xl/styles.xml");
-        let id = styles
-            .split("<numFmt ")
-            .find(|f| f.contains(&format!("formatCode=\"{AMOUNT_FORMAT}\"")))
-            .and_then(|f| f.split("numFmtId=\"").nth(1))
-            .and_then(|f| f.split('"').next())
-            .unwrap_or_else(|| panic!("no amount format in {styles}"))
-            .to_string();
-        // The amount cell is a number (no t="s"/"str") whose style uses that format.
+        // The amount cell is a number (no t="s"/"str") whose style uses the amount format.
         let sheet = read_zip_entry(&path, "xl/worksheets/sheet1.xml");
         let cell = sheet
             .split("<c ")
@@ -583,15 +575,7 @@ mod tests {
             .unwrap_or_else(|| panic!("no B2 in {sheet}"));
         assert!(!cell.contains(" t=\""), "{cell}");
         assert!(cell.contains("<v>40850171.87</v>"), "{cell}");
-        let style: usize = cell
-            .split("s=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("unstyled amount: {cell}"));
-        let xfs = styles.split("<cellXfs").nth(1).unwrap();
-        let xf = xfs.split("<xf ").nth(style + 1).unwrap();
-        assert!(xf.contains(&format!("numFmtId=\"{id}\"")), "{xf}");
+        assert_eq!(cell_format(&path, 1, "B2"), AMOUNT_FORMAT);
         // Integers stay plain numbers.
         let c2 = sheet
             .split("<c ")
