@@ -16,6 +16,7 @@ mod error;
 pub mod explain;
 pub mod gen;
 mod meter;
+mod prefetch;
 mod quarantine;
 mod records;
 mod reuse;

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::apply::{self, recover};
 use super::meter::Meter;
+use super::prefetch::{Fetched, ReadAhead};
 use super::quarantine::{file_name, quarantine};
 use super::records;
 use super::reuse;
@@ -22,7 +23,7 @@ use super::staging;
 use crate::config::{self, Recipe, Recipes};
 use crate::diff::{diff_entity, ChangeSet, Diffed};
 use crate::model::{EntityStatus, EntitySummary, FileStatus, Issue, RunState};
-use crate::read::{load, read_loaded, RawTable};
+use crate::read::{read_loaded, Loaded, RawTable, ReadError};
 use crate::sources::{self, EntityFile};
 use crate::stage::staging_db::Staging;
 use crate::state::{EntityInputs, State};
@@ -108,107 +109,124 @@ fn process(
     let progress = Progress::new(opts.progress, files.len());
     let mut so_far = SoFar::new(run_id, opts.dry_run);
     let staging_path = opts.out.join("staging.sqlite");
-    for recipe in &recipes.entities {
-        let entity = recipe.entity.as_str();
-        stop_if_requested(opts, state, run_id, entity)?;
-        let Some(file) = file_for(files, entity) else {
-            so_far.keep_last_state(state, entity, no_file(), run_id)?;
-            continue;
-        };
-        // The bytes are read and hashed once; parsing them waits until they are needed.
-        let loading = Instant::now();
-        let loaded = load(&file.path);
-        so_far.report.timings.read += loading.elapsed().as_secs_f64();
-        let loaded = match loaded {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                let (summary, issue) = quarantine(state, opts, run_id, entity, &file.path, &e)?;
-                so_far.report.issues.push(issue);
-                so_far.keep_last_state(state, entity, summary, run_id)?;
+    let recorded = if opts.full {
+        HashMap::default()
+    } else {
+        recorded_file_hashes(state, recipes)?
+    };
+    std::thread::scope(|scope| -> Result<(), PipelineError> {
+        let mut ahead = ReadAhead::new(recorded);
+        for (k, recipe) in recipes.entities.iter().enumerate() {
+            let entity = recipe.entity.as_str();
+            stop_if_requested(opts, state, run_id, entity)?;
+            let Some(file) = file_for(files, entity) else {
+                so_far.keep_last_state(state, entity, no_file(), run_id)?;
                 continue;
+            };
+            // The bytes are read and hashed once; parsing them waits until they are needed
+            // (see `prefetch`: the file may have been read, and parsed, ahead).
+            let (fetched, secs) = ahead.take(entity, &file.path);
+            so_far.report.timings.read += secs;
+            if let Some((next, path)) = next_file(recipes, files, k) {
+                ahead.start(scope, next, path);
             }
-        };
-        let name = file_name(&file.path);
-        let mut inputs = Inputs {
-            file_name: name.clone(),
-            encoding: "",
-            file_hash: loaded.hash.clone(),
-            recipe_key: reuse::recipe_key(recipes, recipe),
-            parents_key: reuse::parents_key(recipe, &so_far.fingerprints),
-        };
-        let reused = if opts.full {
-            None
-        } else {
-            reuse::reusable(
-                state,
-                &staging_path,
-                recipe,
-                &inputs.file_hash,
-                &inputs.recipe_key,
-                &inputs.parents_key,
-            )?
-        };
-        if let Some(reused) = reused {
-            failpoint(&format!("reuse:{entity}"));
-            if !opts.dry_run {
-                let s = &reused.summary;
-                let bytes = loaded.bytes.len() as u64;
-                state.record_file(
-                    run_id,
-                    entity,
-                    &name,
+            let (file_hash, size, source) = match fetched {
+                Fetched::Loaded(Ok(loaded)) => (
+                    loaded.hash.clone(),
+                    loaded.bytes.len() as u64,
+                    Source::Bytes(loaded),
+                ),
+                Fetched::Parsed { hash, bytes, raw } => (hash, bytes, Source::Parsed(raw)),
+                Fetched::Loaded(Err(e)) => {
+                    let (summary, issue) = quarantine(state, opts, run_id, entity, &file.path, &e)?;
+                    so_far.report.issues.push(issue);
+                    so_far.keep_last_state(state, entity, summary, run_id)?;
+                    continue;
+                }
+            };
+            let name = file_name(&file.path);
+            let mut inputs = Inputs {
+                file_name: name.clone(),
+                encoding: "",
+                file_hash,
+                recipe_key: reuse::recipe_key(recipes, recipe),
+                parents_key: reuse::parents_key(recipe, &so_far.fingerprints),
+            };
+            let reused = if opts.full {
+                None
+            } else {
+                reuse::reusable(
+                    state,
+                    &staging_path,
+                    recipe,
                     &inputs.file_hash,
-                    bytes,
-                    s.encoding.as_deref(),
-                    FileStatus::Read,
-                    None,
-                )?;
-            }
-            tracing::info!(entity, since = %reused.since, "file, recipe and parents unchanged: last pass stands");
-            so_far.reuse(entity, reused);
-            continue;
-        }
-        // From here this entity's CRM and snapshot may change: its record no longer holds.
-        if !opts.dry_run {
-            state.forget_entity_inputs(entity)?;
-        }
-        let prev = state.accepted_snapshot(recipe)?;
-        let meter = Meter::new(&progress, run_id, entity);
-        let t = &mut so_far.report.timings;
-        let mut raw = match meter.timed(&mut t.read, Stage::Read, || {
-            read_loaded(&file.path, loaded, recipe)
-        }) {
-            Ok(raw) => raw,
-            Err(e) => {
-                let (summary, issue) = quarantine(state, opts, run_id, entity, &file.path, &e)?;
-                so_far.report.issues.push(issue);
-                so_far.keep_last_state(state, entity, summary, run_id)?;
+                    &inputs.recipe_key,
+                    &inputs.parents_key,
+                )?
+            };
+            if let Some(reused) = reused {
+                failpoint(&format!("reuse:{entity}"));
+                if !opts.dry_run {
+                    let s = &reused.summary;
+                    state.record_file(
+                        run_id,
+                        entity,
+                        &name,
+                        &inputs.file_hash,
+                        size,
+                        s.encoding.as_deref(),
+                        FileStatus::Read,
+                        None,
+                    )?;
+                }
+                tracing::info!(entity, since = %reused.since, "file, recipe and parents unchanged: last pass stands");
+                so_far.reuse(entity, reused);
                 continue;
             }
-        };
-        record_read(opts, state, run_id, entity, &name, &raw)?;
-        inputs.encoding = raw.encoding;
-        // A full recomputation types every record; otherwise those of clean snapshot rows
-        // are taken from the snapshot (see `records`).
-        let last = prev.as_ref().filter(|_| !opts.full);
-        let typed = meter.frames(&mut t.transform, Stage::Transform, || {
-            transform(recipe, &mut raw, last, &inputs.recipe_key)
-        })?;
-        let reused_records = typed.reused;
-        if reused_records > 0 {
-            failpoint(&format!("records:{entity}"));
+            // From here this entity's CRM and snapshot may change: its record no longer holds.
+            if !opts.dry_run {
+                state.forget_entity_inputs(entity)?;
+            }
+            let prev = state.accepted_snapshot(recipe)?;
+            let meter = Meter::new(&progress, run_id, entity);
+            let t = &mut so_far.report.timings;
+            let mut raw = match meter.timed(&mut t.read, Stage::Read, || match source {
+                Source::Bytes(loaded) => read_loaded(&file.path, loaded, recipe),
+                Source::Parsed(raw) => raw,
+            }) {
+                Ok(raw) => raw,
+                Err(e) => {
+                    let (summary, issue) = quarantine(state, opts, run_id, entity, &file.path, &e)?;
+                    so_far.report.issues.push(issue);
+                    so_far.keep_last_state(state, entity, summary, run_id)?;
+                    continue;
+                }
+            };
+            record_read(opts, state, run_id, entity, &name, &raw)?;
+            inputs.encoding = raw.encoding;
+            // A full recomputation types every record; otherwise those of clean snapshot rows
+            // are taken from the snapshot (see `records`).
+            let last = prev.as_ref().filter(|_| !opts.full);
+            let typed = meter.frames(&mut t.transform, Stage::Transform, || {
+                transform(recipe, &mut raw, last, &inputs.recipe_key)
+            })?;
+            let reused_records = typed.reused;
+            if reused_records > 0 {
+                failpoint(&format!("records:{entity}"));
+            }
+            let typed = typed.frame;
+            so_far.read_parents(state, recipe, opts.dry_run)?;
+            let t = &mut so_far.report.timings;
+            let valid = meter.frames(&mut t.validate, Stage::Validate, || {
+                validate(recipe, &name, typed, raw, &so_far.refs)
+            })?;
+            let diffed = meter.frames(&mut t.diff, Stage::Diff, || {
+                diff_entity(recipe, &valid, prev.as_ref(), run_id)
+            })?;
+            so_far.add(recipe, prev.as_ref(), valid, diffed, inputs, reused_records);
         }
-        let typed = typed.frame;
-        so_far.read_parents(state, recipe, opts.dry_run)?;
-        let t = &mut so_far.report.timings;
-        let valid = meter.frames(&mut t.validate, Stage::Validate, || {
-            validate(recipe, &name, typed, raw, &so_far.refs)
-        })?;
-        let diffed = meter.frames(&mut t.diff, Stage::Diff, || {
-            diff_entity(recipe, &valid, prev.as_ref(), run_id)
-        })?;
-        so_far.add(recipe, prev.as_ref(), valid, diffed, inputs, reused_records);
-    }
+        Ok(())
+    })?;
 
     let SoFar {
         mut report,
@@ -512,6 +530,40 @@ fn stop_if_requested(
         run_id: run_id.to_string(),
         entity: entity.to_string(),
     })
+}
+
+/// A file as the loop takes it: bytes still to parse, or parsed ahead.
+enum Source {
+    Bytes(Loaded),
+    Parsed(Result<RawTable, ReadError>),
+}
+
+/// The next entity after the `k`-th that has a file in this drop, with that file.
+fn next_file<'r>(
+    recipes: &'r Recipes,
+    files: &[EntityFile],
+    k: usize,
+) -> Option<(&'r Recipe, std::path::PathBuf)> {
+    recipes.entities.iter().skip(k + 1).find_map(|r| {
+        files
+            .iter()
+            .find(|f| f.entity == r.entity)
+            .map(|f| (r, f.path.clone()))
+    })
+}
+
+/// Per entity, the hash of the file its last recorded pass was computed from.
+fn recorded_file_hashes(
+    state: &State,
+    recipes: &Recipes,
+) -> Result<HashMap<String, String>, PipelineError> {
+    let mut out = HashMap::default();
+    for r in &recipes.entities {
+        if let Some(i) = state.entity_inputs(&r.entity)? {
+            out.insert(r.entity.clone(), i.file_hash);
+        }
+    }
+    Ok(out)
 }
 
 /// The entity's file in this drop; any other file that matched it is left alone, and said so.
