@@ -95,31 +95,30 @@ mod tests {
     use super::*;
     use crate::config::load_dir;
 
-    fn sample() -> (crate::config::Recipes, PathBuf) {
+    /// The shipped clientes recipe and a sample day's clientes.csv.
+    fn sample() -> (Recipe, PathBuf) {
         let recipes = load_dir(Path::new("recipes")).unwrap();
-        (
-            recipes,
-            Path::new("samples/2026-11-20/clientes.csv").to_path_buf(),
-        )
+        let clientes = recipes
+            .entities
+            .into_iter()
+            .find(|r| r.entity == "clientes")
+            .unwrap();
+        let path = Path::new("samples/2026-11-20/clientes.csv").to_path_buf();
+        (clientes, path)
     }
 
     #[test]
     fn a_file_whose_bytes_changed_is_parsed_ahead_and_an_unchanged_one_only_hashed() {
-        let (recipes, path) = sample();
-        let clientes = recipes
-            .entities
-            .iter()
-            .find(|r| r.entity == "clientes")
-            .unwrap();
+        let (clientes, path) = sample();
         let hash = load(&path).unwrap().hash;
-        match fetch(&path, clientes, Some("another file")) {
+        match fetch(&path, &clientes, Some("another file")) {
             Fetched::Parsed { hash: h, raw, .. } => {
                 assert_eq!(h, hash);
                 assert!(raw.unwrap().frame.height() > 100);
             }
             Fetched::Loaded(_) => panic!("a changed file is parsed ahead"),
         }
-        match fetch(&path, clientes, Some(&hash)) {
+        match fetch(&path, &clientes, Some(&hash)) {
             Fetched::Loaded(Ok(l)) => assert_eq!(l.hash, hash),
             _ => panic!("the file of the last pass is only read and hashed"),
         }
@@ -127,15 +126,10 @@ mod tests {
 
     #[test]
     fn the_file_read_ahead_is_taken_by_its_entity_and_any_other_is_read_in_turn() {
-        let (recipes, path) = sample();
-        let clientes = recipes
-            .entities
-            .iter()
-            .find(|r| r.entity == "clientes")
-            .unwrap();
+        let (clientes, path) = sample();
         std::thread::scope(|scope| {
             let mut ahead = ReadAhead::new(HashMap::default());
-            ahead.start(scope, clientes, path.clone());
+            ahead.start(scope, &clientes, path.clone());
             assert!(matches!(
                 ahead.take("clientes", &path).0,
                 Fetched::Parsed { raw: Ok(_), .. }
@@ -145,7 +139,7 @@ mod tests {
                 ahead.take("clientes", &path).0,
                 Fetched::Loaded(Ok(_))
             ));
-            ahead.start(scope, clientes, path.clone());
+            ahead.start(scope, &clientes, path.clone());
             assert!(matches!(
                 ahead.take("ventas", &path).0,
                 Fetched::Loaded(Ok(_))
