@@ -54,14 +54,9 @@ pub fn read(dir: &Path, entity: &str, token: &str) -> Option<DataFrame> {
 /// under a token is always whole).
 pub fn write(dir: &Path, entity: &str, token: &str, pairs: &mut DataFrame) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let path = path_of(dir, entity, token);
-    let tmp = path.with_extension("parquet.tmp");
-    let file = std::fs::File::create(&tmp)?;
-    ParquetWriter::new(&file)
-        .with_compression(ParquetCompression::Lz4Raw)
-        .finish(pairs)
-        .map_err(std::io::Error::other)?;
-    std::fs::rename(&tmp, &path)
+    // Not fsynced: a copy lost in a crash only means reading the pairs from SQLite.
+    crate::support::parquet_file::write(&path_of(dir, entity, token), pairs, false)
+        .map_err(std::io::Error::other)
 }
 
 /// Removes `entity`'s cache files other than `keep`'s (and leftover temporary files).

@@ -411,32 +411,14 @@ fn ids(df: &DataFrame) -> Result<Vec<String>, StateError> {
 
 /// Writes a parquet file beside its final name, fsyncs it, renames it into place.
 pub(super) fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<(), StateError> {
-    let tmp = path.with_extension("parquet.tmp");
-    let io = |source| StateError::Io {
-        path: tmp.clone(),
-        source,
-    };
-    let file = std::fs::File::create(&tmp).map_err(io)?;
-    // Snapshots and journals are read back whole by this program only: LZ4 writes several
-    // times faster than the default zstd for a file somewhat larger, and no reader uses
-    // column statistics. Files written with zstd by earlier builds read the same.
-    ParquetWriter::new(&file)
-        .with_compression(ParquetCompression::Lz4Raw)
-        .with_statistics(StatisticsOptions {
-            min_value: false,
-            max_value: false,
-            distinct_count: false,
-            null_count: false,
-            ..StatisticsOptions::default()
-        })
-        .finish(df)
-        .map_err(|source| StateError::Snapshot {
-            path: tmp.clone(),
-            source,
-        })?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    Ok(())
+    use crate::support::parquet_file::{self, WriteError};
+    parquet_file::write(path, df, true).map_err(|e| {
+        let path = parquet_file::temp_path(path);
+        match e {
+            WriteError::Io(source) => StateError::Io { path, source },
+            WriteError::Frame(source) => StateError::Snapshot { path, source },
+        }
+    })
 }
 
 pub(super) fn read_parquet(path: &Path) -> Result<DataFrame, StateError> {

@@ -9,6 +9,7 @@ pub mod failpoint;
 pub mod frame_rows;
 pub mod google;
 pub mod memory;
+pub mod parquet_file;
 pub mod progress;
 pub mod rate;
 pub mod read_only_db;
