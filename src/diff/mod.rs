@@ -7,7 +7,7 @@
 
 pub mod guard;
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashSet as HashSet;
 
 use polars::prelude::*;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -15,8 +15,9 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 use crate::config::Recipe;
 use crate::model::REC;
 use crate::support::decimal;
+use crate::support::id_index::{keys_of, IdIndex};
 use crate::transform::ID;
-use crate::validate::{id_key, Validated};
+use crate::validate::Validated;
 
 /// Snapshot column with the row hash.
 pub use crate::model::HASH;
@@ -269,45 +270,16 @@ pub fn diff(
         });
     };
     let prev_ids = prev.column(ID)?.str()?;
-    // Rows are found by the key of their ID and compared as text, so a look-alike key never
-    // pairs two different IDs; a snapshot whose IDs share a key is looked up as text.
-    match key_index(prev_ids) {
-        Some(index) => compare(recipe, new, prev, rejected_ids, true, |id| {
-            index
-                .get(&id_key(id))
-                .copied()
-                .filter(|&j| prev_ids.get(j as usize) == Some(id))
-        }),
-        None => {
-            let index: HashMap<&str, u32> = prev_ids
-                .iter()
-                .enumerate()
-                .filter_map(|(j, id)| id.map(|id| (id, j as u32)))
-                .collect();
-            compare(recipe, new, prev, rejected_ids, false, |id| {
-                index.get(id).copied()
-            })
-        }
-    }
-}
-
-/// Position of each ID of a snapshot by its key, or `None` when two of its IDs share a key
-/// (the same ID twice, or a 2^-64 look-alike).
-fn key_index(ids: &StringChunked) -> Option<HashMap<u64, u32>> {
-    let mut index: HashMap<u64, u32> =
-        HashMap::with_capacity_and_hasher(ids.len(), Default::default());
-    for (j, id) in ids.iter().enumerate() {
-        let Some(id) = id else { continue };
-        if index.insert(id_key(id), j as u32).is_some() {
-            return None;
-        }
-    }
-    Some(index)
+    let mut repeated = false;
+    let index = IdIndex::new(prev_ids, &keys_of(prev_ids), |_, _| repeated = true);
+    compare(recipe, new, prev, rejected_ids, !repeated, |id| {
+        index.find(id)
+    })
 }
 
 /// [`diff`] with `find` giving the row of `prev` that holds an ID. With `unique` (no ID twice
 /// in `prev`) a row of `prev` was seen when a new row found it; otherwise when a new row
-/// found any row with its ID.
+/// found the row `find` gives for its ID.
 fn compare(
     recipe: &Recipe,
     new: &DataFrame,
@@ -467,13 +439,12 @@ mod tests {
         assert_eq!(cs.carried, [2]);
     }
 
-    /// A snapshot holding one ID twice cannot be indexed by key: compared as text, every row
-    /// of an ID still in the file stays (neither is deleted).
+    /// A snapshot holding one ID twice: every row of an ID still in the file stays (neither
+    /// is deleted).
     #[test]
-    fn an_id_twice_in_the_snapshot_is_compared_as_text() {
+    fn an_id_twice_in_the_snapshot_deletes_neither_row() {
         let r = one_field();
         let prev = frame(&["1", "1", "3"], &["x", "x", "z"], &[10, 10, 30]);
-        assert!(key_index(prev.column(ID).unwrap().str().unwrap()).is_none());
         let new = frame(&["1"], &["x"], &[10]);
         let cs = diff(&r, &new, Some(&prev), &HashSet::default()).unwrap();
         assert_eq!(cs.unchanged, 1);

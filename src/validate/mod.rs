@@ -84,13 +84,10 @@ fn duplicate_reason(column: &str, id: &str, lines: impl ExactSizeIterator<Item =
     )
 }
 
-/// An ID as the 64-bit key that reference sets hold. A million IDs as keys are 8 MB of
-/// integers hashed with one multiply, instead of a million allocated strings compared byte
-/// by byte. Two different IDs share a key with a chance of 2^-64 per pair; a reference is
-/// then taken for its look-alike (about once in 10^13 runs of a million rows).
-pub fn id_key(id: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64_with_seed(id.as_bytes(), 0x1d5)
-}
+/// Reference sets hold IDs as keys: a reference whose key is a 2^-64 look-alike of an
+/// accepted ID's is taken for it (about once in 10^13 runs of a million rows).
+pub use crate::support::id_index::id_key;
+use crate::support::id_index::{keys_of, IdIndex};
 
 /// The keys ([`id_key`]) of the IDs an entity offers to references.
 pub type IdSet = HashSet<u64>;
@@ -153,43 +150,25 @@ pub fn validate(
         }
     }
 
-    // IDs: empty and duplicated (after normalisation, so 000123 and 123 collide). Rows are
-    // found by key and compared as text, so two IDs that share a key are never taken for
-    // one another.
-    let keys: Vec<u64> = ids.iter().map(|id| id.map_or(0, id_key)).collect();
-    let mut first: HashMap<u64, usize> = HashMap::with_capacity_and_hasher(n, Default::default());
-    let mut look_alikes: HashMap<&str, usize> = HashMap::default();
-    let mut dups: HashMap<&str, Vec<usize>> = HashMap::default();
+    // IDs: empty and duplicated (after normalisation, so 000123 and 123 collide).
     for (i, id) in ids.iter().enumerate() {
-        let Some(id) = id else {
+        if id.is_none() {
             add(
                 i,
                 Severity::Error,
                 "id.empty",
                 format!("{} is empty", recipe.id.column),
             );
-            continue;
-        };
-        let j = match first.entry(keys[i]) {
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(i);
-                continue;
-            }
-            std::collections::hash_map::Entry::Occupied(o) => *o.get(),
-        };
-        let j = if ids.get(j) == Some(id) {
-            j
-        } else {
-            match look_alikes.entry(id) {
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(i);
-                    continue;
-                }
-                std::collections::hash_map::Entry::Occupied(o) => *o.get(),
-            }
-        };
-        dups.entry(id).or_insert_with(|| vec![j]).push(i);
+        }
     }
+    let keys = keys_of(&ids);
+    let mut dups: HashMap<&str, Vec<usize>> = HashMap::default();
+    IdIndex::new(&ids, &keys, |first, i| {
+        let id = ids.get(i as usize).unwrap_or("");
+        dups.entry(id)
+            .or_insert_with(|| vec![first as usize])
+            .push(i as usize);
+    });
     for (id, rows) in &dups {
         // One reason per ID, of bounded size, shared by its rows: listing every line in
         // every row's reason would be quadratic (20,000 copies of one ID: gigabytes).
@@ -198,8 +177,6 @@ pub fn validate(
             add(r, Severity::Error, "id.duplicate", reason.clone());
         }
     }
-    drop(first);
-    drop(look_alikes);
 
     // Fields: required, type, map.
     for f in &recipe.fields {
