@@ -138,9 +138,7 @@ fn process(
                 ),
                 Fetched::Parsed { hash, bytes, raw } => (hash, bytes, Source::Parsed(raw)),
                 Fetched::Loaded(Err(e)) => {
-                    let (summary, issue) = quarantine(state, opts, run_id, entity, &file.path, &e)?;
-                    so_far.report.issues.push(issue);
-                    so_far.keep_last_state(state, entity, summary, run_id)?;
+                    so_far.quarantined(state, opts, run_id, entity, &file.path, &e)?;
                     continue;
                 }
             };
@@ -196,9 +194,7 @@ fn process(
             }) {
                 Ok(raw) => raw,
                 Err(e) => {
-                    let (summary, issue) = quarantine(state, opts, run_id, entity, &file.path, &e)?;
-                    so_far.report.issues.push(issue);
-                    so_far.keep_last_state(state, entity, summary, run_id)?;
+                    so_far.quarantined(state, opts, run_id, entity, &file.path, &e)?;
                     continue;
                 }
             };
@@ -351,6 +347,22 @@ impl<'r> SoFar<'r> {
         self.refs.insert(entity.to_string(), ids);
         self.report.entities.push((entity.to_string(), summary));
         Ok(())
+    }
+
+    /// An entity whose file cannot be read: the file is quarantined with its reason and the
+    /// entity keeps its last accepted state.
+    fn quarantined(
+        &mut self,
+        state: &State,
+        opts: &RunOptions,
+        run_id: &str,
+        entity: &str,
+        path: &std::path::Path,
+        e: &ReadError,
+    ) -> Result<(), PipelineError> {
+        let (summary, issue) = quarantine(state, opts, run_id, entity, path, e)?;
+        self.report.issues.push(issue);
+        self.keep_last_state(state, entity, summary, run_id)
     }
 
     /// An entity whose last full pass stands (see `reuse`): its line, its rejects, its IDs.

@@ -395,6 +395,15 @@ mod tests {
         s.sync_entity("clientes", &df, &h).unwrap()
     }
 
+    /// A staging database in a temporary folder with DAY1 synced.
+    fn staged_day1() -> (tempfile::TempDir, std::path::PathBuf, Staging) {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("staging.sqlite");
+        let mut s = Staging::open(&path).unwrap();
+        sync(&mut s, &DAY1);
+        (tmp, path, s)
+    }
+
     const DAY1: [(&str, &str); 3] = [("1", "Ana"), ("2", "Luis"), ("3", "Eva")];
     const DAY2: [(&str, &str); 3] = [("1", "Ana"), ("2", "Luisa"), ("4", "Juan")];
 
@@ -460,10 +469,7 @@ mod tests {
 
     #[test]
     fn without_its_cached_copy_the_sync_reads_the_pairs_from_sqlite() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("staging.sqlite");
-        let mut s = Staging::open(&path).unwrap();
-        sync(&mut s, &DAY1);
+        let (_tmp, path, mut s) = staged_day1();
         std::fs::remove_dir_all(staged_hashes::dir_of(&path)).unwrap();
         assert_eq!(sync(&mut s, &DAY2), 3, "still only the changes");
         assert_eq!(table(&s), want(&DAY2));
@@ -472,10 +478,7 @@ mod tests {
 
     #[test]
     fn a_copy_left_by_a_sync_that_never_committed_is_not_trusted() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("staging.sqlite");
-        let mut s = Staging::open(&path).unwrap();
-        sync(&mut s, &DAY1);
+        let (_tmp, path, mut s) = staged_day1();
         // A crash after the new copy was written, before its transaction committed: a file
         // under a token the database never recorded, claiming DAY2 is staged.
         let (df, h) = frame(&DAY2);

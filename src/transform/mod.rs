@@ -55,17 +55,13 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(recipe: &Recipe) -> Plan {
-        let raw_id =
-            null_if_empty(source_col(&recipe.id.column).str().strip_chars(lit(NULL))).alias(RAW_ID);
+        let trimmed_id = null_if_empty(source_col(&recipe.id.column).str().strip_chars(lit(NULL)));
+        let raw_id = trimmed_id.clone().alias(RAW_ID);
         let mut exprs = vec![
             col(LINE),
             col(BAD),
             raw_id.clone(),
-            normalize_id(
-                null_if_empty(source_col(&recipe.id.column).str().strip_chars(lit(NULL))),
-                &recipe.id,
-            )
-            .alias(ID),
+            normalize_id(trimmed_id, &recipe.id).alias(ID),
         ];
         let mut flags = Vec::new();
         for f in &recipe.fields {
