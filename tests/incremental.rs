@@ -178,12 +178,55 @@ fn tables(w: &Workdir) -> Vec<String> {
     out
 }
 
+/// Every entity's snapshot as read back, every cell as text, rows sorted: a snapshot kept
+/// as a base and a delta has its rows in another order than a whole one.
+fn snapshots(w: &Workdir) -> Vec<String> {
+    let state = dropsync::state::State::open(&w.out()).unwrap();
+    let mut out = Vec::new();
+    for e in ENTITIES {
+        let Some(df) = state.load_snapshot(e).unwrap() else {
+            continue;
+        };
+        let mut rows: Vec<String> = (0..df.height())
+            .map(|i| {
+                let cells: Vec<String> = df
+                    .columns()
+                    .iter()
+                    .map(|c| format!("{}", c.get(i).unwrap()))
+                    .collect();
+                format!("{e}: {}", cells.join("|"))
+            })
+            .collect();
+        rows.sort();
+        out.push(format!("{e} {:?}", df.get_column_names()));
+        out.extend(rows);
+    }
+    out
+}
+
+/// Whether the workspace keeps a snapshot delta for `entity`.
+fn has_delta(w: &Workdir, entity: &str) -> bool {
+    std::fs::read_dir(w.out().join("state/snapshots"))
+        .unwrap()
+        .any(|f| {
+            let name = f.unwrap().file_name().to_string_lossy().into_owned();
+            name.starts_with(&format!("{entity}.")) && name.ends_with(".delta.parquet")
+        })
+}
+
 #[test]
 fn reused_entities_give_exactly_what_a_full_recomputation_gives() {
     let tmp = tempfile::tempdir().unwrap();
     let drops = drops(tmp.path());
     let reusing = Workdir::new();
+    // The full recomputation also writes whole snapshots every run (no delta), so the
+    // snapshots compared below hold the deltas' promise too.
     let full = Workdir::new();
+    let pipeline = full.recipes().join("pipeline.toml");
+    let mut text = std::fs::read_to_string(&pipeline).unwrap();
+    text.push_str("\n[snapshots]\nmax_delta_share = 0\n");
+    std::fs::write(&pipeline, text).unwrap();
+    let mut deltas_at = Vec::new();
     let mut reused_at = Vec::new();
     let mut records_at = Vec::new();
     for (step, drop) in drops.iter().enumerate() {
@@ -203,6 +246,9 @@ fn reused_entities_give_exactly_what_a_full_recomputation_gives() {
         );
         assert_eq!(rejects(&reusing, ra), rejects(&full, rb), "step {step}");
         assert_eq!(tables(&reusing), tables(&full), "step {step}");
+        assert_eq!(snapshots(&reusing), snapshots(&full), "step {step}");
+        assert!(!has_delta(&full, "clientes"), "step {step}");
+        deltas_at.push(has_delta(&reusing, "clientes"));
         let reused: Vec<&str> = ENTITIES
             .into_iter()
             .filter(|e| a.json["entities"][e]["unchanged_since"].is_string())
@@ -240,6 +286,8 @@ fn reused_entities_give_exactly_what_a_full_recomputation_gives() {
     // last time) that are rejected all the same: the counts above equal --full's.
     let (_, ventas) = records_at[4];
     assert!(ventas > read(4, "ventas") / 2, "{records_at:?}");
+    // A day of changes (9% of the clients) is kept as a delta beside the first day's base.
+    assert!(deltas_at[2], "{deltas_at:?}");
     // Same drop again: nothing recomputed.
     assert_eq!(reused_at[1], ENTITIES);
     assert_eq!(reused_at[3], ENTITIES);

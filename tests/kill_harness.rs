@@ -247,6 +247,10 @@ fn workspace(target: &mut dyn Target, tag: &str) -> Workdir {
     let cfg = target.fresh(tag);
     let p = w.recipes().join("pipeline.toml");
     let mut text = std::fs::read_to_string(&p).unwrap();
+    // Snapshot deltas up to 30% of an entity: the drops' quarter of changed rows goes into
+    // deltas (also the approval's tombstones), the half-cut clientes into a new base, so
+    // the kills land on both paths (`trials` checks that both were taken).
+    text.push_str("\n[snapshots]\nmax_delta_share = 0.3\n");
     text.push_str(&cfg);
     std::fs::write(p, text).unwrap();
     w
@@ -371,6 +375,15 @@ fn trials(target: &mut dyn Target, trials: u64, seed: u64) -> usize {
     // durations the kill delays are drawn from.
     let full = workspace(target, "ref-full");
     let durations = replay(&full, &STEPS);
+    let snapshot_files: Vec<String> = std::fs::read_dir(full.out().join("state/snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        snapshot_files.iter().any(|f| f.ends_with(".delta.parquet"))
+            && snapshot_files.iter().any(|f| f.contains(".g1.")),
+        "the sequence takes both snapshot paths: {snapshot_files:?}"
+    );
     let mut refs: HashMap<Vec<Step>, String> = HashMap::new();
     refs.insert(STEPS.to_vec(), state_of(target, "ref-full", &full));
     drop(full);

@@ -272,12 +272,19 @@ fn killed_runs_converge_to_the_uninterrupted_result() {
     clean.cp1252("clientes.csv", &clients_csv(40, &[3], &[7, 8]));
     assert_eq!(clean.run().code, 0);
     let want = clean.rows("crm.sqlite", business);
+    // 3 of 40 rows changed: the second run journals a snapshot delta, not a whole snapshot,
+    // so the kills below land on the delta's paths.
+    assert!(clean
+        .out()
+        .join("state/snapshots/clientes.delta.parquet")
+        .exists());
 
     for point in [
         "after-stage",
         "crm-upsert:clientes",
         "after-upserts",
         "before-snapshots",
+        "snapshot-promoted:clientes",
     ] {
         let w = Workdir::new();
         w.cp1252("clientes.csv", &clients_csv(40, &[], &[]));

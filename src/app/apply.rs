@@ -17,7 +17,7 @@ use crate::config::Recipes;
 use crate::diff;
 use crate::model::{Issue, RunReport, RunStatus, Severity};
 use crate::state::journal::{self, EntityIntent, IntentKind};
-use crate::state::{State, StateError};
+use crate::state::{NextSnapshot, State, StateError};
 use crate::support::failpoint::failpoint;
 use crate::support::progress::{Progress, Stage};
 use crate::transform::ID;
@@ -38,17 +38,23 @@ pub(super) fn write_journal(
     run_id: &str,
     work: &mut [EntityWork],
     report: &RunReport,
+    max_delta_share: f64,
 ) -> Result<Journal, PipelineError> {
     let mut intents: Vec<EntityIntent> = work
         .iter()
         .map(|w| intent_of(w).map_err(frame_err(run_id, &w.recipe.entity)))
         .collect::<Result<_, _>>()?;
-    let mut snapshots: Vec<Option<DataFrame>> = work
+    let mut snapshots: Vec<Option<NextSnapshot>> = work
         .iter_mut()
         .zip(&intents)
         .map(|(w, i)| {
-            let s = std::mem::replace(&mut w.snapshot, DataFrame::empty());
-            i.has_snapshot.then_some(s)
+            let frame = std::mem::replace(&mut w.snapshot, DataFrame::empty());
+            let changed_ids = w.changed_ids.take();
+            i.has_snapshot.then_some(NextSnapshot {
+                frame,
+                changed_ids,
+                max_delta_share,
+            })
         })
         .collect();
     let summary = report.to_json();
@@ -228,6 +234,7 @@ fn apply_intents(
         }
         if e.has_snapshot {
             state.promote_snapshot(run_id, entity)?;
+            failpoint(&format!("snapshot-promoted:{entity}"));
         }
         crm.finish(recipe_of(entity)?)
             .map_err(sink_err(run_id, entity))?;
@@ -367,18 +374,7 @@ pub(super) fn approve_entities(
             .delete(recipe, ids, recipe.delete_policy, run_id)
             .map_err(sink_err(run_id, entity))?;
         failpoint("approve-after-delete");
-        if let Some(snap) = state.load_snapshot(entity)? {
-            let gone: HashSet<&str> = ids.iter().map(String::as_str).collect();
-            let keep: BooleanChunked = snap
-                .column(ID)
-                .and_then(|c| c.str().cloned())
-                .map_err(frame_err(run_id, entity))?
-                .iter()
-                .map(|id| Some(!id.is_some_and(|id| gone.contains(id))))
-                .collect();
-            let mut kept = snap.filter(&keep).map_err(frame_err(run_id, entity))?;
-            state.save_snapshot(entity, &mut kept)?;
-        }
+        state.remove_from_snapshot(entity, ids)?;
         failpoint("approve-after-snapshot");
         state.release_held(run_id, entity, ids)?;
         // The sink's resume notes for these deletes are moot once released.

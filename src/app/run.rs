@@ -243,7 +243,8 @@ fn process(
 
     let sheets = staging::sheet_frames(recipes, state, &work, &report, &opts.out)?;
     let t = Instant::now();
-    let journal = apply::write_journal(state, run_id, &mut work, &report)?;
+    let delta_share = recipes.pipeline.snapshots.max_delta_share;
+    let journal = apply::write_journal(state, run_id, &mut work, &report, delta_share)?;
     let journal_secs = t.elapsed().as_secs_f64();
     // Staging (sqlite, then the workbook) runs on its own thread while this one writes the
     // CRM: different files, no shared connection, both cores busy. Staging is a full
@@ -458,6 +459,7 @@ impl<'r> SoFar<'r> {
             deletes: diffed.verdict.deletes,
             held: diffed.verdict.held,
             snapshot: diffed.snapshot,
+            changed_ids: diffed.changed_ids,
         });
     }
 }

@@ -41,6 +41,8 @@ pub(super) struct EntityWork<'r> {
     /// Deletes the guard holds until approval.
     pub(super) held: Vec<String>,
     pub(super) snapshot: DataFrame,
+    /// The IDs whose rows in `snapshot` changed (see [`crate::diff::changed_ids`]).
+    pub(super) changed_ids: Option<Vec<String>>,
 }
 
 /// The accepted rows (or a snapshot) as the CRM and staging take them: without the row hash

@@ -260,6 +260,33 @@ pub struct PipelineFile {
     /// Where to tell operators about failed, held or badly rejected runs.
     #[serde(default)]
     pub alerts: super::specs::AlertSpec,
+    /// How each entity's last accepted snapshot is kept.
+    #[serde(default)]
+    pub snapshots: SnapshotSpec,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotSpec {
+    /// Largest delta kept beside a snapshot's base, as a share of the base's rows, before a
+    /// run writes a whole new base instead. 0 writes the whole snapshot every run.
+    #[serde(default = "delta_share")]
+    pub max_delta_share: f64,
+}
+
+impl Default for SnapshotSpec {
+    fn default() -> Self {
+        SnapshotSpec {
+            max_delta_share: delta_share(),
+        }
+    }
+}
+
+/// Why 0.15: at about 1% of an entity changed a night, a run writes on average half this
+/// share, and a whole base once every share/1% nights; the sum is least near
+/// sqrt(2 x 1%), 14%. Reading is hardly affected: the base is read whole anyway.
+fn delta_share() -> f64 {
+    0.15
 }
 
 #[derive(Debug, Clone, Deserialize)]

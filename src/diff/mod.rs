@@ -31,6 +31,9 @@ pub struct Diffed {
     pub verdict: guard::Verdict,
     /// The entity's snapshot once this run is applied.
     pub snapshot: DataFrame,
+    /// The IDs whose rows in `snapshot` differ from the previous snapshot's (see
+    /// [`changed_ids`]); none without a previous snapshot.
+    pub changed_ids: Option<Vec<String>>,
 }
 
 /// The diff stage of one entity: hashes the rows validation accepted, compares them with the
@@ -72,12 +75,68 @@ pub fn diff_entity(
         }
         None => next_snapshot(&accepted, prev, &keep_rows)?,
     };
+    let changed_ids = prev.map(|p| changed_ids(p, &snapshot)).transpose()?;
     Ok(Diffed {
         accepted,
         changes,
         verdict,
         snapshot,
+        changed_ids,
     })
+}
+
+/// The IDs whose rows differ between two snapshots: what a snapshot delta must hold.
+///
+/// A row is told by its ID, row hash and record key: the record key names the values the
+/// row was typed from, so it also covers the create-only fields the hash leaves out. A row
+/// without a record key (typed with a warning) cannot be told that way and always counts as
+/// changed. IDs are compared by their 64-bit key: two IDs sharing one only make both count
+/// as changed together.
+pub fn changed_ids(prev: &DataFrame, next: &DataFrame) -> PolarsResult<Vec<String>> {
+    let before = row_signatures(prev)?;
+    let after = row_signatures(next)?;
+    let differs = |key: &u64| match (before.get(key), after.get(key)) {
+        (Some(a), Some(b)) => a != b || a.2 || b.2,
+        _ => true,
+    };
+    let mut out: HashSet<&str> = HashSet::default();
+    for df in [prev, next] {
+        let ids = df.column(ID)?.str()?;
+        for (id, key) in ids.iter().zip(keys_of(ids)) {
+            if let Some(id) = id.filter(|_| differs(&key)) {
+                out.insert(id);
+            }
+        }
+    }
+    let mut out: Vec<String> = out.into_iter().map(str::to_string).collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Per ID key: how many rows, a sum of their (hash, record key) signatures, and whether a
+/// row has no record key.
+fn row_signatures(df: &DataFrame) -> PolarsResult<rustc_hash::FxHashMap<u64, (u32, u64, bool)>> {
+    let ids = df.column(ID)?.str()?;
+    let hashes = df.column(HASH)?.u64()?;
+    let recs = match df.column(REC) {
+        Ok(c) => Some(c.u64()?.clone()),
+        Err(_) => None,
+    };
+    let mut out = rustc_hash::FxHashMap::default();
+    out.reserve(df.height());
+    for (i, (key, h)) in keys_of(ids).into_iter().zip(hashes.iter()).enumerate() {
+        let rec = recs.as_ref().and_then(|r| r.get(i));
+        let e: &mut (u32, u64, bool) = out.entry(key).or_default();
+        e.0 += 1;
+        match (h, rec) {
+            (Some(h), Some(r)) => {
+                let sig = xxh3_64_with_seed(&[h.to_le_bytes(), r.to_le_bytes()].concat(), 0xde17a);
+                e.1 = e.1.wrapping_add(sig);
+            }
+            _ => e.2 = true,
+        }
+    }
+    Ok(out)
 }
 
 /// What changed in one entity, as row positions in the new frame and IDs of the old one.

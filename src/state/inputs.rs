@@ -33,14 +33,6 @@ pub struct EntityInputs {
 }
 
 impl State {
-    /// The snapshot file as it is on disk: size and modification time. Every snapshot is
-    /// written beside the old one and renamed over it, so a new snapshot is a new stamp.
-    pub fn snapshot_stamp(&self, entity: &str) -> Option<String> {
-        let meta = std::fs::metadata(self.snapshot_path(entity)).ok()?;
-        let modified = meta.modified().ok()?;
-        Some(format!("{} {modified:?}", meta.len()))
-    }
-
     pub fn entity_inputs(&self, entity: &str) -> Result<Option<EntityInputs>, StateError> {
         let row = self
             .db

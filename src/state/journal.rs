@@ -11,7 +11,7 @@
 //!
 //! Layout: `state/pending/<run_id>/` holds per entity the rows to insert and update (with
 //! their source lines and changed fields), the IDs to delete and to hold, and the next
-//! snapshot; the journal commits when its row is inserted into `state.sqlite`'s `pending`
+//! snapshot (whole, or a delta against the current base: see `snapshots`); the journal commits when its row is inserted into `state.sqlite`'s `pending`
 //! table, after every file is written and fsynced. A folder without that row is debris of a
 //! run killed while writing its journal and is removed.
 
@@ -21,7 +21,7 @@ use polars::prelude::*;
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
-use super::{State, StateError};
+use super::{NextSnapshot, State, StateError};
 use crate::model::{HoldState, RunState, RunStatus};
 
 /// Column of the journaled updates holding the changed fields (comma-separated).
@@ -95,7 +95,7 @@ impl State {
         status: RunStatus,
         report: &serde_json::Value,
         intents: &mut [EntityIntent],
-        snapshots: &mut [Option<DataFrame>],
+        snapshots: &mut [Option<NextSnapshot>],
     ) -> Result<(), StateError> {
         let dir = self.pending_dir(run_id);
         let io = |source| StateError::Io {
@@ -121,7 +121,8 @@ impl State {
                 &mut id_frame(&e.held)?,
             )?;
             if let Some(s) = snap.as_mut() {
-                write_parquet(&self.pending_file(run_id, &e.entity, "snapshot"), s)?;
+                let pending = |part: &str| self.pending_file(run_id, &e.entity, part);
+                self.journal_snapshot(pending, &e.entity, s)?;
             }
         }
         sync_dir(&dir)?;
@@ -229,18 +230,24 @@ impl State {
             .collect()
     }
 
-    /// Whether the entity's journaled snapshot still waits to become current (false once
-    /// promoted: the entity's part of the run is then complete).
+    /// Whether the entity's journaled snapshot (whole or delta) still waits to become
+    /// current (false once promoted: the entity's part of the run is then complete).
     pub fn snapshot_pending(&self, run_id: &str, entity: &str) -> bool {
         self.pending_file(run_id, entity, "snapshot").exists()
+            || self.pending_file(run_id, entity, "delta").exists()
     }
 
+    /// The journaled next snapshot, whole.
     pub fn load_pending_snapshot(
         &self,
         run_id: &str,
         entity: &str,
     ) -> Result<DataFrame, StateError> {
-        read_parquet(&self.pending_file(run_id, entity, "snapshot"))
+        self.read_journaled(
+            &self.pending_file(run_id, entity, "snapshot"),
+            &self.pending_file(run_id, entity, "delta"),
+            entity,
+        )
     }
 
     /// Replaces the journaled snapshot (the CRM refused some rows: they keep their last
@@ -251,21 +258,20 @@ impl State {
         entity: &str,
         df: &mut DataFrame,
     ) -> Result<(), StateError> {
-        write_parquet(&self.pending_file(run_id, entity, "snapshot"), df)
+        self.replace_journaled(
+            &self.pending_file(run_id, entity, "snapshot"),
+            &self.pending_file(run_id, entity, "delta"),
+            df,
+        )
     }
 
     /// Makes the journaled snapshot the entity's current one (one rename).
     pub fn promote_snapshot(&self, run_id: &str, entity: &str) -> Result<(), StateError> {
-        let from = self.pending_file(run_id, entity, "snapshot");
-        let to = self.snapshot_path(entity);
-        std::fs::rename(&from, &to).map_err(|source| StateError::Io {
-            path: to.clone(),
-            source,
-        })?;
-        if let Some(parent) = to.parent() {
-            sync_dir(parent)?;
-        }
-        Ok(())
+        self.promote_journaled(
+            &self.pending_file(run_id, entity, "snapshot"),
+            &self.pending_file(run_id, entity, "delta"),
+            entity,
+        )
     }
 
     /// The end of an applied run, in one transaction: older holds of its entities

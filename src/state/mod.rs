@@ -1,13 +1,16 @@
 //! Durable state of a workspace (`<out>/state/`): each entity's last accepted snapshot
-//! (parquet, replaced by atomic rename only after that entity's CRM writes committed), and
+//! (parquet, a base and a delta of what changed since, advanced by atomic rename only after
+//! that entity's CRM writes committed: see `snapshots`), and
 //! `state.sqlite` with the runs, their files, the deletes held by the guard and the change
 //! log that `explain` reads.
 
 mod inputs;
 pub mod journal;
 pub mod lock;
+mod snapshots;
 
 pub use inputs::EntityInputs;
+pub use snapshots::NextSnapshot;
 
 use std::path::{Path, PathBuf};
 
@@ -199,63 +202,6 @@ impl State {
             path: self.db_path.clone(),
             source,
         }
-    }
-
-    fn snapshot_path(&self, entity: &str) -> PathBuf {
-        self.dir.join("snapshots").join(format!("{entity}.parquet"))
-    }
-
-    /// The entity's last accepted snapshot, if it ever had one.
-    pub fn load_snapshot(&self, entity: &str) -> Result<Option<DataFrame>, StateError> {
-        let path = self.snapshot_path(entity);
-        if !path.exists() {
-            return Ok(None);
-        }
-        journal::read_parquet(&path).map(Some).map_err(|e| match e {
-            StateError::Snapshot { path, source } => StateError::CorruptSnapshot { path, source },
-            other => other,
-        })
-    }
-
-    /// The IDs of the entity's last accepted snapshot (only that column is read).
-    pub fn snapshot_ids(&self, entity: &str) -> Result<Option<Vec<String>>, StateError> {
-        let path = self.snapshot_path(entity);
-        if !path.exists() {
-            return Ok(None);
-        }
-        let corrupt = |source| StateError::CorruptSnapshot {
-            path: path.clone(),
-            source,
-        };
-        let df = journal::read_parquet_columns(&path, &[crate::transform::ID])?;
-        let ids = df
-            .column(crate::transform::ID)
-            .and_then(|c| c.str().cloned())
-            .map_err(corrupt)?;
-        Ok(Some(ids.iter().flatten().map(str::to_string).collect()))
-    }
-
-    /// The entity's last accepted snapshot in the types its recipe gives today (see
-    /// [`crate::diff::upgrade_snapshot`]): what every diff, revert and staging of it reads.
-    pub fn accepted_snapshot(
-        &self,
-        recipe: &crate::config::Recipe,
-    ) -> Result<Option<DataFrame>, StateError> {
-        let Some(df) = self.load_snapshot(&recipe.entity)? else {
-            return Ok(None);
-        };
-        crate::diff::upgrade_snapshot(recipe, df)
-            .map(Some)
-            .map_err(|source| StateError::CorruptSnapshot {
-                path: self.snapshot_path(&recipe.entity),
-                source,
-            })
-    }
-
-    /// Replaces the snapshot atomically: written beside it, fsynced, then renamed over it.
-    pub fn save_snapshot(&self, entity: &str, df: &mut DataFrame) -> Result<(), StateError> {
-        journal::write_parquet(&self.snapshot_path(entity), df)?;
-        journal::sync_dir(&self.dir.join("snapshots"))
     }
 
     /// Runs left `running` by a crash are marked `interrupted`: their work is redone by the
