@@ -52,7 +52,17 @@ pub fn diff_entity(
         None => row_hashes(&accepted, recipe, HashScope::Comparable)?,
     };
     accepted.with_column(UInt64Chunked::from_vec(HASH.into(), hashes).into_column())?;
-    let changes = diff(recipe, &accepted, prev, &valid.rejected_ids)?;
+    // The snapshot also names the record each clean row was typed from (see `REC`), and
+    // the comparison tells by it which unchanged rows come from other bytes.
+    let keyed = match &valid.record_keys {
+        Some(keys) => {
+            let mut keyed = accepted.clone();
+            keyed.with_column(keys.clone().with_name(REC.into()))?;
+            keyed
+        }
+        None => accepted.clone(),
+    };
+    let changes = diff(recipe, &keyed, prev, &valid.rejected_ids)?;
     let prev_rows = prev.map(|p| p.height()).unwrap_or(0);
     let verdict = guard::guard(
         recipe,
@@ -66,16 +76,26 @@ pub fn diff_entity(
         keep_rows.extend(positions(p, &verdict.held)?);
     }
     keep_rows.sort_unstable();
-    // The snapshot also names the record each clean row was typed from (see `REC`).
-    let snapshot = match &valid.record_keys {
-        Some(keys) => {
-            let mut keyed = accepted.clone();
-            keyed.with_column(keys.clone().with_name(REC.into()))?;
-            next_snapshot(&keyed, prev, &keep_rows)?
+    let snapshot = next_snapshot(&keyed, prev, &keep_rows)?;
+    let changed_ids = match (prev, &changes.restamped) {
+        (None, _) => None,
+        // What the comparison found: rows inserted, updated or from other bytes, and the
+        // deletes applied now (held ones stay in the snapshot as they were).
+        (Some(_), Some(restamped)) => {
+            let ids = accepted.column(ID)?.str()?;
+            let rows = changes
+                .inserted
+                .iter()
+                .chain(changes.updated.iter().map(|(r, _)| r))
+                .chain(restamped);
+            let mut out: Vec<String> = rows
+                .filter_map(|&r| ids.get(r as usize).map(str::to_string))
+                .collect();
+            out.extend(verdict.deletes.iter().cloned());
+            Some(out)
         }
-        None => next_snapshot(&accepted, prev, &keep_rows)?,
+        (Some(p), None) => Some(changed_ids(p, &snapshot)?),
     };
-    let changed_ids = prev.map(|p| changed_ids(p, &snapshot)).transpose()?;
     Ok(Diffed {
         accepted,
         changes,
@@ -129,10 +149,7 @@ fn row_signatures(df: &DataFrame) -> PolarsResult<rustc_hash::FxHashMap<u64, (u3
         let e: &mut (u32, u64, bool) = out.entry(key).or_default();
         e.0 += 1;
         match (h, rec) {
-            (Some(h), Some(r)) => {
-                let sig = xxh3_64_with_seed(&[h.to_le_bytes(), r.to_le_bytes()].concat(), 0xde17a);
-                e.1 = e.1.wrapping_add(sig);
-            }
+            (Some(h), Some(r)) => e.1 = e.1.wrapping_add(pair_hash(h, r)),
             _ => e.2 = true,
         }
     }
@@ -150,6 +167,10 @@ pub struct ChangeSet {
     pub deleted: Vec<String>,
     /// Rows of the previous snapshot kept because their ID was rejected this run.
     pub carried: Vec<u32>,
+    /// Rows of the new frame unchanged by their hash whose record key differs from (or,
+    /// on either side, is missing beside) the previous row's: the same values from other
+    /// bytes. None when the frames have no record keys or `prev` holds an ID twice.
+    pub restamped: Option<Vec<u32>>,
 }
 
 /// Which fields a row hash covers.
@@ -238,6 +259,49 @@ pub fn row_hashes(df: &DataFrame, recipe: &Recipe, scope: HashScope) -> PolarsRe
         }
     }
     Ok(h)
+}
+
+/// One hash per row over every field, create-only ones included: what staging compares to
+/// rewrite only the staged rows that changed.
+///
+/// A row with a record key takes its hash from its row hash and record key: the record key
+/// names the values the row was typed from under this recipe, so the pair stands for every
+/// field, at no cost per field. Only rows without one (typed with a warning) are hashed field
+/// by field. The same values may so get two hashes (with and without a record key): their
+/// staged row is then rewritten with what it already holds, never left stale.
+pub fn content_hashes(
+    df: &DataFrame,
+    recipe: &Recipe,
+    hashes: &UInt64Chunked,
+    record_keys: Option<&UInt64Chunked>,
+) -> PolarsResult<Vec<u64>> {
+    let Some(recs) = record_keys else {
+        return row_hashes(df, recipe, HashScope::AllFields);
+    };
+    let unknown = recs.is_null() | hashes.is_null();
+    let todo = unknown.sum().unwrap_or(0) as usize;
+    let mut computed = if todo == 0 {
+        Vec::new()
+    } else {
+        row_hashes(&df.filter(&unknown)?, recipe, HashScope::AllFields)?
+    }
+    .into_iter();
+    Ok(hashes
+        .iter()
+        .zip(recs.iter())
+        .map(|(h, r)| match (h, r) {
+            (Some(h), Some(r)) => pair_hash(h, r),
+            _ => computed.next().unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// One hash of a row hash and a record key.
+fn pair_hash(hash: u64, record_key: u64) -> u64 {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&hash.to_le_bytes());
+    bytes[8..].copy_from_slice(&record_key.to_le_bytes());
+    xxh3_64_with_seed(&bytes, 0xde17a)
 }
 
 /// The row hashes of `df`, taking each known one as it is (a reused record's, the hash of
@@ -352,6 +416,11 @@ fn compare(
     let new_hash = new.column(HASH)?.u64()?;
     let prev_ids = prev.column(ID)?.str()?;
     let prev_hash = prev.column(HASH)?.u64()?;
+    let record_keys = match (new.column(REC), prev.column(REC)) {
+        (Ok(n), Ok(p)) if unique => Some((n.u64()?.rechunk(), p.u64()?.rechunk())),
+        _ => None,
+    };
+    let mut restamped = Vec::new();
     let mut seen = vec![false; prev.height()];
     for (i, (id, h)) in new_ids.iter().zip(new_hash.iter()).enumerate() {
         let Some(j) = find(id.unwrap_or("")) else {
@@ -361,6 +430,12 @@ fn compare(
         seen[j as usize] = true;
         if prev_hash.get(j as usize) == h {
             cs.unchanged += 1;
+            if let Some((n, p)) = &record_keys {
+                let (a, b) = (n.get(i), p.get(j as usize));
+                if a.is_none() || a != b {
+                    restamped.push(i as u32);
+                }
+            }
         } else {
             let changed = changed_fields(recipe, new, i, prev, j as usize);
             cs.updated.push((i as u32, changed));
@@ -377,6 +452,7 @@ fn compare(
             cs.deleted.push(id.to_string());
         }
     }
+    cs.restamped = record_keys.map(|_| restamped);
     Ok(cs)
 }
 
@@ -510,6 +586,41 @@ mod tests {
         assert_eq!(cs.deleted, ["3"]);
     }
 
+    /// Rows unchanged by their hash but typed from other bytes (or without a record key)
+    /// are told apart, for the snapshot delta; without keys on both sides, nothing is.
+    #[test]
+    fn unchanged_rows_from_other_bytes_are_restamped() {
+        let r = one_field();
+        let keyed = |df: DataFrame, keys: &[Option<u64>]| {
+            let mut df = df;
+            df.with_column(Column::new(REC.into(), keys)).unwrap();
+            df
+        };
+        let prev = frame(
+            &["1", "2", "3", "4"],
+            &["x", "y", "z", "w"],
+            &[10, 20, 30, 40],
+        );
+        let new = frame(
+            &["1", "2", "3", "4"],
+            &["x", "y", "z", "w2"],
+            &[10, 20, 30, 41],
+        );
+        let prev_k = keyed(prev.clone(), &[Some(1), Some(2), None, Some(4)]);
+        let new_k = keyed(new.clone(), &[Some(1), Some(9), Some(3), Some(5)]);
+        let cs = diff(&r, &new_k, Some(&prev_k), &HashSet::default()).unwrap();
+        assert_eq!(cs.unchanged, 3);
+        assert_eq!(cs.restamped, Some(vec![1, 2]));
+        let cs = diff(&r, &new, Some(&prev_k), &HashSet::default()).unwrap();
+        assert_eq!(cs.restamped, None);
+        let twice = keyed(
+            frame(&["1", "1"], &["x", "x"], &[10, 10]),
+            &[Some(1), Some(1)],
+        );
+        let cs = diff(&r, &new_k, Some(&twice), &HashSet::default()).unwrap();
+        assert_eq!(cs.restamped, None);
+    }
+
     const FIELDS: &str = "[[field]]\nname = \"a\"\nfrom = \"A\"\n\
         [[field]]\nname = \"n\"\nfrom = \"N\"\ntype = \"integer\"\n\
         [[field]]\nname = \"c\"\nfrom = \"C\"\ncreate_only = true\n";
@@ -553,6 +664,49 @@ mod tests {
         );
         let both = hashes("crm_object = \"things\"", &column, HashScope::Comparable);
         assert!(object.iter().zip(&both).all(|(a, b)| a != b));
+    }
+
+    #[test]
+    fn content_hashes_follow_every_field_through_record_keys_or_the_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.toml"),
+            format!(
+                "entity = \"t\"\n[source]\nfiles = [\"t.csv\"]\n[id]\ncolumn = \"ID\"\n{FIELDS}"
+            ),
+        )
+        .unwrap();
+        let recipe = load_dir(dir.path()).unwrap().entities.remove(0);
+        let frame = |c: [&str; 2]| {
+            df!(ID => ["1", "2"], "a" => ["x", "y"], "n" => [1i64, 2], "c" => c).unwrap()
+        };
+        let (day1, day2) = (frame(["k", "k"]), frame(["k", "changed"]));
+        // Only the create-only field changed: the comparable hashes stay.
+        let h1 = UInt64Chunked::from_vec(
+            "h".into(),
+            row_hashes(&day1, &recipe, HashScope::Comparable).unwrap(),
+        );
+        let h2 = UInt64Chunked::from_vec(
+            "h".into(),
+            row_hashes(&day2, &recipe, HashScope::Comparable).unwrap(),
+        );
+        assert!(h1.equal(&h2).all());
+        // Through record keys: the second record's key moved with its bytes.
+        let k1 = UInt64Chunked::from_slice_options("k".into(), &[Some(10), Some(20)]);
+        let k2 = UInt64Chunked::from_slice_options("k".into(), &[Some(10), Some(21)]);
+        let a = content_hashes(&day1, &recipe, &h1, Some(&k1)).unwrap();
+        let b = content_hashes(&day2, &recipe, &h2, Some(&k2)).unwrap();
+        assert_eq!(a[0], b[0]);
+        assert_ne!(a[1], b[1]);
+        // Without a record key (a row with a warning), field by field, as with no keys at all.
+        let none = UInt64Chunked::from_slice_options("k".into(), &[Some(10), None]);
+        let a = content_hashes(&day1, &recipe, &h1, Some(&none)).unwrap();
+        let b = content_hashes(&day2, &recipe, &h2, Some(&none)).unwrap();
+        assert_eq!(a[0], b[0]);
+        assert_ne!(a[1], b[1]);
+        let all = row_hashes(&day2, &recipe, HashScope::AllFields).unwrap();
+        assert_eq!(b[1], all[1]);
+        assert_eq!(content_hashes(&day2, &recipe, &h2, None).unwrap(), all);
     }
 
     #[test]
