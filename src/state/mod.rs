@@ -102,6 +102,7 @@ CREATE TABLE IF NOT EXISTS changes (
   run_id TEXT NOT NULL, entity TEXT NOT NULL, id TEXT NOT NULL, change TEXT NOT NULL,
   fields TEXT, line INTEGER);
 CREATE INDEX IF NOT EXISTS changes_by_row ON changes (entity, id);
+CREATE INDEX IF NOT EXISTS changes_by_run ON changes (run_id, entity);
 CREATE TABLE IF NOT EXISTS processed_files (
   hash TEXT PRIMARY KEY, name TEXT NOT NULL, run_id TEXT NOT NULL, status TEXT NOT NULL,
   at TEXT NOT NULL);
@@ -489,6 +490,25 @@ mod tests {
             .unwrap();
         let err = state.run("r1").unwrap_err().to_string();
         assert!(err.contains("unknown run status `done`"), "{err}");
+    }
+
+    #[test]
+    fn a_runs_change_log_is_cleared_through_an_index_not_a_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let plan: Vec<String> = state
+            .db
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", journal::FORGET_CHANGES))
+            .unwrap()
+            .query_map(params!["r", "clientes"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert!(
+            plan.iter()
+                .any(|p| p.contains("USING INDEX changes_by_run")),
+            "{plan:?}"
+        );
     }
 
     #[test]
