@@ -102,7 +102,6 @@ CREATE TABLE IF NOT EXISTS changes (
   run_id TEXT NOT NULL, entity TEXT NOT NULL, id TEXT NOT NULL, change TEXT NOT NULL,
   fields TEXT, line INTEGER);
 CREATE INDEX IF NOT EXISTS changes_by_row ON changes (entity, id);
-CREATE INDEX IF NOT EXISTS changes_by_run ON changes (run_id, entity);
 CREATE TABLE IF NOT EXISTS processed_files (
   hash TEXT PRIMARY KEY, name TEXT NOT NULL, run_id TEXT NOT NULL, status TEXT NOT NULL,
   at TEXT NOT NULL);
@@ -492,22 +491,71 @@ mod tests {
         assert!(err.contains("unknown run status `done`"), "{err}");
     }
 
-    #[test]
-    fn a_runs_change_log_is_cleared_through_an_index_not_a_scan() {
+    /// SQLite's instructions to commit a run of 10 inserts, after an earlier run logged
+    /// `history` changes.
+    fn commit_ops(history: usize) -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
         let dir = tempfile::tempdir().unwrap();
-        let state = State::open(dir.path()).unwrap();
-        let plan: Vec<String> = state
+        let mut state = State::open(dir.path()).unwrap();
+        let tx = state.db.transaction().unwrap();
+        for i in 0..history {
+            tx.execute(
+                "INSERT INTO changes (run_id, entity, id, change) VALUES ('old', 'e', ?1, 'inserted')",
+                params![i.to_string()],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        state.begin_run("r", "now").unwrap();
+        let ids: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
+        let intent = journal::EntityIntent {
+            entity: "e".into(),
+            file_name: "e.csv".into(),
+            inserts: df!("id" => &ids).unwrap(),
+            updates: df!("id" => Vec::<String>::new()).unwrap(),
+            deletes: Vec::new(),
+            held: Vec::new(),
+            has_snapshot: false,
+        };
+        let ops = std::sync::Arc::new(AtomicU64::new(0));
+        let counter = ops.clone();
+        state
             .db
-            .prepare(&format!("EXPLAIN QUERY PLAN {}", journal::FORGET_CHANGES))
-            .unwrap()
-            .query_map(params!["r", "clientes"], |r| r.get::<_, String>(3))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect();
+            .progress_handler(
+                1,
+                Some(move || {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    false
+                }),
+            )
+            .unwrap();
+        state
+            .commit_run(
+                "r",
+                crate::model::RunStatus::Ok,
+                &serde_json::json!({}),
+                &[intent],
+            )
+            .unwrap();
+        state.db.progress_handler(0, None::<fn() -> bool>).unwrap();
+        let logged: i64 = state
+            .db
+            .query_row("SELECT count(*) FROM changes WHERE run_id = 'r'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(logged, 10);
+        ops.load(Ordering::Relaxed)
+    }
+
+    /// A regression: the commit cleared the run's rows with a DELETE that scanned the whole
+    /// change log, so every run cost more than the one before.
+    #[test]
+    fn committing_a_run_costs_its_changes_not_the_log_before_it() {
+        let (fresh, after) = (commit_ops(0), commit_ops(20_000));
         assert!(
-            plan.iter()
-                .any(|p| p.contains("USING INDEX changes_by_run")),
-            "{plan:?}"
+            after < fresh + fresh / 2,
+            "{fresh} instructions on an empty log, {after} after 20,000 rows"
         );
     }
 
