@@ -143,6 +143,45 @@ fn a_corrupt_snapshot_stops_the_run_before_the_crm_and_says_how_to_recover() {
     assert!(crm.iter().any(|r| r.ends_with("nuevo20@mail.com")));
 }
 
+/// A snapshot kept as a base and a delta: a corrupt delta stops the run before the CRM and
+/// names the delta; removed, the entity is compared with its older base, and the changes
+/// since are written again (idempotent), so the CRM ends as an uninterrupted sequence's.
+#[test]
+fn a_corrupt_snapshot_delta_stops_the_run_and_removing_it_converges() {
+    let small = clients_csv(300, &[4], &[7, 8]);
+    let next = clients_csv(300, &[4, 5], &[7, 8, 9]);
+    let clean = Workdir::new();
+    for drop in [first(), small.clone(), next.clone()] {
+        clean.cp1252("clientes.csv", &drop);
+        assert_eq!(clean.run().code, 0);
+    }
+    let w = Workdir::new();
+    w.cp1252("clientes.csv", &first());
+    assert_eq!(w.run().code, 0);
+    w.cp1252("clientes.csv", &small);
+    assert_eq!(w.run().code, 0);
+    let delta = w.out().join("state/snapshots/clientes.delta.parquet");
+    assert!(delta.exists(), "3 of 300 clients changed: kept as a delta");
+    let before = outcome(&w);
+    let bytes = std::fs::read(&delta).unwrap();
+    std::fs::write(&delta, &bytes[..bytes.len() / 2]).unwrap();
+    w.cp1252("clientes.csv", &next);
+    let r = w.run();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("clientes.delta.parquet"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("compared with its older base"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(outcome(&w), before, "nothing changed");
+    std::fs::remove_file(&delta).unwrap();
+    let r = w.run();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(crm(&w), crm(&clean));
+    assert_eq!(w.run().json["crm_rows_written"], 0);
+}
+
 #[test]
 fn a_locked_state_database_fails_the_run_clearly_and_the_next_run_converges() {
     let (want, _) = reference();

@@ -167,6 +167,7 @@ impl ExitCode for StateError {
             StateError::Db { .. }
             | StateError::Snapshot { .. }
             | StateError::CorruptSnapshot { .. }
+            | StateError::CorruptDelta { .. }
             | StateError::Journal { .. }
             | StateError::Io { .. } => Exit::Failure,
             StateError::NoWorkspace { .. } => Exit::Config,
@@ -317,6 +318,7 @@ mod tests {
             Failure => StateError::Db { path: path(), source: sqlite() },
             Failure => StateError::Snapshot { path: path(), source: polars() },
             Failure => StateError::CorruptSnapshot { path: path(), source: polars() },
+            Failure => StateError::CorruptDelta { path: path(), source: polars() },
             Failure => StateError::Journal { run_id: s(), message: s() },
             Failure => StateError::Io { path: path(), source: io() },
             Failure => StageError::Sqlite { path: s(), message: s() },

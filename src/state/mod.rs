@@ -31,6 +31,8 @@ pub enum StateError {
     Snapshot { path: PathBuf, source: PolarsError },
     #[error("snapshot {path} is unreadable ({source}); the run stopped before touching the CRM. Restore the file from a backup, or remove it to reload the entity in full (every row is upserted again; rows gone from the export are then not deleted)")]
     CorruptSnapshot { path: PathBuf, source: PolarsError },
+    #[error("snapshot delta {path} is unreadable ({source}); the run stopped before touching the CRM. Restore the file from a backup, or remove it: the entity is then compared with its older base, and every change since is written again (the CRM ends the same)")]
+    CorruptDelta { path: PathBuf, source: PolarsError },
     #[error("run {run_id}'s journal: {message}")]
     Journal { run_id: String, message: String },
     #[error("state folder {path}: {source}")]

@@ -366,15 +366,21 @@ fn remove_if_exists(path: &Path) -> Result<(), StateError> {
 }
 
 fn corrupt(path: &Path) -> impl Fn(PolarsError) -> StateError + '_ {
-    move |source| StateError::CorruptSnapshot {
-        path: path.to_path_buf(),
-        source,
+    move |source| unreadable(path.to_path_buf(), source)
+}
+
+/// An unreadable snapshot file, told as a base or a delta (the ways out differ).
+fn unreadable(path: PathBuf, source: PolarsError) -> StateError {
+    if path.to_string_lossy().ends_with(".delta.parquet") {
+        StateError::CorruptDelta { path, source }
+    } else {
+        StateError::CorruptSnapshot { path, source }
     }
 }
 
 fn into_corrupt(e: StateError) -> StateError {
     match e {
-        StateError::Snapshot { path, source } => StateError::CorruptSnapshot { path, source },
+        StateError::Snapshot { path, source } => unreadable(path, source),
         other => other,
     }
 }
