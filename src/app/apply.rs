@@ -310,13 +310,7 @@ fn revert_ids(
     refused: &[(String, String)],
 ) -> PolarsResult<DataFrame> {
     let ids: HashSet<&str> = refused.iter().map(|(id, _)| id.as_str()).collect();
-    let keep: BooleanChunked = snapshot
-        .column(ID)?
-        .str()?
-        .iter()
-        .map(|id| Some(!id.is_some_and(|id| ids.contains(id))))
-        .collect();
-    let kept = snapshot.filter(&keep)?;
+    let kept = diff::without_ids(snapshot, &ids)?;
     let Some(prev) = prev else { return Ok(kept) };
     let back: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
     let rows = diff::positions(prev, &back)?;

@@ -279,13 +279,7 @@ pub fn content_hashes(
         return row_hashes(df, recipe, HashScope::AllFields);
     };
     let unknown = recs.is_null() | hashes.is_null();
-    let todo = unknown.sum().unwrap_or(0) as usize;
-    let mut computed = if todo == 0 {
-        Vec::new()
-    } else {
-        row_hashes(&df.filter(&unknown)?, recipe, HashScope::AllFields)?
-    }
-    .into_iter();
+    let mut computed = hashes_of(df, recipe, HashScope::AllFields, &unknown)?;
     Ok(hashes
         .iter()
         .zip(recs.iter())
@@ -294,6 +288,20 @@ pub fn content_hashes(
             _ => computed.next().unwrap_or_default(),
         })
         .collect())
+}
+
+/// The hashes of just the rows `which` marks, in order.
+fn hashes_of(
+    df: &DataFrame,
+    recipe: &Recipe,
+    scope: HashScope,
+    which: &BooleanChunked,
+) -> PolarsResult<std::vec::IntoIter<u64>> {
+    Ok(match which.sum().unwrap_or(0) {
+        0 => Vec::new(),
+        _ => row_hashes(&df.filter(which)?, recipe, scope)?,
+    }
+    .into_iter())
 }
 
 /// One hash of a row hash and a record key.
@@ -308,16 +316,10 @@ fn pair_hash(hash: u64, record_key: u64) -> u64 {
 /// the very values it has) and computing only the others.
 fn fill_hashes(df: &DataFrame, recipe: &Recipe, known: &UInt64Chunked) -> PolarsResult<Vec<u64>> {
     let unknown = known.is_null();
-    let todo = unknown.sum().unwrap_or(0) as usize;
-    if todo == df.height() {
+    if unknown.sum().unwrap_or(0) as usize == df.height() {
         return row_hashes(df, recipe, HashScope::Comparable);
     }
-    let mut computed = if todo == 0 {
-        Vec::new()
-    } else {
-        row_hashes(&df.filter(&unknown)?, recipe, HashScope::Comparable)?
-    }
-    .into_iter();
+    let mut computed = hashes_of(df, recipe, HashScope::Comparable, &unknown)?;
     Ok(known
         .iter()
         .map(|h| h.unwrap_or_else(|| computed.next().unwrap_or_default()))
@@ -502,6 +504,17 @@ pub fn next_snapshot(
     }
     let kept = DataFrame::new(kept.height(), cols)?;
     new.vstack(&kept)
+}
+
+/// The rows of `df` whose ID is not one of `ids`.
+pub fn without_ids(df: &DataFrame, ids: &HashSet<&str>) -> PolarsResult<DataFrame> {
+    let keep: BooleanChunked = df
+        .column(ID)?
+        .str()?
+        .iter()
+        .map(|id| Some(!id.is_some_and(|id| ids.contains(id))))
+        .collect();
+    df.filter(&keep)
 }
 
 /// Positions in `prev` of the given IDs.

@@ -24,6 +24,7 @@ use rustc_hash::FxHashSet as HashSet;
 
 use super::journal::{read_parquet, read_parquet_columns, sync_dir, write_parquet};
 use super::{State, StateError};
+use crate::diff::without_ids;
 use crate::transform::ID;
 
 /// Column of a delta that marks a tombstone: the ID is gone from the snapshot.
@@ -400,17 +401,6 @@ fn base_layout(path: &Path) -> Result<(Schema, usize), StateError> {
     Ok(((**empty.schema()).clone(), rows))
 }
 
-/// The rows of `df` whose ID is not in `ids`.
-fn without_ids(df: &DataFrame, ids: &HashSet<&str>) -> PolarsResult<DataFrame> {
-    let keep: BooleanChunked = df
-        .column(ID)?
-        .str()?
-        .iter()
-        .map(|id| Some(!id.is_some_and(|id| ids.contains(id))))
-        .collect();
-    df.filter(&keep)
-}
-
 /// `df` as a delta's live rows: the same columns and [`GONE`] false.
 fn live(mut df: DataFrame) -> PolarsResult<DataFrame> {
     let n = df.height();
@@ -515,6 +505,11 @@ mod tests {
             .collect();
         out.sort();
         out
+    }
+
+    /// The entity's snapshot as read back, row by row.
+    fn read_back(state: &State) -> Vec<String> {
+        rows(&state.load_snapshot("t").unwrap().unwrap())
     }
 
     fn files(state: &State) -> Vec<String> {
@@ -624,10 +619,7 @@ mod tests {
             .clone();
         advance(&state, &wider, 1.0);
         assert_eq!(files(&state), ["t.g2.parquet"]);
-        assert_eq!(
-            rows(&state.load_snapshot("t").unwrap().unwrap()),
-            rows(&wider)
-        );
+        assert_eq!(read_back(&state), rows(&wider));
     }
 
     #[test]
@@ -663,10 +655,7 @@ mod tests {
             .promote_journaled(&part("snapshot"), &part("delta"), "t")
             .unwrap();
         assert!(!part("delta").exists());
-        assert_eq!(
-            rows(&state.load_snapshot("t").unwrap().unwrap()),
-            rows(&whole)
-        );
+        assert_eq!(read_back(&state), rows(&whole));
     }
 
     #[test]
@@ -685,7 +674,7 @@ mod tests {
                 .remove_from_snapshot("t", &["2".into(), "3".into(), "9".into()])
                 .unwrap();
             assert_eq!(
-                rows(&state.load_snapshot("t").unwrap().unwrap()),
+                read_back(&state),
                 rows(&snapshot(&[(1, 1, false), (4, 4, false)]))
             );
         }
