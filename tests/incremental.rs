@@ -371,6 +371,48 @@ fn a_reused_entity_is_recomputed_once_its_record_is_lost_or_the_program_changes(
     assert_eq!(fourth.counts("clientes"), again.counts("clientes"));
 }
 
+/// A new program (another build) changes every record key, so every record is typed again:
+/// the rows that come out are the same, and staging must see that and rewrite none of them
+/// (a regression guard: staged hashes taken from record keys would rewrite them all).
+#[test]
+fn a_program_upgrade_recomputes_but_rewrites_no_staged_row() {
+    let w = Workdir::new();
+    sample_day(&w, "2026-11-20");
+    assert_eq!(w.run().code, 0);
+    let staged = |w: &Workdir| {
+        w.rows(
+            "staging.sqlite",
+            "SELECT id, hash FROM _staged_clientes ORDER BY id",
+        )
+    };
+    let before = staged(&w);
+    // The same build under another name is another program to the record keys.
+    let upgraded = w.path().join("dropsync-upgraded");
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_dropsync"));
+    if std::fs::hard_link(exe, &upgraded).is_err() {
+        std::fs::copy(exe, &upgraded).unwrap();
+    }
+    let o = std::process::Command::new(&upgraded)
+        .current_dir(w.path())
+        .env("RUST_LOG", "warn")
+        .args(["run", "--inbox", "in", "--json"])
+        .args(support::WORKSPACE)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        json["entities"]["clientes"]["unchanged_since"].is_null(),
+        "{json}"
+    );
+    assert!(
+        json["entities"]["clientes"]["reused_records"].is_null(),
+        "{json}"
+    );
+    assert_eq!(json["crm_rows_written"], 0);
+    assert_eq!(staged(&w), before);
+}
+
 /// Copies a shipped sample day into the inbox, replacing what was there.
 fn sample_day(w: &Workdir, day: &str) {
     for e in std::fs::read_dir(w.inbox()).unwrap() {

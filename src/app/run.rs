@@ -460,7 +460,6 @@ impl<'r> SoFar<'r> {
             held: diffed.verdict.held,
             snapshot: diffed.snapshot,
             changed_ids: diffed.changed_ids,
-            record_keys: valid.record_keys,
         });
     }
 }

@@ -131,19 +131,17 @@ fn stage_tables(
         let entity = w.recipe.entity.as_str();
         progress.begin(Stage::Staging, entity);
         let rows = without_hash(&w.accepted).map_err(frame_err(run_id, entity))?;
-        let hashes = staged_hashes(w, &rows).map_err(frame_err(run_id, entity))?;
+        // Over every field's value, not the record key: the same rows keep their staged
+        // hash across program upgrades (which change every record key), so an upgrade does
+        // not rewrite every staged row. (Hashing from the record key was tried: no gain
+        // measured on the nightly rerun, and a full rewrite after each upgrade.)
+        let hashes = diff::row_hashes(&rows, w.recipe, diff::HashScope::AllFields)
+            .map_err(frame_err(run_id, entity))?;
         let written = staging.sync_entity(entity, &rows, &hashes)?;
         progress.end(Stage::Staging, entity, written);
     }
     staging.write_rejects(run_id, &report.issues)?;
     Ok(staging)
-}
-
-/// The content hash of each staged row (see [`diff::content_hashes`]).
-fn staged_hashes(w: &EntityWork, rows: &DataFrame) -> PolarsResult<Vec<u64>> {
-    let hashes = w.accepted.column(diff::HASH)?.u64()?;
-    let keys = w.record_keys.as_ref().map(|c| c.u64()).transpose()?;
-    diff::content_hashes(rows, w.recipe, hashes, keys)
 }
 
 /// The frames the workbook shows: this run's accepted rows, or for an entity without a file

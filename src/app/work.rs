@@ -41,8 +41,6 @@ pub(super) struct EntityWork<'r> {
     /// Deletes the guard holds until approval.
     pub(super) held: Vec<String>,
     pub(super) snapshot: DataFrame,
-    /// The record key of each accepted row (none for a row with a warning), see `REC`.
-    pub(super) record_keys: Option<Column>,
     /// The IDs whose rows in `snapshot` changed (see [`crate::diff::changed_ids`]).
     pub(super) changed_ids: Option<Vec<String>>,
 }

@@ -261,35 +261,6 @@ pub fn row_hashes(df: &DataFrame, recipe: &Recipe, scope: HashScope) -> PolarsRe
     Ok(h)
 }
 
-/// One hash per row over every field, create-only ones included: what staging compares to
-/// rewrite only the staged rows that changed.
-///
-/// A row with a record key takes its hash from its row hash and record key: the record key
-/// names the values the row was typed from under this recipe, so the pair stands for every
-/// field, at no cost per field. Only rows without one (typed with a warning) are hashed field
-/// by field. The same values may so get two hashes (with and without a record key): their
-/// staged row is then rewritten with what it already holds, never left stale.
-pub fn content_hashes(
-    df: &DataFrame,
-    recipe: &Recipe,
-    hashes: &UInt64Chunked,
-    record_keys: Option<&UInt64Chunked>,
-) -> PolarsResult<Vec<u64>> {
-    let Some(recs) = record_keys else {
-        return row_hashes(df, recipe, HashScope::AllFields);
-    };
-    let unknown = recs.is_null() | hashes.is_null();
-    let mut computed = hashes_of(df, recipe, HashScope::AllFields, &unknown)?;
-    Ok(hashes
-        .iter()
-        .zip(recs.iter())
-        .map(|(h, r)| match (h, r) {
-            (Some(h), Some(r)) => pair_hash(h, r),
-            _ => computed.next().unwrap_or_default(),
-        })
-        .collect())
-}
-
 /// The hashes of just the rows `which` marks, in order.
 fn hashes_of(
     df: &DataFrame,
@@ -677,49 +648,6 @@ mod tests {
         );
         let both = hashes("crm_object = \"things\"", &column, HashScope::Comparable);
         assert!(object.iter().zip(&both).all(|(a, b)| a != b));
-    }
-
-    #[test]
-    fn content_hashes_follow_every_field_through_record_keys_or_the_fields() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("t.toml"),
-            format!(
-                "entity = \"t\"\n[source]\nfiles = [\"t.csv\"]\n[id]\ncolumn = \"ID\"\n{FIELDS}"
-            ),
-        )
-        .unwrap();
-        let recipe = load_dir(dir.path()).unwrap().entities.remove(0);
-        let frame = |c: [&str; 2]| {
-            df!(ID => ["1", "2"], "a" => ["x", "y"], "n" => [1i64, 2], "c" => c).unwrap()
-        };
-        let (day1, day2) = (frame(["k", "k"]), frame(["k", "changed"]));
-        // Only the create-only field changed: the comparable hashes stay.
-        let h1 = UInt64Chunked::from_vec(
-            "h".into(),
-            row_hashes(&day1, &recipe, HashScope::Comparable).unwrap(),
-        );
-        let h2 = UInt64Chunked::from_vec(
-            "h".into(),
-            row_hashes(&day2, &recipe, HashScope::Comparable).unwrap(),
-        );
-        assert!(h1.equal(&h2).all());
-        // Through record keys: the second record's key moved with its bytes.
-        let k1 = UInt64Chunked::from_slice_options("k".into(), &[Some(10), Some(20)]);
-        let k2 = UInt64Chunked::from_slice_options("k".into(), &[Some(10), Some(21)]);
-        let a = content_hashes(&day1, &recipe, &h1, Some(&k1)).unwrap();
-        let b = content_hashes(&day2, &recipe, &h2, Some(&k2)).unwrap();
-        assert_eq!(a[0], b[0]);
-        assert_ne!(a[1], b[1]);
-        // Without a record key (a row with a warning), field by field, as with no keys at all.
-        let none = UInt64Chunked::from_slice_options("k".into(), &[Some(10), None]);
-        let a = content_hashes(&day1, &recipe, &h1, Some(&none)).unwrap();
-        let b = content_hashes(&day2, &recipe, &h2, Some(&none)).unwrap();
-        assert_eq!(a[0], b[0]);
-        assert_ne!(a[1], b[1]);
-        let all = row_hashes(&day2, &recipe, HashScope::AllFields).unwrap();
-        assert_eq!(b[1], all[1]);
-        assert_eq!(content_hashes(&day2, &recipe, &h2, None).unwrap(), all);
     }
 
     #[test]
