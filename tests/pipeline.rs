@@ -317,6 +317,47 @@ fn killed_runs_converge_to_the_uninterrupted_result() {
     }
 }
 
+/// A regression: under `policy = "ignore"` a client gone from the export leaves the CRM
+/// alone but not the snapshot, and a snapshot kept as a delta must drop it too (the delta
+/// once held only deletes the CRM was to apply, so the gone clients stayed in the snapshot
+/// and were found gone again on every run).
+#[test]
+fn ignored_deletes_leave_the_snapshot_through_its_delta() {
+    let w = Workdir::new();
+    let recipe = w.recipes().join("clientes.toml");
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    assert!(text.contains("policy = \"soft\""));
+    std::fs::write(
+        &recipe,
+        text.replace("policy = \"soft\"", "policy = \"ignore\""),
+    )
+    .unwrap();
+    w.cp1252("clientes.csv", &clients_csv(40, &[], &[]));
+    assert_eq!(w.run().code, 0);
+    w.cp1252("clientes.csv", &clients_csv(40, &[3, 4], &[]));
+    let r = w.run();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.json["samples"]["clientes"]["deleted"],
+        serde_json::json!(["3", "4"])
+    );
+    assert!(w
+        .out()
+        .join("state/snapshots/clientes.delta.parquet")
+        .exists());
+    let state = dropsync::state::State::open(&w.out()).unwrap();
+    let ids = state.snapshot_ids("clientes").unwrap().unwrap();
+    assert_eq!(ids.len(), 38, "{ids:?}");
+    drop(state);
+    // So the same export again finds nothing gone.
+    let again = w.run();
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(
+        again.json["samples"]["clientes"]["deleted"],
+        serde_json::json!([])
+    );
+}
+
 #[test]
 fn broken_file_is_quarantined_and_children_use_the_last_state() {
     let w = Workdir::new();

@@ -79,8 +79,9 @@ pub fn diff_entity(
     let snapshot = next_snapshot(&keyed, prev, &keep_rows)?;
     let changed_ids = match (prev, &changes.restamped) {
         (None, _) => None,
-        // What the comparison found: rows inserted, updated or from other bytes, and the
-        // deletes applied now (held ones stay in the snapshot as they were).
+        // What the comparison found: rows inserted, updated or from other bytes, and every
+        // ID gone from the file but held (held rows stay in the snapshot as they were; the
+        // others leave it, the CRM's delete policy aside: `ignore` too).
         (Some(_), Some(restamped)) => {
             let ids = accepted.column(ID)?.str()?;
             let rows = changes
@@ -91,7 +92,14 @@ pub fn diff_entity(
             let mut out: Vec<String> = rows
                 .filter_map(|&r| ids.get(r as usize).map(str::to_string))
                 .collect();
-            out.extend(verdict.deletes.iter().cloned());
+            let held: HashSet<&str> = verdict.held.iter().map(String::as_str).collect();
+            out.extend(
+                changes
+                    .deleted
+                    .iter()
+                    .filter(|id| !held.contains(id.as_str()))
+                    .cloned(),
+            );
             Some(out)
         }
         (Some(p), None) => Some(changed_ids(p, &snapshot)?),
