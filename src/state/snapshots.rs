@@ -193,9 +193,47 @@ impl State {
         next: &mut NextSnapshot,
     ) -> Result<(), StateError> {
         match self.delta_for(entity, next)? {
-            Some(mut delta) => write_parquet(&pending("delta"), &mut delta),
+            Some(mut delta) => {
+                #[cfg(debug_assertions)]
+                self.check_delta(entity, &delta, &next.frame)?;
+                write_parquet(&pending("delta"), &mut delta)
+            }
             None => write_parquet(&pending("snapshot"), &mut next.frame),
         }
+    }
+
+    /// Debug builds (every test run): the delta applied to the current base reads back as
+    /// the next snapshot, row for row, whatever the order.
+    #[cfg(debug_assertions)]
+    fn check_delta(
+        &self,
+        entity: &str,
+        delta: &DataFrame,
+        next: &DataFrame,
+    ) -> Result<(), StateError> {
+        let Some(s) = self.stored(entity)? else {
+            return Ok(());
+        };
+        let merged = merge(read_snapshot_file(&s.base)?, delta).map_err(corrupt(&s.base))?;
+        let rows = |df: &DataFrame| {
+            let mut rows: Vec<String> = (0..df.height())
+                .map(|i| {
+                    let cells: Vec<String> = df
+                        .columns()
+                        .iter()
+                        .map(|c| format!("{:?}", c.get(i)))
+                        .collect();
+                    cells.join("|")
+                })
+                .collect();
+            rows.sort_unstable();
+            rows
+        };
+        assert!(
+            rows(&merged) == rows(next),
+            "{entity}: a snapshot delta that does not read back as the next snapshot"
+        );
+        Ok(())
     }
 
     /// The delta that takes the current base to `next`: the rows of every ID changed since
