@@ -449,11 +449,23 @@ fn compare(
     };
     let mut restamped = Vec::new();
     let mut seen = vec![false; prev.height()];
+    // An export keeps its order from one night to the next, and so does the snapshot: the
+    // row after the last one found is tried first, in order through memory, and only a
+    // miss pays a lookup. Only where an ID is in `prev` once is that row the one `find`
+    // gives.
+    let in_order = unique.then(|| prev_ids.rechunk());
+    let in_order = in_order.as_ref().and_then(|c| c.downcast_iter().next());
+    let mut after = 0usize;
     for (i, (id, h)) in new_ids.iter().zip(new_hash.iter()).enumerate() {
-        let Some(j) = find(id.unwrap_or("")) else {
+        let id = id.unwrap_or("");
+        let next_in_order = in_order
+            .filter(|a| after < a.len() && a.get(after) == Some(id))
+            .map(|_| after as u32);
+        let Some(j) = next_in_order.or_else(|| find(id)) else {
             cs.inserted.push(i as u32);
             continue;
         };
+        after = j as usize + 1;
         seen[j as usize] = true;
         if prev_hash.get(j as usize) == h {
             cs.unchanged += 1;
