@@ -134,8 +134,67 @@ pub fn diff_entity(
 /// changed. IDs are compared by their 64-bit key: two IDs sharing one only make both count
 /// as changed together.
 pub fn changed_ids(prev: &DataFrame, next: &DataFrame) -> PolarsResult<Vec<String>> {
-    let before = row_signatures(prev)?;
-    let after = row_signatures(next)?;
+    let signed = |df: &DataFrame| -> PolarsResult<Vec<Option<u64>>> {
+        let hashes = df.column(HASH)?.u64()?;
+        let recs = df.column(REC).ok().map(|c| c.u64().cloned()).transpose()?;
+        Ok((0..df.height())
+            .map(
+                |i| match (hashes.get(i), recs.as_ref().and_then(|r| r.get(i))) {
+                    (Some(h), Some(r)) => Some(pair_hash(h, r)),
+                    _ => None,
+                },
+            )
+            .collect())
+    };
+    ids_differing(prev, &signed(prev)?, next, &signed(next)?)
+}
+
+/// The IDs whose rows differ in any value between two snapshots (every field, the row hash
+/// and the record key): what [`diff_entity`]'s delta IDs must include, checked in debug
+/// builds.
+#[cfg(debug_assertions)]
+fn rows_differ(recipe: &Recipe, prev: &DataFrame, next: &DataFrame) -> PolarsResult<Vec<String>> {
+    let signed = |df: &DataFrame| -> PolarsResult<Vec<Option<u64>>> {
+        let values = row_hashes(df, recipe, HashScope::AllFields)?;
+        let hashes = df.column(HASH)?.u64()?;
+        let recs = df.column(REC).ok().map(|c| c.u64().cloned()).transpose()?;
+        Ok((0..df.height())
+            .map(|i| {
+                let rec = recs.as_ref().and_then(|r| r.get(i)).unwrap_or(u64::MAX);
+                Some(pair_hash(
+                    pair_hash(values[i], hashes.get(i).unwrap_or(0)),
+                    rec,
+                ))
+            })
+            .collect())
+    };
+    ids_differing(prev, &signed(prev)?, next, &signed(next)?)
+}
+
+/// The IDs (sorted, once each) whose rows' signatures differ between two frames: per ID key,
+/// the number of rows and the sum of their signatures are compared; a row without a
+/// signature (`None`) always counts as changed.
+fn ids_differing(
+    prev: &DataFrame,
+    prev_signed: &[Option<u64>],
+    next: &DataFrame,
+    next_signed: &[Option<u64>],
+) -> PolarsResult<Vec<String>> {
+    type Sums = rustc_hash::FxHashMap<u64, (u32, u64, bool)>;
+    let sums = |df: &DataFrame, signed: &[Option<u64>]| -> PolarsResult<Sums> {
+        let mut out = Sums::default();
+        out.reserve(df.height());
+        for (key, sig) in keys_of(df.column(ID)?.str()?).into_iter().zip(signed) {
+            let e = out.entry(key).or_default();
+            e.0 += 1;
+            match sig {
+                Some(s) => e.1 = e.1.wrapping_add(*s),
+                None => e.2 = true,
+            }
+        }
+        Ok(out)
+    };
+    let (before, after) = (sums(prev, prev_signed)?, sums(next, next_signed)?);
     let differs = |key: &u64| match (before.get(key), after.get(key)) {
         (Some(a), Some(b)) => a != b || a.2 || b.2,
         _ => true,
@@ -151,62 +210,6 @@ pub fn changed_ids(prev: &DataFrame, next: &DataFrame) -> PolarsResult<Vec<Strin
     }
     let mut out: Vec<String> = out.into_iter().map(str::to_string).collect();
     out.sort_unstable();
-    Ok(out)
-}
-
-/// The IDs whose rows differ in any value between two snapshots (every field, the row hash
-/// and the record key): what [`diff_entity`]'s delta IDs must include, checked in debug
-/// builds.
-#[cfg(debug_assertions)]
-fn rows_differ(recipe: &Recipe, prev: &DataFrame, next: &DataFrame) -> PolarsResult<Vec<String>> {
-    let sums = |df: &DataFrame| -> PolarsResult<rustc_hash::FxHashMap<u64, (u32, u64)>> {
-        let values = row_hashes(df, recipe, HashScope::AllFields)?;
-        let hashes = df.column(HASH)?.u64()?;
-        let recs = df.column(REC).ok().map(|c| c.u64().cloned()).transpose()?;
-        let ids = df.column(ID)?.str()?;
-        let mut out = rustc_hash::FxHashMap::default();
-        for (i, key) in keys_of(ids).into_iter().enumerate() {
-            let rec = recs.as_ref().and_then(|r| r.get(i)).unwrap_or(u64::MAX);
-            let sig = pair_hash(pair_hash(values[i], hashes.get(i).unwrap_or(0)), rec);
-            let e: &mut (u32, u64) = out.entry(key).or_default();
-            e.0 += 1;
-            e.1 = e.1.wrapping_add(sig);
-        }
-        Ok(out)
-    };
-    let (before, after) = (sums(prev)?, sums(next)?);
-    let mut out = Vec::new();
-    for df in [prev, next] {
-        let ids = df.column(ID)?.str()?;
-        for (id, key) in ids.iter().zip(keys_of(ids)) {
-            if before.get(&key) != after.get(&key) {
-                out.extend(id.map(str::to_string));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Per ID key: how many rows, a sum of their (hash, record key) signatures, and whether a
-/// row has no record key.
-fn row_signatures(df: &DataFrame) -> PolarsResult<rustc_hash::FxHashMap<u64, (u32, u64, bool)>> {
-    let ids = df.column(ID)?.str()?;
-    let hashes = df.column(HASH)?.u64()?;
-    let recs = match df.column(REC) {
-        Ok(c) => Some(c.u64()?.clone()),
-        Err(_) => None,
-    };
-    let mut out = rustc_hash::FxHashMap::default();
-    out.reserve(df.height());
-    for (i, (key, h)) in keys_of(ids).into_iter().zip(hashes.iter()).enumerate() {
-        let rec = recs.as_ref().and_then(|r| r.get(i));
-        let e: &mut (u32, u64, bool) = out.entry(key).or_default();
-        e.0 += 1;
-        match (h, rec) {
-            (Some(h), Some(r)) => e.1 = e.1.wrapping_add(pair_hash(h, r)),
-            _ => e.2 = true,
-        }
-    }
     Ok(out)
 }
 

@@ -230,11 +230,19 @@ impl State {
             .collect()
     }
 
+    /// Where a run journals an entity's next snapshot: whole, or as a delta.
+    fn journaled_snapshot(&self, run_id: &str, entity: &str) -> (PathBuf, PathBuf) {
+        (
+            self.pending_file(run_id, entity, "snapshot"),
+            self.pending_file(run_id, entity, "delta"),
+        )
+    }
+
     /// Whether the entity's journaled snapshot (whole or delta) still waits to become
     /// current (false once promoted: the entity's part of the run is then complete).
     pub fn snapshot_pending(&self, run_id: &str, entity: &str) -> bool {
-        self.pending_file(run_id, entity, "snapshot").exists()
-            || self.pending_file(run_id, entity, "delta").exists()
+        let (whole, delta) = self.journaled_snapshot(run_id, entity);
+        whole.exists() || delta.exists()
     }
 
     /// The journaled next snapshot, whole.
@@ -243,11 +251,8 @@ impl State {
         run_id: &str,
         entity: &str,
     ) -> Result<DataFrame, StateError> {
-        self.read_journaled(
-            &self.pending_file(run_id, entity, "snapshot"),
-            &self.pending_file(run_id, entity, "delta"),
-            entity,
-        )
+        let (whole, delta) = self.journaled_snapshot(run_id, entity);
+        self.read_journaled(&whole, &delta, entity)
     }
 
     /// Replaces the journaled snapshot (the CRM refused some rows: they keep their last
@@ -258,20 +263,14 @@ impl State {
         entity: &str,
         df: &mut DataFrame,
     ) -> Result<(), StateError> {
-        self.replace_journaled(
-            &self.pending_file(run_id, entity, "snapshot"),
-            &self.pending_file(run_id, entity, "delta"),
-            df,
-        )
+        let (whole, delta) = self.journaled_snapshot(run_id, entity);
+        self.replace_journaled(&whole, &delta, df)
     }
 
     /// Makes the journaled snapshot the entity's current one (one rename).
     pub fn promote_snapshot(&self, run_id: &str, entity: &str) -> Result<(), StateError> {
-        self.promote_journaled(
-            &self.pending_file(run_id, entity, "snapshot"),
-            &self.pending_file(run_id, entity, "delta"),
-            entity,
-        )
+        let (whole, delta) = self.journaled_snapshot(run_id, entity);
+        self.promote_journaled(&whole, &delta, entity)
     }
 
     /// The end of an applied run, in one transaction: older holds of its entities

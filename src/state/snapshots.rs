@@ -162,7 +162,7 @@ impl State {
         };
         crate::diff::upgrade_snapshot(recipe, df)
             .map(Some)
-            .map_err(corrupt(&self.snapshot_file(&recipe.entity)))
+            .map_err(|e| unreadable(self.snapshot_file(&recipe.entity), e))
     }
 
     /// The snapshot's files as they are on disk: name, size and modification time of the
