@@ -13,6 +13,9 @@ use crate::support::sqlite_frames::{ident, insert_frame, sql_type};
 pub struct Staging {
     path: PathBuf,
     conn: Connection,
+    /// Inside a batch (see [`Staging::begin_batch`]): the cached hash copies each entity's
+    /// sync made current, whose older copies go once the batch commits.
+    batch: Option<Vec<(String, String)>>,
 }
 
 const SCHEMA: &str = "
@@ -87,7 +90,40 @@ impl Staging {
         Ok(Staging {
             path: path.to_path_buf(),
             conn,
+            batch: None,
         })
+    }
+
+    /// Opens one transaction around every write until [`Staging::commit_batch`]: a run syncs
+    /// each entity as soon as it is diffed, yet analysts see the run's staging all at once
+    /// once its journal committed, or (the run failed or was stopped before) not at all.
+    pub fn begin_batch(&mut self) -> Result<(), StageError> {
+        self.conn
+            .execute_batch("BEGIN")
+            .map_err(|e| err(&self.path, e))?;
+        self.batch = Some(Vec::new());
+        Ok(())
+    }
+
+    /// Commits the batch; then the hash copies it superseded go.
+    pub fn commit_batch(&mut self) -> Result<(), StageError> {
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(|e| err(&self.path, e))?;
+        let cache = staged_hashes::dir_of(&self.path);
+        for (entity, token) in self.batch.take().unwrap_or_default() {
+            staged_hashes::remove_others(&cache, &entity, &token);
+        }
+        Ok(())
+    }
+
+    /// The entity's cached hash copy `token` is the committed one (or will be, with the
+    /// batch): the others go.
+    fn committed_token(&mut self, entity: &str, token: &str) {
+        match self.batch.as_mut() {
+            Some(batch) => batch.push((entity.to_string(), token.to_string())),
+            None => staged_hashes::remove_others(&staged_hashes::dir_of(&self.path), entity, token),
+        }
     }
 
     /// Makes the entity's table hold exactly `rows`, in one transaction: readers see the old
@@ -128,7 +164,8 @@ impl Staging {
                 hashes.iter().map(|&h| h as i64).collect::<Vec<i64>>(),
             ))
             .map_err(pe)?;
-        let tx = self.conn.transaction().map_err(e)?;
+        // A savepoint: its own transaction, or part of the run's batch.
+        let tx = self.conn.savepoint().map_err(e)?;
         let text_of =
             |sql: &str| -> Option<String> { tx.query_row(sql, params![entity], |r| r.get(0)).ok() };
         let current = text_of("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1");
@@ -189,7 +226,8 @@ impl Staging {
         if let (0, Some(token)) = (written, &cached_token) {
             // Nothing changed: the cached copy still holds exactly these pairs.
             tx.commit().map_err(e)?;
-            staged_hashes::remove_others(&cache, entity, token);
+            let token = token.clone();
+            self.committed_token(entity, &token);
             return Ok(0);
         }
         let token = staged_hashes::new_token();
@@ -209,14 +247,14 @@ impl Staging {
         }
         .map_err(e)?;
         tx.commit().map_err(e)?;
-        staged_hashes::remove_others(&cache, entity, &token);
+        self.committed_token(entity, &token);
         Ok(written)
     }
 
     pub fn write_rejects(&mut self, run_id: &str, issues: &[Issue]) -> Result<(), StageError> {
         let path = self.path.clone();
         let e = |x: rusqlite::Error| err(&path, x);
-        let tx = self.conn.transaction().map_err(e)?;
+        let tx = self.conn.savepoint().map_err(e)?;
         {
             let mut stmt = tx
                 .prepare("INSERT INTO rejects VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
@@ -245,7 +283,7 @@ impl Staging {
     ) -> Result<(), StageError> {
         let path = self.path.clone();
         let e = |x: rusqlite::Error| err(&path, x);
-        let tx = self.conn.transaction().map_err(e)?;
+        let tx = self.conn.savepoint().map_err(e)?;
         {
             let mut stmt = tx
                 .prepare("INSERT OR REPLACE INTO runs VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)")
@@ -278,7 +316,7 @@ impl Staging {
 
 /// The `(id, hash)` pairs of a `_staged_` table; `None` when it cannot be read (the table is
 /// then rewritten).
-fn read_staged_table(tx: &rusqlite::Transaction, hash_table: &str) -> Option<DataFrame> {
+fn read_staged_table(tx: &Connection, hash_table: &str) -> Option<DataFrame> {
     let mut stmt = tx
         .prepare(&format!("SELECT id, hash FROM {hash_table}"))
         .ok()?;
@@ -474,6 +512,44 @@ mod tests {
         assert_eq!(sync(&mut s, &DAY2), 3, "still only the changes");
         assert_eq!(table(&s), want(&DAY2));
         assert_eq!(cache_files(&path).len(), 1, "and the copy is back");
+    }
+
+    /// A run's batch: what it synced is seen by readers once it commits, and a batch never
+    /// committed (the run failed or was killed first) leaves the last committed staging and
+    /// its cached pairs in force.
+    #[test]
+    fn a_batch_is_seen_whole_once_committed_and_not_at_all_before() {
+        let (_tmp, path, mut s) = staged_day1();
+        let reader = || {
+            let c = Connection::open(&path).unwrap();
+            let mut st = c
+                .prepare("SELECT id, nombre FROM clientes ORDER BY id")
+                .unwrap();
+            let rows: Vec<(String, String)> = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            rows
+        };
+        s.begin_batch().unwrap();
+        assert_eq!(sync(&mut s, &DAY2), 3);
+        assert_eq!(reader(), want(&DAY1), "not before the batch commits");
+        drop(s);
+        let mut s = Staging::open(&path).unwrap();
+        assert_eq!(table(&s), want(&DAY1), "an abandoned batch leaves nothing");
+        assert_eq!(cache_files(&path).len(), 2, "its cached copy is a stray");
+        s.begin_batch().unwrap();
+        assert_eq!(sync(&mut s, &DAY2), 3, "compared with what was committed");
+        assert_eq!(
+            cache_files(&path).len(),
+            3,
+            "older copies stay until commit"
+        );
+        s.commit_batch().unwrap();
+        assert_eq!(reader(), want(&DAY2));
+        assert_eq!(cache_files(&path).len(), 1, "then only the committed copy");
+        assert_eq!(sync(&mut s, &DAY2), 0, "and it is the one compared with");
     }
 
     #[test]
