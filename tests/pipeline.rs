@@ -280,6 +280,7 @@ fn killed_runs_converge_to_the_uninterrupted_result() {
         .exists());
 
     for point in [
+        "journaled:clientes",
         "after-stage",
         "crm-upsert:clientes",
         "after-upserts",
@@ -290,14 +291,38 @@ fn killed_runs_converge_to_the_uninterrupted_result() {
         w.cp1252("clientes.csv", &clients_csv(40, &[], &[]));
         assert_eq!(w.run().code, 0);
         w.cp1252("clientes.csv", &clients_csv(40, &[3], &[7, 8]));
+        let staged = "SELECT id, email FROM clientes ORDER BY id";
+        let staged_before = w.rows("staging.sqlite", staged);
         let killed = w.run_with_env(&[("DROPSYNC_FAILPOINT", point)]);
         assert_ne!(killed.code, 0, "{point}: the failpoint must kill the run");
+        if point == "journaled:clientes" {
+            // Staging had the entity's rows, uncommitted until the journal commits: a run
+            // killed before shows analysts nothing of itself.
+            assert_eq!(w.rows("staging.sqlite", staged), staged_before, "{point}");
+            assert!(w
+                .out()
+                .join("state/pending")
+                .read_dir()
+                .unwrap()
+                .next()
+                .is_some());
+        }
         let r = w.run();
         assert_eq!(r.code, 0, "{point}: {}", r.stderr);
         assert_eq!(w.rows("crm.sqlite", business), want, "{point}");
+        assert_ne!(w.rows("staging.sqlite", staged), staged_before, "{point}");
         // And the run after that sees nothing left to do.
         let r = w.run();
         assert_eq!(r.json["crm_rows_written"], 0, "{point}");
+        assert!(
+            w.out()
+                .join("state/pending")
+                .read_dir()
+                .unwrap()
+                .next()
+                .is_none(),
+            "{point}: no journal is left behind"
+        );
         // The killed run is `interrupted` (killed before its journal committed: no CRM
         // write happened), completed by the next run from its journal, or (killed in
         // staging after its CRM stage committed) `ok`; never left `running`.

@@ -16,7 +16,7 @@ use super::work::{without_hash, EntityWork, RunOptions};
 use crate::config::Recipes;
 use crate::diff;
 use crate::model::{Issue, RunReport, RunStatus, Severity};
-use crate::state::journal::{self, EntityIntent, IntentKind};
+use crate::state::journal::{self, EntityIntent, IntentKind, JournaledEntity};
 use crate::state::{NextSnapshot, State, StateError};
 use crate::support::failpoint::failpoint;
 use crate::support::progress::{Progress, Stage};
@@ -24,49 +24,50 @@ use crate::transform::ID;
 
 /// A run's committed journal: from here its CRM writes are a promise the next run keeps.
 pub(super) struct Journal {
-    pub(super) intents: Vec<EntityIntent>,
+    /// The journaled entities, in load order.
+    pub(super) entities: Vec<JournaledEntity>,
     /// The run's status once applied.
     pub(super) status: RunStatus,
     /// The run's summary as known before the CRM stage.
     pub(super) summary: Value,
 }
 
-/// Journals the run: each entity's writes and its next snapshot (taken out of `work`, which
-/// keeps the accepted rows staging needs), committed before anything touches the CRM.
-pub(super) fn write_journal(
+/// Journals one entity's part of the run as soon as it is diffed: its writes, its next
+/// snapshot and, for a target that stages rows itself, its accepted rows. The entity's frames
+/// are freed when this returns (the CRM stage reads its writes back from the journal), so a
+/// run holds one entity's rows at a time, whatever the number of entities. Not committed:
+/// see [`commit_journal`].
+pub(super) fn journal_entity(
     state: &State,
     run_id: &str,
-    work: &mut [EntityWork],
-    report: &RunReport,
+    w: EntityWork,
     max_delta_share: f64,
+    staged_by_target: bool,
+) -> Result<JournaledEntity, PipelineError> {
+    let entity = w.recipe.entity.clone();
+    let mut intent = intent_of(&w, staged_by_target).map_err(frame_err(run_id, &entity))?;
+    let mut snapshot = intent.has_snapshot.then(|| NextSnapshot {
+        frame: w.snapshot,
+        changed_ids: w.changed_ids,
+        max_delta_share,
+    });
+    state.journal_entity(run_id, &mut intent, snapshot.as_mut())?;
+    failpoint(&format!("journaled:{entity}"));
+    Ok((entity, intent.file_name, intent.has_snapshot))
+}
+
+/// Commits the run's journal once every entity was journaled: from here the run's CRM writes
+/// are a promise, kept by this run or the next.
+pub(super) fn commit_journal(
+    state: &State,
+    run_id: &str,
+    entities: Vec<JournaledEntity>,
+    report: &RunReport,
 ) -> Result<Journal, PipelineError> {
-    let mut intents: Vec<EntityIntent> = work
-        .iter()
-        .map(|w| intent_of(w).map_err(frame_err(run_id, &w.recipe.entity)))
-        .collect::<Result<_, _>>()?;
-    let mut snapshots: Vec<Option<NextSnapshot>> = work
-        .iter_mut()
-        .zip(&intents)
-        .map(|(w, i)| {
-            let frame = std::mem::replace(&mut w.snapshot, DataFrame::empty());
-            let changed_ids = w.changed_ids.take();
-            i.has_snapshot.then_some(NextSnapshot {
-                frame,
-                changed_ids,
-                max_delta_share,
-            })
-        })
-        .collect();
     let summary = report.to_json();
-    state.write_intent(
-        run_id,
-        report.status,
-        &summary,
-        &mut intents,
-        &mut snapshots,
-    )?;
+    state.commit_intent(run_id, report.status, &summary, entities.clone())?;
     Ok(Journal {
-        intents,
+        entities,
         status: report.status,
         summary,
     })
@@ -74,7 +75,7 @@ pub(super) fn write_journal(
 
 /// Builds one entity's journal entry from its diff: the rows to insert and update (with their
 /// source lines and changed fields), the deletes to apply now and those held.
-fn intent_of(w: &EntityWork) -> PolarsResult<EntityIntent> {
+fn intent_of(w: &EntityWork, staged_by_target: bool) -> PolarsResult<EntityIntent> {
     let mut rows = without_hash(&w.accepted)?;
     rows.with_column(
         UInt32Chunked::from_vec(crate::read::LINE.into(), w.lines.clone()).into_column(),
@@ -109,6 +110,11 @@ fn intent_of(w: &EntityWork) -> PolarsResult<EntityIntent> {
         updates,
         deletes: w.deletes.clone(),
         held: w.held.clone(),
+        staged: if staged_by_target {
+            Some(without_hash(&w.accepted)?)
+        } else {
+            None
+        },
         // No insert, update or delete: the new snapshot would have the same IDs and hashes
         // as the old one, so the file is left as it is.
         has_snapshot: !(unchanged && w.had_snapshot),
@@ -121,27 +127,21 @@ pub(super) fn apply_run(
     recipes: &Recipes,
     run_id: &str,
     state: &State,
-    work: &[EntityWork],
     journal: &Journal,
     progress: &Progress,
 ) -> Result<CrmApplied, PipelineError> {
     let mut crm =
         crate::sinks::open(&recipes.pipeline.target, &opts.out).map_err(sink_err(run_id, "-"))?;
-    let staged: Vec<DataFrame> = work
-        .iter()
-        .map(|w| without_hash(&w.accepted).map_err(frame_err(run_id, &w.recipe.entity)))
-        .collect::<Result<_, _>>()?;
     let applied = apply_intents(
         crm.as_mut(),
         recipes,
         run_id,
         state,
-        &journal.intents,
-        Some(&staged),
+        &journal.entities,
         progress,
     )?;
     let t = Instant::now();
-    state.commit_run(run_id, journal.status, &journal.summary, &journal.intents)?;
+    state.commit_run(run_id, journal.status, &journal.summary, &journal.entities)?;
     Ok(CrmApplied {
         snapshot_secs: applied.snapshot_secs + t.elapsed().as_secs_f64(),
         ..applied
@@ -149,16 +149,17 @@ pub(super) fn apply_run(
 }
 
 /// Applies a committed journal to the CRM (upserts parents first, deletes children first),
-/// then promotes each entity's journaled snapshot. Every step is idempotent, so the same
-/// journal applied again after a kill anywhere in here ends in the same CRM; an entity
-/// whose snapshot was already promoted had finished its part and is skipped.
+/// then promotes each entity's journaled snapshot. Each entity's writes are read back from
+/// the journal in turn, so a run and a recovery take the same path and hold one entity's
+/// rows at a time. Every step is idempotent, so the same journal applied again after a kill
+/// anywhere in here ends in the same CRM; an entity whose snapshot was already promoted had
+/// finished its part and is skipped.
 fn apply_intents(
     crm: &mut dyn crate::sinks::Sink,
     recipes: &Recipes,
     run_id: &str,
     state: &State,
-    intents: &[EntityIntent],
-    staged: Option<&[DataFrame]>,
+    entities: &[JournaledEntity],
     progress: &Progress,
 ) -> Result<CrmApplied, PipelineError> {
     let t = Instant::now();
@@ -174,17 +175,19 @@ fn apply_intents(
                 ))
             })
     };
-    let todo: Vec<bool> = intents
+    let todo: Vec<bool> = entities
         .iter()
-        .map(|e| !e.has_snapshot || state.snapshot_pending(run_id, &e.entity))
+        .map(|(entity, _, has_snapshot)| !has_snapshot || state.snapshot_pending(run_id, entity))
         .collect();
     let mut applied = CrmApplied::default();
-    let mut refused: Vec<Vec<(String, String)>> = vec![Vec::new(); intents.len()];
-    for (k, e) in intents.iter().enumerate().filter(|(k, _)| todo[*k]) {
-        let entity = e.entity.as_str();
+    let mut deletes: Vec<Vec<String>> = vec![Vec::new(); entities.len()];
+    let mut refused: Vec<Refused> = (0..entities.len()).map(|_| Refused::default()).collect();
+    for (k, journaled) in entities.iter().enumerate().filter(|(k, _)| todo[*k]) {
+        let entity = journaled.0.as_str();
         let recipe = recipe_of(entity)?;
+        let e = state.load_entity_intent(run_id, journaled)?;
         progress.begin(Stage::Crm, entity);
-        crm.prepare(recipe, &e.inserts, staged.map(|s| &s[k]))
+        crm.prepare(recipe, &e.inserts, e.staged.as_ref())
             .map_err(sink_err(run_id, entity))?;
         if e.inserts.height() + e.updates.height() > 0 {
             let updates = e
@@ -195,44 +198,45 @@ fn apply_intents(
                 .upsert(recipe, &e.inserts, &updates, run_id)
                 .map_err(sink_err(run_id, entity))?;
             applied.written += e.inserts.height() + updates.height() - out.refused.len();
-            refused[k] = out.refused;
+            refused[k] = Refused::of_writes(&e, out.refused);
         }
         progress.end(Stage::Crm, entity, e.inserts.height() + e.updates.height());
+        deletes[k] = e.deletes;
     }
     failpoint("after-upserts");
-    for (k, e) in intents.iter().enumerate().rev().filter(|(k, _)| todo[*k]) {
-        if e.deletes.is_empty() {
+    for (k, (entity, _, _)) in entities.iter().enumerate().rev().filter(|(k, _)| todo[*k]) {
+        if deletes[k].is_empty() {
             continue;
         }
-        let recipe = recipe_of(&e.entity)?;
+        let recipe = recipe_of(entity)?;
         let out = crm
-            .delete(recipe, &e.deletes, recipe.delete_policy, run_id)
-            .map_err(sink_err(run_id, &e.entity))?;
-        applied.written += e.deletes.len() - out.refused.len();
-        refused[k].extend(out.refused);
+            .delete(recipe, &deletes[k], recipe.delete_policy, run_id)
+            .map_err(sink_err(run_id, entity))?;
+        applied.written += deletes[k].len() - out.refused.len();
+        refused[k].ids.extend(out.refused);
     }
     applied.crm_secs = t.elapsed().as_secs_f64();
     failpoint("before-snapshots");
     let t = Instant::now();
-    for (k, e) in intents.iter().enumerate() {
-        let entity = e.entity.as_str();
+    for (k, (entity, file_name, has_snapshot)) in entities.iter().enumerate() {
+        let entity = entity.as_str();
         if !todo[k] {
             // Promoted before a kill; the sink may still hold its resume notes.
             crm.finish(recipe_of(entity)?)
                 .map_err(sink_err(run_id, entity))?;
             continue;
         }
-        if !refused[k].is_empty() && e.has_snapshot {
+        if !refused[k].ids.is_empty() && *has_snapshot {
             // What the CRM refused did not happen: those IDs keep their last accepted
             // version (or stay absent), so the next run tries them again.
             let prev = state.accepted_snapshot(recipe_of(entity)?)?;
             let next = state.load_pending_snapshot(run_id, entity)?;
-            let mut next =
-                revert_ids(&next, prev.as_ref(), &refused[k]).map_err(frame_err(run_id, entity))?;
+            let mut next = revert_ids(&next, prev.as_ref(), &refused[k].ids)
+                .map_err(frame_err(run_id, entity))?;
             state.replace_pending_snapshot(run_id, entity, &mut next)?;
-            applied.issues.extend(refused_issues(e, &refused[k]));
+            applied.issues.extend(refused[k].issues(entity, file_name));
         }
-        if e.has_snapshot {
+        if *has_snapshot {
             state.promote_snapshot(run_id, entity)?;
             failpoint(&format!("snapshot-promoted:{entity}"));
         }
@@ -261,7 +265,6 @@ pub(super) fn recover(
                     run_id: p.run_id.clone(),
                     message: "a run's journal without the run's status".into(),
                 })?;
-                let intents = state.load_intent(p)?;
                 let mut crm = crate::sinks::open(&recipes.pipeline.target, out)
                     .map_err(sink_err(&p.run_id, "-"))?;
                 let applied = apply_intents(
@@ -269,8 +272,7 @@ pub(super) fn recover(
                     recipes,
                     &p.run_id,
                     state,
-                    &intents,
-                    None,
+                    &p.meta.entities,
                     &Progress::new(false, 0),
                 )?;
                 let mut summary = p.meta.report.clone();
@@ -281,7 +283,7 @@ pub(super) fn recover(
                         json!(applied.written),
                     );
                 }
-                state.commit_run(&p.run_id, status, &summary, &intents)?;
+                state.commit_run(&p.run_id, status, &summary, &p.meta.entities)?;
             }
             IntentKind::Approve => {
                 approve_entities(recipes, state, out, &p.run_id)?;
@@ -317,33 +319,50 @@ fn revert_ids(
     diff::next_snapshot(&kept, Some(prev), &rows)
 }
 
-fn refused_issues(e: &EntityIntent, refused: &[(String, String)]) -> Vec<Issue> {
-    let mut line_of: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
-    for df in [&e.inserts, &e.updates] {
-        let (Ok(ids), Ok(lines)) = (
-            df.column(ID).and_then(|c| c.str()),
-            df.column(crate::read::LINE).and_then(|c| c.u32()),
-        ) else {
-            continue;
-        };
-        for (id, line) in ids.iter().zip(lines.iter()) {
-            if let (Some(id), Some(line)) = (id, line) {
-                line_of.insert(id, line);
+/// What the CRM refused of one entity: the IDs with its messages, and the source lines of
+/// those that were inserts or updates (deletes have none), taken while their rows were read.
+#[derive(Default)]
+struct Refused {
+    ids: Vec<(String, String)>,
+    lines: std::collections::HashMap<String, u32>,
+}
+
+impl Refused {
+    fn of_writes(e: &EntityIntent, ids: Vec<(String, String)>) -> Refused {
+        let wanted: HashSet<&str> = ids.iter().map(|(id, _)| id.as_str()).collect();
+        let mut lines = std::collections::HashMap::new();
+        for df in [&e.inserts, &e.updates] {
+            let (Ok(col), Ok(at)) = (
+                df.column(ID).and_then(|c| c.str()),
+                df.column(crate::read::LINE).and_then(|c| c.u32()),
+            ) else {
+                continue;
+            };
+            for (id, line) in col.iter().zip(at.iter()) {
+                if let (Some(id), Some(line)) = (id, line) {
+                    if wanted.contains(id) {
+                        lines.insert(id.to_string(), line);
+                    }
+                }
             }
         }
+        Refused { ids, lines }
     }
-    refused
-        .iter()
-        .map(|(id, message)| Issue {
-            entity: e.entity.clone(),
-            file: e.file_name.clone(),
-            line: line_of.get(id.as_str()).copied().unwrap_or(0),
-            id: id.clone(),
-            severity: Severity::Error,
-            rule: "crm.refused".into(),
-            reason: format!("the CRM refused the row: {message}"),
-        })
-        .collect()
+
+    fn issues(&self, entity: &str, file_name: &str) -> Vec<Issue> {
+        self.ids
+            .iter()
+            .map(|(id, message)| Issue {
+                entity: entity.to_string(),
+                file: file_name.to_string(),
+                line: self.lines.get(id).copied().unwrap_or(0),
+                id: id.clone(),
+                severity: Severity::Error,
+                rule: "crm.refused".into(),
+                reason: format!("the CRM refused the row: {message}"),
+            })
+            .collect()
+    }
 }
 
 /// The approval's work, idempotent: per entity (children first) the CRM deletes, the

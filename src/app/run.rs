@@ -7,6 +7,8 @@
 //! so a run killed anywhere is completed or redone by the next one with the same result and
 //! nothing doubled.
 
+use std::sync::mpsc::SyncSender;
+use std::thread::ScopedJoinHandle;
 use std::time::Instant;
 
 use polars::prelude::*;
@@ -19,13 +21,14 @@ use super::prefetch::{Fetched, ReadAhead};
 use super::quarantine::{file_name, quarantine};
 use super::records;
 use super::reuse;
-use super::staging;
+use super::staging::{self, ToStaging};
 use crate::config::{self, Recipe, Recipes};
 use crate::diff::{diff_entity, ChangeSet, Diffed};
 use crate::model::{EntityStatus, EntitySummary, FileStatus, Issue, RunState};
 use crate::read::{read_loaded, Loaded, RawTable, ReadError};
 use crate::sources::{self, EntityFile};
 use crate::stage::staging_db::Staging;
+use crate::state::journal::JournaledEntity;
 use crate::state::{EntityInputs, State};
 use crate::support::failpoint::failpoint;
 use crate::support::memory::peak_rss_mb;
@@ -34,9 +37,10 @@ use crate::transform::{Plan, ID};
 use crate::validate::{self, Counts, RefSets, Validated};
 
 pub use super::approve::approve;
+use super::error::frame_err;
 pub use super::error::PipelineError;
-use super::work::EntityWork;
 pub use super::work::RunOptions;
+use super::work::{without_hash, EntityWork};
 pub use crate::model::{RunReport, RunStatus, Timings};
 
 use crate::model::{ChangeSamples, FieldChange, SampleRow, UpdatedSample};
@@ -114,7 +118,26 @@ fn process(
     } else {
         recorded_file_hashes(state, recipes)?
     };
-    std::thread::scope(|scope| -> Result<(), PipelineError> {
+    let delta_share = recipes.pipeline.snapshots.max_delta_share;
+    let staged_by_target = recipes.pipeline.target.stages_rows();
+    let mut sheets = staging::SheetRows::new(recipes);
+    let mut journaled = Vec::new();
+    std::thread::scope(|scope| -> Result<RunReport, PipelineError> {
+        // Staging syncs on its own thread as entities are diffed (see `staging`); a bounded
+        // hand-over, so a slow disk holds back the run rather than piling up entities' rows.
+        let (to_staging, incoming) = std::sync::mpsc::sync_channel(0);
+        // Opened (its tables created) before the first entity: the reuse check reads the
+        // last pass's rejects from it meanwhile.
+        let staging = match opts.dry_run {
+            true => None,
+            false => Some(Staging::open(&staging_path)?),
+        };
+        let staging = staging.map(|db| {
+            let progress = &progress;
+            scope.spawn(move || {
+                staging::stage_as_diffed(opts, run_id, recipes, db, incoming, progress)
+            })
+        });
         let mut ahead = ReadAhead::new(recorded);
         for (k, recipe) in recipes.entities.iter().enumerate() {
             let entity = recipe.entity.as_str();
@@ -219,79 +242,130 @@ fn process(
             let diffed = meter.frames(&mut t.diff, Stage::Diff, || {
                 diff_entity(recipe, &valid, prev.as_ref(), run_id)
             })?;
-            so_far.add(recipe, prev.as_ref(), valid, diffed, inputs, reused_records);
+            let work = so_far.add(recipe, prev.as_ref(), valid, diffed, inputs, reused_records);
+            if opts.dry_run {
+                continue;
+            }
+            // The entity leaves memory here: its rows to staging's thread and its sheet's
+            // first rows kept, its writes and next snapshot to the journal.
+            let rows = without_hash(&work.accepted).map_err(frame_err(run_id, entity))?;
+            // A send fails only when staging's thread has failed; its error is reported once
+            // the CRM committed, as any staging failure.
+            let _ = to_staging.send(ToStaging::Entity { recipe, rows });
+            sheets
+                .keep(entity, &work.accepted)
+                .map_err(frame_err(run_id, entity))?;
+            let t = Instant::now();
+            journaled.push(apply::journal_entity(
+                state,
+                run_id,
+                work,
+                delta_share,
+                staged_by_target,
+            )?);
+            so_far.report.timings.snapshot += t.elapsed().as_secs_f64();
         }
-        Ok(())
-    })?;
 
-    let SoFar {
-        mut report,
-        mut work,
-        inputs,
-        ..
-    } = so_far;
-    report.status = if work.iter().any(|w| !w.held.is_empty()) {
-        RunStatus::Held
-    } else {
-        RunStatus::Ok
-    };
-    if opts.dry_run {
-        seal(&mut report, started);
-        progress.finish();
-        return Ok(report);
-    }
+        let Some(staging) = staging else {
+            let mut report = so_far.into_report();
+            seal(&mut report, started);
+            progress.finish();
+            return Ok(report);
+        };
+        let cx = Ending {
+            opts,
+            recipes,
+            state,
+            run_id,
+            progress: &progress,
+            started,
+        };
+        cx.complete(so_far, journaled, sheets, to_staging, staging)
+    })
+}
 
-    let sheets = staging::sheet_frames(recipes, state, &work, &report, &opts.out)?;
-    let t = Instant::now();
-    let delta_share = recipes.pipeline.snapshots.max_delta_share;
-    let journal = apply::write_journal(state, run_id, &mut work, &report, delta_share)?;
-    let journal_secs = t.elapsed().as_secs_f64();
-    // Staging (sqlite, then the workbook) runs on its own thread while this one writes the
-    // CRM: different files, no shared connection, both cores busy. Staging is a full
-    // snapshot each run, so a run killed midway is repaired by the next one either way.
-    let xlsx = sheets.as_deref().filter(|_| recipes.pipeline.staging.xlsx);
-    let (staged, applied) = std::thread::scope(|scope| {
-        let staging =
-            scope.spawn(|| staging::stage(opts, run_id, &work, &report, xlsx, recipes, &progress));
-        let applied = apply::apply_run(opts, recipes, run_id, state, &work, &journal, &progress);
-        (staging.join(), applied)
-    });
-    let applied = applied?;
-    let mut staged = staging::after_commit(run_id, staged)?;
-    report.timings.stage_sqlite = staged.sqlite_secs;
-    report.timings.stage_xlsx = staged.xlsx_secs;
-    report.timings.crm = applied.crm_secs;
-    report.timings.snapshot = applied.snapshot_secs + journal_secs;
-    report.crm_rows_written = applied.written;
-    add_refused(&mut report, &mut staged.db, run_id, applied.issues)?;
-    staged.db.write_run(run_id, &report.entities)?;
-    // The spreadsheet follows accepted runs only: published once the CRM committed, with the
-    // CRM's refusals among the rejects. Its failure is the analysts' problem, not the CRM's:
-    // a warning and a line in the summary, never a failed run.
-    let gsheets = recipes.pipeline.staging.gsheets.as_ref();
-    if let (Some(spec), Some(frames)) = (gsheets, sheets.as_deref()) {
+/// What the run's end needs beside what the entities came to.
+struct Ending<'a> {
+    opts: &'a RunOptions,
+    recipes: &'a Recipes,
+    state: &'a State,
+    run_id: &'a str,
+    progress: &'a Progress,
+    started: Instant,
+}
+
+impl Ending<'_> {
+    /// The run after its last entity: the journal committed, the CRM written while staging
+    /// commits and writes the workbook on its thread, the run recorded.
+    fn complete(
+        &self,
+        mut so_far: SoFar,
+        journaled: Vec<JournaledEntity>,
+        sheets: staging::SheetRows,
+        to_staging: SyncSender<ToStaging>,
+        staging: ScopedJoinHandle<Result<staging::Staged, PipelineError>>,
+    ) -> Result<RunReport, PipelineError> {
+        let Ending {
+            opts,
+            recipes,
+            state,
+            run_id,
+            progress,
+            started,
+        } = *self;
+        let inputs = std::mem::take(&mut so_far.inputs);
+        let mut report = so_far.into_report();
+        let sheets = sheets.finish(recipes, state, &report, &opts.out)?;
         let t = Instant::now();
-        report.gsheets = Some(staging::publish_sheets(recipes, spec, frames, &report));
-        report.timings.gsheets = t.elapsed().as_secs_f64();
+        let journal = apply::commit_journal(state, run_id, journaled, &report)?;
+        report.timings.snapshot += t.elapsed().as_secs_f64();
+        // Staging commits and writes the workbook on its thread while this one writes the
+        // CRM: different files, no shared connection, both cores busy.
+        let _ = to_staging.send(ToStaging::Commit {
+            report: Box::new(report.clone()),
+            sheets: sheets.clone(),
+        });
+        drop(to_staging);
+        let applied = apply::apply_run(opts, recipes, run_id, state, &journal, progress);
+        let staged = staging.join();
+        let applied = applied?;
+        let mut staged = staging::after_commit(run_id, staged)?;
+        report.timings.stage_sqlite = staged.sqlite_secs;
+        report.timings.stage_xlsx = staged.xlsx_secs;
+        report.timings.crm = applied.crm_secs;
+        report.timings.snapshot += applied.snapshot_secs;
+        report.crm_rows_written = applied.written;
+        add_refused(&mut report, &mut staged.db, run_id, applied.issues)?;
+        staged.db.write_run(run_id, &report.entities)?;
+        // The spreadsheet follows accepted runs only: published once the CRM committed, with the
+        // CRM's refusals among the rejects. Its failure is the analysts' problem, not the CRM's:
+        // a warning and a line in the summary, never a failed run.
+        let gsheets = recipes.pipeline.staging.gsheets.as_ref();
+        if let (Some(spec), Some(frames)) = (gsheets, sheets.as_deref()) {
+            let t = Instant::now();
+            report.gsheets = Some(staging::publish_sheets(recipes, spec, frames, &report));
+            report.timings.gsheets = t.elapsed().as_secs_f64();
+        }
+        seal(&mut report, started);
+        state.finish_run(run_id, report.status.into(), &report.to_json())?;
+        record_inputs(state, run_id, &report, inputs)?;
+        progress.finish();
+        tracing::info!(run_id = %run_id, status = report.status.as_str(), crm_rows = report.crm_rows_written, seconds = report.timings.total, "run finished");
+        Ok(report)
     }
-    seal(&mut report, started);
-    state.finish_run(run_id, report.status.into(), &report.to_json())?;
-    record_inputs(state, run_id, &report, inputs)?;
-    progress.finish();
-    tracing::info!(run_id = %run_id, status = report.status.as_str(), crm_rows = report.crm_rows_written, seconds = report.timings.total, "run finished");
-    Ok(report)
 }
 
 /// What the entities so far came to: the run's report, the IDs each entity's children may
 /// reference, and the work that waits for the journal.
-struct SoFar<'r> {
+struct SoFar {
     report: RunReport,
     refs: RefSets,
     /// Per entity so far, the fingerprint of the IDs in `refs` (or that would be).
     fingerprints: HashMap<String, u64>,
     /// Reused entities whose IDs were not read yet, with the IDs their pass rejected.
     unread: HashMap<String, HashSet<String>>,
-    work: Vec<EntityWork<'r>>,
+    /// Some entity's deletes are held by the guard.
+    held: bool,
     /// What each fully processed entity was computed from, recorded once the run ends well.
     inputs: Vec<(String, EntityInputs)>,
 }
@@ -306,8 +380,8 @@ struct Inputs {
     parents_key: String,
 }
 
-impl<'r> SoFar<'r> {
-    fn new(run_id: &str, dry_run: bool) -> SoFar<'r> {
+impl SoFar {
+    fn new(run_id: &str, dry_run: bool) -> SoFar {
         SoFar {
             report: RunReport {
                 run_id: run_id.to_string(),
@@ -324,9 +398,20 @@ impl<'r> SoFar<'r> {
             refs: RefSets::default(),
             fingerprints: HashMap::default(),
             unread: HashMap::default(),
-            work: Vec::new(),
+            held: false,
             inputs: Vec::new(),
         }
+    }
+
+    /// The run's report, its status set by whether the guard held anything.
+    fn into_report(self) -> RunReport {
+        let mut report = self.report;
+        report.status = if self.held {
+            RunStatus::Held
+        } else {
+            RunStatus::Ok
+        };
+        report
     }
 
     /// An entity without new rows this run (no file, or an unreadable one) keeps its last
@@ -409,8 +494,8 @@ impl<'r> SoFar<'r> {
     }
 
     /// An entity through the diff: its line and samples in the report, its rejects, the IDs
-    /// its children may reference, and its work for the journal.
-    fn add(
+    /// its children may reference; returns its work for the journal and staging.
+    fn add<'r>(
         &mut self,
         recipe: &'r Recipe,
         prev: Option<&DataFrame>,
@@ -418,7 +503,7 @@ impl<'r> SoFar<'r> {
         diffed: Diffed,
         inputs: Inputs,
         reused_records: usize,
-    ) {
+    ) -> EntityWork<'r> {
         let file_name = inputs.file_name;
         let encoding = inputs.encoding;
         let entity = recipe.entity.clone();
@@ -449,7 +534,8 @@ impl<'r> SoFar<'r> {
         self.report.issues.extend(valid.issues);
         let sample = samples(&diffed.accepted, prev, &diffed.changes);
         self.report.samples.push((entity, sample));
-        self.work.push(EntityWork {
+        self.held |= !diffed.verdict.held.is_empty();
+        EntityWork {
             recipe,
             file_name,
             lines: valid.lines,
@@ -460,7 +546,7 @@ impl<'r> SoFar<'r> {
             held: diffed.verdict.held,
             snapshot: diffed.snapshot,
             changed_ids: diffed.changed_ids,
-        });
+        }
     }
 }
 

@@ -1,21 +1,26 @@
 //! The run's staging outputs for analysts: staging.sqlite (each entity's accepted rows and the
-//! rejects), staging.xlsx and the Google Sheets copy. Staging is a full snapshot of the run
-//! each time, never a source of truth: a run killed while writing it is repaired by the next
-//! run, and a staging failure after the CRM committed fails the run without losing anything.
+//! rejects), staging.xlsx and the Google Sheets copy. Staging is never a source of truth.
+//! Its tables are synced on their own thread as each entity is diffed, so the entity's rows
+//! can go before the next entity is read, inside one transaction committed once the run's
+//! journal committed: analysts see a run's staging whole or not at all, and a run stopped or
+//! killed before leaves the last one. A staging failure after the CRM committed fails the run
+//! without losing anything; the next run rewrites staging from its own rows.
 
+use std::io::Cursor;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::time::Instant;
 
 use polars::prelude::*;
 use serde_json::{json, Value};
 
 use super::error::{frame_err, PipelineError};
-use super::work::{without_hash, EntityWork, RunOptions};
-use crate::config::Recipes;
+use super::work::{without_hash, RunOptions};
+use crate::config::{Recipe, Recipes};
 use crate::diff;
 use crate::model::RunReport;
 use crate::stage::staging_db::Staging;
 use crate::stage::workbook::{self, SheetInput};
-use crate::stage::StageError;
 use crate::state::State;
 use crate::support::failpoint::failpoint;
 use crate::support::progress::{Progress, Stage};
@@ -28,159 +33,223 @@ pub(super) struct Staged {
     pub(super) xlsx_secs: f64,
 }
 
-/// The frames the workbook and Google Sheets show, when either is configured.
-pub(super) fn sheet_frames(
-    recipes: &Recipes,
-    state: &State,
-    work: &[EntityWork],
-    report: &RunReport,
-    out: &std::path::Path,
-) -> Result<Option<Vec<(String, DataFrame)>>, PipelineError> {
-    let staging = &recipes.pipeline.staging;
-    if !staging.xlsx && staging.gsheets.is_none() {
-        return Ok(None);
-    }
-    // The sheets follow the data, not the clock: when every entity's last pass stands (or it
-    // had no file), each sheet would be rewritten with what it holds, so it is not.
-    let nothing_new = work.is_empty()
-        && report.entities.iter().all(|(_, s)| {
-            s.unchanged_since.is_some() || s.status == crate::model::EntityStatus::NoFile
-        });
-    if nothing_new && (!staging.xlsx || out.join("staging.xlsx").is_file()) {
-        tracing::info!(
-            "nothing changed since the last pass: staging.xlsx and the spreadsheet stand"
-        );
-        return Ok(None);
-    }
-    let run_id = report.run_id.as_str();
-    xlsx_frames(recipes, state, work)
-        .map(Some)
-        .map_err(frame_err(run_id, "-"))
+/// What the run hands the staging thread, in order.
+pub(super) enum ToStaging<'r> {
+    /// An entity's accepted rows (without row hash and record key), as soon as it is diffed.
+    Entity { recipe: &'r Recipe, rows: DataFrame },
+    /// The run's journal committed: the rejects join the batch, the batch commits, then the
+    /// workbook is written from these sheets (when one is due).
+    Commit {
+        report: Box<RunReport>,
+        sheets: Option<Arc<Vec<SheetFrame>>>,
+    },
 }
 
-/// Writes staging.sqlite (entity tables, rejects) and staging.xlsx.
-pub(super) fn stage(
+/// The staging thread: syncs each entity's table as its rows arrive, then on `Commit` the
+/// rejects, the batch's commit and the workbook. Without `Commit` (the run failed or was
+/// stopped before its journal committed) nothing it wrote stays.
+pub(super) fn stage_as_diffed(
     opts: &RunOptions,
     run_id: &str,
-    work: &[EntityWork],
-    report: &RunReport,
-    sheets: Option<&[(String, DataFrame)]>,
     recipes: &Recipes,
+    mut db: Staging,
+    incoming: Receiver<ToStaging>,
     progress: &Progress,
 ) -> Result<Staged, PipelineError> {
-    if sheets.is_some() {
-        progress.add_step(Stage::Staging);
-    }
-    // The workbook and the staging tables share nothing: the workbook is written on its own
-    // thread while the tables sync, so its single-threaded zip phase overlaps the SQLite work.
-    std::thread::scope(|scope| {
-        let workbook = sheets.map(|frames| {
-            scope.spawn(move || -> Result<f64, StageError> {
-                let t = Instant::now();
-                progress.begin(Stage::Staging, "workbook");
-                let inputs: Vec<SheetInput> = frames
-                    .iter()
-                    .map(|(n, df)| SheetInput {
-                        name: n,
-                        rows: df,
-                        dates: date_fields(recipes, n),
-                    })
-                    .collect();
-                workbook::write_workbook(
-                    &opts.out.join("staging.xlsx"),
-                    &inputs,
-                    &report.issues,
-                    &report.entities,
-                    recipes.pipeline.staging.xlsx_max_rows,
-                    recipes.pipeline.staging.xlsx_entity_rows,
-                )?;
-                let rows: usize = frames.iter().map(|(_, df)| df.height()).sum();
-                progress.end(Stage::Staging, "workbook", rows);
-                Ok(t.elapsed().as_secs_f64())
-            })
-        });
+    db.begin_batch()?;
+    let mut sqlite_secs = 0.0;
+    for message in incoming {
         let t = Instant::now();
-        let staging = stage_tables(opts, run_id, work, report, progress)?;
-        let sqlite_secs = t.elapsed().as_secs_f64();
-        failpoint("after-stage");
-        let xlsx_secs = match workbook.map(|h| h.join()) {
-            None => 0.0,
-            Some(Ok(r)) => r?,
-            Some(Err(_)) => {
-                return Err(PipelineError::Io("the workbook thread panicked".into()));
+        match message {
+            ToStaging::Entity { recipe, rows } => {
+                let entity = recipe.entity.as_str();
+                progress.begin(Stage::Staging, entity);
+                // Over every field's value, not the record key: the same rows keep their
+                // staged hash across program upgrades (which change every record key), so an
+                // upgrade does not rewrite every staged row. (Hashing from the record key was
+                // tried: no gain measured on the nightly rerun, and a full rewrite after each
+                // upgrade.)
+                let hashes = diff::row_hashes(&rows, recipe, diff::HashScope::AllFields)
+                    .map_err(frame_err(run_id, entity))?;
+                let written = db.sync_entity(entity, &rows, &hashes)?;
+                progress.end(Stage::Staging, entity, written);
+                sqlite_secs += t.elapsed().as_secs_f64();
             }
-        };
-        Ok(Staged {
-            db: staging,
-            sqlite_secs,
-            xlsx_secs,
-        })
-    })
+            ToStaging::Commit { report, sheets } => {
+                db.write_rejects(run_id, &report.issues)?;
+                db.commit_batch()?;
+                sqlite_secs += t.elapsed().as_secs_f64();
+                failpoint("after-stage");
+                let xlsx_secs = match sheets.filter(|_| recipes.pipeline.staging.xlsx) {
+                    Some(frames) => write_xlsx(opts, recipes, &report, &frames, progress)?,
+                    None => 0.0,
+                };
+                return Ok(Staged {
+                    db,
+                    sqlite_secs,
+                    xlsx_secs,
+                });
+            }
+        }
+    }
+    Err(PipelineError::Io(
+        "the run ended before its journal committed: staging keeps the last run's".into(),
+    ))
 }
 
-/// staging.sqlite: each entity's table synced to this run's accepted rows, and the rejects.
-fn stage_tables(
+/// staging.xlsx from the sheets' rows and the run's rejects and summary; its seconds.
+fn write_xlsx(
     opts: &RunOptions,
-    run_id: &str,
-    work: &[EntityWork],
+    recipes: &Recipes,
     report: &RunReport,
+    frames: &[SheetFrame],
     progress: &Progress,
-) -> Result<Staging, PipelineError> {
-    let mut staging = Staging::open(&opts.out.join("staging.sqlite"))?;
-    for w in work {
-        let entity = w.recipe.entity.as_str();
-        progress.begin(Stage::Staging, entity);
-        let rows = without_hash(&w.accepted).map_err(frame_err(run_id, entity))?;
-        // Over every field's value, not the record key: the same rows keep their staged
-        // hash across program upgrades (which change every record key), so an upgrade does
-        // not rewrite every staged row. (Hashing from the record key was tried: no gain
-        // measured on the nightly rerun, and a full rewrite after each upgrade.)
-        let hashes = diff::row_hashes(&rows, w.recipe, diff::HashScope::AllFields)
-            .map_err(frame_err(run_id, entity))?;
-        let written = staging.sync_entity(entity, &rows, &hashes)?;
-        progress.end(Stage::Staging, entity, written);
-    }
-    staging.write_rejects(run_id, &report.issues)?;
-    Ok(staging)
+) -> Result<f64, PipelineError> {
+    let t = Instant::now();
+    progress.add_step(Stage::Staging);
+    progress.begin(Stage::Staging, "workbook");
+    let inputs: Vec<SheetInput> = frames.iter().map(|f| f.input(recipes)).collect();
+    workbook::write_workbook(
+        &opts.out.join("staging.xlsx"),
+        &inputs,
+        &report.issues,
+        &report.entities,
+        recipes.pipeline.staging.xlsx_max_rows,
+        recipes.pipeline.staging.xlsx_entity_rows,
+    )?;
+    let rows: usize = frames.iter().map(|f| f.head.height()).sum();
+    progress.end(Stage::Staging, "workbook", rows);
+    Ok(t.elapsed().as_secs_f64())
 }
 
-/// The frames the workbook shows: this run's accepted rows, or for an entity without a file
-/// this run, its last accepted snapshot.
-fn xlsx_frames(
-    recipes: &Recipes,
-    state: &State,
-    work: &[EntityWork],
-) -> PolarsResult<Vec<(String, DataFrame)>> {
-    let mut frames = Vec::new();
-    for recipe in &recipes.entities {
-        let df = match work.iter().find(|w| w.recipe.entity == recipe.entity) {
-            Some(w) => without_hash(&w.accepted)?,
-            None => match state.accepted_snapshot(recipe) {
-                Ok(Some(s)) => without_hash(&s)?,
-                _ => continue,
-            },
-        };
-        frames.push((recipe.entity.clone(), df));
+/// One entity's sheet: the first rows any sheet shows, and how many rows the entity has.
+pub(super) struct SheetFrame {
+    pub(super) entity: String,
+    pub(super) head: DataFrame,
+    pub(super) total: usize,
+}
+
+impl SheetFrame {
+    fn input<'a>(&'a self, recipes: &'a Recipes) -> SheetInput<'a> {
+        SheetInput {
+            name: &self.entity,
+            rows: &self.head,
+            total: self.total,
+            dates: date_fields(recipes, &self.entity),
+        }
     }
-    Ok(frames)
+}
+
+/// The rows the workbook and Google Sheets show, kept as each entity passes: a copy of its
+/// first rows only, so its frames can go once it is journaled and staged (the workbook is
+/// written after the journal commits, when every entity has gone by).
+pub(super) struct SheetRows {
+    /// Rows of an entity the workbook shows, when it is written.
+    xlsx_rows: Option<usize>,
+    /// Cells of the Google spreadsheet, when it is published.
+    gsheets_cells: Option<u64>,
+    frames: Vec<SheetFrame>,
+}
+
+impl SheetRows {
+    pub(super) fn new(recipes: &Recipes) -> SheetRows {
+        let staging = &recipes.pipeline.staging;
+        SheetRows {
+            xlsx_rows: staging.xlsx.then_some(staging.xlsx_entity_rows),
+            gsheets_cells: staging.gsheets.as_ref().map(|g| g.max_cells),
+            frames: Vec::new(),
+        }
+    }
+
+    fn wanted(&self) -> bool {
+        self.xlsx_rows.is_some() || self.gsheets_cells.is_some()
+    }
+
+    /// Keeps the first rows of an entity's accepted rows (or snapshot) that any sheet shows.
+    pub(super) fn keep(&mut self, entity: &str, accepted: &DataFrame) -> PolarsResult<()> {
+        if !self.wanted() {
+            return Ok(());
+        }
+        let rows = without_hash(accepted)?;
+        let cols = rows.width().max(1) as u64;
+        let shown = self
+            .xlsx_rows
+            .unwrap_or(0)
+            .max(self.gsheets_cells.map_or(0, |c| (c / cols) as usize));
+        let total = rows.height();
+        let head = if shown >= total {
+            rows
+        } else {
+            detached(&rows.head(Some(shown)))?
+        };
+        self.frames.push(SheetFrame {
+            entity: entity.to_string(),
+            head,
+            total,
+        });
+        Ok(())
+    }
+
+    /// Every entity's sheet in load order, those this run did not pass (reused, without a
+    /// file, quarantined) from their last accepted snapshot; none when no sheet is due.
+    pub(super) fn finish(
+        mut self,
+        recipes: &Recipes,
+        state: &State,
+        report: &RunReport,
+        out: &std::path::Path,
+    ) -> Result<Option<Arc<Vec<SheetFrame>>>, PipelineError> {
+        if !self.wanted() {
+            return Ok(None);
+        }
+        // The sheets follow the data, not the clock: when every entity's last pass stands
+        // (or it had no file), each sheet would be rewritten with what it holds, so it is not.
+        let nothing_new = self.frames.is_empty()
+            && report.entities.iter().all(|(_, s)| {
+                s.unchanged_since.is_some() || s.status == crate::model::EntityStatus::NoFile
+            });
+        if nothing_new && (self.xlsx_rows.is_none() || out.join("staging.xlsx").is_file()) {
+            tracing::info!(
+                "nothing changed since the last pass: staging.xlsx and the spreadsheet stand"
+            );
+            return Ok(None);
+        }
+        let run_id = report.run_id.as_str();
+        let mut passed = std::mem::take(&mut self.frames);
+        for recipe in &recipes.entities {
+            let entity = recipe.entity.as_str();
+            if let Some(k) = passed.iter().position(|f| f.entity == entity) {
+                self.frames.push(passed.swap_remove(k));
+            } else if let Ok(Some(snapshot)) = state.accepted_snapshot(recipe) {
+                self.keep(entity, &snapshot)
+                    .map_err(frame_err(run_id, entity))?;
+            }
+        }
+        Ok(Some(Arc::new(self.frames)))
+    }
+}
+
+/// A copy of `df` sharing no buffer with it: a slice keeps its whole frame's buffers alive
+/// (string views point into them), and the sheets' rows outlive the entity's frames. Made
+/// through an in-memory parquet file, which every column type here takes back unchanged
+/// (the snapshots rely on it).
+fn detached(df: &DataFrame) -> PolarsResult<DataFrame> {
+    let mut buf = Vec::new();
+    ParquetWriter::new(&mut buf)
+        .with_compression(ParquetCompression::Uncompressed)
+        .finish(&mut df.clone())?;
+    ParquetReader::new(Cursor::new(buf)).finish()
 }
 
 /// Publishes the staged sheets; the outcome as the run summary's `gsheets` object.
 pub(super) fn publish_sheets(
     recipes: &Recipes,
     spec: &crate::stage::gsheets::GsheetsSpec,
-    frames: &[(String, DataFrame)],
+    frames: &[SheetFrame],
     report: &RunReport,
 ) -> Value {
     use crate::stage::gsheets;
-    let inputs: Vec<gsheets::SheetInput> = frames
-        .iter()
-        .map(|(n, df)| gsheets::SheetInput {
-            name: n,
-            rows: df,
-            dates: date_fields(recipes, n),
-        })
-        .collect();
+    let inputs: Vec<gsheets::SheetInput> = frames.iter().map(|f| f.input(recipes)).collect();
     let published =
         gsheets::staging_grids(&inputs, &report.issues, &report.entities, spec.max_cells)
             .map_err(|e| e.to_string())

@@ -22,6 +22,18 @@ pub struct TargetSpec {
     pub rest: Option<RestConfig>,
 }
 
+impl TargetSpec {
+    /// The target keeps its own copy of each run's accepted rows (PostgreSQL with a staging
+    /// schema): a run then journals those rows too, for the CRM stage to hand over.
+    pub fn stages_rows(&self) -> bool {
+        self.kind == TargetKind::Postgres
+            && self
+                .postgres
+                .as_ref()
+                .is_some_and(|p| p.staging_schema.is_some())
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetKind {

@@ -58,7 +58,11 @@ fn sheet_name(entity: &str, part: usize) -> String {
 
 pub struct SheetInput<'a> {
     pub name: &'a str,
+    /// The entity's rows, or its first rows when a sheet shows no more (see `total`).
     pub rows: &'a DataFrame,
+    /// The entity's row count, `rows` being perhaps only its first rows: a cut sheet says how
+    /// many rows staging.sqlite has beyond it.
+    pub total: usize,
     /// Columns holding dates or datetimes as ISO text (`YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS`:
     /// how the transform leaves `date` and `datetime` fields): written as Excel dates, so
     /// analysts can sort, filter and subtract them.
@@ -84,20 +88,33 @@ pub fn write_workbook(
     let summary_df = summary_frame(summary).map_err(|e| fail(&e))?;
     // Entity sheets keep their first `entity_rows` rows and say where the rest is; rejects
     // and the summary explain the run, so they are always whole.
-    let frames: Vec<(&str, &DataFrame, &[&str], usize)> = entities
+    let frames: Vec<(&str, &DataFrame, &[&str], usize, usize)> = entities
         .iter()
-        .map(|e| (e.name, e.rows, e.dates.as_slice(), entity_rows))
+        .map(|e| (e.name, e.rows, e.dates.as_slice(), entity_rows, e.total))
         .chain([
-            ("rejects", &rejects_df, &[][..], usize::MAX),
-            ("summary", &summary_df, &[][..], usize::MAX),
+            (
+                "rejects",
+                &rejects_df,
+                &[][..],
+                usize::MAX,
+                rejects_df.height(),
+            ),
+            (
+                "summary",
+                &summary_df,
+                &[][..],
+                usize::MAX,
+                summary_df.height(),
+            ),
         ])
         .collect();
     // One part per sheet: Excel's row limit splits a frame over `name (2)`, `name (3)`…
     let per_sheet = max_rows.max(1) as usize;
     let mut parts: Vec<Part> = Vec::new();
-    for (name, df, dates, cap) in frames {
+    for (name, df, dates, cap, total) in frames {
+        let total = total.max(df.height());
         let shown = df.height().min(cap);
-        let marker = (shown < df.height()).then(|| cut_marker(name, df.height() - shown, cap));
+        let marker = (shown < total).then(|| cut_marker(name, total - shown, cap));
         let n = shown.div_ceil(per_sheet).max(1);
         for k in 0..n {
             parts.push(Part {
@@ -389,6 +406,7 @@ mod tests {
             &[SheetInput {
                 name,
                 rows: df,
+                total: df.height(),
                 dates,
             }],
             &[],
@@ -453,6 +471,7 @@ mod tests {
                 .map(|name| SheetInput {
                     name,
                     rows: &df,
+                    total: df.height(),
                     dates: vec!["fecha"],
                 })
                 .collect();
@@ -537,6 +556,7 @@ mod tests {
         let input = SheetInput {
             name: "clientes",
             rows: &df,
+            total: df.height(),
             dates: vec![],
         };
         write_workbook(&path, &[input], &issues, &[], 1_000, 10).unwrap();
@@ -553,6 +573,18 @@ mod tests {
         );
         let rejects = read_zip_entry(&path, "xl/worksheets/sheet2.xml");
         assert_eq!(rejects.matches("<row ").count(), 31, "rejects are whole");
+        // A run hands over only the rows a sheet shows, with the entity's row count: the
+        // same sheet.
+        let head = df.head(Some(10));
+        let cut = dir.path().join("cut.xlsx");
+        let input = SheetInput {
+            name: "clientes",
+            rows: &head,
+            total: 25,
+            dates: vec![],
+        };
+        write_workbook(&cut, &[input], &issues, &[], 1_000, 10).unwrap();
+        assert_eq!(read_zip_entry(&cut, "xl/worksheets/sheet1.xml"), sheet);
     }
 
     #[test]

@@ -40,9 +40,14 @@ pub struct EntityIntent {
     pub deletes: Vec<String>,
     /// IDs whose deletes the guard holds until approval.
     pub held: Vec<String>,
+    /// This run's accepted rows, journaled only for a target that stages them itself.
+    pub staged: Option<DataFrame>,
     /// A next snapshot waits in the journal (false: the entity's snapshot stays as it is).
     pub has_snapshot: bool,
 }
+
+/// An entity as a journal lists it: (entity, file name, has a next snapshot).
+pub type JournaledEntity = (String, String, bool);
 
 impl EntityIntent {
     pub fn writes(&self) -> usize {
@@ -68,7 +73,7 @@ pub struct IntentMeta {
     /// The run's summary as known before the CRM stage.
     pub report: serde_json::Value,
     /// (entity, file name, has a next snapshot), in load order.
-    pub entities: Vec<(String, String, bool)>,
+    pub entities: Vec<JournaledEntity>,
 }
 
 /// A committed journal not yet applied to the end.
@@ -87,53 +92,57 @@ impl State {
             .join(format!("{entity}.{part}.parquet"))
     }
 
-    /// Writes the journal of a run: every entity's writes and next snapshot, fsynced, then
-    /// the `pending` row that commits it. Nothing may touch the CRM before this returns.
-    pub fn write_intent(
+    /// Writes one entity's part of a run's journal (its writes and next snapshot, each file
+    /// fsynced), not yet committed. A run journals each entity as soon as it is diffed, so
+    /// no entity's rows wait in memory for the others'; a folder whose run never committed
+    /// is debris the next run removes.
+    pub fn journal_entity(
+        &self,
+        run_id: &str,
+        e: &mut EntityIntent,
+        snapshot: Option<&mut NextSnapshot>,
+    ) -> Result<(), StateError> {
+        let dir = self.pending_dir(run_id);
+        std::fs::create_dir_all(&dir).map_err(|source| StateError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let entity = e.entity.clone();
+        let file = |part: &str| self.pending_file(run_id, &entity, part);
+        write_parquet(&file("inserts"), &mut e.inserts)?;
+        write_parquet(&file("updates"), &mut e.updates)?;
+        write_parquet(&file("deletes"), &mut id_frame(&e.deletes)?)?;
+        write_parquet(&file("held"), &mut id_frame(&e.held)?)?;
+        if let Some(staged) = e.staged.as_mut() {
+            write_parquet(&file("staged"), staged)?;
+        }
+        if let Some(s) = snapshot {
+            self.journal_snapshot(file, &entity, s)?;
+        }
+        Ok(())
+    }
+
+    /// Commits a run's journal once every entity in `entities` (load order) was journaled:
+    /// the folder fsynced, then the `pending` row. Nothing may touch the CRM before this
+    /// returns.
+    pub fn commit_intent(
         &self,
         run_id: &str,
         status: RunStatus,
         report: &serde_json::Value,
-        intents: &mut [EntityIntent],
-        snapshots: &mut [Option<NextSnapshot>],
+        entities: Vec<JournaledEntity>,
     ) -> Result<(), StateError> {
         let dir = self.pending_dir(run_id);
-        let io = |source| StateError::Io {
+        std::fs::create_dir_all(&dir).map_err(|source| StateError::Io {
             path: dir.clone(),
             source,
-        };
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        for (e, snap) in intents.iter_mut().zip(snapshots.iter_mut()) {
-            write_parquet(
-                &self.pending_file(run_id, &e.entity, "inserts"),
-                &mut e.inserts,
-            )?;
-            write_parquet(
-                &self.pending_file(run_id, &e.entity, "updates"),
-                &mut e.updates,
-            )?;
-            write_parquet(
-                &self.pending_file(run_id, &e.entity, "deletes"),
-                &mut id_frame(&e.deletes)?,
-            )?;
-            write_parquet(
-                &self.pending_file(run_id, &e.entity, "held"),
-                &mut id_frame(&e.held)?,
-            )?;
-            if let Some(s) = snap.as_mut() {
-                let pending = |part: &str| self.pending_file(run_id, &e.entity, part);
-                self.journal_snapshot(pending, &e.entity, s)?;
-            }
-        }
+        })?;
         sync_dir(&dir)?;
         let meta = IntentMeta {
             kind: IntentKind::Run,
             status: Some(status),
             report: report.clone(),
-            entities: intents
-                .iter()
-                .map(|e| (e.entity.clone(), e.file_name.clone(), e.has_snapshot))
-                .collect(),
+            entities,
         };
         self.insert_pending(run_id, &meta)?;
         crate::support::failpoint::failpoint("after-intent");
@@ -207,27 +216,29 @@ impl State {
         }
     }
 
-    /// Loads a committed run journal back (the snapshots stay on disk until promoted).
-    pub fn load_intent(&self, p: &Pending) -> Result<Vec<EntityIntent>, StateError> {
-        p.meta
-            .entities
-            .iter()
-            .map(|(entity, file_name, has_snapshot)| {
-                Ok(EntityIntent {
-                    entity: entity.clone(),
-                    file_name: file_name.clone(),
-                    inserts: read_parquet(&self.pending_file(&p.run_id, entity, "inserts"))?,
-                    updates: read_parquet(&self.pending_file(&p.run_id, entity, "updates"))?,
-                    deletes: ids(&read_parquet(
-                        &self.pending_file(&p.run_id, entity, "deletes"),
-                    )?)?,
-                    held: ids(&read_parquet(
-                        &self.pending_file(&p.run_id, entity, "held"),
-                    )?)?,
-                    has_snapshot: *has_snapshot,
-                })
-            })
-            .collect()
+    /// Reads one entity of a committed run journal back, when its turn comes (the snapshot
+    /// stays on disk until promoted).
+    pub fn load_entity_intent(
+        &self,
+        run_id: &str,
+        (entity, file_name, has_snapshot): &JournaledEntity,
+    ) -> Result<EntityIntent, StateError> {
+        let file = |part: &str| self.pending_file(run_id, entity, part);
+        let staged = file("staged");
+        Ok(EntityIntent {
+            entity: entity.clone(),
+            file_name: file_name.clone(),
+            inserts: read_parquet(&file("inserts"))?,
+            updates: read_parquet(&file("updates"))?,
+            deletes: ids(&read_parquet(&file("deletes"))?)?,
+            held: ids(&read_parquet(&file("held"))?)?,
+            staged: if staged.exists() {
+                Some(read_parquet(&staged)?)
+            } else {
+                None
+            },
+            has_snapshot: *has_snapshot,
+        })
     }
 
     /// Where a run journals an entity's next snapshot: whole, or as a delta.
@@ -281,10 +292,13 @@ impl State {
         run_id: &str,
         status: RunStatus,
         summary: &serde_json::Value,
-        intents: &[EntityIntent],
+        entities: &[JournaledEntity],
     ) -> Result<(), StateError> {
         let tx = self.db.unchecked_transaction().map_err(|e| self.err(e))?;
-        for e in intents {
+        for journaled in entities {
+            // One entity's writes at a time, read back from the journal: the change log of a
+            // first load holds every row, and no entity's rows wait here for the others'.
+            let e = &self.journaled_changes(run_id, journaled)?;
             tx.execute(
                 "UPDATE held_deletes SET state = ?3 WHERE entity = ?1 AND state = ?4 AND run_id <> ?2",
                 params![e.entity, run_id, HoldState::Superseded, HoldState::Held],
@@ -356,6 +370,28 @@ impl State {
         tx.execute("DELETE FROM pending WHERE run_id = ?1", params![run_id])
             .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
+    }
+}
+
+impl State {
+    /// The parts of an entity's journal its change log is made of: IDs, lines and changed
+    /// fields of its writes (not their values), its deletes and holds.
+    fn journaled_changes(
+        &self,
+        run_id: &str,
+        (entity, file_name, has_snapshot): &JournaledEntity,
+    ) -> Result<EntityIntent, StateError> {
+        let file = |part: &str| self.pending_file(run_id, entity, part);
+        Ok(EntityIntent {
+            entity: entity.clone(),
+            file_name: file_name.clone(),
+            inserts: read_parquet_columns(&file("inserts"), &["id", crate::model::LINE])?,
+            updates: read_parquet_columns(&file("updates"), &["id", crate::model::LINE, FIELDS])?,
+            deletes: ids(&read_parquet(&file("deletes"))?)?,
+            held: ids(&read_parquet(&file("held"))?)?,
+            staged: None,
+            has_snapshot: *has_snapshot,
+        })
     }
 }
 

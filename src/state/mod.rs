@@ -510,15 +510,23 @@ mod tests {
         tx.commit().unwrap();
         state.begin_run("r", "now").unwrap();
         let ids: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
-        let intent = journal::EntityIntent {
+        let lines: Vec<u32> = (1..=10).collect();
+        let mut intent = journal::EntityIntent {
             entity: "e".into(),
             file_name: "e.csv".into(),
-            inserts: df!("id" => &ids).unwrap(),
-            updates: df!("id" => Vec::<String>::new()).unwrap(),
+            inserts: df!("id" => &ids, crate::model::LINE => &lines).unwrap(),
+            updates: df!(
+                "id" => Vec::<String>::new(),
+                crate::model::LINE => Vec::<u32>::new(),
+                journal::FIELDS => Vec::<String>::new()
+            )
+            .unwrap(),
             deletes: Vec::new(),
             held: Vec::new(),
+            staged: None,
             has_snapshot: false,
         };
+        state.journal_entity("r", &mut intent, None).unwrap();
         let ops = std::sync::Arc::new(AtomicU64::new(0));
         let counter = ops.clone();
         state
@@ -536,7 +544,7 @@ mod tests {
                 "r",
                 crate::model::RunStatus::Ok,
                 &serde_json::json!({}),
-                &[intent],
+                &[("e".into(), "e.csv".into(), false)],
             )
             .unwrap();
         state.db.progress_handler(0, None::<fn() -> bool>).unwrap();

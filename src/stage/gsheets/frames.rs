@@ -108,6 +108,7 @@ mod tests {
             &[SheetInput {
                 name: "clientes",
                 rows: &clientes,
+                total: clientes.height(),
                 dates: vec!["alta"],
             }],
             &[issue],
@@ -138,6 +139,7 @@ mod tests {
         let input = SheetInput {
             name: "x",
             rows: &big,
+            total: big.height(),
             dates: Vec::new(),
         };
         let grids = staging_grids(&[input], &[], &[], 100).unwrap();
