@@ -87,6 +87,16 @@ impl State {
         self.dir.join("pending").join(run_id)
     }
 
+    /// The run's journal folder, created if it was not yet.
+    fn created_pending_dir(&self, run_id: &str) -> Result<PathBuf, StateError> {
+        let dir = self.pending_dir(run_id);
+        std::fs::create_dir_all(&dir).map_err(|source| StateError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(dir)
+    }
+
     fn pending_file(&self, run_id: &str, entity: &str, part: &str) -> PathBuf {
         self.pending_dir(run_id)
             .join(format!("{entity}.{part}.parquet"))
@@ -102,11 +112,7 @@ impl State {
         e: &mut EntityIntent,
         snapshot: Option<&mut NextSnapshot>,
     ) -> Result<(), StateError> {
-        let dir = self.pending_dir(run_id);
-        std::fs::create_dir_all(&dir).map_err(|source| StateError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        self.created_pending_dir(run_id)?;
         let entity = e.entity.clone();
         let file = |part: &str| self.pending_file(run_id, &entity, part);
         write_parquet(&file("inserts"), &mut e.inserts)?;
@@ -132,12 +138,8 @@ impl State {
         report: &serde_json::Value,
         entities: Vec<JournaledEntity>,
     ) -> Result<(), StateError> {
-        let dir = self.pending_dir(run_id);
-        std::fs::create_dir_all(&dir).map_err(|source| StateError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        sync_dir(&dir)?;
+        // A run with no entity to journal (every one reused or without a file) commits too.
+        sync_dir(&self.created_pending_dir(run_id)?)?;
         let meta = IntentMeta {
             kind: IntentKind::Run,
             status: Some(status),
