@@ -1,6 +1,7 @@
 //! The CRM stage through the intent journal, shared by runs, approvals and recovery. A run
-//! first journals everything it is about to write (every entity's rows, deletes, holds and next
-//! snapshot), then applies the journal with idempotent writes and promotes the snapshots. A
+//! first journals everything it is about to write (each entity's rows, deletes, holds and next
+//! snapshot, as soon as it is diffed), commits the journal after the last entity, then applies
+//! it entity by entity with idempotent writes and promotes the snapshots. A
 //! run killed anywhere after the journal committed is completed by the next run or approval
 //! ([`recover`]) before it reads anything, so the CRM sees each change exactly once in effect.
 

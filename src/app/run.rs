@@ -1,7 +1,9 @@
 //! One run, start to end, told as the pipeline: each entity (parents first, so children
 //! check their references against them) is read, transformed, validated and diffed, the
-//! delete guard deciding on its deletes; then the run is journaled, applied to the CRM while
-//! staging is written beside it, and recorded. The order of the durable steps is what makes a
+//! delete guard deciding on its deletes, then journaled and handed to staging's thread, and
+//! its rows leave memory before the next entity is read; then the journal commits, the CRM
+//! is written from it while staging commits beside it, and the run is recorded. The order of
+//! the durable steps is what makes a
 //! run atomic: nothing touches the CRM before the journal commits, the CRM is written with
 //! idempotent upserts, and an entity's snapshot advances only after its CRM writes committed,
 //! so a run killed anywhere is completed or redone by the next one with the same result and
