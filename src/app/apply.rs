@@ -41,12 +41,12 @@ pub(super) struct Journal {
 pub(super) fn journal_entity(
     state: &State,
     run_id: &str,
-    w: EntityWork,
+    mut w: EntityWork,
     max_delta_share: f64,
     staged_by_target: bool,
 ) -> Result<JournaledEntity, PipelineError> {
     let entity = w.recipe.entity.clone();
-    let mut intent = intent_of(&w, staged_by_target).map_err(frame_err(run_id, &entity))?;
+    let mut intent = intent_of(&mut w, staged_by_target).map_err(frame_err(run_id, &entity))?;
     let mut snapshot = intent.has_snapshot.then(|| NextSnapshot {
         frame: w.snapshot,
         changed_ids: w.changed_ids,
@@ -76,10 +76,12 @@ pub(super) fn commit_journal(
 
 /// Builds one entity's journal entry from its diff: the rows to insert and update (with their
 /// source lines and changed fields), the deletes to apply now and those held.
-fn intent_of(w: &EntityWork, staged_by_target: bool) -> PolarsResult<EntityIntent> {
-    let mut rows = without_hash(&w.accepted)?;
+fn intent_of(w: &mut EntityWork, staged_by_target: bool) -> PolarsResult<EntityIntent> {
+    let staged = without_hash(&w.accepted)?;
+    let mut rows = staged.clone();
     rows.with_column(
-        UInt32Chunked::from_vec(crate::read::LINE.into(), w.lines.clone()).into_column(),
+        UInt32Chunked::from_vec(crate::read::LINE.into(), std::mem::take(&mut w.lines))
+            .into_column(),
     )?;
     let take = |idx: Vec<u32>| {
         // A first load inserts every row in order: the journal shares the frame's buffers
@@ -106,16 +108,12 @@ fn intent_of(w: &EntityWork, staged_by_target: bool) -> PolarsResult<EntityInten
     let unchanged = c.inserted.is_empty() && c.updated.is_empty() && c.deleted.is_empty();
     Ok(EntityIntent {
         entity: w.recipe.entity.clone(),
-        file_name: w.file_name.clone(),
+        file_name: std::mem::take(&mut w.file_name),
         inserts,
         updates,
-        deletes: w.deletes.clone(),
-        held: w.held.clone(),
-        staged: if staged_by_target {
-            Some(without_hash(&w.accepted)?)
-        } else {
-            None
-        },
+        deletes: std::mem::take(&mut w.deletes),
+        held: std::mem::take(&mut w.held),
+        staged: staged_by_target.then_some(staged),
         // No insert, update or delete: the new snapshot would have the same IDs and hashes
         // as the old one, so the file is left as it is.
         has_snapshot: !(unchanged && w.had_snapshot),

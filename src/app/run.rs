@@ -251,12 +251,12 @@ fn process(
             // The entity leaves memory here: its rows to staging's thread and its sheet's
             // first rows kept, its writes and next snapshot to the journal.
             let rows = without_hash(&work.accepted).map_err(frame_err(run_id, entity))?;
+            sheets
+                .keep(entity, &rows)
+                .map_err(frame_err(run_id, entity))?;
             // A send fails only when staging's thread has failed; its error is reported once
             // the CRM committed, as any staging failure.
             let _ = to_staging.send(ToStaging::Entity { recipe, rows });
-            sheets
-                .keep(entity, &work.accepted)
-                .map_err(frame_err(run_id, entity))?;
             let t = Instant::now();
             journaled.push(apply::journal_entity(
                 state,
@@ -366,8 +366,6 @@ struct SoFar {
     fingerprints: HashMap<String, u64>,
     /// Reused entities whose IDs were not read yet, with the IDs their pass rejected.
     unread: HashMap<String, HashSet<String>>,
-    /// Some entity's deletes are held by the guard.
-    held: bool,
     /// What each fully processed entity was computed from, recorded once the run ends well.
     inputs: Vec<(String, EntityInputs)>,
 }
@@ -400,19 +398,19 @@ impl SoFar {
             refs: RefSets::default(),
             fingerprints: HashMap::default(),
             unread: HashMap::default(),
-            held: false,
             inputs: Vec::new(),
         }
     }
 
-    /// The run's report, its status set by whether the guard held anything.
+    /// The run's report, `held` when the guard held any entity's deletes (an entity whose
+    /// last pass stands held none: such a pass is never recorded).
     fn into_report(self) -> RunReport {
         let mut report = self.report;
-        report.status = if self.held {
-            RunStatus::Held
-        } else {
-            RunStatus::Ok
-        };
+        let held = report
+            .entities
+            .iter()
+            .any(|(_, s)| s.status == EntityStatus::Held);
+        report.status = if held { RunStatus::Held } else { RunStatus::Ok };
         report
     }
 
@@ -536,7 +534,6 @@ impl SoFar {
         self.report.issues.extend(valid.issues);
         let sample = samples(&diffed.accepted, prev, &diffed.changes);
         self.report.samples.push((entity, sample));
-        self.held |= !diffed.verdict.held.is_empty();
         EntityWork {
             recipe,
             file_name,

@@ -165,12 +165,12 @@ impl SheetRows {
         self.xlsx_rows.is_some() || self.gsheets_cells.is_some()
     }
 
-    /// Keeps the first rows of an entity's accepted rows (or snapshot) that any sheet shows.
-    pub(super) fn keep(&mut self, entity: &str, accepted: &DataFrame) -> PolarsResult<()> {
+    /// Keeps the first rows of an entity's rows as staged (without row hash and record key)
+    /// that any sheet shows.
+    pub(super) fn keep(&mut self, entity: &str, rows: &DataFrame) -> PolarsResult<()> {
         if !self.wanted() {
             return Ok(());
         }
-        let rows = without_hash(accepted)?;
         let cols = rows.width().max(1) as u64;
         let shown = self
             .xlsx_rows
@@ -178,7 +178,7 @@ impl SheetRows {
             .max(self.gsheets_cells.map_or(0, |c| (c / cols) as usize));
         let total = rows.height();
         let head = if shown >= total {
-            rows
+            rows.clone()
         } else {
             detached(&rows.head(Some(shown)))?
         };
@@ -221,7 +221,8 @@ impl SheetRows {
             if let Some(k) = passed.iter().position(|f| f.entity == entity) {
                 self.frames.push(passed.swap_remove(k));
             } else if let Ok(Some(snapshot)) = state.accepted_snapshot(recipe) {
-                self.keep(entity, &snapshot)
+                without_hash(&snapshot)
+                    .and_then(|rows| self.keep(entity, &rows))
                     .map_err(frame_err(run_id, entity))?;
             }
         }

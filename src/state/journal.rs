@@ -223,21 +223,34 @@ impl State {
     pub fn load_entity_intent(
         &self,
         run_id: &str,
-        (entity, file_name, has_snapshot): &JournaledEntity,
+        journaled: &JournaledEntity,
     ) -> Result<EntityIntent, StateError> {
-        let file = |part: &str| self.pending_file(run_id, entity, part);
+        self.read_entity_intent(run_id, journaled, Part::Whole)
+    }
+
+    /// One entity of a journal read back, whole or only what its change log is made of.
+    fn read_entity_intent(
+        &self,
+        run_id: &str,
+        (entity, file_name, has_snapshot): &JournaledEntity,
+        part: Part,
+    ) -> Result<EntityIntent, StateError> {
+        let file = |name: &str| self.pending_file(run_id, entity, name);
+        let writes = |name: &str, columns: &[&str]| match part {
+            Part::Whole => read_parquet(&file(name)),
+            Part::Changes => read_parquet_columns(&file(name), columns),
+        };
         let staged = file("staged");
         Ok(EntityIntent {
             entity: entity.clone(),
             file_name: file_name.clone(),
-            inserts: read_parquet(&file("inserts"))?,
-            updates: read_parquet(&file("updates"))?,
+            inserts: writes("inserts", &["id", crate::model::LINE])?,
+            updates: writes("updates", &["id", crate::model::LINE, FIELDS])?,
             deletes: ids(&read_parquet(&file("deletes"))?)?,
             held: ids(&read_parquet(&file("held"))?)?,
-            staged: if staged.exists() {
-                Some(read_parquet(&staged)?)
-            } else {
-                None
+            staged: match part {
+                Part::Whole if staged.exists() => Some(read_parquet(&staged)?),
+                _ => None,
             },
             has_snapshot: *has_snapshot,
         })
@@ -300,7 +313,7 @@ impl State {
         for journaled in entities {
             // One entity's writes at a time, read back from the journal: the change log of a
             // first load holds every row, and no entity's rows wait here for the others'.
-            let e = &self.journaled_changes(run_id, journaled)?;
+            let e = &self.read_entity_intent(run_id, journaled, Part::Changes)?;
             tx.execute(
                 "UPDATE held_deletes SET state = ?3 WHERE entity = ?1 AND state = ?4 AND run_id <> ?2",
                 params![e.entity, run_id, HoldState::Superseded, HoldState::Held],
@@ -375,26 +388,14 @@ impl State {
     }
 }
 
-impl State {
-    /// The parts of an entity's journal its change log is made of: IDs, lines and changed
-    /// fields of its writes (not their values), its deletes and holds.
-    fn journaled_changes(
-        &self,
-        run_id: &str,
-        (entity, file_name, has_snapshot): &JournaledEntity,
-    ) -> Result<EntityIntent, StateError> {
-        let file = |part: &str| self.pending_file(run_id, entity, part);
-        Ok(EntityIntent {
-            entity: entity.clone(),
-            file_name: file_name.clone(),
-            inserts: read_parquet_columns(&file("inserts"), &["id", crate::model::LINE])?,
-            updates: read_parquet_columns(&file("updates"), &["id", crate::model::LINE, FIELDS])?,
-            deletes: ids(&read_parquet(&file("deletes"))?)?,
-            held: ids(&read_parquet(&file("held"))?)?,
-            staged: None,
-            has_snapshot: *has_snapshot,
-        })
-    }
+/// How much of an entity's journal is read back.
+#[derive(Clone, Copy)]
+enum Part {
+    /// Everything the CRM stage writes.
+    Whole,
+    /// What the change log is made of: IDs, lines and changed fields of the writes (not
+    /// their values), the deletes and holds.
+    Changes,
 }
 
 /// The change log rows of one entity's intent: inserts and updates with their lines, then
