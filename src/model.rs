@@ -282,8 +282,10 @@ stored_words!(
     FileStatus: "file status",
 );
 
-/// Time spent per stage, summed over entities (seconds).
-#[derive(Debug, Clone, Default, serde::Serialize)]
+/// Time spent per stage, summed over entities (seconds). Read back from stored summaries by
+/// `/metrics`; `default` keeps a summary without some stage readable.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Timings {
     pub read: f64,
     pub transform: f64,

@@ -4,7 +4,8 @@
 //! journal and the recovery of interrupted runs, shared with `approve`; `reuse` lets an entity
 //! whose inputs did not change stand on its last full pass; `staging` writes what
 //! analysts read; `work` holds the types they hand each other; `error` is what stops a run. `watch` drives runs from drops and a schedule;
-//! `alerts` is the one policy both use; `explain`, `check`, `serve` and `bench` read or
+//! `alerts` is the one policy both use; `metrics` is what Prometheus scrapes from `serve` and
+//! what a scheduled run pushes to a Pushgateway; `explain`, `check`, `serve` and `bench` read or
 //! exercise what runs leave; `gen` makes synthetic drops for tests and benchmarks.
 
 pub mod alerts;
@@ -16,6 +17,7 @@ mod error;
 pub mod explain;
 pub mod gen;
 mod meter;
+pub mod metrics;
 mod prefetch;
 mod quarantine;
 mod records;

@@ -92,6 +92,15 @@ pub struct RunArgs {
     /// Print exactly one JSON object on stdout (logs stay on stderr).
     #[arg(long)]
     pub json: bool,
+    /// Push the run's metrics to this Prometheus Pushgateway when it ends, failed runs
+    /// included (base URL, e.g. http://pushgateway:9091); a push that fails is a warning.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "DROPSYNC_PUSHGATEWAY_URL",
+        hide_env_values = true
+    )]
+    pub pushgateway: Option<String>,
 }
 
 #[derive(Args, Debug)]

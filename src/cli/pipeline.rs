@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::args::{ApproveArgs, DemoArgs, PlanArgs, RunArgs, WatchArgs};
 use super::exit::Exit;
 use super::print;
+use crate::app::metrics;
 use crate::app::run::{self, RunOptions, RunStatus};
 use crate::app::watch::{self, WatchOptions};
 
@@ -25,25 +26,67 @@ pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
     let alert_spec = crate::config::load_dir(&opts.recipes)
         .ok()
         .map(|r| r.pipeline.alerts);
+    let started = std::time::SystemTime::now();
     let result = run::run(&opts);
     if let Some(spec) = &alert_spec {
         crate::app::alerts::after_run(spec, result.as_ref());
     }
-    match result {
+    let ended = match result {
         Ok(report) => {
             if args.json {
                 println!("{}", report.to_json());
             } else {
                 print::run_table(&report);
             }
-            Ok(outcome(&report, &opts.inbox))
+            let exit = outcome(&report, &opts.inbox);
+            (Ok(exit), run_outcome(Some(&report), exit, started))
         }
         Err(e) => {
             if args.json {
                 print::failed_run_json(&e);
             }
-            Err(e.into())
+            let e = anyhow::Error::from(e);
+            let exit = super::exit::exit_for(&e);
+            (Err(e), run_outcome(None, exit, started))
         }
+    };
+    if let Some(url) = args.pushgateway.as_deref().filter(|u| !u.is_empty()) {
+        let tenant = metrics::DEFAULT_TENANT;
+        if let Err(e) = metrics::push(url, tenant, &ended.1) {
+            tracing::warn!(error = %e, "run metrics not pushed");
+        }
+    }
+    ended.0
+}
+
+/// What a run that ended (or failed) pushes to a Pushgateway.
+fn run_outcome(
+    report: Option<&run::RunReport>,
+    exit: Exit,
+    started: std::time::SystemTime,
+) -> metrics::RunOutcome {
+    let now = std::time::SystemTime::now();
+    let unix = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let duration = now
+        .duration_since(started)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let status = match (report, exit) {
+        (None, _) => "failed",
+        (Some(_), Exit::NothingFound) => "nothing",
+        (Some(r), _) => r.status.as_str(),
+    };
+    metrics::RunOutcome {
+        status: status.to_string(),
+        exit_code: exit as i32,
+        finished_at: unix,
+        duration_secs: report.map(|r| r.timings.total).unwrap_or(duration),
+        entities: report.map(|r| r.entities.clone()).unwrap_or_default(),
+        timings: report.map(|r| r.timings.clone()),
+        crm_rows_written: report.map(|r| r.crm_rows_written as u64).unwrap_or(0),
     }
 }
 

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
 
-use crate::model::{EntitySummary, FileStatus, HoldState, RunState};
+use crate::app::metrics::{self, LastRun, WorkspaceFacts};
+use crate::model::{EntitySummary, FileStatus, HoldState, RunState, Timings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -337,6 +338,109 @@ impl Workspace {
         });
         Ok(out)
     }
+}
+
+impl Workspace {
+    /// What `/metrics` reports, aggregated by SQLite from the stored run summaries (their
+    /// JSON read in place, samples never parsed): runs by status, rows by entity and outcome
+    /// over every run that reached its end, the deletes held now, the last finished run.
+    pub fn metric_facts(&self) -> Result<WorkspaceFacts, DataError> {
+        let mut facts = WorkspaceFacts::default();
+        let Some(db) = self.state()? else {
+            return Ok(facts);
+        };
+        let (conn, e) = (&db.conn, db.err());
+        let mut st = conn
+            .prepare("SELECT status, COUNT(*) FROM runs GROUP BY status")
+            .map_err(e)?;
+        let by_status = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(e)?;
+        for row in by_status {
+            let (status, n) = row.map_err(e)?;
+            facts.runs_by_status.insert(status, n as u64);
+        }
+        let outcome_sums: Vec<String> = metrics::OUTCOMES
+            .iter()
+            .map(|o| format!("SUM(COALESCE(json_extract(ent.value, '$.{o}'), 0))"))
+            .collect();
+        let mut st = conn
+            .prepare(&format!(
+                "SELECT ent.key, {} FROM runs, json_each(runs.summary, '$.entities') AS ent
+                 WHERE runs.status IN ('ok', 'held', 'approved') AND json_valid(runs.summary)
+                 GROUP BY ent.key",
+                outcome_sums.join(", ")
+            ))
+            .map_err(e)?;
+        let mut rows = st.query([]).map_err(e)?;
+        while let Some(r) = rows.next().map_err(e)? {
+            let entity: String = r.get(0).map_err(e)?;
+            for (k, outcome) in metrics::OUTCOMES.iter().enumerate() {
+                let n: i64 = r.get(k + 1).map_err(e)?;
+                facts
+                    .rows
+                    .insert((entity.clone(), outcome.to_string()), n as u64);
+            }
+        }
+        let mut st = conn
+            .prepare("SELECT entity, COUNT(*) FROM held_deletes WHERE state = ?1 GROUP BY entity")
+            .map_err(e)?;
+        let held = st
+            .query_map(params![HoldState::Held], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(e)?;
+        for row in held {
+            let (entity, n) = row.map_err(e)?;
+            facts.held_now.insert(entity, n as u64);
+        }
+        let last = conn
+            .query_row(
+                "SELECT status, started_at, finished_at, json_extract(summary, '$.timings'),
+                        json_extract(summary, '$.crm_rows_written')
+                 FROM runs WHERE finished_at IS NOT NULL
+                 ORDER BY finished_at DESC, run_id DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(e)?;
+        if let Some((status, started, finished, timings, written)) = last {
+            if let Some(finished_at) = unix_secs(&finished) {
+                facts.last_finished = Some(LastRun {
+                    status,
+                    finished_at,
+                    duration_secs: unix_secs(&started).map(|s| finished_at - s),
+                    timings: timings.and_then(|t| serde_json::from_str::<Timings>(&t).ok()),
+                    crm_rows_written: written.unwrap_or(0).max(0) as u64,
+                });
+            }
+        }
+        let completed: Option<String> = conn
+            .query_row(
+                "SELECT MAX(finished_at) FROM runs WHERE status IN ('ok', 'held', 'approved')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(e)?;
+        facts.last_completed_at = completed.as_deref().and_then(unix_secs);
+        Ok(facts)
+    }
+}
+
+/// An RFC 3339 time (as runs store them) in Unix seconds.
+fn unix_secs(t: &str) -> Option<f64> {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|d| d.timestamp_millis() as f64 / 1000.0)
 }
 
 type RunRow = (String, String, Option<String>, RunState, Option<String>);

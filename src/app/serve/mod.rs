@@ -2,7 +2,8 @@
 //! which `/runs` redirects to); a run's page with, first, what an operator acts on: its
 //! status, the deletes the guard held with an **Approve** button and its rejects counted by
 //! rule, then its counts, files, samples of its changes and its rejects (filterable by entity
-//! and rule, paginated, each with file and line); the recipes in effect, and a row's history.
+//! and rule, paginated, each with file and line); the recipes in effect, and a row's history;
+//! and `/metrics` for Prometheus.
 //! Server-rendered HTML, no script, no external asset.
 //!
 //! # Who may see and act
@@ -134,6 +135,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/runs/{run_id}/approve", post(approve))
         .route("/recipes", get(recipes))
         .route("/search", get(search))
+        .route("/metrics", get(metrics))
         .route("/login", get(login_form).post(login))
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
@@ -313,6 +315,21 @@ async fn runs(State(app): State<Arc<App>>) -> Response {
     let list = blocking(move || app.ws.runs(200).map_err(|e| e.to_string())).await;
     match list {
         Ok(list) => pages::runs(&list).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Prometheus' scrape: the workspace's runs, rows and holds (see `app::metrics`). Behind the
+/// same guard as every page: with a token, Prometheus sends it (`authorization` in its scrape
+/// config).
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let facts = blocking(move || app.ws.metric_facts().map_err(|e| e.to_string())).await;
+    match facts {
+        Ok(facts) => (
+            [(header::CONTENT_TYPE, crate::app::metrics::CONTENT_TYPE)],
+            crate::app::metrics::workspace_text(crate::app::metrics::DEFAULT_TENANT, &facts),
+        )
+            .into_response(),
         Err(r) => r,
     }
 }

@@ -879,3 +879,101 @@ fn runs_redirects_to_the_run_list() {
     let r = c.get(format!("{}/runs", guarded.base)).send().unwrap();
     assert_eq!(r.status(), 401, "the token guards /runs too");
 }
+
+#[test]
+fn metrics_report_the_workspaces_runs_rows_and_holds() {
+    let (dir, held_run) = held_workspace();
+    let out = dir.path().join("out");
+    let server = start(&out, None);
+    let resp = client()
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        crate::app::metrics::CONTENT_TYPE
+    );
+    let text = resp.text().unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} not in\n{text}"))
+    };
+    // Two runs: the first drop (ok), then the cut clientes (held).
+    assert_eq!(
+        value(r#"dropsync_runs_total{tenant="default",status="ok"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"dropsync_runs_total{tenant="default",status="held"}"#),
+        1.0
+    );
+    // Rows summed over both runs, as their summaries stored them.
+    let runs = Workspace { out: out.clone() }.runs(10).unwrap();
+    let sum = |entity: &str, pick: fn(&crate::model::EntitySummary) -> usize| -> f64 {
+        runs.iter()
+            .flat_map(|r| r.entities.iter())
+            .filter(|(e, _)| e == entity)
+            .map(|(_, s)| pick(s) as f64)
+            .sum()
+    };
+    let inserted = sum("clientes", |s| s.inserted);
+    assert!(inserted > 0.0);
+    assert_eq!(
+        value(r#"dropsync_rows_total{tenant="default",entity="clientes",outcome="inserted"}"#),
+        inserted
+    );
+    assert_eq!(
+        value(r#"dropsync_rows_total{tenant="default",entity="ventas",outcome="rejected"}"#),
+        sum("ventas", |s| s.rejected)
+    );
+    // The guard's holds, now, and the last run's status.
+    let held = Workspace { out: out.clone() }.held(&held_run).unwrap();
+    let held_ids: usize = held.iter().map(|h| h.ids.len()).sum();
+    assert!(held_ids > 0);
+    assert_eq!(
+        value(r#"dropsync_held_deletes{tenant="default",entity="clientes"}"#),
+        held_ids as f64
+    );
+    assert_eq!(
+        value(r#"dropsync_last_run_status{tenant="default",status="held"}"#),
+        1.0
+    );
+    assert!(value(r#"dropsync_last_run_stage_seconds{tenant="default",stage="diff"}"#) >= 0.0);
+    assert!(value(r#"dropsync_last_completed_run_timestamp_seconds{tenant="default"}"#) > 1.7e9);
+
+    // Approved: nothing held any more, the run counted as approved.
+    let approve = client()
+        .post(format!("{}/runs/{held_run}/approve", server.base))
+        .form(&[("csrf", server.csrf.as_str())])
+        .send()
+        .unwrap();
+    assert!(approve.status().is_success() || approve.status().is_redirection());
+    let text = client()
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        text.contains(r#"dropsync_runs_total{tenant="default",status="approved"} 1"#),
+        "{text}"
+    );
+    assert!(!text.contains("dropsync_held_deletes{"), "{text}");
+}
+
+#[test]
+fn metrics_of_an_empty_workspace_are_well_formed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("out")).unwrap();
+    let server = start(&dir.path().join("out"), None);
+    let text = client()
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    // No run yet: no series, and a valid exposition all the same.
+    assert_eq!(text, "# EOF\n");
+}

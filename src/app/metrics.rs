@@ -1,0 +1,482 @@
+//! Prometheus metrics: what an operator's alerting needs from the runs, in the OpenMetrics
+//! text format (written by `prometheus-client`, which Prometheus scrapes and a Pushgateway
+//! accepts).
+//!
+//! Two views of the same facts. `serve`'s `/metrics` reads the workspace on every scrape
+//! (runs by status, rows by outcome summed over every finished run, the deletes the guard
+//! holds now, the last run's stage times), because the runs are other processes: a counter
+//! kept in `serve`'s memory would know none of them. A run started by a scheduler (a
+//! Kubernetes CronJob) lives shorter than a scrape interval, so it pushes its own outcome to a
+//! Pushgateway when it ends ([`push`]), failed runs included: an alert on
+//! `dropsync_run_success == 0` or on a stale `dropsync_run_finished_timestamp_seconds` needs
+//! the failures most.
+//!
+//! Every metric carries a `tenant` label: `default` for the single-folder workspace, the
+//! dealer's name once a worker serves several.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use crate::model::{EntitySummary, Timings};
+
+/// The `tenant` label of the single-folder workspace.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// The content type of [`workspace_text`] and [`run_text`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+type Labels = Vec<(&'static str, String)>;
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// What a workspace's state says about its runs, as `/metrics` reports it.
+#[derive(Debug, Clone, Default)]
+pub struct WorkspaceFacts {
+    /// Runs recorded, by status word (`ok`, `held`, `failed`, ...).
+    pub runs_by_status: BTreeMap<String, u64>,
+    /// Per (entity, outcome): rows summed over every finished run. Outcomes are the counts of
+    /// a run's summary: `read`, `accepted`, `rejected`, `skipped`, `warnings`, `inserted`,
+    /// `updated`, `unchanged`, `deleted`, `held_deletes`, `crm_refused`.
+    pub rows: BTreeMap<(String, String), u64>,
+    /// Per entity, the deletes the guard holds now (waiting for `approve`).
+    pub held_now: BTreeMap<String, u64>,
+    /// The most recent run that finished, whatever its status.
+    pub last_finished: Option<LastRun>,
+    /// When the most recent run that reached its end (`ok`, `held` or `approved`) finished.
+    pub last_completed_at: Option<f64>,
+}
+
+/// The most recent finished run.
+#[derive(Debug, Clone, Default)]
+pub struct LastRun {
+    pub status: String,
+    /// Unix seconds.
+    pub finished_at: f64,
+    pub duration_secs: Option<f64>,
+    /// Stage seconds, as the run's summary has them (none for a run that failed early).
+    pub timings: Option<Timings>,
+    pub crm_rows_written: u64,
+}
+
+/// The outcomes a run summary counts per entity, as its JSON names them, in the order
+/// `/metrics` lists them (the status page's workspace query sums these fields).
+pub const OUTCOMES: [&str; 11] = [
+    "read",
+    "accepted",
+    "rejected",
+    "skipped",
+    "warnings",
+    "inserted",
+    "updated",
+    "unchanged",
+    "deleted",
+    "held_deletes",
+    "crm_refused",
+];
+
+/// An entity's [`OUTCOMES`] with their counts.
+pub fn outcomes(s: &EntitySummary) -> impl Iterator<Item = (&'static str, usize)> {
+    let counts = [
+        s.read,
+        s.accepted,
+        s.rejected,
+        s.skipped,
+        s.warnings,
+        s.inserted,
+        s.updated,
+        s.unchanged,
+        s.deleted,
+        s.held_deletes,
+        s.crm_refused,
+    ];
+    OUTCOMES.into_iter().zip(counts)
+}
+
+/// The stages of [`Timings`] by name (without `total`, which is the run's duration).
+fn stages(t: &Timings) -> [(&'static str, f64); 9] {
+    [
+        ("read", t.read),
+        ("transform", t.transform),
+        ("validate", t.validate),
+        ("diff", t.diff),
+        ("stage_sqlite", t.stage_sqlite),
+        ("stage_xlsx", t.stage_xlsx),
+        ("gsheets", t.gsheets),
+        ("crm", t.crm),
+        ("snapshot", t.snapshot),
+    ]
+}
+
+fn labels(tenant: &str, more: &[(&'static str, &str)]) -> Labels {
+    let mut l = vec![("tenant", tenant.to_string())];
+    l.extend(more.iter().map(|(k, v)| (*k, v.to_string())));
+    l
+}
+
+fn text(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, registry);
+    out
+}
+
+/// `/metrics` of one workspace.
+pub fn workspace_text(tenant: &str, facts: &WorkspaceFacts) -> String {
+    let mut r = Registry::default();
+    let runs = Family::<Labels, Counter>::default();
+    for (status, n) in &facts.runs_by_status {
+        runs.get_or_create(&labels(tenant, &[("status", status)]))
+            .inc_by(*n);
+    }
+    r.register(
+        "dropsync_runs",
+        "Runs recorded in the workspace, by status",
+        runs,
+    );
+    let rows = Family::<Labels, Counter>::default();
+    for ((entity, outcome), n) in &facts.rows {
+        rows.get_or_create(&labels(tenant, &[("entity", entity), ("outcome", outcome)]))
+            .inc_by(*n);
+    }
+    r.register(
+        "dropsync_rows",
+        "Rows of every finished run, by entity and outcome",
+        rows,
+    );
+    let held = Family::<Labels, Gauge>::default();
+    for (entity, n) in &facts.held_now {
+        held.get_or_create(&labels(tenant, &[("entity", entity)]))
+            .set(*n as i64);
+    }
+    r.register(
+        "dropsync_held_deletes",
+        "Deletes the guard holds now, waiting for approve",
+        held,
+    );
+    if let Some(last) = &facts.last_finished {
+        let status = Family::<Labels, Gauge>::default();
+        status
+            .get_or_create(&labels(tenant, &[("status", &last.status)]))
+            .set(1);
+        r.register(
+            "dropsync_last_run_status",
+            "The status of the most recent finished run (1 for its status)",
+            status,
+        );
+        gauge(
+            &mut r,
+            tenant,
+            "dropsync_last_run_finished_timestamp_seconds",
+            "When the most recent finished run ended",
+            last.finished_at,
+        );
+        if let Some(d) = last.duration_secs {
+            gauge(
+                &mut r,
+                tenant,
+                "dropsync_last_run_duration_seconds",
+                "How long the most recent finished run took",
+                d,
+            );
+        }
+        gauge(
+            &mut r,
+            tenant,
+            "dropsync_last_run_crm_rows_written",
+            "CRM rows the most recent finished run wrote",
+            last.crm_rows_written as f64,
+        );
+        if let Some(t) = &last.timings {
+            stage_family(
+                &mut r,
+                tenant,
+                "dropsync_last_run_stage_seconds",
+                "Seconds of each stage of the most recent finished run (summed over entities; staging, workbook and CRM overlap)",
+                t,
+            );
+        }
+    }
+    if let Some(at) = facts.last_completed_at {
+        gauge(
+            &mut r,
+            tenant,
+            "dropsync_last_completed_run_timestamp_seconds",
+            "When the most recent run that reached its end (ok, held or approved) finished",
+            at,
+        );
+    }
+    text(&r)
+}
+
+/// What one run came to, as it pushes it when it ends.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutcome {
+    /// `ok`, `held`, `nothing` (no export found) or `failed`.
+    pub status: String,
+    /// The process's exit code (the documented contract: 0, 1, 2, 3, 4).
+    pub exit_code: i32,
+    /// Unix seconds.
+    pub finished_at: f64,
+    pub duration_secs: f64,
+    pub entities: Vec<(String, EntitySummary)>,
+    pub timings: Option<Timings>,
+    pub crm_rows_written: u64,
+}
+
+/// The metrics one run pushes: a Pushgateway keeps the last push of each group, so these are
+/// gauges of that run, not counters.
+pub fn run_text(tenant: &str, run: &RunOutcome) -> String {
+    let mut r = Registry::default();
+    gauge(
+        &mut r,
+        tenant,
+        "dropsync_run_success",
+        "1 when the run reached its end (ok, held, or nothing to read), 0 when it failed",
+        if run.status == "failed" { 0.0 } else { 1.0 },
+    );
+    let status = Family::<Labels, Gauge>::default();
+    status
+        .get_or_create(&labels(tenant, &[("status", &run.status)]))
+        .set(1);
+    r.register("dropsync_run_status", "The run's status (1 for it)", status);
+    gauge(
+        &mut r,
+        tenant,
+        "dropsync_run_exit_code",
+        "The run's exit code: 0 ok, 1 failure, 2 configuration, 3 held, 4 no export found",
+        run.exit_code as f64,
+    );
+    gauge(
+        &mut r,
+        tenant,
+        "dropsync_run_finished_timestamp_seconds",
+        "When the run ended",
+        run.finished_at,
+    );
+    gauge(
+        &mut r,
+        tenant,
+        "dropsync_run_duration_seconds",
+        "How long the run took",
+        run.duration_secs,
+    );
+    gauge(
+        &mut r,
+        tenant,
+        "dropsync_run_crm_rows_written",
+        "CRM rows the run wrote",
+        run.crm_rows_written as f64,
+    );
+    let rows = Family::<Labels, Gauge>::default();
+    for (entity, s) in &run.entities {
+        for (outcome, n) in outcomes(s) {
+            rows.get_or_create(&labels(tenant, &[("entity", entity), ("outcome", outcome)]))
+                .set(n as i64);
+        }
+    }
+    r.register(
+        "dropsync_run_rows",
+        "The run's rows by entity and outcome",
+        rows,
+    );
+    if let Some(t) = &run.timings {
+        stage_family(
+            &mut r,
+            tenant,
+            "dropsync_run_stage_seconds",
+            "Seconds of each stage of the run (summed over entities; staging, workbook and CRM overlap)",
+            t,
+        );
+    }
+    text(&r)
+}
+
+fn gauge(r: &mut Registry, tenant: &str, name: &str, help: &str, v: f64) {
+    let g = Family::<Labels, FloatGauge>::default();
+    g.get_or_create(&labels(tenant, &[])).set(v);
+    r.register(name, help, g);
+}
+
+fn stage_family(r: &mut Registry, tenant: &str, name: &str, help: &str, t: &Timings) {
+    let f = Family::<Labels, FloatGauge>::default();
+    for (stage, secs) in stages(t) {
+        f.get_or_create(&labels(tenant, &[("stage", stage)]))
+            .set(secs);
+    }
+    r.register(name, help, f);
+}
+
+/// Why a push did not land.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("Pushgateway {url}: {message}")]
+    Http { url: String, message: String },
+}
+
+/// Pushes a run's metrics to a Pushgateway at `base` (e.g. `http://pushgateway:9091`), in the
+/// group `job="dropsync", tenant=...`, replacing that group's last push (HTTP PUT). Retried a
+/// few times with backoff: a CronJob's run has ended by then, and the push is its only
+/// report to the alerting.
+pub fn push(base: &str, tenant: &str, run: &RunOutcome) -> Result<(), PushError> {
+    let url = format!(
+        "{}/metrics/job/dropsync/tenant/{}",
+        base.trim_end_matches('/'),
+        path_segment(tenant)
+    );
+    let shown = hide_credentials(&url);
+    let err = |message: String| PushError::Http {
+        url: shown.clone(),
+        message,
+    };
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| err(e.to_string()))?;
+    let body = run_text(tenant, run);
+    let mut last = String::new();
+    for attempt in 0..3u32 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(250 << attempt));
+        }
+        match client
+            .put(&url)
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .body(body.clone())
+            .send()
+        {
+            Ok(resp) if resp.status().is_success() => return Ok(()),
+            // A 4xx will not change on a retry (a bad URL, a refused body).
+            Ok(resp) if resp.status().is_client_error() => {
+                return Err(err(format!("answered {}", resp.status())));
+            }
+            Ok(resp) => last = format!("answered {}", resp.status()),
+            Err(e) => last = e.without_url().to_string(),
+        }
+    }
+    Err(err(last))
+}
+
+/// A label value as one URL path segment: the Pushgateway's grouping key is in the path.
+fn path_segment(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A URL as logs may show it: `user:password@` taken out.
+fn hide_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(inserted: usize, rejected: usize) -> EntitySummary {
+        EntitySummary {
+            read: inserted + rejected,
+            accepted: inserted,
+            rejected,
+            inserted,
+            ..EntitySummary::default()
+        }
+    }
+
+    #[test]
+    fn a_pushed_run_says_its_status_rows_and_stages() {
+        let run = RunOutcome {
+            status: "held".into(),
+            exit_code: 3,
+            finished_at: 1_790_000_000.0,
+            duration_secs: 12.5,
+            entities: vec![("clientes".into(), summary(7, 2))],
+            timings: Some(Timings {
+                crm: 1.25,
+                ..Timings::default()
+            }),
+            crm_rows_written: 7,
+        };
+        let t = run_text("acme", &run);
+        for line in [
+            "dropsync_run_success{tenant=\"acme\"} 1.0",
+            "dropsync_run_status{tenant=\"acme\",status=\"held\"} 1",
+            "dropsync_run_exit_code{tenant=\"acme\"} 3.0",
+            "dropsync_run_rows{tenant=\"acme\",entity=\"clientes\",outcome=\"inserted\"} 7",
+            "dropsync_run_rows{tenant=\"acme\",entity=\"clientes\",outcome=\"rejected\"} 2",
+            "dropsync_run_stage_seconds{tenant=\"acme\",stage=\"crm\"} 1.25",
+            "dropsync_run_crm_rows_written{tenant=\"acme\"} 7.0",
+        ] {
+            assert!(t.lines().any(|l| l == line), "{line} not in\n{t}");
+        }
+        assert!(t.ends_with("# EOF\n"), "{t}");
+        let failed = run_text(
+            "acme",
+            &RunOutcome {
+                status: "failed".into(),
+                exit_code: 1,
+                ..RunOutcome::default()
+            },
+        );
+        assert!(failed.contains("dropsync_run_success{tenant=\"acme\"} 0.0"));
+        assert!(!failed.contains("dropsync_run_stage_seconds"), "{failed}");
+    }
+
+    #[test]
+    fn workspace_counters_and_last_run() {
+        let mut facts = WorkspaceFacts::default();
+        facts.runs_by_status.insert("ok".into(), 4);
+        facts.runs_by_status.insert("failed".into(), 1);
+        facts
+            .rows
+            .insert(("ventas".into(), "inserted".into()), 1500);
+        facts.held_now.insert("clientes".into(), 3);
+        facts.last_finished = Some(LastRun {
+            status: "ok".into(),
+            finished_at: 100.0,
+            duration_secs: Some(2.0),
+            timings: None,
+            crm_rows_written: 9,
+        });
+        let t = workspace_text(DEFAULT_TENANT, &facts);
+        for line in [
+            "# TYPE dropsync_runs counter",
+            "dropsync_runs_total{tenant=\"default\",status=\"ok\"} 4",
+            "dropsync_runs_total{tenant=\"default\",status=\"failed\"} 1",
+            "dropsync_rows_total{tenant=\"default\",entity=\"ventas\",outcome=\"inserted\"} 1500",
+            "dropsync_held_deletes{tenant=\"default\",entity=\"clientes\"} 3",
+            "dropsync_last_run_status{tenant=\"default\",status=\"ok\"} 1",
+            "dropsync_last_run_duration_seconds{tenant=\"default\"} 2.0",
+        ] {
+            assert!(t.lines().any(|l| l == line), "{line} not in\n{t}");
+        }
+        assert!(!t.contains("dropsync_last_completed_run_timestamp_seconds"));
+    }
+
+    #[test]
+    fn grouping_key_and_logged_url_are_safe() {
+        assert_eq!(path_segment("Autos del Sur/2"), "Autos%20del%20Sur%2F2");
+        assert_eq!(
+            hide_credentials("https://u:secret@gw.example:9091/metrics/job/dropsync"),
+            "https://gw.example:9091/metrics/job/dropsync"
+        );
+    }
+}
