@@ -950,12 +950,7 @@ fn metrics_report_the_workspaces_runs_rows_and_holds() {
         .send()
         .unwrap();
     assert!(approve.status().is_success() || approve.status().is_redirection());
-    let text = client()
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = scrape(&server);
     assert!(
         text.contains(r#"dropsync_runs_total{tenant="default",status="approved"} 1"#),
         "{text}"
@@ -968,12 +963,17 @@ fn metrics_of_an_empty_workspace_are_well_formed() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("out")).unwrap();
     let server = start(&dir.path().join("out"), None);
-    let text = client()
+    let text = scrape(&server);
+    // No run yet: no series, and a valid exposition all the same.
+    assert_eq!(text, "# EOF\n");
+}
+
+/// The body of `/metrics`.
+fn scrape(server: &Server) -> String {
+    client()
         .get(format!("{}/metrics", server.base))
         .send()
         .unwrap()
         .text()
-        .unwrap();
-    // No run yet: no series, and a valid exposition all the same.
-    assert_eq!(text, "# EOF\n");
+        .unwrap()
 }
