@@ -137,6 +137,28 @@ fn a_run_pushes_its_outcome_and_rows_when_it_ends() {
 }
 
 #[test]
+fn a_dry_run_pushes_nothing() {
+    let w = Workdir::new();
+    sample_drop(&w);
+    let (url, got) = receiver(vec![]);
+    let run = w.run_args(&["--dry-run", "--pushgateway", &url], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // The real run after it pushes: the first request the receiver gets is that one's.
+    let run = w.run_args(&["--pushgateway", &url], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let req = got.recv().unwrap();
+    assert_eq!(
+        value(
+            &req.body,
+            r#"dropsync_run_crm_rows_written{tenant="default"}"#
+        ),
+        run.json["crm_rows_written"].as_f64().unwrap()
+    );
+    assert!(run.json["crm_rows_written"].as_u64().unwrap() > 0);
+    assert!(got.try_recv().is_err(), "one push, the real run's");
+}
+
+#[test]
 fn a_failed_run_pushes_its_failure_and_exit_code() {
     let w = Workdir::new();
     sample_drop(&w);

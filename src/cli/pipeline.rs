@@ -31,7 +31,7 @@ pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
     if let Some(spec) = &alert_spec {
         crate::app::alerts::after_run(spec, result.as_ref());
     }
-    let ended = match result {
+    let (exit, pushed) = match result {
         Ok(report) => {
             if args.json {
                 println!("{}", report.to_json());
@@ -50,13 +50,14 @@ pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
             (Err(e), run_outcome(None, exit, started))
         }
     };
-    if let Some(url) = args.pushgateway.as_deref().filter(|u| !u.is_empty()) {
-        let tenant = metrics::DEFAULT_TENANT;
-        if let Err(e) = metrics::push(url, tenant, &ended.1) {
+    // A dry run is a plan, not the night's run: the gateway keeps the last real one.
+    let gateway = args.pushgateway.as_deref().filter(|u| !u.is_empty());
+    if let Some(url) = gateway.filter(|_| !args.dry_run) {
+        if let Err(e) = metrics::push(url, metrics::DEFAULT_TENANT, &pushed) {
             tracing::warn!(error = %e, "run metrics not pushed");
         }
     }
-    ended.0
+    exit
 }
 
 /// What a run that ended (or failed) pushes to a Pushgateway.
