@@ -13,7 +13,7 @@ use rustc_hash::FxHashSet as HashSet;
 use serde_json::{json, Value};
 
 use super::error::{frame_err, sink_err, PipelineError};
-use super::work::{without_hash, EntityWork, RunOptions};
+use super::work::{EntityWork, RunOptions};
 use crate::config::Recipes;
 use crate::diff;
 use crate::model::{Issue, RunReport, RunStatus, Severity};
@@ -34,7 +34,8 @@ pub(super) struct Journal {
 }
 
 /// Journals one entity's part of the run as soon as it is diffed: its writes, its next
-/// snapshot and, for a target that stages rows itself, its accepted rows. The entity's frames
+/// snapshot and, for a target that stages rows itself, its accepted rows (`rows`: the
+/// accepted rows as staged, without row hash and record key). The entity's frames
 /// are freed when this returns (the CRM stage reads its writes back from the journal), so a
 /// run holds one entity's rows at a time, whatever the number of entities. Not committed:
 /// see [`commit_journal`].
@@ -42,11 +43,13 @@ pub(super) fn journal_entity(
     state: &State,
     run_id: &str,
     mut w: EntityWork,
+    rows: DataFrame,
     max_delta_share: f64,
     staged_by_target: bool,
 ) -> Result<JournaledEntity, PipelineError> {
     let entity = w.recipe.entity.clone();
-    let mut intent = intent_of(&mut w, staged_by_target).map_err(frame_err(run_id, &entity))?;
+    let mut intent =
+        intent_of(&mut w, rows, staged_by_target).map_err(frame_err(run_id, &entity))?;
     let mut snapshot = intent.has_snapshot.then(|| NextSnapshot {
         frame: w.snapshot,
         changed_ids: w.changed_ids,
@@ -76,8 +79,11 @@ pub(super) fn commit_journal(
 
 /// Builds one entity's journal entry from its diff: the rows to insert and update (with their
 /// source lines and changed fields), the deletes to apply now and those held.
-fn intent_of(w: &mut EntityWork, staged_by_target: bool) -> PolarsResult<EntityIntent> {
-    let staged = without_hash(&w.accepted)?;
+fn intent_of(
+    w: &mut EntityWork,
+    staged: DataFrame,
+    staged_by_target: bool,
+) -> PolarsResult<EntityIntent> {
     let mut rows = staged.clone();
     rows.with_column(
         UInt32Chunked::from_vec(crate::read::LINE.into(), std::mem::take(&mut w.lines))

@@ -256,12 +256,16 @@ fn process(
                 .map_err(frame_err(run_id, entity))?;
             // A send fails only when staging's thread has failed; its error is reported once
             // the CRM committed, as any staging failure.
-            let _ = to_staging.send(ToStaging::Entity { recipe, rows });
+            let _ = to_staging.send(ToStaging::Entity {
+                recipe,
+                rows: rows.clone(),
+            });
             let t = Instant::now();
             journaled.push(apply::journal_entity(
                 state,
                 run_id,
                 work,
+                rows,
                 delta_share,
                 staged_by_target,
             )?);

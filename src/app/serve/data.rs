@@ -55,10 +55,7 @@ pub struct RunView {
 impl RunView {
     /// Seconds between start and finish, when both are known.
     pub fn duration_secs(&self) -> Option<f64> {
-        let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
-        let start = parse(&self.started_at)?;
-        let end = parse(self.finished_at.as_deref()?)?;
-        Some((end - start).num_milliseconds() as f64 / 1000.0)
+        Some(unix_secs(self.finished_at.as_deref()?)? - unix_secs(&self.started_at)?)
     }
 }
 
