@@ -13,7 +13,7 @@ pub fn runs(args: RunsArgs) -> anyhow::Result<Exit> {
     crate::state::require_workspace(&args.ws.out)?;
     let runs = State::open(&args.ws.out)?.runs(args.limit)?;
     if args.json {
-        println!("{}", serde_json::to_string(&runs)?);
+        outln!("{}", serde_json::to_string(&runs)?);
     } else {
         print::runs(&runs);
     }
@@ -23,7 +23,7 @@ pub fn runs(args: RunsArgs) -> anyhow::Result<Exit> {
 pub fn explain(args: ExplainArgs) -> anyhow::Result<Exit> {
     let events = explain::explain(&args.ws.recipes, &args.ws.out, &args.entity, &args.id)?;
     if args.json {
-        println!("{}", serde_json::to_string(&events)?);
+        outln!("{}", serde_json::to_string(&events)?);
     } else {
         print::events(&args.entity, &args.id, &events);
     }
@@ -33,7 +33,7 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<Exit> {
 pub fn check(args: CheckArgs) -> anyhow::Result<Exit> {
     let verdicts = check::check(&args.ws.recipes, &args.config, &args.ws.out);
     if args.json {
-        println!("{}", serde_json::to_string(&verdicts)?);
+        outln!("{}", serde_json::to_string(&verdicts)?);
     } else {
         print::verdicts(&verdicts);
     }
@@ -52,7 +52,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     };
     serve::serve(opts, |addr| {
         // Flushed at once: a script started the server and waits on this line for the port.
-        println!("dropsync status page: http://{addr}/");
+        outln!("dropsync status page: http://{addr}/");
         let _ = std::io::stdout().flush();
     })?;
     Ok(Exit::Ok)

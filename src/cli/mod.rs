@@ -6,6 +6,21 @@
 //! (0 the run completed, rejected rows are data, not a failure; 1 any other failure; 2 a
 //! configuration or recipe error; 3 the run was held by the delete guard).
 
+/// `println!` for a command's output. A reader that went away (`dropsync runs | head -1`) is
+/// not an error: the command's work is done and its exit code says how it went, while
+/// `println!` would panic and exit 101 after a run that completed. Any other write error
+/// still fails loudly.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                panic!("failed printing to stdout: {e}");
+            }
+        }
+    }};
+}
+
 mod args;
 mod exit;
 mod inspect;

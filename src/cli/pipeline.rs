@@ -34,7 +34,7 @@ pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
     let (exit, pushed) = match result {
         Ok(report) => {
             if args.json {
-                println!("{}", report.to_json());
+                outln!("{}", report.to_json());
             } else {
                 print::run_table(&report);
             }
@@ -103,7 +103,7 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<Exit> {
         stop: None,
     })?;
     if args.json {
-        println!("{}", report.to_json());
+        outln!("{}", report.to_json());
     } else {
         print::run_table(&report);
         print::samples(&report);
@@ -129,7 +129,7 @@ fn outcome(report: &run::RunReport, inbox: &std::path::Path) -> Exit {
 pub fn approve(args: ApproveArgs) -> anyhow::Result<Exit> {
     let done = run::approve(&args.ws.recipes, &args.ws.out, &args.run_id)?;
     for (entity, n) in done {
-        println!("{entity}: {n} held delete(s) applied");
+        outln!("{entity}: {n} held delete(s) applied");
     }
     Ok(Exit::Ok)
 }
@@ -146,7 +146,7 @@ pub fn demo(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
     drops.sort();
     let mut exit = Exit::Ok;
     for inbox in drops {
-        println!("\n== drop {}", inbox.display());
+        outln!("\n== drop {}", inbox.display());
         let report = run::run(&RunOptions {
             recipes: args.recipes.clone(),
             inbox,
@@ -161,7 +161,7 @@ pub fn demo(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
             exit = Exit::Held;
         }
     }
-    println!(
+    outln!(
         "\nOpen {0}/staging.xlsx, or, for the last run's rejects: sqlite3 {0}/staging.sqlite \"select entity, line, id, rule, reason from rejects where severity = 'error' and run_id = (select run_id from runs order by rowid desc limit 1)\"",
         args.out.display()
     );

@@ -37,7 +37,7 @@ pub fn printable(text: &str) -> Cow<'_, str> {
 }
 
 pub fn run_table(report: &RunReport) {
-    println!(
+    outln!(
         "run {}  status {}{}",
         printable(&report.run_id),
         report.status.as_str(),
@@ -47,7 +47,7 @@ pub fn run_table(report: &RunReport) {
             ""
         }
     );
-    println!(
+    outln!(
         "{:<12} {:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>6}",
         "entity",
         "status",
@@ -62,7 +62,7 @@ pub fn run_table(report: &RunReport) {
         "held"
     );
     for (e, s) in &report.entities {
-        println!(
+        outln!(
             "{:<12} {:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>6}",
             printable(e),
             printable(s.status.as_str()),
@@ -77,11 +77,11 @@ pub fn run_table(report: &RunReport) {
             s.held_deletes
         );
         if let Some(r) = &s.reason {
-            println!("    {}", printable(r));
+            outln!("    {}", printable(r));
         }
     }
     if report.status == RunStatus::Held {
-        println!(
+        outln!(
             "deletes held by the guard: review, then `dropsync approve {}`",
             report.run_id
         );
@@ -101,7 +101,7 @@ pub fn failed_run_json(error: &crate::app::run::PipelineError) {
     {
         out["diagnostics"] = serde_json::to_value(diags).unwrap_or_default();
     }
-    println!("{out}");
+    outln!("{out}");
 }
 
 /// `plan`'s samples: entities with nothing to show are left out, the table already says so.
@@ -120,9 +120,9 @@ fn entity_samples(entity: &str, sample: &ChangeSamples) {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    println!("\n{}:", printable(entity));
+    outln!("\n{}:", printable(entity));
     if !sample.inserted.is_empty() {
-        println!("  insert  {}", list(&sample.inserted));
+        outln!("  insert  {}", list(&sample.inserted));
     }
     for u in &sample.updated {
         let changes = u
@@ -138,16 +138,16 @@ fn entity_samples(entity: &str, sample: &ChangeSamples) {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        println!("  update  {}  {changes}", printable(&u.id));
+        outln!("  update  {}  {changes}", printable(&u.id));
     }
     if !sample.deleted.is_empty() {
-        println!("  delete  {}", list(&sample.deleted));
+        outln!("  delete  {}", list(&sample.deleted));
     }
 }
 
 /// Entities without a file this run are left out: they did nothing.
 pub fn runs(runs: &[RunRecord]) {
-    println!("{:<28} {:<10} {:<25} entities", "run", "status", "started");
+    outln!("{:<28} {:<10} {:<25} entities", "run", "status", "started");
     for r in runs {
         // A summary that does not read (none stored, or damaged) shows no counts rather
         // than hiding the run.
@@ -168,16 +168,18 @@ pub fn runs(runs: &[RunRecord]) {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        println!(
+        outln!(
             "{:<28} {:<10} {:<25} {counts}",
-            r.run_id, r.status, r.started_at
+            r.run_id,
+            r.status,
+            r.started_at
         );
     }
 }
 
 pub fn events(entity: &str, id: &str, events: &[Event]) {
     if events.is_empty() {
-        println!(
+        outln!(
             "{} {}: no run has seen this ID",
             printable(entity),
             printable(id)
@@ -189,7 +191,7 @@ pub fn events(entity: &str, id: &str, events: &[Event]) {
             (Some(f), Some(l)) => format!(" ({}:{l})", printable(f)),
             _ => String::new(),
         };
-        println!(
+        outln!(
             "{}  {:<24} {:<9} {}{at}",
             printable(&ev.started_at),
             printable(&ev.run_id),
@@ -201,7 +203,7 @@ pub fn events(entity: &str, id: &str, events: &[Event]) {
 
 pub fn verdicts(verdicts: &[Verdict]) {
     for v in verdicts {
-        println!(
+        outln!(
             "{:<6} {:<40} {}",
             if v.ok { "OK" } else { "FAILED" },
             v.item,

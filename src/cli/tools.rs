@@ -9,7 +9,7 @@ pub fn gen(args: GenArgs) -> anyhow::Result<Exit> {
     let opts = args.options()?;
     let m = gen::generate(&opts, &args.out)?;
     let rows: usize = m.entities.values().map(|e| e.rows).sum();
-    println!(
+    outln!(
         "{}: {rows} rows in {} files",
         args.out.display(),
         m.entities.len()
@@ -17,7 +17,7 @@ pub fn gen(args: GenArgs) -> anyhow::Result<Exit> {
     if let Some(next) = &args.next {
         let m = gen::generate_next(&opts, &args.change_spec(), next)?;
         let rows: usize = m.entities.values().map(|e| e.rows).sum();
-        println!("{}: {rows} rows (next snapshot)", next.display());
+        outln!("{}: {rows} rows (next snapshot)", next.display());
     }
     Ok(Exit::Ok)
 }
@@ -31,11 +31,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<Exit> {
         report: args.report,
         pg_url_env: args.pg_url_env,
     })?;
-    println!("{table}");
+    outln!("{table}");
     Ok(Exit::Ok)
 }
 
 pub fn bench_baseline(args: BenchBaselineArgs) -> anyhow::Result<Exit> {
-    println!("{}", bench::baseline(&args.recipes, &args.inbox)?);
+    outln!("{}", bench::baseline(&args.recipes, &args.inbox)?);
     Ok(Exit::Ok)
 }
