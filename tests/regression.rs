@@ -191,26 +191,31 @@ fn logs_to_a_pipe_carry_no_escape_sequences() {
     assert!(!r.stderr.contains('\u{1b}'), "{:?}", r.stderr);
 }
 
-/// `dropsync run --json | head -c 1`: the reader goes away before the run prints. The run's
-/// work is done and committed, so its exit code is the run's (0), not a panic's 101
-/// ("failed printing to stdout: Broken pipe").
-#[test]
-fn a_reader_that_goes_away_does_not_turn_a_completed_run_into_a_failure() {
+/// `dropsync ARGS` on the workspace with its output's reader gone before anything is printed.
+fn with_reader_gone(w: &Workdir, args: &[&str]) -> std::process::Output {
     use std::process::{Command, Stdio};
-    let w = Workdir::new();
-    w.cp1252("clientes.csv", &clients_csv(40, &[], &[]));
     let mut child = Command::new(env!("CARGO_BIN_EXE_dropsync"))
         .current_dir(w.path())
         .env("RUST_LOG", "warn")
-        .args(["run", "--inbox", "in", "--json"])
+        .args(args)
         .args(support::WORKSPACE)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The read end closes long before the run (hundreds of milliseconds) prints.
+    // The read end closes long before the command (hundreds of milliseconds) prints.
     drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `dropsync run --json | head -c 1`: the reader goes away before the run prints. The run's
+/// work is done and committed, so its exit code is the run's (0), not a panic's 101
+/// ("failed printing to stdout: Broken pipe").
+#[test]
+fn a_reader_that_goes_away_does_not_turn_a_completed_run_into_a_failure() {
+    let w = Workdir::new();
+    w.cp1252("clientes.csv", &clients_csv(40, &[], &[]));
+    let out = with_reader_gone(&w, &["run", "--inbox", "in", "--json"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -220,20 +225,7 @@ fn a_reader_that_goes_away_does_not_turn_a_completed_run_into_a_failure() {
         "and the run's writes are there"
     );
     // The same for a command whose output is all it does.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dropsync"))
-        .current_dir(w.path())
-        .args(["runs"])
-        .args(support::WORKSPACE)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = with_reader_gone(&w, &["runs"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
