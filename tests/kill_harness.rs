@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use dropsync_testkit::crm::FakeCrm;
 use dropsync_testkit::postgres::TestDb;
-use support::{repo, Workdir, WORKSPACE};
+use support::{repo, sqlite_dump, Workdir, WORKSPACE};
 
 const ENTITIES: [&str; 6] = [
     "clientes",
@@ -125,43 +125,10 @@ impl Target for Sqlite {
     }
     fn dump(&self, _tag: &str, w: &Workdir) -> String {
         sqlite_dump(
-            w,
-            "crm.sqlite",
+            &w.out().join("crm.sqlite"),
             &["_created_run", "_updated_run", "_deleted_run"],
         )
     }
-}
-
-fn sqlite_dump(w: &Workdir, db: &str, skip: &[&str]) -> String {
-    let tables = w.rows(
-        db,
-        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
-    );
-    let mut out = Vec::new();
-    for t in tables {
-        // Per-run bookkeeping, and the tokens naming the cached staged hashes (fresh each
-        // sync): whether the cache was trusted right shows in the staging tables themselves.
-        if t == "runs" || t == "rejects" || t == "staged_hash_tokens" {
-            continue;
-        }
-        let cols: Vec<String> = w
-            .rows(db, &format!("SELECT name FROM pragma_table_info('{t}')"))
-            .into_iter()
-            .filter(|c| !skip.contains(&c.as_str()))
-            .map(|c| format!("\"{c}\""))
-            .collect();
-        let order = if cols.iter().any(|c| c == "\"id\"") {
-            "id"
-        } else {
-            "1"
-        };
-        out.push(format!("== {t}"));
-        out.extend(w.rows(
-            db,
-            &format!("SELECT {} FROM \"{t}\" ORDER BY {order}", cols.join(", ")),
-        ));
-    }
-    out.join("\n")
 }
 
 struct Postgres {
@@ -323,7 +290,7 @@ fn replay(w: &Workdir, steps: &[Step]) -> Vec<f64> {
 /// Everything that must match between a killed sequence and its uninterrupted replay.
 fn state_of(target: &dyn Target, tag: &str, w: &Workdir) -> String {
     let mut out = vec![target.dump(tag, w)];
-    out.push(sqlite_dump(w, "staging.sqlite", &[]));
+    out.push(sqlite_dump(&w.out().join("staging.sqlite"), &[]));
     let state = dropsync::state::State::open(&w.out()).unwrap();
     for e in ENTITIES {
         match state.load_snapshot(e).unwrap() {

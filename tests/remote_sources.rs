@@ -566,6 +566,7 @@ mod watch {
         let out = ws.join("out");
         let runs = watch(&WatchOptions {
             config,
+            folders: None,
             recipes: recipes(),
             out: out.clone(),
             once: true,

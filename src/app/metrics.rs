@@ -21,7 +21,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::sync::atomic::AtomicU64;
 
 use crate::model::{EntitySummary, Timings};
@@ -128,89 +128,128 @@ fn text(registry: &Registry) -> String {
 
 /// `/metrics` of one workspace.
 pub fn workspace_text(tenant: &str, facts: &WorkspaceFacts) -> String {
+    workspaces_text(&[(tenant, facts)])
+}
+
+/// `/metrics` of several tenants' workspaces (`serve --all-tenants`): one family per metric,
+/// one series per tenant in it, as the exposition format requires.
+pub fn workspaces_text(tenants: &[(&str, &WorkspaceFacts)]) -> String {
     let mut r = Registry::default();
     let runs = Family::<Labels, Counter>::default();
-    for (status, n) in &facts.runs_by_status {
-        runs.get_or_create(&labels(tenant, &[("status", status)]))
-            .inc_by(*n);
+    let rows = Family::<Labels, Counter>::default();
+    let held = Family::<Labels, Gauge>::default();
+    let last_status = Family::<Labels, Gauge>::default();
+    let last_finished = Family::<Labels, FloatGauge>::default();
+    let last_duration = Family::<Labels, FloatGauge>::default();
+    let last_crm = Family::<Labels, FloatGauge>::default();
+    let last_stages = Family::<Labels, FloatGauge>::default();
+    let last_completed = Family::<Labels, FloatGauge>::default();
+    for (tenant, facts) in tenants {
+        let tenant = *tenant;
+        for (status, n) in &facts.runs_by_status {
+            runs.get_or_create(&labels(tenant, &[("status", status)]))
+                .inc_by(*n);
+        }
+        for ((entity, outcome), n) in &facts.rows {
+            rows.get_or_create(&labels(tenant, &[("entity", entity), ("outcome", outcome)]))
+                .inc_by(*n);
+        }
+        for (entity, n) in &facts.held_now {
+            held.get_or_create(&labels(tenant, &[("entity", entity)]))
+                .set(*n as i64);
+        }
+        if let Some(last) = &facts.last_finished {
+            last_status
+                .get_or_create(&labels(tenant, &[("status", &last.status)]))
+                .set(1);
+            last_finished
+                .get_or_create(&labels(tenant, &[]))
+                .set(last.finished_at);
+            if let Some(d) = last.duration_secs {
+                last_duration.get_or_create(&labels(tenant, &[])).set(d);
+            }
+            last_crm
+                .get_or_create(&labels(tenant, &[]))
+                .set(last.crm_rows_written as f64);
+            if let Some(t) = &last.timings {
+                for (stage, secs) in stages(t) {
+                    last_stages
+                        .get_or_create(&labels(tenant, &[("stage", stage)]))
+                        .set(secs);
+                }
+            }
+        }
+        if let Some(at) = facts.last_completed_at {
+            last_completed.get_or_create(&labels(tenant, &[])).set(at);
+        }
     }
-    r.register(
+    // A family with no series is left out, as before any run: an empty workspace is an
+    // empty exposition, not a list of metric names.
+    let any = |f: &dyn Fn(&WorkspaceFacts) -> bool| tenants.iter().any(|(_, facts)| f(facts));
+    let last = |f: &dyn Fn(&LastRun) -> bool| any(&|w| w.last_finished.as_ref().is_some_and(f));
+    register_if(
+        &mut r,
         "dropsync_runs",
         "Runs recorded in the workspace, by status",
+        any(&|w| !w.runs_by_status.is_empty()),
         runs,
     );
-    let rows = Family::<Labels, Counter>::default();
-    for ((entity, outcome), n) in &facts.rows {
-        rows.get_or_create(&labels(tenant, &[("entity", entity), ("outcome", outcome)]))
-            .inc_by(*n);
-    }
-    r.register(
+    register_if(
+        &mut r,
         "dropsync_rows",
         "Rows of every finished run, by entity and outcome",
+        any(&|w| !w.rows.is_empty()),
         rows,
     );
-    let held = Family::<Labels, Gauge>::default();
-    for (entity, n) in &facts.held_now {
-        held.get_or_create(&labels(tenant, &[("entity", entity)]))
-            .set(*n as i64);
-    }
-    r.register(
+    register_if(
+        &mut r,
         "dropsync_held_deletes",
         "Deletes the guard holds now, waiting for approve",
+        any(&|w| !w.held_now.is_empty()),
         held,
     );
-    if let Some(last) = &facts.last_finished {
-        let status = Family::<Labels, Gauge>::default();
-        status
-            .get_or_create(&labels(tenant, &[("status", &last.status)]))
-            .set(1);
-        r.register(
-            "dropsync_last_run_status",
-            "The status of the most recent finished run (1 for its status)",
-            status,
-        );
-        gauge(
-            &mut r,
-            tenant,
-            "dropsync_last_run_finished_timestamp_seconds",
-            "When the most recent finished run ended",
-            last.finished_at,
-        );
-        if let Some(d) = last.duration_secs {
-            gauge(
-                &mut r,
-                tenant,
-                "dropsync_last_run_duration_seconds",
-                "How long the most recent finished run took",
-                d,
-            );
-        }
-        gauge(
-            &mut r,
-            tenant,
-            "dropsync_last_run_crm_rows_written",
-            "CRM rows the most recent finished run wrote",
-            last.crm_rows_written as f64,
-        );
-        if let Some(t) = &last.timings {
-            stage_family(
-                &mut r,
-                tenant,
-                "dropsync_last_run_stage_seconds",
-                "Seconds of each stage of the most recent finished run (summed over entities; staging, workbook and CRM overlap)",
-                t,
-            );
-        }
-    }
-    if let Some(at) = facts.last_completed_at {
-        gauge(
-            &mut r,
-            tenant,
-            "dropsync_last_completed_run_timestamp_seconds",
-            "When the most recent run that reached its end (ok, held or approved) finished",
-            at,
-        );
-    }
+    register_if(
+        &mut r,
+        "dropsync_last_run_status",
+        "The status of the most recent finished run (1 for its status)",
+        last(&|_| true),
+        last_status,
+    );
+    register_if(
+        &mut r,
+        "dropsync_last_run_finished_timestamp_seconds",
+        "When the most recent finished run ended",
+        last(&|_| true),
+        last_finished,
+    );
+    register_if(
+        &mut r,
+        "dropsync_last_run_duration_seconds",
+        "How long the most recent finished run took",
+        last(&|l| l.duration_secs.is_some()),
+        last_duration,
+    );
+    register_if(
+        &mut r,
+        "dropsync_last_run_crm_rows_written",
+        "CRM rows the most recent finished run wrote",
+        last(&|_| true),
+        last_crm,
+    );
+    register_if(
+        &mut r,
+        "dropsync_last_run_stage_seconds",
+        "Seconds of each stage of the most recent finished run (summed over entities; staging, workbook and CRM overlap)",
+        last(&|l| l.timings.is_some()),
+        last_stages,
+    );
+    register_if(
+        &mut r,
+        "dropsync_last_completed_run_timestamp_seconds",
+        "When the most recent run that reached its end (ok, held or approved) finished",
+        any(&|w| w.last_completed_at.is_some()),
+        last_completed,
+    );
     text(&r)
 }
 
@@ -295,6 +334,12 @@ pub fn run_text(tenant: &str, run: &RunOutcome) -> String {
         );
     }
     text(&r)
+}
+
+fn register_if(r: &mut Registry, name: &str, help: &str, used: bool, metric: impl Metric) {
+    if used {
+        r.register(name, help, metric);
+    }
 }
 
 fn gauge(r: &mut Registry, tenant: &str, name: &str, help: &str, v: f64) {

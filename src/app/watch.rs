@@ -41,8 +41,19 @@ pub enum WatchError {
     Source(String),
 }
 
+/// The folders of one tenant's drops, in place of the sources config's `[watch]` ones.
+#[derive(Debug, Clone)]
+pub struct DropFolders {
+    pub inbox: PathBuf,
+    pub archive: PathBuf,
+    pub quarantine: PathBuf,
+}
+
 pub struct WatchOptions {
     pub config: PathBuf,
+    /// A tenant's folders (`--tenant`): its sources file keeps settle rules, schedule and
+    /// remotes, while where the drops land is the tenants file's to say.
+    pub folders: Option<DropFolders>,
     pub recipes: PathBuf,
     pub out: PathBuf,
     /// Process what is ready now (waiting for it to settle) and return instead of watching.
@@ -60,7 +71,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WatchError + '_ {
 /// Runs the daemon until `stop` is set (or, with `once`, until the folder is drained).
 /// Returns the number of runs made.
 pub fn watch(opts: &WatchOptions) -> Result<usize, WatchError> {
-    let cfg: SourcesFile = sources_file::load(&opts.config)?;
+    let mut cfg: SourcesFile = sources_file::load(&opts.config)?;
+    if let Some(f) = &opts.folders {
+        cfg.watch.inbox = f.inbox.clone();
+        cfg.watch.archive = f.archive.clone();
+        cfg.watch.quarantine = f.quarantine.clone();
+    }
     let w = &cfg.watch;
     for d in [&w.inbox, &w.archive, &w.quarantine, &processing_root(w)] {
         std::fs::create_dir_all(d).map_err(io(d))?;

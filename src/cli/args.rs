@@ -73,6 +73,18 @@ pub struct Workspace {
     /// Where staging.sqlite, staging.xlsx, crm.sqlite and state/ live.
     #[arg(long, value_name = "DIR", default_value = "out")]
     pub out: PathBuf,
+    /// One dealer of the tenants file: its recipes, drop folder, workspace and sources take
+    /// the place of --recipes, --out, --inbox and --config (which it conflicts with).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["recipes", "out"])]
+    pub tenant: Option<String>,
+    /// The tenants file that --tenant reads.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "DROPSYNC_TENANTS",
+        default_value = "watch/tenants.toml"
+    )]
+    pub tenants: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -80,7 +92,12 @@ pub struct RunArgs {
     #[command(flatten)]
     pub ws: Workspace,
     /// Folder holding this drop's exports.
-    #[arg(long, value_name = "DIR", default_value = "watch/inbox")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "watch/inbox",
+        conflicts_with = "tenant"
+    )]
     pub inbox: PathBuf,
     /// Plan only: counts and a sample of changes; nothing is written.
     #[arg(long)]
@@ -108,7 +125,12 @@ pub struct WatchArgs {
     #[command(flatten)]
     pub ws: Workspace,
     /// Sources config (drop folder, settle rules, schedule, SFTP).
-    #[arg(long, value_name = "FILE", default_value = "watch/sources.toml")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "watch/sources.toml",
+        conflicts_with = "tenant"
+    )]
     pub config: PathBuf,
     /// Process what is in the folder once it settles, then exit.
     #[arg(long)]
@@ -119,7 +141,12 @@ pub struct WatchArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub ws: Workspace,
-    #[arg(long, value_name = "DIR", default_value = "watch/inbox")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "watch/inbox",
+        conflicts_with = "tenant"
+    )]
     pub inbox: PathBuf,
     #[arg(long)]
     pub json: bool,
@@ -271,13 +298,22 @@ pub struct ServeArgs {
     /// enforced whenever it is set.
     #[arg(long, value_name = "VAR", default_value = "DROPSYNC_SERVE_TOKEN")]
     pub token_env: String,
+    /// Serve every dealer of the tenants file: a list of them at `/`, each one's pages
+    /// under `/t/NAME/`, and all of them on `/metrics`.
+    #[arg(long, conflicts_with_all = ["tenant", "recipes", "out"])]
+    pub all_tenants: bool,
 }
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     #[command(flatten)]
     pub ws: Workspace,
-    #[arg(long, value_name = "FILE", default_value = "watch/sources.toml")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "watch/sources.toml",
+        conflicts_with = "tenant"
+    )]
     pub config: PathBuf,
     #[arg(long)]
     pub json: bool,

@@ -13,6 +13,7 @@ use crate::app::run::PipelineError;
 use crate::app::serve::ServeError;
 use crate::app::watch::WatchError;
 use crate::config::sources::ConfigError;
+use crate::config::tenants::TenantError;
 use crate::config::RecipeError;
 use crate::model::RunStatus;
 use crate::sinks::SinkError;
@@ -89,6 +90,7 @@ fn known(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
         BenchError,
         RecipeError,
         ConfigError,
+        TenantError,
         SourceError,
         StateError,
         StageError,
@@ -105,6 +107,14 @@ fn known(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
 pub struct Usage(pub String);
 
 impl ExitCode for Usage {
+    fn exit_code(&self) -> Exit {
+        Exit::Config
+    }
+}
+
+/// A tenants file that is missing, wrong, or lacks the named dealer: fix the file or the
+/// command line, don't retry.
+impl ExitCode for TenantError {
     fn exit_code(&self) -> Exit {
         Exit::Config
     }

@@ -9,7 +9,8 @@ use super::print;
 use crate::app::{check, explain, serve};
 use crate::state::State;
 
-pub fn runs(args: RunsArgs) -> anyhow::Result<Exit> {
+pub fn runs(mut args: RunsArgs) -> anyhow::Result<Exit> {
+    args.ws.resolve()?;
     crate::state::require_workspace(&args.ws.out)?;
     let runs = State::open(&args.ws.out)?.runs(args.limit)?;
     if args.json {
@@ -20,7 +21,8 @@ pub fn runs(args: RunsArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-pub fn explain(args: ExplainArgs) -> anyhow::Result<Exit> {
+pub fn explain(mut args: ExplainArgs) -> anyhow::Result<Exit> {
+    args.ws.resolve()?;
     let events = explain::explain(&args.ws.recipes, &args.ws.out, &args.entity, &args.id)?;
     if args.json {
         outln!("{}", serde_json::to_string(&events)?);
@@ -30,8 +32,9 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-pub fn check(args: CheckArgs) -> anyhow::Result<Exit> {
-    let verdicts = check::check(&args.ws.recipes, &args.config, &args.ws.out);
+pub fn check(mut args: CheckArgs) -> anyhow::Result<Exit> {
+    let config = args.ws.resolve()?.map_or(args.config, |t| t.sources);
+    let verdicts = check::check(&args.ws.recipes, &config, &args.ws.out);
     if args.json {
         outln!("{}", serde_json::to_string(&verdicts)?);
     } else {
@@ -40,15 +43,33 @@ pub fn check(args: CheckArgs) -> anyhow::Result<Exit> {
     Ok(exit::for_verdicts(&verdicts))
 }
 
-pub fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
+pub fn serve(mut args: ServeArgs) -> anyhow::Result<Exit> {
     let token = std::env::var(&args.token_env)
         .ok()
         .filter(|t| !t.is_empty());
+    let sites = if args.all_tenants {
+        crate::config::tenants::load(&args.ws.tenants)?
+            .list
+            .into_iter()
+            .map(|t| serve::Site {
+                name: t.name,
+                recipes: t.recipes,
+                out: t.out,
+            })
+            .collect()
+    } else {
+        let tenant = args.ws.resolve()?;
+        vec![serve::Site {
+            name: super::tenant::label(tenant.as_ref()).to_string(),
+            recipes: args.ws.recipes,
+            out: args.ws.out,
+        }]
+    };
     let opts = serve::ServeOptions {
         listen: args.listen,
         token,
-        recipes: args.ws.recipes,
-        out: args.ws.out,
+        sites,
+        all_tenants: args.all_tenants,
     };
     serve::serve(opts, |addr| {
         // Flushed at once: a script started the server and waits on this line for the port.

@@ -28,6 +28,7 @@ mod logs;
 mod pipeline;
 mod print;
 pub mod synopsis;
+mod tenant;
 mod tools;
 
 use clap::Parser;

@@ -11,10 +11,11 @@ use crate::app::metrics;
 use crate::app::run::{self, RunOptions, RunStatus};
 use crate::app::watch::{self, WatchOptions};
 
-pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
+pub fn run(mut args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
+    let tenant = args.ws.resolve()?;
     let opts = RunOptions {
         recipes: args.ws.recipes,
-        inbox: args.inbox,
+        inbox: tenant.as_ref().map_or(args.inbox, |t| t.inbox.clone()),
         out: args.ws.out,
         dry_run: args.dry_run,
         full: args.full,
@@ -53,7 +54,7 @@ pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
     // A dry run is a plan, not the night's run: the gateway keeps the last real one.
     let gateway = args.pushgateway.as_deref().filter(|u| !u.is_empty());
     if let Some(url) = gateway.filter(|_| !args.dry_run) {
-        if let Err(e) = metrics::push(url, metrics::DEFAULT_TENANT, &pushed) {
+        if let Err(e) = metrics::push(url, super::tenant::label(tenant.as_ref()), &pushed) {
             tracing::warn!(error = %e, "run metrics not pushed");
         }
     }
@@ -91,11 +92,12 @@ fn run_outcome(
     }
 }
 
-pub fn plan(args: PlanArgs) -> anyhow::Result<Exit> {
-    let inbox = args.inbox.clone();
+pub fn plan(mut args: PlanArgs) -> anyhow::Result<Exit> {
+    let tenant = args.ws.resolve()?;
+    let inbox = tenant.map_or(args.inbox, |t| t.inbox);
     let report = run::run(&RunOptions {
         recipes: args.ws.recipes,
-        inbox: args.inbox,
+        inbox: inbox.clone(),
         out: args.ws.out,
         dry_run: true,
         full: false,
@@ -126,7 +128,8 @@ fn outcome(report: &run::RunReport, inbox: &std::path::Path) -> Exit {
     report.status.into()
 }
 
-pub fn approve(args: ApproveArgs) -> anyhow::Result<Exit> {
+pub fn approve(mut args: ApproveArgs) -> anyhow::Result<Exit> {
+    args.ws.resolve()?;
     let done = run::approve(&args.ws.recipes, &args.ws.out, &args.run_id)?;
     for (entity, n) in done {
         outln!("{entity}: {n} held delete(s) applied");
@@ -168,9 +171,15 @@ pub fn demo(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
     Ok(exit)
 }
 
-pub fn watch(args: WatchArgs) -> anyhow::Result<Exit> {
+pub fn watch(mut args: WatchArgs) -> anyhow::Result<Exit> {
+    let tenant = args.ws.resolve()?;
     let runs = watch::watch(&WatchOptions {
-        config: args.config,
+        config: tenant.as_ref().map_or(args.config, |t| t.sources.clone()),
+        folders: tenant.map(|t| watch::DropFolders {
+            inbox: t.inbox,
+            archive: t.archive,
+            quarantine: t.quarantine,
+        }),
         recipes: args.ws.recipes,
         out: args.ws.out,
         once: args.once,

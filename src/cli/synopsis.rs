@@ -89,7 +89,7 @@ mod tests {
         let table = markdown_table();
         assert!(
             table.contains(
-                "| `dropsync explain ENTITY ID [--recipes DIR=recipes] [--out DIR=out] [--json]` |"
+                "| `dropsync explain ENTITY ID [--recipes DIR=recipes] [--out DIR=out] [--tenant NAME] [--tenants FILE=watch/tenants.toml] [--json]` |"
             ),
             "{table}"
         );

@@ -9,6 +9,7 @@ pub mod every_key;
 pub mod files;
 pub mod sources;
 pub mod specs;
+pub mod tenants;
 
 use std::path::{Path, PathBuf};
 

@@ -154,25 +154,63 @@ impl Workdir {
 
     /// All rows of a query, each as strings joined by `|`.
     pub fn rows(&self, db: &str, sql: &str) -> Vec<String> {
-        let conn = self.db(db);
-        let mut stmt = conn.prepare(sql).unwrap();
-        let n = stmt.column_count();
-        stmt.query_map([], |r| {
-            Ok((0..n)
-                .map(|i| match r.get_ref(i).unwrap() {
-                    rusqlite::types::ValueRef::Null => String::new(),
-                    rusqlite::types::ValueRef::Integer(x) => x.to_string(),
-                    rusqlite::types::ValueRef::Real(x) => x.to_string(),
-                    rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into(),
-                    rusqlite::types::ValueRef::Blob(_) => "<blob>".into(),
-                })
-                .collect::<Vec<_>>()
-                .join("|"))
-        })
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
+        rows_in(&self.out().join(db), sql)
     }
+}
+
+/// All rows of a query on the SQLite database at `db`, each as strings joined by `|`.
+pub fn rows_in(db: &Path, sql: &str) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn.prepare(sql).unwrap();
+    let n = stmt.column_count();
+    stmt.query_map([], |r| {
+        Ok((0..n)
+            .map(|i| match r.get_ref(i).unwrap() {
+                rusqlite::types::ValueRef::Null => String::new(),
+                rusqlite::types::ValueRef::Integer(x) => x.to_string(),
+                rusqlite::types::ValueRef::Real(x) => x.to_string(),
+                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into(),
+                rusqlite::types::ValueRef::Blob(_) => "<blob>".into(),
+            })
+            .collect::<Vec<_>>()
+            .join("|"))
+    })
+    .unwrap()
+    .map(|r| r.unwrap())
+    .collect()
+}
+
+/// Every table of the SQLite database at `db` but per-run bookkeeping (`runs`, `rejects`,
+/// and `staged_hash_tokens`, the tokens naming the cached staged hashes, fresh each sync:
+/// whether the cache was trusted right shows in the staging tables themselves), every column
+/// but `skip`, row by row in ID order: what two workspaces must agree on.
+pub fn sqlite_dump(db: &Path, skip: &[&str]) -> String {
+    let tables = rows_in(
+        db,
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+    );
+    let mut out = Vec::new();
+    for t in tables {
+        if t == "runs" || t == "rejects" || t == "staged_hash_tokens" {
+            continue;
+        }
+        let cols: Vec<String> = rows_in(db, &format!("SELECT name FROM pragma_table_info('{t}')"))
+            .into_iter()
+            .filter(|c| !skip.contains(&c.as_str()))
+            .map(|c| format!("\"{c}\""))
+            .collect();
+        let order = if cols.iter().any(|c| c == "\"id\"") {
+            "id"
+        } else {
+            "1"
+        };
+        out.push(format!("== {t}"));
+        out.extend(rows_in(
+            db,
+            &format!("SELECT {} FROM \"{t}\" ORDER BY {order}", cols.join(", ")),
+        ));
+    }
+    out.join("\n")
 }
 
 /// A copy of the shipped recipes under `dir/recipes` with `target` appended to pipeline.toml

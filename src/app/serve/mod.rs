@@ -67,13 +67,23 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// Required when `listen` is not a loopback address.
     pub token: Option<String>,
+    /// The workspaces shown: exactly one at `/` (the single folder, or `--tenant`), or, with
+    /// `all_tenants`, every dealer of the tenants file under `/t/NAME/`.
+    pub sites: Vec<Site>,
+    pub all_tenants: bool,
+}
+
+/// One workspace the server shows.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// The tenant's name (`default` for the single folder): the `tenant` label of metrics.
+    pub name: String,
     pub recipes: PathBuf,
     pub out: PathBuf,
 }
 
-struct App {
-    ws: Workspace,
-    recipes: PathBuf,
+/// What every page shares: who may see and act.
+struct Shared {
     /// CSRF token of the Approve form (on signed-in pages only).
     csrf: String,
     /// CSRF token of the sign-in form.
@@ -83,13 +93,41 @@ struct App {
     hosts: Vec<String>,
 }
 
+/// One workspace's pages.
+struct App {
+    ws: Workspace,
+    recipes: PathBuf,
+    name: String,
+    /// Where its pages start (`""` or `/t/NAME`).
+    base: String,
+    /// Whether it is one tenant among several (named in its pages).
+    tenant: bool,
+    shared: Arc<Shared>,
+}
+
+impl App {
+    fn nav(&self) -> pages::Nav<'_> {
+        pages::Nav {
+            base: &self.base,
+            tenant: self.tenant.then_some(self.name.as_str()),
+            workspace: true,
+        }
+    }
+}
+
 /// Serves until SIGINT/SIGTERM. `on_ready` gets the bound address (port 0 picks a free one),
 /// so callers can print it or tests can connect.
 pub fn serve(opts: ServeOptions, on_ready: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
     if !opts.listen.ip().is_loopback() && opts.token.is_none() {
         return Err(ServeError::TokenRequired(opts.listen));
     }
-    crate::state::require_workspace(&opts.out)?;
+    // One workspace must exist to be worth a server; among tenants, a dealer whose first run
+    // has not come yet is listed as such.
+    if !opts.all_tenants {
+        for site in &opts.sites {
+            crate::state::require_workspace(&site.out)?;
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -103,9 +141,7 @@ pub fn serve(opts: ServeOptions, on_ready: impl FnOnce(SocketAddr)) -> Result<()
             })?;
         let addr = listener.local_addr()?;
         let port = addr.port();
-        let app = Arc::new(App {
-            ws: Workspace { out: opts.out },
-            recipes: opts.recipes,
+        let shared = Arc::new(Shared {
             csrf: random_token()?,
             login_csrf: random_token()?,
             token: opts.token.as_deref().map(AccessToken::new),
@@ -116,16 +152,69 @@ pub fn serve(opts: ServeOptions, on_ready: impl FnOnce(SocketAddr)) -> Result<()
                 addr.to_string(),
             ],
         });
+        let apps = apps(&shared, opts.sites, opts.all_tenants);
         on_ready(addr);
         tracing::info!(%addr, "status page listening");
-        axum::serve(listener, router(app))
+        axum::serve(listener, router(shared, apps, opts.all_tenants))
             .with_graceful_shutdown(shutdown())
             .await?;
         Ok(())
     })
 }
 
-fn router(app: Arc<App>) -> Router {
+/// Each site's pages, at `/` or, among tenants, under `/t/NAME`.
+fn apps(shared: &Arc<Shared>, sites: Vec<Site>, all_tenants: bool) -> Vec<Arc<App>> {
+    sites
+        .into_iter()
+        .map(|site| {
+            Arc::new(App {
+                base: if all_tenants {
+                    format!("/t/{}", site.name)
+                } else {
+                    String::new()
+                },
+                tenant: all_tenants,
+                ws: Workspace { out: site.out },
+                recipes: site.recipes,
+                name: site.name,
+                shared: shared.clone(),
+            })
+        })
+        .collect()
+}
+
+/// One workspace's pages at `/` or, for each tenant, under `/t/NAME`, behind one guard.
+fn router(shared: Arc<Shared>, apps: Vec<Arc<App>>, all_tenants: bool) -> Router {
+    let mut router = Router::new();
+    if all_tenants {
+        for app in &apps {
+            let base = app.base.clone();
+            router = router.nest(&base, site_router(app.clone())).route(
+                &format!("{base}/"),
+                get(move || async move { Redirect::to(&base) }),
+            );
+        }
+        router = router.merge(
+            Router::new()
+                .route("/", get(tenants))
+                .route("/metrics", get(all_metrics))
+                .with_state(Arc::new(apps)),
+        );
+    } else {
+        for app in apps {
+            router = router.merge(site_router(app));
+        }
+    }
+    router
+        .merge(
+            Router::new()
+                .route("/login", get(login_form).post(login))
+                .with_state(shared.clone()),
+        )
+        .layer(middleware::from_fn_with_state(shared, guard))
+}
+
+fn site_router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(runs))
         // The URL an operator types for "the runs": the list lives at `/`.
@@ -136,8 +225,6 @@ fn router(app: Arc<App>) -> Router {
         .route("/recipes", get(recipes))
         .route("/search", get(search))
         .route("/metrics", get(metrics))
-        .route("/login", get(login_form).post(login))
-        .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
 }
 
@@ -194,7 +281,7 @@ impl AccessToken {
 
 /// Token or loopback-Host check before every handler; `/login` is how a browser presents the
 /// token once.
-async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+async fn guard(State(app): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let headers = req.headers();
     match &app.token {
         Some(token) => {
@@ -247,7 +334,7 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-async fn login_form(State(app): State<Arc<App>>) -> Response {
+async fn login_form(State(app): State<Arc<Shared>>) -> Response {
     pages::login(None, &app.login_csrf).into_response()
 }
 
@@ -260,7 +347,7 @@ struct LoginForm {
 
 /// Sets the cookie when the token matches. Needs the sign-in form's CSRF token: another site
 /// cannot sign the browser in (with a token of its choosing) or guess tokens through it.
-async fn login(State(app): State<Arc<App>>, Form(form): Form<LoginForm>) -> Response {
+async fn login(State(app): State<Arc<Shared>>, Form(form): Form<LoginForm>) -> Response {
     if !same_secret(&form.csrf, &app.login_csrf) {
         return (
             StatusCode::FORBIDDEN,
@@ -312,9 +399,84 @@ async fn blocking<T: Send + 'static>(
 }
 
 async fn runs(State(app): State<Arc<App>>) -> Response {
-    let list = blocking(move || app.ws.runs(200).map_err(|e| e.to_string())).await;
+    let ws = app.clone();
+    let list = blocking(move || {
+        if !crate::state::db_path(&ws.ws.out).is_file() {
+            return Ok(Vec::new());
+        }
+        ws.ws.runs(200).map_err(|e| e.to_string())
+    })
+    .await;
     match list {
-        Ok(list) => pages::runs(&list).into_response(),
+        Ok(list) => pages::runs(app.nav(), &list).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The tenants list (`--all-tenants`): each dealer's last run and held deletes, read from its
+/// workspace now; one dealer's unreadable workspace is shown on its row, not a failed page.
+async fn tenants(State(apps): State<Arc<Vec<Arc<App>>>>) -> Response {
+    let rows = blocking(move || {
+        Ok(apps
+            .iter()
+            .map(|app| {
+                let mut row = pages::TenantRow {
+                    name: app.name.clone(),
+                    last: None,
+                    held_now: 0,
+                    error: None,
+                };
+                if crate::state::db_path(&app.ws.out).is_file() {
+                    let read = app.ws.runs(1).and_then(|last| {
+                        app.ws
+                            .metric_facts()
+                            .map(|f| (last, f.held_now.values().sum()))
+                    });
+                    match read {
+                        Ok((last, held)) => {
+                            row.last = last.into_iter().next();
+                            row.held_now = held;
+                        }
+                        Err(e) => row.error = Some(e.to_string()),
+                    }
+                }
+                row
+            })
+            .collect::<Vec<_>>())
+    })
+    .await;
+    match rows {
+        Ok(rows) => pages::tenants(&rows).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Every tenant's metrics in one scrape, a dealer with no run yet adding none.
+async fn all_metrics(State(apps): State<Arc<Vec<Arc<App>>>>) -> Response {
+    let facts = blocking(move || {
+        let mut all = Vec::new();
+        for app in apps.iter() {
+            if crate::state::db_path(&app.ws.out).is_file() {
+                let facts = app
+                    .ws
+                    .metric_facts()
+                    .map_err(|e| format!("tenant {}: {e}", app.name))?;
+                all.push((app.name.clone(), facts));
+            }
+        }
+        Ok(all)
+    })
+    .await;
+    match facts {
+        Ok(all) => {
+            let refs: Vec<(&str, &crate::app::metrics::WorkspaceFacts)> =
+                all.iter().map(|(n, f)| (n.as_str(), f)).collect();
+            (
+                [(header::CONTENT_TYPE, crate::app::metrics::CONTENT_TYPE)],
+                crate::app::metrics::workspaces_text(&refs),
+            )
+                .into_response()
+        }
         Err(r) => r,
     }
 }
@@ -323,21 +485,28 @@ async fn runs(State(app): State<Arc<App>>) -> Response {
 /// same guard as every page: with a token, Prometheus sends it (`authorization` in its scrape
 /// config).
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let facts = blocking(move || app.ws.metric_facts().map_err(|e| e.to_string())).await;
+    let ws = app.clone();
+    let facts = blocking(move || {
+        if !crate::state::db_path(&ws.ws.out).is_file() {
+            return Ok(Default::default());
+        }
+        ws.ws.metric_facts().map_err(|e| e.to_string())
+    })
+    .await;
     match facts {
         Ok(facts) => (
             [(header::CONTENT_TYPE, crate::app::metrics::CONTENT_TYPE)],
-            crate::app::metrics::workspace_text(crate::app::metrics::DEFAULT_TENANT, &facts),
+            crate::app::metrics::workspace_text(&app.name, &facts),
         )
             .into_response(),
         Err(r) => r,
     }
 }
 
-/// `/runs` and `/runs/` are the run list's other names: 303 See Other to `/` (not a permanent
-/// redirect, which browsers would keep for good).
-async fn to_runs() -> Redirect {
-    Redirect::to("/")
+/// `/runs` and `/runs/` are the run list's other names: 303 See Other to the list (not a
+/// permanent redirect, which browsers would keep for good).
+async fn to_runs(State(app): State<Arc<App>>) -> Redirect {
+    Redirect::to(&app.nav().home())
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -359,9 +528,11 @@ async fn run(
         page: q.page.unwrap_or(0).min(MAX_PAGE),
         per_page: PER_PAGE,
     };
-    let csrf = app.csrf.clone();
+    let csrf = app.shared.csrf.clone();
     let approved = q.approved;
+    let ws = app.clone();
     let found = blocking(move || {
+        let app = ws;
         let e = |e: data::DataError| e.to_string();
         let Some(run) = app.ws.run(&run_id).map_err(e)? else {
             return Ok(None);
@@ -374,6 +545,7 @@ async fn run(
     .await;
     match found {
         Ok(Some((run, held, summary, rejects, filter))) => pages::run(&pages::RunPage {
+            nav: app.nav(),
             run: &run,
             held: &held,
             summary: &summary,
@@ -404,7 +576,7 @@ async fn approve(
     Path(run_id): Path<String>,
     Form(form): Form<ApproveForm>,
 ) -> Response {
-    if !same_secret(&form.csrf, &app.csrf) {
+    if !same_secret(&form.csrf, &app.shared.csrf) {
         return (
             StatusCode::FORBIDDEN,
             pages::message(
@@ -423,7 +595,7 @@ async fn approve(
         Ok(Ok(applied)) => {
             let n: usize = applied.iter().map(|(_, n)| n).sum();
             tracing::info!(run_id = %run_id, deletes = n, "held deletes approved from the status page");
-            Redirect::to(&format!("/runs/{run_id}?approved={n}")).into_response()
+            Redirect::to(&format!("{}/runs/{run_id}?approved={n}", app.base)).into_response()
         }
         Ok(Err(e)) => (StatusCode::CONFLICT, pages::message("Approval failed", &e)).into_response(),
         Err(e) => (
@@ -436,6 +608,7 @@ async fn approve(
 
 async fn recipes(State(app): State<Arc<App>>) -> Response {
     let dir = app.recipes.clone();
+    let nav_app = app.clone();
     let read = blocking(move || {
         let files = data::recipe_files(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let order = crate::config::load_dir(&dir)
@@ -450,7 +623,7 @@ async fn recipes(State(app): State<Arc<App>>) -> Response {
                 .into_iter()
                 .map(|(name, text)| (name, data::hide_url_credentials(&text)))
                 .collect();
-            pages::recipes(&files, order).into_response()
+            pages::recipes(nav_app.nav(), &files, order).into_response()
         }
         Err(r) => r,
     }
@@ -463,7 +636,9 @@ struct SearchQuery {
 }
 
 async fn search(State(app): State<Arc<App>>, Query(q): Query<SearchQuery>) -> Response {
+    let ws = app.clone();
     let found = blocking(move || {
+        let app = ws;
         let recipes = crate::config::load_dir(&app.recipes).map_err(|e| e.to_string());
         let entities: Vec<String> = recipes
             .as_ref()
@@ -487,7 +662,7 @@ async fn search(State(app): State<Arc<App>>, Query(q): Query<SearchQuery>) -> Re
     .await;
     match found {
         Ok((entities, entity, id, result)) => {
-            pages::search(&entities, &entity, &id, result).into_response()
+            pages::search(app.nav(), &entities, &entity, &id, result).into_response()
         }
         Err(r) => r,
     }

@@ -31,21 +31,65 @@ button{background:#1d2330;color:#fff;border:0;padding:.4rem .9rem;cursor:pointer
 form.inline{display:inline}
 ";
 
-fn layout(title: &str, body: Markup) -> Markup {
+/// Where a page sits: the path its workspace's pages start at (`""` for the single
+/// workspace at `/`, `/t/NAME` for a tenant of `serve --all-tenants`) and the tenant's name.
+#[derive(Debug, Clone, Copy)]
+pub struct Nav<'a> {
+    pub base: &'a str,
+    pub tenant: Option<&'a str>,
+    /// Whether a workspace's pages (runs, search, recipes) live at `base`: not on the
+    /// tenants list, which belongs to no one workspace.
+    pub workspace: bool,
+}
+
+impl Nav<'_> {
+    /// The single workspace's pages, and sign-in and errors.
+    pub const ROOT: Nav<'static> = Nav {
+        base: "",
+        tenant: None,
+        workspace: true,
+    };
+
+    /// The list of every tenant (`serve --all-tenants`).
+    pub const INDEX: Nav<'static> = Nav {
+        base: "",
+        tenant: None,
+        workspace: false,
+    };
+
+    /// The workspace's run list.
+    pub fn home(&self) -> String {
+        if self.base.is_empty() {
+            "/".into()
+        } else {
+            self.base.to_string()
+        }
+    }
+}
+
+fn layout(nav: Nav, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
-                title { (title) " · dropsync" }
+                title { (title) @if let Some(t) = nav.tenant { " · " (t) } " · dropsync" }
                 style { (PreEscaped(STYLE)) }
             }
             body {
                 header {
                     strong { "dropsync" }
-                    a href="/" { "Runs" }
-                    a href="/search" { "Search a row" }
-                    a href="/recipes" { "Recipes" }
+                    @if let Some(t) = nav.tenant {
+                        a #all-tenants href="/" { "All dealers" }
+                        strong #tenant { (t) }
+                    }
+                    @if nav.workspace {
+                        a href=(nav.home()) { "Runs" }
+                        a href={ (nav.base) "/search" } { "Search a row" }
+                        a href={ (nav.base) "/recipes" } { "Recipes" }
+                    } @else {
+                        a href="/" { "Dealers" }
+                    }
                 }
                 main { (body) }
             }
@@ -95,8 +139,9 @@ fn counts_line(e: &EntitySummary) -> String {
     )
 }
 
-pub fn runs(list: &[RunView]) -> Markup {
+pub fn runs(nav: Nav, list: &[RunView]) -> Markup {
     layout(
+        nav,
         "Runs",
         html! {
             h1 { "Runs" }
@@ -107,7 +152,7 @@ pub fn runs(list: &[RunView]) -> Markup {
                     tr { th { "Run" } th { "Status" } th { "Started (UTC)" } th { "Duration" } th { "Files" } th { "Per entity" } }
                     @for r in list {
                         tr data-run=(r.run_id) {
-                            td { a href={ "/runs/" (r.run_id) } { (r.run_id) } }
+                            td { a href={ (nav.base) "/runs/" (r.run_id) } { (r.run_id) } }
                             td { (status(r.status.as_str())) }
                             td { (r.started_at) }
                             td.n { (secs(r.duration_secs())) }
@@ -129,8 +174,54 @@ pub fn runs(list: &[RunView]) -> Markup {
     )
 }
 
+/// One dealer on the tenants list.
+pub struct TenantRow {
+    pub name: String,
+    /// Its most recent run; `None` before its first.
+    pub last: Option<RunView>,
+    /// Deletes its guard holds now, waiting for approve.
+    pub held_now: u64,
+    /// Why its workspace could not be read, when it could not.
+    pub error: Option<String>,
+}
+
+/// `serve --all-tenants` at `/`: each dealer with its last run and what waits on an operator.
+pub fn tenants(list: &[TenantRow]) -> Markup {
+    layout(
+        Nav::INDEX,
+        "Dealers",
+        html! {
+            h1 { "Dealers" }
+            @if list.is_empty() {
+                p { "The tenants file lists no dealer." }
+            } @else {
+                div.scroll { table #tenants {
+                    tr { th { "Dealer" } th { "Last run" } th { "Status" } th { "Started (UTC)" } th { "Duration" } th { "Held deletes" } }
+                    @for t in list {
+                        tr data-tenant=(t.name) {
+                            td { a href={ "/t/" (t.name) } { b { (t.name) } } }
+                            @if let Some(e) = &t.error {
+                                td colspan="5" { (status("failed")) " " (bounded(e)) }
+                            } @else if let Some(r) = &t.last {
+                                td { a href={ "/t/" (t.name) "/runs/" (r.run_id) } { (r.run_id) } }
+                                td { (status(r.status.as_str())) }
+                                td { (r.started_at) }
+                                td.n { (secs(r.duration_secs())) }
+                                td.n.held { (t.held_now) }
+                            } @else {
+                                td colspan="5" { "No run yet." }
+                            }
+                        }
+                    }
+                } }
+            }
+        },
+    )
+}
+
 /// Everything the run detail page shows.
 pub struct RunPage<'a> {
+    pub nav: Nav<'a>,
     pub run: &'a RunView,
     pub held: &'a [Held],
     /// The run's rejects counted per entity and rule (all of them, whatever the filter).
@@ -153,7 +244,9 @@ pub fn run(p: &RunPage) -> Markup {
         .iter()
         .filter(|h| h.state == HoldState::Held)
         .collect();
+    let base = p.nav.base;
     layout(
+        p.nav,
         &format!("Run {}", r.run_id),
         html! {
             h1 { "Run " (r.run_id) }
@@ -189,14 +282,14 @@ pub fn run(p: &RunPage) -> Markup {
                 }
             }
             @if !waiting.is_empty() {
-                form #approve method="post" action={ "/runs/" (r.run_id) "/approve" } {
+                form #approve method="post" action={ (base) "/runs/" (r.run_id) "/approve" } {
                     input type="hidden" name="csrf" value=(p.csrf);
                     p { "Approving applies these deletes to the CRM, as " code { "dropsync approve " (r.run_id) } " does." }
                     button type="submit" { "Approve" }
                 }
             }
             h2 #reject-summary-title { "Rejects and warnings by rule" }
-            (reject_summary(&r.run_id, p.summary))
+            (reject_summary(base, &r.run_id, p.summary))
             h2 { "Entities" }
             div.scroll { table #entities {
                 tr {
@@ -230,14 +323,20 @@ pub fn run(p: &RunPage) -> Markup {
             h2 #samples-title { "Changes (samples)" }
             (samples(&r.samples))
             h2 #rejects-title { "Rejects and warnings" }
-            (rejects(&r.run_id, p.rejects, p.filter))
+            (rejects(base, &r.run_id, p.rejects, p.filter))
         },
     )
 }
 
 /// The link to one page of the run's rejects listing under these filters, scrolled to the
 /// listing. Values are form-encoded: entities and rules are named in recipes.
-fn rejects_link(run_id: &str, entity: Option<&str>, rule: Option<&str>, page: usize) -> String {
+fn rejects_link(
+    base: &str,
+    run_id: &str,
+    entity: Option<&str>,
+    rule: Option<&str>,
+    page: usize,
+) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
     q.append_pair("page", &page.to_string());
     if let Some(e) = entity {
@@ -246,11 +345,11 @@ fn rejects_link(run_id: &str, entity: Option<&str>, rule: Option<&str>, page: us
     if let Some(r) = rule {
         q.append_pair("rule", r);
     }
-    format!("/runs/{run_id}?{}#rejects-title", q.finish())
+    format!("{base}/runs/{run_id}?{}#rejects-title", q.finish())
 }
 
 /// One row per entity and rule with its count, each linking to those rows in the listing.
-fn reject_summary(run_id: &str, summary: &[RuleCount]) -> Markup {
+fn reject_summary(base: &str, run_id: &str, summary: &[RuleCount]) -> Markup {
     let total: usize = summary.iter().map(|c| c.count).sum();
     html! {
         @if summary.is_empty() {
@@ -261,7 +360,7 @@ fn reject_summary(run_id: &str, summary: &[RuleCount]) -> Markup {
                 @for c in summary {
                     tr data-entity=(c.entity) data-rule=(c.rule) {
                         td { (c.entity) }
-                        td { a href=(rejects_link(run_id, Some(&c.entity), Some(&c.rule), 0)) { code { (c.rule) } } }
+                        td { a href=(rejects_link(base, run_id, Some(&c.entity), Some(&c.rule), 0)) { code { (c.rule) } } }
                         td { @for (i, s) in c.severities.iter().enumerate() { @if i > 0 { ", " } (status(s)) } }
                         td.n.count { (c.count) }
                     }
@@ -345,12 +444,20 @@ fn rows_table(kind: &str, rows: &Value, ids: &[String]) -> Markup {
     }
 }
 
-fn rejects(run_id: &str, page: &RejectPage, filter: &RejectFilter) -> Markup {
+fn rejects(base: &str, run_id: &str, page: &RejectPage, filter: &RejectFilter) -> Markup {
     let per = filter.per_page.max(1);
     let pages = page.total.div_ceil(per).max(1);
-    let link = |n: usize| rejects_link(run_id, filter.entity.as_deref(), filter.rule.as_deref(), n);
+    let link = |n: usize| {
+        rejects_link(
+            base,
+            run_id,
+            filter.entity.as_deref(),
+            filter.rule.as_deref(),
+            n,
+        )
+    };
     html! {
-        form #reject-filter method="get" action={ "/runs/" (run_id) } {
+        form #reject-filter method="get" action={ (base) "/runs/" (run_id) } {
             label { "Entity " select name="entity" {
                 option value="" { "all" }
                 @for e in &page.entities { option value=(e) selected[filter.entity.as_deref() == Some(e)] { (e) } }
@@ -380,8 +487,13 @@ fn rejects(run_id: &str, page: &RejectPage, filter: &RejectFilter) -> Markup {
     }
 }
 
-pub fn recipes(files: &[(String, String)], load_order: Result<Vec<String>, String>) -> Markup {
+pub fn recipes(
+    nav: Nav,
+    files: &[(String, String)],
+    load_order: Result<Vec<String>, String>,
+) -> Markup {
     layout(
+        nav,
         "Recipes",
         html! {
             h1 { "Recipes in effect" }
@@ -398,16 +510,18 @@ pub fn recipes(files: &[(String, String)], load_order: Result<Vec<String>, Strin
 }
 
 pub fn search(
+    nav: Nav,
     entities: &[String],
     entity: &str,
     id: &str,
     result: Option<Result<Vec<Event>, String>>,
 ) -> Markup {
     layout(
+        nav,
         "Search",
         html! {
             h1 { "Why is this row like this?" }
-            form #search method="get" action="/search" {
+            form #search method="get" action={ (nav.base) "/search" } {
                 label { "Entity " select name="entity" {
                     @for e in entities { option value=(e) selected[e == entity] { (e) } }
                 } }
@@ -422,7 +536,7 @@ pub fn search(
                     tr { th { "Run" } th { "Started" } th { "What" } th { "Detail" } th { "File" } th { "Line" } }
                     @for ev in &events {
                         tr {
-                            td { a href={ "/runs/" (ev.run_id) } { (ev.run_id) } }
+                            td { a href={ (nav.base) "/runs/" (ev.run_id) } { (ev.run_id) } }
                             td { (ev.started_at) } td { (status(&ev.what)) } td { (ev.detail) }
                             td { (ev.file.as_deref().unwrap_or("")) }
                             td.n { (ev.line.map(|l| l.to_string()).unwrap_or_default()) }
@@ -436,6 +550,7 @@ pub fn search(
 
 pub fn login(problem: Option<&str>, csrf: &str) -> Markup {
     layout(
+        Nav::ROOT,
         "Sign in",
         html! {
             h1 { "Sign in" }
@@ -451,6 +566,7 @@ pub fn login(problem: Option<&str>, csrf: &str) -> Markup {
 
 pub fn message(title: &str, text: &str) -> Markup {
     layout(
+        Nav::ROOT,
         title,
         html! { h1 { (title) } div.box.alert { (text) } p { a href="/" { "Back to the runs" } } },
     )

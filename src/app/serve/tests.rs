@@ -58,6 +58,15 @@ fn start(out: &Path, token: Option<&str>) -> Server {
 }
 
 fn start_with(out: &Path, token: Option<&str>, recipes: &Path) -> Server {
+    let site = Site {
+        name: crate::app::metrics::DEFAULT_TENANT.into(),
+        recipes: recipes.to_path_buf(),
+        out: out.to_path_buf(),
+    };
+    start_sites(vec![site], false, token)
+}
+
+fn start_sites(sites: Vec<Site>, all_tenants: bool, token: Option<&str>) -> Server {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -67,18 +76,15 @@ fn start_with(out: &Path, token: Option<&str>, recipes: &Path) -> Server {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = Arc::new(App {
-        ws: Workspace {
-            out: out.to_path_buf(),
-        },
-        recipes: recipes.to_path_buf(),
+    let shared = Arc::new(Shared {
         csrf: random_token().unwrap(),
         login_csrf: random_token().unwrap(),
         token: token.map(AccessToken::new),
         hosts: vec![format!("127.0.0.1:{}", addr.port())],
     });
-    let (csrf, login_csrf) = (app.csrf.clone(), app.login_csrf.clone());
-    rt.spawn(async move { axum::serve(listener, router(app)).await });
+    let (csrf, login_csrf) = (shared.csrf.clone(), shared.login_csrf.clone());
+    let apps = apps(&shared, sites, all_tenants);
+    rt.spawn(async move { axum::serve(listener, router(shared, apps, all_tenants)).await });
     Server {
         base: format!("http://{addr}"),
         csrf,
@@ -283,8 +289,12 @@ fn listening_beyond_loopback_requires_a_token() {
     let opts = ServeOptions {
         listen: "0.0.0.0:0".parse().unwrap(),
         token: None,
-        recipes: repo().join("recipes"),
-        out: PathBuf::from("unused"),
+        sites: vec![Site {
+            name: "default".into(),
+            recipes: repo().join("recipes"),
+            out: PathBuf::from("unused"),
+        }],
+        all_tenants: false,
     };
     let err = serve(opts, |_| panic!("must not bind")).unwrap_err();
     assert!(matches!(err, ServeError::TokenRequired(_)), "{err}");
@@ -348,6 +358,7 @@ fn the_run_page_says_whether_google_sheets_was_updated() {
     assert_eq!(run.duration_secs(), Some(2.5));
     let render = |run: &data::RunView| {
         pages::run(&pages::RunPage {
+            nav: pages::Nav::ROOT,
             run,
             held: &[],
             summary: &[],
@@ -824,6 +835,7 @@ fn the_run_page_puts_what_an_operator_acts_on_first() {
         count: 4,
     }];
     let page = pages::run(&pages::RunPage {
+        nav: pages::Nav::ROOT,
         run: &run,
         held: &held,
         summary: &summary,
@@ -976,4 +988,138 @@ fn scrape(server: &Server) -> String {
         .unwrap()
         .text()
         .unwrap()
+}
+
+/// `serve --all-tenants`: every dealer listed at `/` with its last run and holds, each one's
+/// pages under `/t/NAME` with links, forms and redirects that stay there, Approve acting on
+/// that dealer's workspace only, and one `/metrics` with a series per dealer.
+#[test]
+fn all_tenants_are_listed_each_under_its_own_path() {
+    let (held_dir, held_run) = held_workspace();
+    let norte = held_dir.path().join("out");
+    let (ok_dir, _) = held_workspace();
+    let sur = ok_dir.path().join("out");
+    let sur_before = live_clients(&sur);
+    let fresh = tempfile::tempdir().unwrap();
+    let site = |name: &str, out: &Path| Site {
+        name: name.into(),
+        recipes: repo().join("recipes"),
+        out: out.to_path_buf(),
+    };
+    let s = start_sites(
+        vec![
+            site("este", &fresh.path().join("never-ran")),
+            site("norte", &norte),
+            site("sur", &sur),
+        ],
+        true,
+        None,
+    );
+    let c = client();
+    let get = |path: &str| {
+        let r = c.get(format!("{}{path}", s.base)).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+
+    let (status, index) = get("/");
+    assert_eq!(status, 200);
+    let row = |name: &str| {
+        let from = at(&index, &format!("data-tenant=\"{name}\""));
+        let to = index[from..].find("</tr>").unwrap() + from;
+        index[from..to].to_string()
+    };
+    assert!(row("este").contains("No run yet."), "{}", row("este"));
+    let norte_row = row("norte");
+    assert!(
+        norte_row.contains(&format!("href=\"/t/norte/runs/{held_run}\"")),
+        "{norte_row}"
+    );
+    assert!(norte_row.contains("data-status=\"held\""), "{norte_row}");
+    let held_now: usize = crate::state::State::open(&norte)
+        .unwrap()
+        .held(&held_run)
+        .unwrap()
+        .0
+        .iter()
+        .map(|(_, ids)| ids.len())
+        .sum();
+    assert!(held_now > 0);
+    assert!(
+        norte_row.contains(&format!("<td class=\"n held\">{held_now}</td>")),
+        "{norte_row}"
+    );
+
+    let (status, list) = get("/t/norte");
+    assert_eq!(status, 200);
+    assert!(
+        list.contains("<strong id=\"tenant\">norte</strong>"),
+        "{list}"
+    );
+    assert!(list.contains(&format!("href=\"/t/norte/runs/{held_run}\"")));
+    assert!(!list.contains("href=\"/runs/"), "no link leaves the tenant");
+    for (path, to) in [("/t/norte/", "/t/norte"), ("/t/norte/runs", "/t/norte")] {
+        let r = c.get(format!("{}{path}", s.base)).send().unwrap();
+        assert_eq!(r.status(), 303, "{path}");
+        assert_eq!(r.headers()["location"], to, "{path}");
+    }
+    let (status, page) = get(&format!("/t/norte/runs/{held_run}"));
+    assert_eq!(status, 200);
+    assert!(page.contains(&format!("action=\"/t/norte/runs/{held_run}/approve\"")));
+    assert!(
+        page.contains(&format!("action=\"/t/norte/runs/{held_run}\"")),
+        "reject filter"
+    );
+    let (status, _) = get(&format!("/t/este/runs/{held_run}"));
+    assert_eq!(status, 404, "a run belongs to its own dealer");
+    let (status, este) = get("/t/este");
+    assert_eq!(status, 200);
+    assert!(este.contains("No run yet"));
+    assert_eq!(get("/t/nobody").0, 404);
+    let (status, search) = get("/t/sur/search");
+    assert_eq!(status, 200);
+    assert!(search.contains("action=\"/t/sur/search\""));
+
+    // Approve at norte changes norte's CRM and no one else's.
+    let norte_before = live_clients(&norte);
+    let approved = c
+        .post(format!("{}/t/norte/runs/{held_run}/approve", s.base))
+        .form(&[("csrf", s.csrf.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(approved.status(), 303);
+    let to = approved.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        to.starts_with(&format!("/t/norte/runs/{held_run}?approved=")),
+        "{to}"
+    );
+    assert_eq!(live_clients(&norte), norte_before - held_now as i64);
+    assert_eq!(live_clients(&sur), sur_before);
+
+    // One scrape, one family per metric, a series per dealer that has run.
+    let text = scrape(&s);
+    assert!(text.ends_with("# EOF\n"));
+    assert_eq!(
+        text.matches("# TYPE dropsync_runs counter").count(),
+        1,
+        "{text}"
+    );
+    for line in [
+        "dropsync_runs_total{tenant=\"norte\",status=\"approved\"} 1",
+        "dropsync_runs_total{tenant=\"sur\",status=\"held\"} 1",
+        "dropsync_runs_total{tenant=\"sur\",status=\"ok\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+    }
+    assert!(!text.contains("tenant=\"este\""), "{text}");
+    let one = client()
+        .get(format!("{}/t/sur/metrics", s.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        one.contains("dropsync_runs_total{tenant=\"sur\",status=\"ok\"} 1"),
+        "{one}"
+    );
+    assert!(!one.contains("tenant=\"norte\""), "{one}");
 }

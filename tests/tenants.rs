@@ -1,0 +1,445 @@
+//! Many dealers on one installation: `--tenant NAME` picks a dealer of the tenants file for
+//! every command, and workers started at once for the same dealer never overlap.
+//!
+//! The workers' test: every tenant gets its own generated drops (its own seed) over three
+//! snapshots. For each snapshot, three `dropsync run --tenant NAME` processes per tenant are
+//! started at the same moment, for every tenant at once, and some are killed with SIGKILL at
+//! random moments; then one more worker per tenant finishes whatever the wave left. Each
+//! tenant's CRM, staging tables and snapshots must equal those of a single uninterrupted
+//! worker on the same drops, and its runs table must show no two runs that overlapped.
+//! Tenants: `DROPSYNC_TENANTS_N` (default 20); seed: `DROPSYNC_KILL_SEED`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{repo, sqlite_dump};
+
+const WORKERS: usize = 3;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dropsync"));
+    c.env("RUST_LOG", "warn").env_remove("DROPSYNC_TENANTS");
+    c
+}
+
+fn output(c: &mut Command) -> Output {
+    c.output().unwrap()
+}
+
+/// A folder of tenants: `tenants.toml` with every dealer's places under `root/NAME/`.
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new(names: &[String]) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let mut toml = format!(
+            "[defaults]\nrecipes = \"{}\"\ninbox = \"{{tenant}}/inbox\"\nout = \"{{tenant}}/out\"\n",
+            repo().join("recipes").display()
+        );
+        for n in names {
+            toml.push_str(&format!("\n[tenants.{n}]\n"));
+            std::fs::create_dir_all(dir.path().join(n).join("inbox")).unwrap();
+        }
+        std::fs::write(dir.path().join("tenants.toml"), toml).unwrap();
+        Site { dir }
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.path().join("tenants.toml")
+    }
+
+    fn out(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name).join("out")
+    }
+
+    fn inbox(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name).join("inbox")
+    }
+
+    /// `dropsync ARGS --tenant NAME --tenants FILE`, from an unrelated working directory:
+    /// the tenants file's paths are its own folder's.
+    fn cmd(&self, name: &str, args: &[&str]) -> Command {
+        let mut c = bin();
+        c.current_dir(std::env::temp_dir())
+            .args(args)
+            .args(["--tenant", name, "--tenants"])
+            .arg(self.file());
+        c
+    }
+
+    /// Puts drop `from` in the tenant's inbox, replacing what was there.
+    fn drop_into(&self, name: &str, from: &Path) {
+        let inbox = self.inbox(name);
+        std::fs::remove_dir_all(&inbox).unwrap();
+        copy_dir(from, &inbox);
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "csv" || x == "xml") {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+/// Three snapshots of one dealer: a first load, the next day, then the first again (the
+/// deleted rows come back).
+fn snapshots(dir: &Path, seed: u64) -> [PathBuf; 3] {
+    let d = |i: usize| dir.join(format!("d{i}"));
+    let st = bin()
+        .args([
+            "gen",
+            "--clients",
+            "40",
+            "--seed",
+            &seed.to_string(),
+            "--out",
+        ])
+        .arg(d(0))
+        .arg("--next")
+        .arg(d(1))
+        .args(["--changed", "0.2", "--added", "0.05", "--deleted", "0.05"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    copy_dir(&d(0), &d(2));
+    [d(0), d(1), d(2)]
+}
+
+/// What two workspaces of one dealer must agree on: the CRM without its run-id bookkeeping,
+/// the staging tables, and each entity's snapshot.
+fn state_of(out: &Path) -> String {
+    let mut parts = vec![
+        sqlite_dump(
+            &out.join("crm.sqlite"),
+            &["_created_run", "_updated_run", "_deleted_run"],
+        ),
+        sqlite_dump(&out.join("staging.sqlite"), &[]),
+    ];
+    let state = dropsync::state::State::open(out).unwrap();
+    for e in [
+        "clientes",
+        "sucursales",
+        "usuarios",
+        "ventas",
+        "unidades",
+        "servicios",
+    ] {
+        let ids = state.snapshot_ids(e).unwrap().map(|mut ids| {
+            ids.sort();
+            ids
+        });
+        parts.push(format!("== snapshot {e}: {ids:?}"));
+    }
+    parts.join("\n")
+}
+
+/// xorshift: the kill moments, repeatable from the seed.
+struct Rng(u64);
+
+impl Rng {
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The runs of a workspace, oldest first: (run id, started, finished, status).
+fn runs(out: &Path) -> Vec<(String, String, Option<String>, String)> {
+    let conn = rusqlite::Connection::open(out.join("state/state.sqlite")).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT run_id, started_at, finished_at, status FROM runs ORDER BY started_at, rowid",
+        )
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+#[test]
+fn workers_started_at_once_and_killed_leave_each_tenant_as_one_worker_would() {
+    let n = env_num("DROPSYNC_TENANTS_N", 20) as usize;
+    let seed = env_num("DROPSYNC_KILL_SEED", 0x7e4a_9c31);
+    let names: Vec<String> = (0..n).map(|i| format!("dealer-{i:02}")).collect();
+    let drops_dir = tempfile::tempdir().unwrap();
+    let drops: Vec<[PathBuf; 3]> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| snapshots(&drops_dir.path().join(name), 100 + i as u64))
+        .collect();
+
+    // What one uninterrupted worker per tenant leaves.
+    let reference = Site::new(&names);
+    for (name, snaps) in names.iter().zip(&drops) {
+        for snap in snaps {
+            reference.drop_into(name, snap);
+            let o = output(&mut reference.cmd(name, &["run"]));
+            assert!(
+                matches!(o.status.code(), Some(0)),
+                "{name}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+
+    let site = Site::new(&names);
+    let mut rng = Rng(seed);
+    let (mut killed, mut refused) = (0, 0);
+    for step in 0..3 {
+        for (name, snaps) in names.iter().zip(&drops) {
+            site.drop_into(name, &snaps[step]);
+        }
+        // Every worker of every tenant, started at once; some die at a random moment.
+        let mut wave: Vec<(String, Child, Option<Duration>)> = Vec::new();
+        for name in &names {
+            for _ in 0..WORKERS {
+                let child = site
+                    .cmd(name, &["run"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                let kill_at = (rng.unit() < 0.4).then(|| Duration::from_secs_f64(rng.unit() * 3.0));
+                wave.push((name.clone(), child, kill_at));
+            }
+        }
+        let start = Instant::now();
+        let mut left: Vec<_> = wave.into_iter().map(Some).collect();
+        while left.iter().any(Option::is_some) {
+            for slot in left.iter_mut() {
+                let (name, child, kill_at) = slot.as_mut().unwrap_or_else(|| unreachable!());
+                if let Some(status) = child.try_wait().unwrap() {
+                    let mut err = String::new();
+                    use std::io::Read;
+                    child
+                        .stderr
+                        .take()
+                        .unwrap()
+                        .read_to_string(&mut err)
+                        .unwrap();
+                    match status.code() {
+                        Some(0) => {}
+                        Some(1) if err.contains("another dropsync is working") => refused += 1,
+                        other => panic!("{name}: worker ended {other:?}: {err}"),
+                    }
+                    *slot = None;
+                } else if kill_at.is_some_and(|at| start.elapsed() >= at) {
+                    child.kill().unwrap();
+                    child.wait().unwrap();
+                    killed += 1;
+                    *slot = None;
+                }
+            }
+            left.retain(Option::is_some);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The scheduler's next attempt: one worker per tenant, which finishes what a killed
+        // one left (or finds nothing to do).
+        for name in &names {
+            let o = output(&mut site.cmd(name, &["run"]));
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{name}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+    eprintln!("{n} tenants x {WORKERS} workers x 3 snapshots: {killed} killed, {refused} refused while another worked");
+    assert!(refused > 0, "no two workers of a tenant ever met");
+
+    for name in &names {
+        assert_eq!(
+            state_of(&site.out(name)),
+            state_of(&reference.out(name)),
+            "{name}: workers and one worker disagree"
+        );
+        // One at a time: each run started after the one before it finished (a killed run has
+        // no finish, and the lock was free only once its process was gone).
+        let list = runs(&site.out(name));
+        for pair in list.windows(2) {
+            if let Some(finished) = &pair[0].2 {
+                assert!(
+                    pair[1].1 >= *finished,
+                    "{name}: {} started at {} before {} finished at {finished}",
+                    pair[1].0,
+                    pair[1].1,
+                    pair[0].0
+                );
+            }
+        }
+    }
+}
+
+/// Each command with `--tenant` works on that dealer's places and no one else's.
+#[test]
+fn every_command_takes_a_tenant() {
+    let names = ["norte".to_string(), "sur".to_string()];
+    let site = Site::new(&names);
+    let drops = tempfile::tempdir().unwrap();
+    let norte = snapshots(&drops.path().join("norte"), 1);
+    let sur = snapshots(&drops.path().join("sur"), 2);
+    site.drop_into("norte", &norte[0]);
+    site.drop_into("sur", &sur[0]);
+
+    // plan writes nothing; run writes the tenant's workspace only.
+    let o = output(&mut site.cmd("norte", &["plan", "--json"]));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!site.out("norte").exists(), "plan created the workspace");
+    let o = output(&mut site.cmd("norte", &["run", "--json"]));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(site.out("norte").join("crm.sqlite").is_file());
+    assert!(!site.out("sur").exists(), "sur's workspace untouched");
+
+    // runs and explain read the tenant's workspace.
+    let o = output(&mut site.cmd("norte", &["runs", "--json"]));
+    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(listed[0]["run_id"], report["run_id"]);
+    let id = support::rows_in(
+        &site.out("norte").join("crm.sqlite"),
+        "SELECT id FROM clientes ORDER BY id LIMIT 1",
+    )
+    .remove(0);
+    let o = output(&mut site.cmd("norte", &["explain", "clientes", &id, "--json"]));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let events: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(events[0]["run_id"], report["run_id"]);
+    let o = output(&mut site.cmd("sur", &["runs"]));
+    assert_eq!(o.status.code(), Some(2), "sur has no workspace yet");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no dropsync workspace"));
+
+    // A truncated export is held in norte; approve --tenant applies it there.
+    let clientes = site.inbox("norte").join("clientes.csv");
+    site.drop_into("norte", &norte[0]);
+    support::keep_csv_records(&clientes, 5);
+    let o = output(&mut site.cmd("norte", &["run", "--json"]));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let held: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let run_id = held["run_id"].as_str().unwrap();
+    let o = output(&mut site.cmd("norte", &["approve", run_id]));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let live = support::rows_in(
+        &site.out("norte").join("crm.sqlite"),
+        "SELECT count(*) FROM clientes WHERE _deleted = 0",
+    );
+    assert_eq!(live, ["5"]);
+
+    // check reads the tenant's recipes and sources.
+    let o = output(&mut site.cmd("sur", &["check", "--json"]));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // watch --once takes the drop from the tenant's inbox and archives it beside it.
+    std::fs::write(
+        site.dir.path().join("sur/sources.toml"),
+        "[watch]\nsettle = \"200ms\"\nquiet = \"400ms\"\nrescan = \"200ms\"\n",
+    )
+    .unwrap();
+    let o = output(&mut site.cmd("sur", &["watch", "--once"]));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(site.out("sur").join("crm.sqlite").is_file());
+    assert!(site.dir.path().join("sur/archive").is_dir());
+    assert_eq!(
+        std::fs::read_dir(site.inbox("sur")).unwrap().count(),
+        0,
+        "the drop left the inbox"
+    );
+}
+
+#[test]
+fn a_wrong_tenant_or_tenants_file_is_a_configuration_error() {
+    let site = Site::new(&["norte".to_string()]);
+    let o = output(&mut site.cmd("nrote", &["runs"]));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no tenant `nrote`") && err.contains("it lists norte"),
+        "{err}"
+    );
+
+    std::fs::write(
+        site.file(),
+        "[defaults]\nrecipes = \"r\"\n[tenants.norte]\nout = \"x\"\n",
+    )
+    .unwrap();
+    let o = output(&mut site.cmd("norte", &["run"]));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("tenants.toml:3:") && err.contains("has no `inbox`"),
+        "{err}"
+    );
+
+    let o = output(
+        bin()
+            .args(["run", "--tenant", "norte", "--tenants"])
+            .arg(site.dir.path().join("missing.toml")),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no tenants file at"));
+
+    // The file is read only when a tenant is named: the single folder is unaffected.
+    let o = output(bin().current_dir(site.dir.path()).args([
+        "runs",
+        "--out",
+        "nowhere",
+        "--tenants",
+        "missing.toml",
+    ]));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no dropsync workspace"));
+}
