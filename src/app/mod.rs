@@ -6,13 +6,15 @@
 //! analysts read; `work` holds the types they hand each other; `error` is what stops a run. `watch` drives runs from drops and a schedule;
 //! `alerts` is the one policy both use; `metrics` is what Prometheus scrapes from `serve` and
 //! what a scheduled run pushes to a Pushgateway; `explain`, `check`, `serve` and `bench` read or
-//! exercise what runs leave; `gen` makes synthetic drops for tests and benchmarks.
+//! exercise what runs leave; `gen` makes synthetic drops for tests and benchmarks; `deploy`
+//! writes the Kubernetes manifests that schedule every tenant's runs.
 
 pub mod alerts;
 mod apply;
 mod approve;
 pub mod bench;
 pub mod check;
+pub mod deploy;
 mod error;
 pub mod explain;
 pub mod gen;

@@ -63,6 +63,9 @@ pub enum Command {
     /// Check recipes and sources config, test each SFTP and Drive source (connect, host key,
     /// list; nothing taken), the target and the Google Sheets spreadsheet; writes nothing.
     Check(CheckArgs),
+    /// Kubernetes manifests for the tenants file: a CronJob per dealer, the status page, the
+    /// shared volume (image: src/app/deploy/Dockerfile).
+    Deploy(DeployArgs),
 }
 
 #[derive(Args, Debug)]
@@ -317,6 +320,52 @@ pub struct CheckArgs {
     pub config: PathBuf,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    /// The tenants file: one CronJob per dealer in it.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "DROPSYNC_TENANTS",
+        default_value = "watch/tenants.toml"
+    )]
+    pub tenants: PathBuf,
+    /// The image built from src/app/deploy/Dockerfile.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: String,
+    #[arg(long, value_name = "NAME", default_value = "dropsync")]
+    pub namespace: String,
+    /// When each dealer's run starts (five-field cron).
+    #[arg(long, value_name = "CRON", default_value = "30 2 * * *")]
+    pub schedule: String,
+    /// Time zone of --schedule (IANA name); the cluster's (UTC) otherwise.
+    #[arg(long, value_name = "TZ")]
+    pub time_zone: Option<String>,
+    /// CPU a run requests.
+    #[arg(long, value_name = "QTY", default_value = "1")]
+    pub cpu: String,
+    /// Memory a run requests, and its limit (the defaults fit a dealer of up to ~1M clients:
+    /// see the README's benchmark).
+    #[arg(long, value_name = "QTY", default_value = "1Gi")]
+    pub memory: String,
+    #[arg(long, value_name = "QTY", default_value = "2Gi")]
+    pub memory_limit: String,
+    /// Seconds a run may take before Kubernetes stops it.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub deadline: u64,
+    /// The shared volume's claim name and size.
+    #[arg(long, value_name = "NAME", default_value = "dropsync-data")]
+    pub claim: String,
+    #[arg(long, value_name = "QTY", default_value = "50Gi")]
+    pub storage: String,
+    /// Pushgateway base URL each run pushes its outcome to.
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
+    /// Write the manifests to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub write: Option<PathBuf>,
 }
 
 /// A count that must be at least 1 (clap reports anything else as a usage error, exit 2).

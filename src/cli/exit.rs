@@ -7,6 +7,7 @@
 
 use crate::app::bench::BenchError;
 use crate::app::check::Verdict;
+use crate::app::deploy::DeployError;
 use crate::app::explain::ExplainError;
 use crate::app::gen::GenError;
 use crate::app::run::PipelineError;
@@ -91,6 +92,7 @@ fn known(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
         RecipeError,
         ConfigError,
         TenantError,
+        DeployError,
         SourceError,
         StateError,
         StageError,
@@ -117,6 +119,16 @@ impl ExitCode for Usage {
 impl ExitCode for TenantError {
     fn exit_code(&self) -> Exit {
         Exit::Config
+    }
+}
+
+/// Options or a tenants file that cannot make manifests: fix the command line or the file.
+impl ExitCode for DeployError {
+    fn exit_code(&self) -> Exit {
+        match self {
+            DeployError::Tenants(e) => e.exit_code(),
+            DeployError::Invalid(_) => Exit::Config,
+        }
     }
 }
 

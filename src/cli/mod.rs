@@ -68,6 +68,7 @@ pub fn main() -> std::process::ExitCode {
         Command::BenchBaseline(a) => tools::bench_baseline(a),
         Command::Serve(a) => inspect::serve(a),
         Command::Check(a) => inspect::check(a),
+        Command::Deploy(a) => tools::deploy(a),
     };
     match result {
         Ok(code) => code.into(),

@@ -1,9 +1,10 @@
 //! The commands that make test data and measure: `gen`, `bench` and the hidden
-//! `bench-baseline` that `bench` runs as a child process.
+//! `bench-baseline` that `bench` runs as a child process; and `deploy`, which writes the
+//! Kubernetes manifests.
 
-use super::args::{BenchArgs, BenchBaselineArgs, GenArgs};
+use super::args::{BenchArgs, BenchBaselineArgs, DeployArgs, GenArgs};
 use super::exit::Exit;
-use crate::app::{bench, gen};
+use crate::app::{bench, deploy, gen};
 
 pub fn gen(args: GenArgs) -> anyhow::Result<Exit> {
     let opts = args.options()?;
@@ -37,5 +38,29 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<Exit> {
 
 pub fn bench_baseline(args: BenchBaselineArgs) -> anyhow::Result<Exit> {
     outln!("{}", bench::baseline(&args.recipes, &args.inbox)?);
+    Ok(Exit::Ok)
+}
+
+pub fn deploy(args: DeployArgs) -> anyhow::Result<Exit> {
+    let opts = deploy::DeployOptions {
+        tenants: args.tenants,
+        image: args.image,
+        namespace: args.namespace,
+        schedule: args.schedule,
+        time_zone: args.time_zone,
+        cpu: args.cpu,
+        memory: args.memory,
+        memory_limit: args.memory_limit,
+        deadline_secs: args.deadline,
+        claim: args.claim,
+        storage: args.storage,
+        pushgateway: args.pushgateway,
+    };
+    let docs = deploy::manifests(&opts)?;
+    let text = deploy::render(&opts, &docs);
+    match &args.write {
+        Some(path) => std::fs::write(path, text)?,
+        None => outln!("{}", text.trim_end()),
+    }
     Ok(Exit::Ok)
 }
