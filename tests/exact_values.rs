@@ -146,6 +146,7 @@ fn run(recipes: &Path, inbox: &Path, out: &Path) -> RunReport {
         full: false,
         progress: false,
         stop: None,
+        cluster: None,
     })
     .unwrap()
 }

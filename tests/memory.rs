@@ -84,6 +84,7 @@ fn peak_of_first_load(w: &Workdir) -> usize {
         full: false,
         progress: false,
         stop: None,
+        cluster: None,
     };
     let before = HELD.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);

@@ -538,6 +538,7 @@ mod watch {
             full: false,
             progress: false,
             stop: None,
+            cluster: None,
         })
         .unwrap();
         assert_eq!(report.status.as_str(), "ok");
@@ -567,6 +568,7 @@ mod watch {
         let runs = watch(&WatchOptions {
             config,
             folders: None,
+            cluster: None,
             recipes: recipes(),
             out: out.clone(),
             once: true,

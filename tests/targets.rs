@@ -46,6 +46,7 @@ mod samples {
             full: false,
             progress: false,
             stop: None,
+            cluster: None,
         })
         .unwrap()
     }

@@ -6,7 +6,9 @@
 //! started at the same moment, for every tenant at once, and some are killed with SIGKILL at
 //! random moments; then one more worker per tenant finishes whatever the wave left. Each
 //! tenant's CRM, staging tables and snapshots must equal those of a single uninterrupted
-//! worker on the same drops, and its runs table must show no two runs that overlapped.
+//! worker on the same drops, and its runs table must show no two runs that overlapped. The
+//! workers take each tenant's PostgreSQL advisory lock (`[lock]`, a real server started by
+//! the test) besides its workspace lock, as workers on several machines would.
 //! Tenants: `DROPSYNC_TENANTS_N` (default 20); seed: `DROPSYNC_KILL_SEED`.
 
 mod support;
@@ -15,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use dropsync_testkit::postgres::TestDb;
 use support::{repo, sqlite_dump};
 
 const WORKERS: usize = 3;
@@ -36,11 +39,19 @@ struct Site {
 
 impl Site {
     fn new(names: &[String]) -> Site {
+        Site::with_lock(names, None)
+    }
+
+    /// With `[lock]` naming `lock_env`, the variable holding a PostgreSQL URL.
+    fn with_lock(names: &[String], lock_env: Option<&str>) -> Site {
         let dir = tempfile::tempdir().unwrap();
-        let mut toml = format!(
+        let mut toml = lock_env
+            .map(|v| format!("[lock]\npostgres_url_env = \"{v}\"\n\n"))
+            .unwrap_or_default();
+        toml.push_str(&format!(
             "[defaults]\nrecipes = \"{}\"\ninbox = \"{{tenant}}/inbox\"\nout = \"{{tenant}}/out\"\n",
             repo().join("recipes").display()
-        );
+        ));
         for n in names {
             toml.push_str(&format!("\n[tenants.{n}]\n"));
             std::fs::create_dir_all(dir.path().join(n).join("inbox")).unwrap();
@@ -202,7 +213,8 @@ fn workers_started_at_once_and_killed_leave_each_tenant_as_one_worker_would() {
         }
     }
 
-    let site = Site::new(&names);
+    let db = TestDb::new("tenants_workers");
+    let site = Site::with_lock(&names, Some(&db.env_var));
     let mut rng = Rng(seed);
     let (mut killed, mut refused) = (0, 0);
     for step in 0..3 {
@@ -239,7 +251,12 @@ fn workers_started_at_once_and_killed_leave_each_tenant_as_one_worker_would() {
                         .unwrap();
                     match status.code() {
                         Some(0) => {}
-                        Some(1) if err.contains("another dropsync is working") => refused += 1,
+                        Some(1)
+                            if err.contains("is being worked on by another dropsync")
+                                || err.contains("another dropsync is working") =>
+                        {
+                            refused += 1
+                        }
                         other => panic!("{name}: worker ended {other:?}: {err}"),
                     }
                     *slot = None;
@@ -442,4 +459,58 @@ fn a_wrong_tenant_or_tenants_file_is_a_configuration_error() {
         "missing.toml",
     ]));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no dropsync workspace"));
+}
+
+/// A worker on another machine holds the tenant in PostgreSQL: a run here is refused, naming
+/// it, and touches nothing; once that session ends (its worker died), the run goes.
+#[test]
+fn a_tenant_held_in_postgres_by_another_machine_is_refused() {
+    let db = TestDb::new("tenants_cluster_lock");
+    let names = ["norte".to_string()];
+    let site = Site::with_lock(&names, Some(&db.env_var));
+    let drops = tempfile::tempdir().unwrap();
+    site.drop_into("norte", &snapshots(drops.path(), 3)[0]);
+
+    let mut other = db.client();
+    other
+        .batch_execute("SET application_name = 'dropsync norte pid 4242 on node-b'")
+        .unwrap();
+    let url = std::env::var(&db.env_var).unwrap();
+    let key = dropsync::state::cluster_lock::ClusterLock::new(url, "norte".into()).key();
+    let got: bool = other
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+        .unwrap()
+        .get(0);
+    assert!(got);
+    let o = output(&mut site.cmd("norte", &["run"]));
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("tenant norte is being worked on by another dropsync (dropsync norte pid 4242 on node-b since"),
+        "{err}"
+    );
+    assert!(!site.out("norte").exists(), "a refused run touches nothing");
+
+    drop(other);
+    let start = Instant::now();
+    let o = loop {
+        let o = output(&mut site.cmd("norte", &["run"]));
+        // The server drops the lock as it sees the session end.
+        if o.status.code() == Some(0) || start.elapsed() > Duration::from_secs(5) {
+            break o;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(site.out("norte").join("crm.sqlite").is_file());
+
+    // The URL's variable unset: a configuration error naming it.
+    let o = output(site.cmd("norte", &["run"]).env_remove(&db.env_var));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&db.env_var));
 }

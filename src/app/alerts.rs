@@ -287,6 +287,7 @@ mod tests {
             full: false,
             progress: false,
             stop: None,
+            cluster: None,
         };
         let mut csv = String::from("Nro Cliente;Razón Social / Nombre\n");
         for i in 1..=20 {

@@ -7,6 +7,7 @@ use std::path::Path;
 use super::apply::{approve_entities, recover};
 use super::error::PipelineError;
 use crate::config;
+use crate::state::cluster_lock::ClusterLock;
 use crate::state::State;
 
 /// Applies the deletes a held run kept back, as `dropsync approve RUN_ID`. The approval is
@@ -15,9 +16,11 @@ pub fn approve(
     recipes_dir: &Path,
     out: &Path,
     run_id: &str,
+    cluster: Option<&ClusterLock>,
 ) -> Result<Vec<(String, usize)>, PipelineError> {
     let recipes = config::load_dir(recipes_dir)?;
     crate::state::require_workspace(out)?;
+    let _cluster = cluster.map(ClusterLock::acquire).transpose()?;
     let _lock = crate::state::lock::WorkspaceLock::acquire(out)?;
     let state = State::open(out)?;
     recover(&recipes, &state, out, &format!("approve {run_id}"))?;

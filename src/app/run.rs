@@ -64,13 +64,16 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
         tracing::warn!(file = %u.display(), "no recipe takes this file; left alone");
     }
     // A dry run creates nothing: it reads the workspace if there is one.
-    let (_lock, state) = if opts.dry_run {
-        (None, State::open_for_plan(&opts.out)?)
+    let (_cluster, _lock, state) = if opts.dry_run {
+        (None, None, State::open_for_plan(&opts.out)?)
     } else {
+        // The tenant's cluster-wide lock first: a worker on another machine may hold it
+        // while this machine's workspace lock is free.
+        let cluster = opts.cluster.as_ref().map(|c| c.acquire()).transpose()?;
         std::fs::create_dir_all(&opts.out)
             .map_err(|e| PipelineError::Io(format!("cannot create {}: {e}", opts.out.display())))?;
         let lock = crate::state::lock::WorkspaceLock::acquire(&opts.out)?;
-        (Some(lock), State::open(&opts.out)?)
+        (cluster, Some(lock), State::open(&opts.out)?)
     };
     let run_id = new_run_id();
     if opts.dry_run {

@@ -54,6 +54,8 @@ pub struct WatchOptions {
     /// A tenant's folders (`--tenant`): its sources file keeps settle rules, schedule and
     /// remotes, while where the drops land is the tenants file's to say.
     pub folders: Option<DropFolders>,
+    /// The tenant's cluster-wide lock, taken by each run (as the workspace lock is).
+    pub cluster: Option<crate::state::cluster_lock::ClusterLock>,
     pub recipes: PathBuf,
     pub out: PathBuf,
     /// Process what is ready now (waiting for it to settle) and return instead of watching.
@@ -317,6 +319,7 @@ fn process_batch(
         full: false,
         progress: false,
         stop: Some(opts.stop.clone()),
+        cluster: opts.cluster.clone(),
     });
     // The same policy as `dropsync run`: failed runs alert too (each failed attempt; the
     // retries back off).

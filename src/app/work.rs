@@ -23,6 +23,9 @@ pub struct RunOptions {
     /// Set by a signal handler: the run finishes the entity in progress, then stops before
     /// anything is written.
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// The tenant's cluster-wide lock (`[lock]` of the tenants file), taken besides the
+    /// workspace's file lock for a run that writes.
+    pub cluster: Option<crate::state::cluster_lock::ClusterLock>,
 }
 
 /// Everything one entity carries from the diff to the journal and staging.

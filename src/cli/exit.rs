@@ -209,7 +209,10 @@ impl ExitCode for LockError {
     fn exit_code(&self) -> Exit {
         // Another dropsync at work: retrying later succeeds, nothing to fix.
         match self {
-            LockError::Busy { .. } | LockError::Io { .. } => Exit::Failure,
+            LockError::Busy { .. }
+            | LockError::Io { .. }
+            | LockError::ClusterBusy { .. }
+            | LockError::ClusterUnavailable { .. } => Exit::Failure,
         }
     }
 }
@@ -347,6 +350,8 @@ mod tests {
             Failure => StageError::Xlsx { path: s(), message: s() },
             Failure => LockError::Busy { dir: path(), holder: s() },
             Failure => LockError::Io { path: path(), source: io() },
+            Failure => LockError::ClusterBusy { tenant: s(), holder: s() },
+            Failure => LockError::ClusterUnavailable { tenant: s(), message: s() },
             Failure => SinkError::Transient { target: s(), message: s() },
             Failure => sink(),
             Config => PipelineError::Recipe(recipe()),

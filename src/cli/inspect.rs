@@ -48,19 +48,21 @@ pub fn serve(mut args: ServeArgs) -> anyhow::Result<Exit> {
         .ok()
         .filter(|t| !t.is_empty());
     let sites = if args.all_tenants {
-        crate::config::tenants::load(&args.ws.tenants)?
-            .list
-            .into_iter()
-            .map(|t| serve::Site {
+        let mut sites = Vec::new();
+        for t in crate::config::tenants::load(&args.ws.tenants)?.list {
+            sites.push(serve::Site {
+                cluster: super::tenant::cluster_lock(Some(&t))?,
                 name: t.name,
                 recipes: t.recipes,
                 out: t.out,
-            })
-            .collect()
+            });
+        }
+        sites
     } else {
         let tenant = args.ws.resolve()?;
         vec![serve::Site {
             name: super::tenant::label(tenant.as_ref()).to_string(),
+            cluster: super::tenant::cluster_lock(tenant.as_ref())?,
             recipes: args.ws.recipes,
             out: args.ws.out,
         }]

@@ -21,6 +21,7 @@ pub fn run(mut args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         full: args.full,
         progress: !args.json && !quiet,
         stop: Some(stop_flag()?),
+        cluster: super::tenant::cluster_lock(tenant.as_ref())?,
     };
     // Loaded apart from the run, so a run that fails on its recipes still alerts when the
     // alert spec itself reads.
@@ -103,6 +104,7 @@ pub fn plan(mut args: PlanArgs) -> anyhow::Result<Exit> {
         full: false,
         progress: false,
         stop: None,
+        cluster: None,
     })?;
     if args.json {
         outln!("{}", report.to_json());
@@ -129,8 +131,14 @@ fn outcome(report: &run::RunReport, inbox: &std::path::Path) -> Exit {
 }
 
 pub fn approve(mut args: ApproveArgs) -> anyhow::Result<Exit> {
-    args.ws.resolve()?;
-    let done = run::approve(&args.ws.recipes, &args.ws.out, &args.run_id)?;
+    let tenant = args.ws.resolve()?;
+    let cluster = super::tenant::cluster_lock(tenant.as_ref())?;
+    let done = run::approve(
+        &args.ws.recipes,
+        &args.ws.out,
+        &args.run_id,
+        cluster.as_ref(),
+    )?;
     for (entity, n) in done {
         outln!("{entity}: {n} held delete(s) applied");
     }
@@ -158,6 +166,7 @@ pub fn demo(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
             full: false,
             progress: !quiet,
             stop: None,
+            cluster: None,
         })?;
         print::run_table(&report);
         if report.status == RunStatus::Held {
@@ -175,6 +184,7 @@ pub fn watch(mut args: WatchArgs) -> anyhow::Result<Exit> {
     let tenant = args.ws.resolve()?;
     let runs = watch::watch(&WatchOptions {
         config: tenant.as_ref().map_or(args.config, |t| t.sources.clone()),
+        cluster: super::tenant::cluster_lock(tenant.as_ref())?,
         folders: tenant.map(|t| watch::DropFolders {
             inbox: t.inbox,
             archive: t.archive,

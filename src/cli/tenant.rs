@@ -2,7 +2,9 @@
 //! single-folder options before a command runs, so the app layer sees paths as it always has.
 
 use super::args::Workspace;
+use super::exit::Usage;
 use crate::config::tenants::{self, Tenant, TenantError};
+use crate::state::cluster_lock::ClusterLock;
 
 impl Workspace {
     /// The tenant `--tenant` names, read from `--tenants`; `None` without `--tenant`.
@@ -22,6 +24,20 @@ impl Workspace {
             self.out = t.out.clone();
         }
         Ok(tenant)
+    }
+}
+
+/// The tenant's cluster-wide lock, when the tenants file has `[lock]`: the URL read from
+/// the variable it names (a secret, never in the file).
+pub fn cluster_lock(tenant: Option<&Tenant>) -> Result<Option<ClusterLock>, Usage> {
+    let Some((t, var)) = tenant.and_then(|t| t.lock_url_env.as_ref().map(|v| (t, v))) else {
+        return Ok(None);
+    };
+    match std::env::var(var) {
+        Ok(url) if !url.trim().is_empty() => Ok(Some(ClusterLock::new(url, t.name.clone()))),
+        _ => Err(Usage(format!(
+            "environment variable {var} is not set: the tenants file's [lock] postgres_url_env names it for the PostgreSQL URL of the tenants' lock"
+        ))),
     }
 }
 

@@ -58,9 +58,20 @@ struct PlacesFile {
     quarantine: Option<Spanned<String>>,
 }
 
+/// `[lock]`: how one tenant's runs exclude each other across machines.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockFile {
+    /// NAME of the environment variable holding a PostgreSQL URL: each run then also takes a
+    /// PostgreSQL advisory lock per tenant (`state::cluster_lock`).
+    postgres_url_env: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TenantsFile {
+    #[serde(default)]
+    lock: LockFile,
     #[serde(default)]
     defaults: PlacesFile,
     #[serde(default)]
@@ -78,6 +89,8 @@ pub struct Tenant {
     pub sources: PathBuf,
     pub archive: PathBuf,
     pub quarantine: PathBuf,
+    /// The environment variable with the PostgreSQL URL of the cluster-wide lock, if any.
+    pub lock_url_env: Option<String>,
 }
 
 /// Every tenant of a tenants file, by name.
@@ -222,6 +235,7 @@ pub fn load(path: &Path) -> Result<Tenants, TenantError> {
                 sources,
                 archive,
                 quarantine,
+                lock_url_env: file.lock.postgres_url_env.clone(),
             },
         ));
     }

@@ -17,6 +17,11 @@ pub enum LockError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("tenant {tenant} is being worked on by another dropsync ({holder}); wait for it to finish, or stop it first")]
+    ClusterBusy { tenant: String, holder: String },
+    /// The lock server is down or refuses us: no run may start without knowing it is alone.
+    #[error("cannot take tenant {tenant}'s lock in PostgreSQL: {message}; nothing was done (check the server and the URL in the variable the tenants file's [lock] names)")]
+    ClusterUnavailable { tenant: String, message: String },
 }
 
 /// Held for as long as the value lives.

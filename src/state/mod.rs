@@ -4,6 +4,7 @@
 //! `state.sqlite` with the runs, their files, the deletes held by the guard and the change
 //! log that `explain` reads.
 
+pub mod cluster_lock;
 mod inputs;
 pub mod journal;
 pub mod lock;

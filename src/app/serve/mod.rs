@@ -80,6 +80,8 @@ pub struct Site {
     pub name: String,
     pub recipes: PathBuf,
     pub out: PathBuf,
+    /// The tenant's cluster-wide lock, which Approve takes as `dropsync approve` does.
+    pub cluster: Option<crate::state::cluster_lock::ClusterLock>,
 }
 
 /// What every page shares: who may see and act.
@@ -97,6 +99,7 @@ struct Shared {
 struct App {
     ws: Workspace,
     recipes: PathBuf,
+    cluster: Option<crate::state::cluster_lock::ClusterLock>,
     name: String,
     /// Where its pages start (`""` or `/t/NAME`).
     base: String,
@@ -176,6 +179,7 @@ fn apps(shared: &Arc<Shared>, sites: Vec<Site>, all_tenants: bool) -> Vec<Arc<Ap
                 tenant: all_tenants,
                 ws: Workspace { out: site.out },
                 recipes: site.recipes,
+                cluster: site.cluster,
                 name: site.name,
                 shared: shared.clone(),
             })
@@ -587,8 +591,9 @@ async fn approve(
             .into_response();
     }
     let (recipes, out, id) = (app.recipes.clone(), app.ws.out.clone(), run_id.clone());
+    let cluster = app.cluster.clone();
     let done = tokio::task::spawn_blocking(move || {
-        crate::app::run::approve(&recipes, &out, &id).map_err(|e| e.to_string())
+        crate::app::run::approve(&recipes, &out, &id, cluster.as_ref()).map_err(|e| e.to_string())
     })
     .await;
     match done {

@@ -23,6 +23,7 @@ fn held_workspace() -> (tempfile::TempDir, String) {
             full: false,
             progress: false,
             stop: None,
+            cluster: None,
         })
         .unwrap()
     };
@@ -59,6 +60,7 @@ fn start(out: &Path, token: Option<&str>) -> Server {
 
 fn start_with(out: &Path, token: Option<&str>, recipes: &Path) -> Server {
     let site = Site {
+        cluster: None,
         name: crate::app::metrics::DEFAULT_TENANT.into(),
         recipes: recipes.to_path_buf(),
         out: out.to_path_buf(),
@@ -290,6 +292,7 @@ fn listening_beyond_loopback_requires_a_token() {
         listen: "0.0.0.0:0".parse().unwrap(),
         token: None,
         sites: vec![Site {
+            cluster: None,
             name: "default".into(),
             recipes: repo().join("recipes"),
             out: PathBuf::from("unused"),
@@ -1002,6 +1005,7 @@ fn all_tenants_are_listed_each_under_its_own_path() {
     let sur_before = live_clients(&sur);
     let fresh = tempfile::tempdir().unwrap();
     let site = |name: &str, out: &Path| Site {
+        cluster: None,
         name: name.into(),
         recipes: repo().join("recipes"),
         out: out.to_path_buf(),
@@ -1122,4 +1126,47 @@ fn all_tenants_are_listed_each_under_its_own_path() {
         "{one}"
     );
     assert!(!one.contains("tenant=\"norte\""), "{one}");
+}
+
+/// Approve from the page takes the tenant's cluster-wide lock as `dropsync approve` does: a
+/// worker elsewhere holding the tenant makes it a refusal that says so, and nothing changes.
+#[test]
+fn approve_is_refused_while_another_machine_holds_the_tenant() {
+    let (dir, held_run) = held_workspace();
+    let out = dir.path().join("out");
+    let db = dropsync_testkit::postgres::TestDb::new("serve_cluster_lock");
+    let url = std::env::var(&db.env_var).unwrap();
+    let cluster = crate::state::cluster_lock::ClusterLock::new(url, "norte".into());
+    let elsewhere = cluster.acquire().unwrap();
+    let s = start_sites(
+        vec![Site {
+            cluster: Some(cluster),
+            name: "norte".into(),
+            recipes: repo().join("recipes"),
+            out: out.clone(),
+        }],
+        true,
+        None,
+    );
+    let before = live_clients(&out);
+    let url = format!("{}/t/norte/runs/{held_run}/approve", s.base);
+    let refused = client()
+        .post(&url)
+        .form(&[("csrf", s.csrf.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 409);
+    assert!(refused
+        .text()
+        .unwrap()
+        .contains("tenant norte is being worked on by another dropsync"));
+    assert_eq!(live_clients(&out), before);
+    drop(elsewhere);
+    let ok = client()
+        .post(&url)
+        .form(&[("csrf", s.csrf.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(ok.status(), 303);
+    assert!(live_clients(&out) < before);
 }
