@@ -61,6 +61,8 @@ fn the_manifests_validate_against_the_kubernetes_schemas() {
             "America/Argentina/Buenos_Aires",
             "--pushgateway",
             "http://pushgateway.monitoring:9091",
+            "--openlineage",
+            "http://marquez.lineage:5000",
         ],
     );
     let text = std::fs::read_to_string(&file).unwrap();

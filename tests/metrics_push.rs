@@ -5,77 +5,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::mpsc;
 
-use support::{repo, Workdir};
-
-/// One request as the receiver saw it.
-struct Request {
-    method: String,
-    path: String,
-    content_type: String,
-    body: String,
-}
-
-/// A receiver on 127.0.0.1 answering each request with the next status of `answers` (then
-/// 200), and handing every request it read to the returned channel.
-fn receiver(answers: Vec<u16>) -> (String, mpsc::Receiver<Request>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut answers = answers.into_iter();
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let mut parts = line.split_whitespace();
-            let method = parts.next().unwrap_or("").to_string();
-            let path = parts.next().unwrap_or("").to_string();
-            let (mut length, mut content_type) = (0usize, String::new());
-            loop {
-                let mut h = String::new();
-                reader.read_line(&mut h).unwrap();
-                let h = h.trim_end();
-                if h.is_empty() {
-                    break;
-                }
-                let (k, v) = h.split_once(':').unwrap();
-                match k.to_ascii_lowercase().as_str() {
-                    "content-length" => length = v.trim().parse().unwrap(),
-                    "content-type" => content_type = v.trim().to_string(),
-                    _ => {}
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let status = answers.next().unwrap_or(200);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            );
-            let _ = tx.send(Request {
-                method,
-                path,
-                content_type,
-                body: String::from_utf8(body).unwrap(),
-            });
-        }
-    });
-    (url, rx)
-}
-
-fn sample_drop(w: &Workdir) {
-    for e in std::fs::read_dir(repo().join("samples/2026-11-20")).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "csv" || x == "xml") {
-            std::fs::copy(&p, w.inbox().join(p.file_name().unwrap())).unwrap();
-        }
-    }
-}
+use support::{receiver, sample_drop, Workdir};
 
 fn value(body: &str, series: &str) -> f64 {
     body.lines()

@@ -15,7 +15,6 @@
 //! dealer's name once a worker serves several.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -25,6 +24,7 @@ use prometheus_client::registry::{Metric, Registry};
 use std::sync::atomic::AtomicU64;
 
 use crate::model::{EntitySummary, Timings};
+use crate::support::deliver::{self, Delivery};
 
 /// The `tenant` label of the single-folder workspace.
 pub const DEFAULT_TENANT: &str = "default";
@@ -374,40 +374,19 @@ pub fn push(base: &str, tenant: &str, run: &RunOutcome) -> Result<(), PushError>
         base.trim_end_matches('/'),
         path_segment(tenant)
     );
-    let shown = hide_credentials(&url);
-    let err = |message: String| PushError::Http {
-        url: shown.clone(),
-        message,
-    };
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| err(e.to_string()))?;
-    let body = run_text(tenant, run);
-    let mut last = String::new();
-    for attempt in 0..3u32 {
-        if attempt > 0 {
-            std::thread::sleep(Duration::from_millis(250 << attempt));
-        }
-        match client
-            .put(&url)
-            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
-            .body(body.clone())
-            .send()
-        {
-            Ok(resp) if resp.status().is_success() => return Ok(()),
-            // A 4xx will not change on a retry (a bad URL, a refused body).
-            Ok(resp) if resp.status().is_client_error() => {
-                return Err(err(format!("answered {}", resp.status())));
-            }
-            Ok(resp) => last = format!("answered {}", resp.status()),
-            Err(e) => last = e.without_url().to_string(),
-        }
-    }
-    Err(err(last))
+    deliver::send(Delivery {
+        method: reqwest::Method::PUT,
+        url: &url,
+        content_type: CONTENT_TYPE,
+        bearer: None,
+        body: run_text(tenant, run),
+    })
+    .map_err(|e| PushError::Http {
+        url: e.url,
+        message: e.message,
+    })
 }
 
-/// A label value as one URL path segment: the Pushgateway's grouping key is in the path.
 fn path_segment(value: &str) -> String {
     value
         .bytes()
@@ -418,18 +397,6 @@ fn path_segment(value: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// A URL as logs may show it: `user:password@` taken out.
-fn hide_credentials(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -520,7 +487,7 @@ mod tests {
     fn grouping_key_and_logged_url_are_safe() {
         assert_eq!(path_segment("Autos del Sur/2"), "Autos%20del%20Sur%2F2");
         assert_eq!(
-            hide_credentials("https://u:secret@gw.example:9091/metrics/job/dropsync"),
+            deliver::hide_credentials("https://u:secret@gw.example:9091/metrics/job/dropsync"),
             "https://gw.example:9091/metrics/job/dropsync"
         );
     }

@@ -5,7 +5,7 @@
 //! whose inputs did not change stand on its last full pass; `staging` writes what
 //! analysts read; `work` holds the types they hand each other; `error` is what stops a run. `watch` drives runs from drops and a schedule;
 //! `alerts` is the one policy both use; `metrics` is what Prometheus scrapes from `serve` and
-//! what a scheduled run pushes to a Pushgateway; `explain`, `check`, `serve` and `bench` read or
+//! what a scheduled run pushes to a Pushgateway; `lineage` the OpenLineage events of a run; `explain`, `check`, `serve` and `bench` read or
 //! exercise what runs leave; `gen` makes synthetic drops for tests and benchmarks; `deploy`
 //! writes the Kubernetes manifests that schedule every tenant's runs.
 
@@ -18,6 +18,7 @@ pub mod deploy;
 mod error;
 pub mod explain;
 pub mod gen;
+pub mod lineage;
 mod meter;
 pub mod metrics;
 mod prefetch;

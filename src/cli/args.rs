@@ -121,6 +121,16 @@ pub struct RunArgs {
         hide_env_values = true
     )]
     pub pushgateway: Option<String>,
+    /// Send the run's OpenLineage events (START, then COMPLETE or FAIL: the files read, the
+    /// CRM tables written) to this collector, at URL/api/v1/lineage; the API key, if any, in
+    /// DROPSYNC_OPENLINEAGE_API_KEY.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "DROPSYNC_OPENLINEAGE_URL",
+        hide_env_values = true
+    )]
+    pub openlineage: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -363,6 +373,9 @@ pub struct DeployArgs {
     /// Pushgateway base URL each run pushes its outcome to.
     #[arg(long, value_name = "URL")]
     pub pushgateway: Option<String>,
+    /// OpenLineage collector each run sends its events to.
+    #[arg(long, value_name = "URL")]
+    pub openlineage: Option<String>,
     /// Write the manifests to this file instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub write: Option<PathBuf>,

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use super::args::{ApproveArgs, DemoArgs, PlanArgs, RunArgs, WatchArgs};
 use super::exit::Exit;
 use super::print;
-use crate::app::metrics;
 use crate::app::run::{self, RunOptions, RunStatus};
 use crate::app::watch::{self, WatchOptions};
+use crate::app::{lineage, metrics};
 
 pub fn run(mut args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
     let tenant = args.ws.resolve()?;
@@ -25,14 +25,29 @@ pub fn run(mut args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
     };
     // Loaded apart from the run, so a run that fails on its recipes still alerts when the
     // alert spec itself reads.
-    let alert_spec = crate::config::load_dir(&opts.recipes)
-        .ok()
-        .map(|r| r.pipeline.alerts);
+    let recipes = crate::config::load_dir(&opts.recipes).ok();
+    let label = super::tenant::label(tenant.as_ref());
+    // A dry run is a plan, not the night's run: lineage and the gateway hear of real runs.
+    let lineage = args
+        .openlineage
+        .as_deref()
+        .filter(|u| !u.is_empty() && !args.dry_run)
+        .and_then(|url| Lineage::start(url, label, &opts.inbox));
     let started = std::time::SystemTime::now();
     let result = run::run(&opts);
-    if let Some(spec) = &alert_spec {
-        crate::app::alerts::after_run(spec, result.as_ref());
+    if let Some(r) = &recipes {
+        crate::app::alerts::after_run(&r.pipeline.alerts, result.as_ref());
     }
+    let crm = recipes
+        .as_ref()
+        .map(|r| lineage::crm_place(&r.pipeline.target, &opts.out));
+    let ending = |report, exit: Exit, error| lineage::Ending {
+        report,
+        exit_code: exit as i32,
+        error,
+        crm: crm.clone(),
+        recipes: recipes.as_ref(),
+    };
     let (exit, pushed) = match result {
         Ok(report) => {
             if args.json {
@@ -41,6 +56,9 @@ pub fn run(mut args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
                 print::run_table(&report);
             }
             let exit = outcome(&report, &opts.inbox);
+            if let Some(l) = &lineage {
+                l.end(&ending(Some(&report), exit, None));
+            }
             (Ok(exit), run_outcome(Some(&report), exit, started))
         }
         Err(e) => {
@@ -49,18 +67,63 @@ pub fn run(mut args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
             }
             let e = anyhow::Error::from(e);
             let exit = super::exit::exit_for(&e);
+            if let Some(l) = &lineage {
+                l.end(&ending(None, exit, Some(print::error_message(&e))));
+            }
             (Err(e), run_outcome(None, exit, started))
         }
     };
-    // A dry run is a plan, not the night's run: the gateway keeps the last real one.
     let gateway = args.pushgateway.as_deref().filter(|u| !u.is_empty());
     if let Some(url) = gateway.filter(|_| !args.dry_run) {
-        if let Err(e) = metrics::push(url, super::tenant::label(tenant.as_ref()), &pushed) {
+        if let Err(e) = metrics::push(url, label, &pushed) {
             tracing::warn!(error = %e, "run metrics not pushed");
         }
     }
     exit
 }
+
+/// A run's OpenLineage events: START sent when made, the end event when the run ended. A
+/// collector that cannot be reached is a warning, never the run's outcome.
+struct Lineage {
+    run: lineage::LineageRun,
+    url: String,
+    /// From `DROPSYNC_OPENLINEAGE_API_KEY` (a secret: never a flag).
+    api_key: Option<String>,
+}
+
+impl Lineage {
+    fn start(url: &str, job: &str, inbox: &std::path::Path) -> Option<Lineage> {
+        let run = match lineage::LineageRun::new(job, inbox) {
+            Ok(run) => run,
+            Err(e) => {
+                tracing::warn!(error = %e, "no lineage events for this run");
+                return None;
+            }
+        };
+        let l = Lineage {
+            run,
+            url: url.to_string(),
+            api_key: std::env::var(LINEAGE_KEY_ENV)
+                .ok()
+                .filter(|k| !k.is_empty()),
+        };
+        l.send(&l.run.start());
+        Some(l)
+    }
+
+    fn end(&self, ending: &lineage::Ending) {
+        self.send(&self.run.end(ending));
+    }
+
+    fn send(&self, event: &serde_json::Value) {
+        if let Err(e) = lineage::send(&self.url, self.api_key.as_deref(), event) {
+            tracing::warn!(error = %e, event = %event["eventType"], "lineage event not delivered");
+        }
+    }
+}
+
+/// The environment variable holding the OpenLineage collector's API key, if it wants one.
+const LINEAGE_KEY_ENV: &str = "DROPSYNC_OPENLINEAGE_API_KEY";
 
 /// What a run that ended (or failed) pushes to a Pushgateway.
 fn run_outcome(

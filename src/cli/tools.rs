@@ -55,6 +55,7 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<Exit> {
         claim: args.claim,
         storage: args.storage,
         pushgateway: args.pushgateway,
+        openlineage: args.openlineage,
     };
     let docs = deploy::manifests(&opts)?;
     let text = deploy::render(&opts, &docs);

@@ -66,6 +66,9 @@ pub struct DeployOptions {
     pub storage: String,
     /// Pushgateway base URL each run pushes its outcome to.
     pub pushgateway: Option<String>,
+    /// OpenLineage collector each run sends its events to (its API key, if any, belongs in a
+    /// Secret as `DROPSYNC_OPENLINEAGE_API_KEY`).
+    pub openlineage: Option<String>,
 }
 
 /// Every manifest, in apply order: namespace, volume, status page, one CronJob per tenant.
@@ -198,6 +201,9 @@ fn cron_job(opts: &DeployOptions, t: &Tenant) -> Value {
     let mut env = vec![json!({ "name": "DROPSYNC_TENANTS", "value": TENANTS_IN_POD })];
     if let Some(url) = &opts.pushgateway {
         env.push(json!({ "name": "DROPSYNC_PUSHGATEWAY_URL", "value": url }));
+    }
+    if let Some(url) = &opts.openlineage {
+        env.push(json!({ "name": "DROPSYNC_OPENLINEAGE_URL", "value": url }));
     }
     let mut spec = json!({
         "schedule": opts.schedule,

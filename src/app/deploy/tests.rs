@@ -14,6 +14,7 @@ fn options(tenants: PathBuf) -> DeployOptions {
         claim: "dropsync-data".into(),
         storage: "50Gi".into(),
         pushgateway: Some("http://pushgateway.monitoring:9091".into()),
+        openlineage: Some("http://marquez.lineage:5000".into()),
     }
 }
 
@@ -99,8 +100,15 @@ fn no_secret_value_is_written_into_a_manifest() {
     }
     env_names.sort();
     env_names.dedup();
-    // Where the tenants file is, and where to push: the rest comes from Secrets.
-    assert_eq!(env_names, ["DROPSYNC_PUSHGATEWAY_URL", "DROPSYNC_TENANTS"]);
+    // Where the tenants file is, and where to report: the rest comes from Secrets.
+    assert_eq!(
+        env_names,
+        [
+            "DROPSYNC_OPENLINEAGE_URL",
+            "DROPSYNC_PUSHGATEWAY_URL",
+            "DROPSYNC_TENANTS"
+        ]
+    );
 }
 
 #[test]
