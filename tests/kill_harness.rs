@@ -25,16 +25,7 @@ use std::time::{Duration, Instant};
 
 use dropsync_testkit::crm::FakeCrm;
 use dropsync_testkit::postgres::TestDb;
-use support::{repo, sqlite_dump, Workdir, WORKSPACE};
-
-const ENTITIES: [&str; 6] = [
-    "clientes",
-    "sucursales",
-    "usuarios",
-    "ventas",
-    "unidades",
-    "servicios",
-];
+use support::{env_num, repo, sqlite_dump, Rng, Workdir, ENTITIES, WORKSPACE};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Step {
@@ -310,28 +301,6 @@ fn state_of(target: &dyn Target, tag: &str, w: &Workdir) -> String {
         }
     }
     out.join("\n")
-}
-
-/// A small seeded generator (xorshift): the same seed kills at the same delays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// Kills every step but the last at a random moment, then checks the result against the

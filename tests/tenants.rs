@@ -18,7 +18,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use dropsync_testkit::postgres::TestDb;
-use support::{repo, sqlite_dump};
+use support::{env_num, repo, sqlite_dump, Rng, ENTITIES};
 
 const WORKERS: usize = 3;
 
@@ -137,14 +137,7 @@ fn state_of(out: &Path) -> String {
         sqlite_dump(&out.join("staging.sqlite"), &[]),
     ];
     let state = dropsync::state::State::open(out).unwrap();
-    for e in [
-        "clientes",
-        "sucursales",
-        "usuarios",
-        "ventas",
-        "unidades",
-        "servicios",
-    ] {
+    for e in ENTITIES {
         let ids = state.snapshot_ids(e).unwrap().map(|mut ids| {
             ids.sort();
             ids
@@ -152,25 +145,6 @@ fn state_of(out: &Path) -> String {
         parts.push(format!("== snapshot {e}: {ids:?}"));
     }
     parts.join("\n")
-}
-
-/// xorshift: the kill moments, repeatable from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn unit(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// The runs of a workspace, oldest first: (run id, started, finished, status).

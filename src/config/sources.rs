@@ -137,23 +137,34 @@ fn render(diags: &[Diagnostic]) -> String {
         .join("\n")
 }
 
+/// A config file's text and value, every unknown key and type mistake reported at once with
+/// its line (the text stays for the caller's own checks of meaning).
+pub(super) fn read_checked<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<(String, T), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let loaded = every_key::deserialize::<T>(&SourceMap {
+        file: path,
+        text: &text,
+    });
+    match loaded.value {
+        Some(value) if loaded.diagnostics.is_empty() => Ok((text, value)),
+        _ => Err(ConfigError::Invalid(loaded.diagnostics)),
+    }
+}
+
 /// Loads the sources config; a missing file means all defaults (local folder only).
 pub fn load(path: &Path) -> Result<SourcesFile, ConfigError> {
     if !path.exists() {
         return Ok(toml::from_str("").expect("all fields have defaults"));
     }
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let (text, file) = read_checked::<SourcesFile>(path)?;
     let map = SourceMap {
         file: path,
         text: &text,
-    };
-    let loaded = every_key::deserialize::<SourcesFile>(&map);
-    let file = match loaded.value {
-        Some(file) if loaded.diagnostics.is_empty() => file,
-        _ => return Err(ConfigError::Invalid(loaded.diagnostics)),
     };
     if let Some(c) = &file.schedule.cron {
         if let Err(e) = c.parse::<croner::Cron>() {

@@ -29,7 +29,6 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::diagnostic::{Diagnostic, SourceMap};
-use super::every_key;
 use super::sources::ConfigError;
 
 /// Longest tenant name: a Kubernetes CronJob name is at most 52 characters, and the
@@ -162,18 +161,10 @@ pub fn load(path: &Path) -> Result<Tenants, TenantError> {
     if !path.is_file() {
         return Err(TenantError::NoFile(path.to_path_buf()));
     }
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let (text, file) = super::sources::read_checked::<TenantsFile>(path)?;
     let map = SourceMap {
         file: path,
         text: &text,
-    };
-    let loaded = every_key::deserialize::<TenantsFile>(&map);
-    let file = match loaded.value {
-        Some(file) if loaded.diagnostics.is_empty() => file,
-        _ => return Err(ConfigError::Invalid(loaded.diagnostics).into()),
     };
     let base = path.parent().unwrap_or(Path::new(""));
     let mut diags = Vec::new();

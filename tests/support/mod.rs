@@ -444,3 +444,36 @@ pub fn sample_drop(w: &Workdir) {
         }
     }
 }
+
+/// The entities of the shipped recipes, parents first.
+pub const ENTITIES: [&str; 6] = [
+    "clientes",
+    "sucursales",
+    "usuarios",
+    "ventas",
+    "unidades",
+    "servicios",
+];
+
+/// A small seeded generator (xorshift): the same seed kills at the same moments.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// A number from the environment (a seed, a count), or `default`.
+pub fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
