@@ -62,3 +62,57 @@ fn bench_prints_three_runs_and_the_baseline_ratio() {
         assert!(v.is_finite() && v > 0.0, "{ratio_row:?}");
     }
 }
+
+/// `bench --dealers N`: each size also run as N tenants at once; the CRM rows every wave
+/// wrote are exact (all rows, then the generator's changes, then nothing).
+#[test]
+fn bench_runs_many_dealers_at_once_and_writes_exactly_their_changes() {
+    let w = support::Workdir::new();
+    let o = w.cmd(&[
+        "-q",
+        "bench",
+        "--sizes",
+        "150",
+        "--dealers",
+        "3",
+        "--dir",
+        "bw",
+        "--recipes",
+        "recipes",
+        "--report",
+        "r.md",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(w.path().join("r.md")).unwrap();
+    assert!(
+        text.contains("| N clients | tenants | runs at a time |"),
+        "{text}"
+    );
+    let row: Vec<String> = text
+        .lines()
+        .find(|l| l.starts_with("| 150 | 3 |"))
+        .unwrap_or_else(|| panic!("no dealers row in {text}"))
+        .split('|')
+        .map(|c| c.trim().to_string())
+        .collect();
+    let written: Vec<u64> = row[10].split(" / ").map(|n| n.parse().unwrap()).collect();
+    let mut first_rows = 0u64;
+    let mut changes = 0u64;
+    for i in 0..3 {
+        let dir = w.path().join(format!("bw/dealers-n150/dealer-{i:03}"));
+        let day1 = dropsync::app::gen::Manifest::load(&dir.join("day1")).unwrap();
+        first_rows += day1.entities.values().map(|e| e.rows as u64).sum::<u64>();
+        let day2 = dropsync::app::gen::Manifest::load(&dir.join("day2")).unwrap();
+        changes += day2
+            .changes
+            .unwrap()
+            .values()
+            .map(|c| (c.inserted + c.updated + c.deleted) as u64)
+            .sum::<u64>();
+    }
+    assert_eq!(written, [first_rows, changes, 0], "{text}");
+    assert_eq!(row[11].parse::<u64>().unwrap(), changes);
+    for cell in [&row[4], &row[6], &row[8]] {
+        assert!(cell.parse::<f64>().unwrap() > 0.0, "{cell}");
+    }
+}

@@ -290,6 +290,10 @@ pub struct BenchArgs {
     /// Env var holding a PostgreSQL URL: also measure the PostgreSQL apply.
     #[arg(long, value_name = "VAR")]
     pub pg_url_env: Option<String>,
+    /// Also run each size as N tenants at once, one run per core (the capacity of an
+    /// installation serving many dealers).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub dealers: usize,
 }
 
 #[derive(Args, Debug)]

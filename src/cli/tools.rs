@@ -31,6 +31,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<Exit> {
         seed: args.seed,
         report: args.report,
         pg_url_env: args.pg_url_env,
+        dealers: args.dealers,
     })?;
     outln!("{table}");
     Ok(Exit::Ok)

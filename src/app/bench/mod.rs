@@ -5,7 +5,10 @@
 //! each in a fresh child process of this binary (so peak RSS is per run): the first full
 //! load, an identical rerun, and the rerun on the 1% snapshot. The baseline is polars' own
 //! CSV reader on the same next-snapshot files, with `;`, decimal comma and date parsing of the
-//! columns the recipes type. Timings are printed, never asserted.
+//! columns the recipes type. Timings are printed, never asserted. With `--dealers N`, each
+//! size is also run as N tenants at once (`dealers`): the capacity of an installation.
+
+mod dealers;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,6 +39,8 @@ pub struct BenchOptions {
     /// Env var with a PostgreSQL URL: also measure the PostgreSQL apply (COPY path vs a
     /// naive row-by-row upsert of the same rows).
     pub pg_url_env: Option<String>,
+    /// Also run each size as this many tenants at once (0: not measured).
+    pub dealers: usize,
 }
 
 /// One measured run.
@@ -150,7 +155,36 @@ pub fn run(opts: &BenchOptions) -> Result<String, BenchError> {
             ));
         }
     }
-    let report = format!("{table}{ratios}{pg}");
+    let mut many = String::new();
+    if opts.dealers > 0 {
+        many.push_str("\n| N clients | tenants | runs at a time | first loads s | first loads per core-hour | 1% reruns s | 1% reruns per core-hour | identical s | identical per core-hour | CRM rows written (first / 1% / identical) | 1% rows expected |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for &n in &opts.sizes {
+            let d = dealers::measure(
+                &exe,
+                &opts.recipes,
+                &opts.dir.join(format!("dealers-n{n}")),
+                n,
+                opts.dealers,
+                opts.seed,
+            )?;
+            many.push_str(&format!(
+                "| {n} | {} | {} | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} | {:.0} | {} / {} / {} | {} |\n",
+                d.tenants,
+                d.workers,
+                d.first.seconds,
+                d.per_core_hour(&d.first),
+                d.rerun.seconds,
+                d.per_core_hour(&d.rerun),
+                d.identical.seconds,
+                d.per_core_hour(&d.identical),
+                d.first.crm_rows_written,
+                d.rerun.crm_rows_written,
+                d.identical.crm_rows_written,
+                d.expected_changes,
+            ));
+        }
+    }
+    let report = format!("{table}{ratios}{pg}{many}");
     if let Some(path) = &opts.report {
         std::fs::write(path, &report).map_err(fail)?;
     }
