@@ -488,3 +488,85 @@ fn a_tenant_held_in_postgres_by_another_machine_is_refused() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains(&db.env_var));
 }
+
+/// The tenant's lock lost mid-run (its PostgreSQL session ended, as on a server restart or a
+/// network cut): the run stops before the journal, the point of no return, so nothing reaches
+/// the CRM; the next run does the work.
+#[test]
+fn a_run_that_lost_its_cluster_lock_stops_before_the_crm() {
+    use std::io::{BufRead, BufReader};
+    let db = TestDb::new("tenants_lock_lost");
+    let names = ["norte".to_string()];
+    let site = Site::with_lock(&names, Some(&db.env_var));
+    let drops = tempfile::tempdir().unwrap();
+    site.drop_into("norte", &snapshots(drops.path(), 5)[0]);
+    let mut child = site
+        .cmd("norte", &["run"])
+        .env("DROPSYNC_PAUSEPOINT", "before-journal-commit:5000")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "ended early: {seen}"
+        );
+        seen.push_str(&line);
+        if line.contains("pausepoint before-journal-commit") {
+            break;
+        }
+    }
+    let ended: i64 = db
+        .client()
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name LIKE 'dropsync norte pid %' \
+             AND datname = current_database()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ended, 1, "the run's lock session");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{seen}{rest}");
+    assert!(
+        rest.contains("tenant norte's lock in PostgreSQL was lost during the run"),
+        "{rest}"
+    );
+    let out = site.out("norte");
+    let state = dropsync::state::State::open(&out).unwrap();
+    assert_eq!(
+        state.snapshot_ids("clientes").unwrap(),
+        None,
+        "no snapshot advanced"
+    );
+    assert!(state.pending().unwrap().is_empty(), "no journal committed");
+    let crm_rows = support::rows_in(
+        &out.join("crm.sqlite"),
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'clientes'",
+    );
+    if crm_rows == ["1"] {
+        let n = support::rows_in(&out.join("crm.sqlite"), "SELECT count(*) FROM clientes");
+        assert_eq!(n, ["0"], "the CRM was written");
+    }
+    drop(state);
+
+    let o = output(&mut site.cmd("norte", &["run", "--json"]));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let inserted = report["entities"]["clientes"]["inserted"].as_u64().unwrap();
+    assert!(inserted > 0);
+    let n = support::rows_in(&out.join("crm.sqlite"), "SELECT count(*) FROM clientes");
+    assert_eq!(n, [inserted.to_string()]);
+}

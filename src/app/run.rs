@@ -30,6 +30,7 @@ use crate::model::{EntityStatus, EntitySummary, FileStatus, Issue, RunState};
 use crate::read::{read_loaded, Loaded, RawTable, ReadError};
 use crate::sources::{self, EntityFile};
 use crate::stage::staging_db::Staging;
+use crate::state::cluster_lock::ClusterLockGuard;
 use crate::state::journal::JournaledEntity;
 use crate::state::{EntityInputs, State};
 use crate::support::failpoint::failpoint;
@@ -91,7 +92,15 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
         }
     }
     tracing::info!(run_id = %run_id, files = files.len(), "run started");
-    let result = process(opts, &recipes, &files, &state, &run_id, started);
+    let result = process(
+        opts,
+        &recipes,
+        &files,
+        &state,
+        &run_id,
+        started,
+        _cluster.as_ref(),
+    );
     if let Err(e) = &result {
         if !opts.dry_run && !matches!(e, PipelineError::Stopped { .. }) {
             // The status page and `runs` must say why; the next run redoes the work anyway.
@@ -114,6 +123,7 @@ fn process(
     state: &State,
     run_id: &str,
     started: Instant,
+    cluster: Option<&ClusterLockGuard>,
 ) -> Result<RunReport, PipelineError> {
     let progress = Progress::new(opts.progress, files.len());
     let mut so_far = SoFar::new(run_id, opts.dry_run);
@@ -288,6 +298,7 @@ fn process(
             run_id,
             progress: &progress,
             started,
+            cluster,
         };
         cx.complete(so_far, journaled, sheets, to_staging, staging)
     })
@@ -301,6 +312,8 @@ struct Ending<'a> {
     run_id: &'a str,
     progress: &'a Progress,
     started: Instant,
+    /// The tenant's cluster-wide lock, checked still held before the point of no return.
+    cluster: Option<&'a ClusterLockGuard>,
 }
 
 impl Ending<'_> {
@@ -321,10 +334,17 @@ impl Ending<'_> {
             run_id,
             progress,
             started,
+            cluster,
         } = *self;
         let inputs = std::mem::take(&mut so_far.inputs);
         let mut report = so_far.into_report();
         let sheets = sheets.finish(recipes, state, &report, &opts.out)?;
+        // The journal is the point of no return: a run whose cluster lock was lost meanwhile
+        // (its PostgreSQL session ended) may no longer be alone, and stops before it.
+        failpoint("before-journal-commit");
+        if let Some(lock) = cluster {
+            lock.ensure_held()?;
+        }
         let t = Instant::now();
         let journal = apply::commit_journal(state, run_id, journaled, &report)?;
         report.timings.snapshot += t.elapsed().as_secs_f64();

@@ -212,7 +212,8 @@ impl ExitCode for LockError {
             LockError::Busy { .. }
             | LockError::Io { .. }
             | LockError::ClusterBusy { .. }
-            | LockError::ClusterUnavailable { .. } => Exit::Failure,
+            | LockError::ClusterUnavailable { .. }
+            | LockError::ClusterLost { .. } => Exit::Failure,
         }
     }
 }
@@ -352,6 +353,7 @@ mod tests {
             Failure => LockError::Io { path: path(), source: io() },
             Failure => LockError::ClusterBusy { tenant: s(), holder: s() },
             Failure => LockError::ClusterUnavailable { tenant: s(), message: s() },
+            Failure => LockError::ClusterLost { tenant: s(), message: s() },
             Failure => SinkError::Transient { target: s(), message: s() },
             Failure => sink(),
             Config => PipelineError::Recipe(recipe()),

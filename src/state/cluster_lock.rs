@@ -32,7 +32,28 @@ impl fmt::Debug for ClusterLock {
 
 /// Held for as long as the value lives: dropping it closes the session, which releases it.
 pub struct ClusterLockGuard {
-    _session: Client,
+    tenant: String,
+    /// The session that holds the lock (behind a lock of its own: checking it needs `&mut`).
+    session: std::sync::Mutex<Client>,
+}
+
+impl ClusterLockGuard {
+    /// Fails unless the session holding the lock is still alive. A session that ended (a
+    /// restart of the server, a network cut long enough for keepalives to give up) took the
+    /// lock with it, and another worker may hold it now: the run must not go on to the CRM.
+    pub fn ensure_held(&self) -> Result<(), LockError> {
+        let mut session = self
+            .session
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match session.simple_query("SELECT 1") {
+            Ok(_) => Ok(()),
+            Err(e) => Err(LockError::ClusterLost {
+                tenant: self.tenant.clone(),
+                message: e.to_string(),
+            }),
+        }
+    }
 }
 
 impl ClusterLock {
@@ -66,6 +87,12 @@ impl ClusterLock {
             hostname()
         );
         config.application_name(truncate(&name, 63));
+        // An unreachable server fails the run in seconds, not after the kernel's minutes; a
+        // silent network cut ends the session (and so the lock) within about a minute.
+        config
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .keepalives(true)
+            .keepalives_idle(std::time::Duration::from_secs(30));
         let mut session = config.connect(NoTls).map_err(|e| unavailable(&e))?;
         let key = self.key();
         let got: bool = session
@@ -73,7 +100,10 @@ impl ClusterLock {
             .map_err(|e| unavailable(&e))?
             .get(0);
         if got {
-            return Ok(ClusterLockGuard { _session: session });
+            return Ok(ClusterLockGuard {
+                tenant: self.tenant.clone(),
+                session: std::sync::Mutex::new(session),
+            });
         }
         // pg_locks shows a bigint key as its two halves (classid high, objid low).
         let (high, low) = ((key as u64 >> 32) as u32, key as u64 as u32);
@@ -194,6 +224,24 @@ mod tests {
                 Err(e) => panic!("still held after the session ended: {e}"),
             }
         }
+    }
+
+    #[test]
+    fn a_lock_whose_session_ended_is_known_lost() {
+        let db = TestDb::new("cluster_lock_lost");
+        let guard = lock(&db, "norte").acquire().unwrap();
+        guard.ensure_held().unwrap();
+        db.client()
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name LIKE 'dropsync norte pid %' \
+                 AND datname = current_database()",
+                &[],
+            )
+            .unwrap();
+        let err = guard.ensure_held().unwrap_err();
+        assert!(matches!(err, LockError::ClusterLost { .. }), "{err}");
+        assert!(err.to_string().contains("tenant norte"), "{err}");
     }
 
     #[test]

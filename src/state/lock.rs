@@ -22,6 +22,10 @@ pub enum LockError {
     /// The lock server is down or refuses us: no run may start without knowing it is alone.
     #[error("cannot take tenant {tenant}'s lock in PostgreSQL: {message}; nothing was done (check the server and the URL in the variable the tenants file's [lock] names)")]
     ClusterUnavailable { tenant: String, message: String },
+    /// The session holding the tenant's lock ended during the run (checked before the
+    /// journal commits, so nothing reached the CRM).
+    #[error("tenant {tenant}'s lock in PostgreSQL was lost during the run ({message}); it stopped before writing to the CRM: run it again")]
+    ClusterLost { tenant: String, message: String },
 }
 
 /// Held for as long as the value lives.
