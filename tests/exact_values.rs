@@ -147,6 +147,7 @@ fn run(recipes: &Path, inbox: &Path, out: &Path) -> RunReport {
         progress: false,
         stop: None,
         cluster: None,
+        remote: None,
     })
     .unwrap()
 }

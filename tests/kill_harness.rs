@@ -142,34 +142,7 @@ impl Target for Postgres {
         cfg
     }
     fn dump(&self, tag: &str, _w: &Workdir) -> String {
-        let mut c = self.dbs[tag].client();
-        // The CRM schema and the staging schema the target also keeps.
-        let tables: Vec<(String, String)> = c
-            .query(
-                "SELECT table_schema, table_name FROM information_schema.tables \
-                 WHERE table_schema IN ('crm', 'staging') ORDER BY 1, 2",
-                &[],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        let mut out = Vec::new();
-        for (schema, t) in tables {
-            out.push(format!("== {schema}.{t}"));
-            for r in c
-                .query(
-                    &format!(
-                        "SELECT (to_jsonb(x) - '_created_run' - '_updated_run' - '_deleted_run')::text FROM {schema}.\"{t}\" x ORDER BY id"
-                    ),
-                    &[],
-                )
-                .unwrap()
-            {
-                out.push(r.get(0));
-            }
-        }
-        out.join("\n")
+        support::pg_dump(&self.dbs[tag])
     }
 }
 

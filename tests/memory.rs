@@ -85,6 +85,7 @@ fn peak_of_first_load(w: &Workdir) -> usize {
         progress: false,
         stop: None,
         cluster: None,
+        remote: None,
     };
     let before = HELD.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);

@@ -539,6 +539,7 @@ mod watch {
             progress: false,
             stop: None,
             cluster: None,
+            remote: None,
         })
         .unwrap();
         assert_eq!(report.status.as_str(), "ok");
@@ -569,6 +570,7 @@ mod watch {
             config,
             folders: None,
             cluster: None,
+            remote: None,
             recipes: recipes(),
             out: out.clone(),
             once: true,

@@ -47,6 +47,7 @@ mod samples {
             progress: false,
             stop: None,
             cluster: None,
+            remote: None,
         })
         .unwrap()
     }

@@ -44,13 +44,20 @@ impl Site {
 
     /// With `[lock]` naming `lock_env`, the variable holding a PostgreSQL URL.
     fn with_lock(names: &[String], lock_env: Option<&str>) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let mut toml = lock_env
+        let header = lock_env
             .map(|v| format!("[lock]\npostgres_url_env = \"{v}\"\n\n"))
             .unwrap_or_default();
+        Site::with(names, &header, &repo().join("recipes"))
+    }
+
+    /// A tenants file starting with `header` (e.g. `[lock]`, `[state]`), every tenant on
+    /// `recipes`.
+    fn with(names: &[String], header: &str, recipes: &Path) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let mut toml = header.to_string();
         toml.push_str(&format!(
             "[defaults]\nrecipes = \"{}\"\ninbox = \"{{tenant}}/inbox\"\nout = \"{{tenant}}/out\"\n",
-            repo().join("recipes").display()
+            recipes.display()
         ));
         for n in names {
             toml.push_str(&format!("\n[tenants.{n}]\n"));
@@ -161,6 +168,67 @@ fn runs(out: &Path) -> Vec<(String, String, Option<String>, String)> {
         .collect()
 }
 
+/// Every worker of every tenant, started at once; some die at a random moment within
+/// `kill_within` seconds. Returns
+/// (killed, refused because another held the tenant); any other ending fails the test.
+fn wave(
+    rng: &mut Rng,
+    names: &[String],
+    kill_within: f64,
+    spawn: &dyn Fn(&str) -> Command,
+) -> (usize, usize) {
+    let (mut killed, mut refused) = (0, 0);
+    let mut wave: Vec<(String, Child, Option<Duration>)> = Vec::new();
+    for name in names {
+        for _ in 0..WORKERS {
+            let child = spawn(name)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let kill_at =
+                (rng.unit() < 0.4).then(|| Duration::from_secs_f64(rng.unit() * kill_within));
+            wave.push((name.clone(), child, kill_at));
+        }
+    }
+    let start = Instant::now();
+    let mut left: Vec<_> = wave.into_iter().map(Some).collect();
+    while left.iter().any(Option::is_some) {
+        for slot in left.iter_mut() {
+            let (name, child, kill_at) = slot.as_mut().unwrap_or_else(|| unreachable!());
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read;
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                match status.code() {
+                    Some(0) => {}
+                    Some(1)
+                        if err.contains("is being worked on by another dropsync")
+                            || err.contains("another dropsync is working") =>
+                    {
+                        refused += 1
+                    }
+                    other => panic!("{name}: worker ended {other:?}: {err}"),
+                }
+                *slot = None;
+            } else if kill_at.is_some_and(|at| start.elapsed() >= at) {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                killed += 1;
+                *slot = None;
+            }
+        }
+        left.retain(Option::is_some);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (killed, refused)
+}
+
 #[test]
 fn workers_started_at_once_and_killed_leave_each_tenant_as_one_worker_would() {
     let n = env_num("DROPSYNC_TENANTS_N", 20) as usize;
@@ -195,55 +263,9 @@ fn workers_started_at_once_and_killed_leave_each_tenant_as_one_worker_would() {
         for (name, snaps) in names.iter().zip(&drops) {
             site.drop_into(name, &snaps[step]);
         }
-        // Every worker of every tenant, started at once; some die at a random moment.
-        let mut wave: Vec<(String, Child, Option<Duration>)> = Vec::new();
-        for name in &names {
-            for _ in 0..WORKERS {
-                let child = site
-                    .cmd(name, &["run"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                let kill_at = (rng.unit() < 0.4).then(|| Duration::from_secs_f64(rng.unit() * 3.0));
-                wave.push((name.clone(), child, kill_at));
-            }
-        }
-        let start = Instant::now();
-        let mut left: Vec<_> = wave.into_iter().map(Some).collect();
-        while left.iter().any(Option::is_some) {
-            for slot in left.iter_mut() {
-                let (name, child, kill_at) = slot.as_mut().unwrap_or_else(|| unreachable!());
-                if let Some(status) = child.try_wait().unwrap() {
-                    let mut err = String::new();
-                    use std::io::Read;
-                    child
-                        .stderr
-                        .take()
-                        .unwrap()
-                        .read_to_string(&mut err)
-                        .unwrap();
-                    match status.code() {
-                        Some(0) => {}
-                        Some(1)
-                            if err.contains("is being worked on by another dropsync")
-                                || err.contains("another dropsync is working") =>
-                        {
-                            refused += 1
-                        }
-                        other => panic!("{name}: worker ended {other:?}: {err}"),
-                    }
-                    *slot = None;
-                } else if kill_at.is_some_and(|at| start.elapsed() >= at) {
-                    child.kill().unwrap();
-                    child.wait().unwrap();
-                    killed += 1;
-                    *slot = None;
-                }
-            }
-            left.retain(Option::is_some);
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let (k, r) = wave(&mut rng, &names, 3.0, &|name| site.cmd(name, &["run"]));
+        killed += k;
+        refused += r;
         // The scheduler's next attempt: one worker per tenant, which finishes what a killed
         // one left (or finds nothing to do).
         for name in &names {
@@ -569,4 +591,206 @@ fn a_run_that_lost_its_cluster_lock_stops_before_the_crm() {
     assert!(inserted > 0);
     let n = support::rows_in(&out.join("crm.sqlite"), "SELECT count(*) FROM clientes");
     assert_eq!(n, [inserted.to_string()]);
+}
+
+/// With `[state]`, a worker on a fresh folder (nothing on its disk) continues a tenant that
+/// another worker started: the first is killed right after its CRM upserts, a second on
+/// another folder runs the next drop, a third on yet another folder the one after; the CRM
+/// (PostgreSQL) equals that of one uninterrupted worker.
+#[test]
+fn a_worker_on_a_fresh_folder_continues_what_another_started() {
+    let state_db = TestDb::new("tenants_state");
+    let crm_db = TestDb::new("tenants_state_crm");
+    let ref_db = TestDb::new("tenants_state_ref");
+    let recipes_dir = tempfile::tempdir().unwrap();
+    let recipes = support::recipes_with(
+        &recipes_dir.path().join("shared"),
+        &support::postgres_target(&crm_db.env_var),
+    );
+    let ref_recipes = support::recipes_with(
+        &recipes_dir.path().join("reference"),
+        &support::postgres_target(&ref_db.env_var),
+    );
+    let names = ["norte".to_string()];
+    let header = format!("[state]\npostgres_url_env = \"{}\"\n\n", state_db.env_var);
+    let drops = tempfile::tempdir().unwrap();
+    let snaps = snapshots(drops.path(), 9);
+
+    let reference = Site::with(&names, "", &ref_recipes);
+    for snap in &snaps {
+        reference.drop_into("norte", snap);
+        let o = output(&mut reference.cmd("norte", &["run"]));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    // Machine A: killed once its CRM upserts are in (after its journal was published).
+    let a = Site::with(&names, &header, &recipes);
+    a.drop_into("norte", &snaps[0]);
+    let o = output(
+        a.cmd("norte", &["run"])
+            .env("DROPSYNC_FAILPOINT", "after-upserts"),
+    );
+    assert_eq!(
+        o.status.code(),
+        None,
+        "aborted: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // Machines B and C: fresh folders.
+    for (i, snap) in snaps.iter().enumerate().skip(1) {
+        let fresh = Site::with(&names, &header, &recipes);
+        assert!(!fresh.out("norte").exists());
+        fresh.drop_into("norte", snap);
+        let o = output(&mut fresh.cmd("norte", &["run", "--json"]));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "snapshot {i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(fresh.out("norte").join("state/state.sqlite").is_file());
+    }
+    assert_eq!(support::pg_dump(&crm_db), support::pg_dump(&ref_db));
+    // The runs recorded: A's (completed by B), B's and C's.
+    let published: i64 = state_db
+        .client()
+        .query_one(
+            "SELECT generation FROM dropsync_state.heads WHERE tenant = 'norte'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(published >= 4, "generation {published}");
+}
+
+/// Stateless workers: with `[state]`, every worker starts on a fresh folder of its own (as a
+/// pod on any node would), the state and the CRM in PostgreSQL. Workers started at once for
+/// every tenant and killed at random moments, over three snapshots, leave each tenant's CRM
+/// and staging schema as one uninterrupted worker does. Tenants:
+/// `DROPSYNC_STATE_TENANTS_N` (default 20).
+#[test]
+fn stateless_workers_killed_at_random_leave_each_tenant_as_one_worker_would() {
+    let n = env_num("DROPSYNC_STATE_TENANTS_N", 20) as usize;
+    let seed = env_num("DROPSYNC_KILL_SEED", 0x7e4a_9c31) ^ 0x5eed;
+    let names: Vec<String> = (0..n).map(|i| format!("dealer-{i:02}")).collect();
+    let state_db = TestDb::new("tenants_stateless");
+    let dir = tempfile::tempdir().unwrap();
+    // Each tenant its own CRM database, and one for its reference.
+    let mut dbs = Vec::new();
+    let (mut recipes, mut ref_recipes) = (Vec::new(), Vec::new());
+    for name in &names {
+        let db = TestDb::new(&format!("stateless_{}", name.replace('-', "_")));
+        let reference = TestDb::new(&format!("stateless_ref_{}", name.replace('-', "_")));
+        recipes.push(support::recipes_with(
+            &dir.path().join(name),
+            &support::postgres_target(&db.env_var),
+        ));
+        ref_recipes.push(support::recipes_with(
+            &dir.path().join(format!("ref-{name}")),
+            &support::postgres_target(&reference.env_var),
+        ));
+        dbs.push((db, reference));
+    }
+    let drops: Vec<[PathBuf; 3]> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| snapshots(&dir.path().join(format!("drops-{name}")), 300 + i as u64))
+        .collect();
+    let tenants_file = |header: &str, recipes: &[PathBuf]| {
+        let mut toml =
+            format!("{header}[defaults]\ninbox = \"{{tenant}}/inbox\"\nout = \"{{tenant}}/out\"\n");
+        for (name, r) in names.iter().zip(recipes) {
+            toml.push_str(&format!(
+                "[tenants.{name}]\nrecipes = \"{}\"\n",
+                r.display()
+            ));
+        }
+        toml
+    };
+
+    let reference = Site::with(&names, "", &repo().join("recipes"));
+    std::fs::write(reference.file(), tenants_file("", &ref_recipes)).unwrap();
+    for (name, snaps) in names.iter().zip(&drops) {
+        for snap in snaps {
+            reference.drop_into(name, snap);
+            let o = output(&mut reference.cmd(name, &["run"]));
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{name}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+
+    let header = format!("[state]\npostgres_url_env = \"{}\"\n\n", state_db.env_var);
+    let shared_file = tenants_file(&header, &recipes);
+    // A fresh folder for every worker, kept until the test ends.
+    let folders = std::cell::RefCell::new(Vec::new());
+    let worker = |name: &str, snap: &Path| -> Command {
+        let site = Site::with(&names, "", &repo().join("recipes"));
+        std::fs::write(site.file(), &shared_file).unwrap();
+        site.drop_into(name, snap);
+        let cmd = site.cmd(name, &["run"]);
+        folders.borrow_mut().push(site);
+        cmd
+    };
+    let mut rng = Rng(seed);
+    let (mut killed, mut refused) = (0, 0);
+    for step in [0, 1, 2] {
+        let snap_of = |name: &str| -> PathBuf {
+            let i = names.iter().position(|n| n == name).unwrap();
+            drops[i][step].clone()
+        };
+        let (k, r) = wave(&mut rng, &names, 1.5, &|name| worker(name, &snap_of(name)));
+        killed += k;
+        refused += r;
+        for name in &names {
+            let o = output(&mut worker(name, &snap_of(name)));
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{name}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+    eprintln!("{n} stateless tenants x {WORKERS} workers x 3 snapshots: {killed} killed, {refused} refused");
+    assert!(refused > 0, "no two workers of a tenant ever met");
+    for name in &names {
+        // Any worker reads the tenant's runs: a fresh folder fetches them first.
+        let site = Site::with(&names, "", &repo().join("recipes"));
+        std::fs::write(site.file(), &shared_file).unwrap();
+        let o = output(&mut site.cmd(name, &["runs", "--json", "--limit", "1000"]));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let mut runs: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+        runs.sort_by(|a, b| a["started_at"].as_str().cmp(&b["started_at"].as_str()));
+        // At least the three that finished each snapshot (a run killed before its journal
+        // was published left no trace there, as if it had not run).
+        assert!(runs.len() >= 3, "{name}: {} runs", runs.len());
+        for pair in runs.windows(2) {
+            if let Some(finished) = pair[0]["finished_at"].as_str() {
+                let next = pair[1]["started_at"].as_str().unwrap();
+                assert!(next >= finished, "{name}: runs overlap: {pair:?}");
+            }
+        }
+    }
+    for (name, (db, reference)) in names.iter().zip(&dbs) {
+        assert_eq!(
+            support::pg_dump(db),
+            support::pg_dump(reference),
+            "{name}: stateless workers and one worker disagree"
+        );
+    }
 }

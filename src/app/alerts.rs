@@ -288,6 +288,7 @@ mod tests {
             progress: false,
             stop: None,
             cluster: None,
+            remote: None,
         };
         let mut csv = String::from("Nro Cliente;Razón Social / Nombre\n");
         for i in 1..=20 {

@@ -8,6 +8,7 @@ use super::apply::{approve_entities, recover};
 use super::error::PipelineError;
 use crate::config;
 use crate::state::cluster_lock::ClusterLock;
+use crate::state::remote::RemoteState;
 use crate::state::State;
 
 /// Applies the deletes a held run kept back, as `dropsync approve RUN_ID`. The approval is
@@ -17,11 +18,26 @@ pub fn approve(
     out: &Path,
     run_id: &str,
     cluster: Option<&ClusterLock>,
+    remote: Option<&RemoteState>,
 ) -> Result<Vec<(String, usize)>, PipelineError> {
     let recipes = config::load_dir(recipes_dir)?;
-    crate::state::require_workspace(out)?;
     let _cluster = cluster.map(ClusterLock::acquire).transpose()?;
-    let _lock = crate::state::lock::WorkspaceLock::acquire(out)?;
+    // With the state in PostgreSQL a fresh folder is fetched first; otherwise a folder no
+    // run wrote is refused before anything is created in it.
+    let _lock = match remote {
+        Some(remote) => {
+            std::fs::create_dir_all(out)
+                .map_err(|e| PipelineError::Io(format!("cannot create {}: {e}", out.display())))?;
+            let lock = crate::state::lock::WorkspaceLock::acquire(out)?;
+            remote.hydrate(out)?;
+            lock
+        }
+        None => {
+            crate::state::require_workspace(out)?;
+            crate::state::lock::WorkspaceLock::acquire(out)?
+        }
+    };
+    crate::state::require_workspace(out)?;
     let state = State::open(out)?;
     recover(&recipes, &state, out, &format!("approve {run_id}"))?;
     let Some(run) = state.run(run_id)? else {
@@ -39,5 +55,12 @@ pub fn approve(
         }));
     }
     state.write_approve_intent(run_id)?;
-    approve_entities(&recipes, &state, out, run_id)
+    if let Some(remote) = remote {
+        remote.publish(out, &state.db)?;
+    }
+    let applied = approve_entities(&recipes, &state, out, run_id)?;
+    if let Some(remote) = remote {
+        remote.publish(out, &state.db)?;
+    }
+    Ok(applied)
 }

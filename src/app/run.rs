@@ -74,6 +74,12 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
         std::fs::create_dir_all(&opts.out)
             .map_err(|e| PipelineError::Io(format!("cannot create {}: {e}", opts.out.display())))?;
         let lock = crate::state::lock::WorkspaceLock::acquire(&opts.out)?;
+        if let Some(remote) = &opts.remote {
+            if recipes.pipeline.target.kind == crate::config::specs::TargetKind::Sqlite {
+                return Err(PipelineError::Usage("[state] keeps a tenant's state in PostgreSQL, but its CRM would be crm.sqlite on this worker's disk: set [target] to postgres or rest".into()));
+            }
+            remote.hydrate(&opts.out)?;
+        }
         (cluster, Some(lock), State::open(&opts.out)?)
     };
     let run_id = new_run_id();
@@ -111,7 +117,18 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
             }
         }
     }
-    result
+    match (&opts.remote, opts.dry_run) {
+        (Some(remote), false) => match (remote.publish(&opts.out, &state.db), result) {
+            (Ok(()), result) => result,
+            // The journal's publication stands: the next worker completes the run.
+            (Err(e), Ok(_)) => Err(e.into()),
+            (Err(e), Err(first)) => {
+                tracing::warn!(error = %e, "state not published after the failed run");
+                Err(first)
+            }
+        },
+        _ => result,
+    }
 }
 
 /// A run after it was registered: every entity through the stages, then the journal, the
@@ -347,6 +364,12 @@ impl Ending<'_> {
         }
         let t = Instant::now();
         let journal = apply::commit_journal(state, run_id, journaled, &report)?;
+        // Published before the first CRM write: whoever runs next, on any machine, finds the
+        // journal and keeps its promise.
+        if let Some(remote) = &opts.remote {
+            remote.publish(&opts.out, &state.db)?;
+        }
+        failpoint("journal-published");
         report.timings.snapshot += t.elapsed().as_secs_f64();
         // Staging commits and writes the workbook on its thread while this one writes the
         // CRM: different files, no shared connection, both cores busy.

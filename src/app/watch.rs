@@ -56,6 +56,8 @@ pub struct WatchOptions {
     pub folders: Option<DropFolders>,
     /// The tenant's cluster-wide lock, taken by each run (as the workspace lock is).
     pub cluster: Option<crate::state::cluster_lock::ClusterLock>,
+    /// Where the tenant's state is published, fetched and published by each run.
+    pub remote: Option<crate::state::remote::RemoteState>,
     pub recipes: PathBuf,
     pub out: PathBuf,
     /// Process what is ready now (waiting for it to settle) and return instead of watching.
@@ -320,6 +322,7 @@ fn process_batch(
         progress: false,
         stop: Some(opts.stop.clone()),
         cluster: opts.cluster.clone(),
+        remote: opts.remote.clone(),
     });
     // The same policy as `dropsync run`: failed runs alert too (each failed attempt; the
     // retries back off).

@@ -26,6 +26,9 @@ pub struct RunOptions {
     /// The tenant's cluster-wide lock (`[lock]` of the tenants file), taken besides the
     /// workspace's file lock for a run that writes.
     pub cluster: Option<crate::state::cluster_lock::ClusterLock>,
+    /// Where the tenant's state is published (`[state]`): fetched before the run, published
+    /// when its journal commits and when it ends.
+    pub remote: Option<crate::state::remote::RemoteState>,
 }
 
 /// Everything one entity carries from the diff to the journal and staging.

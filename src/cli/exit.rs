@@ -191,6 +191,7 @@ impl ExitCode for StateError {
             | StateError::CorruptSnapshot { .. }
             | StateError::CorruptDelta { .. }
             | StateError::Journal { .. }
+            | StateError::Remote { .. }
             | StateError::Io { .. } => Exit::Failure,
             StateError::NoWorkspace { .. } => Exit::Config,
         }
@@ -346,6 +347,7 @@ mod tests {
             Failure => StateError::CorruptSnapshot { path: path(), source: polars() },
             Failure => StateError::CorruptDelta { path: path(), source: polars() },
             Failure => StateError::Journal { run_id: s(), message: s() },
+            Failure => StateError::Remote { tenant: s(), message: s() },
             Failure => StateError::Io { path: path(), source: io() },
             Failure => StageError::Sqlite { path: s(), message: s() },
             Failure => StageError::Xlsx { path: s(), message: s() },

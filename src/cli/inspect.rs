@@ -10,7 +10,8 @@ use crate::app::{check, explain, serve};
 use crate::state::State;
 
 pub fn runs(mut args: RunsArgs) -> anyhow::Result<Exit> {
-    args.ws.resolve()?;
+    let tenant = args.ws.resolve()?;
+    super::tenant::fetch_state(tenant.as_ref(), &args.ws.out)?;
     crate::state::require_workspace(&args.ws.out)?;
     let runs = State::open(&args.ws.out)?.runs(args.limit)?;
     if args.json {
@@ -22,7 +23,8 @@ pub fn runs(mut args: RunsArgs) -> anyhow::Result<Exit> {
 }
 
 pub fn explain(mut args: ExplainArgs) -> anyhow::Result<Exit> {
-    args.ws.resolve()?;
+    let tenant = args.ws.resolve()?;
+    super::tenant::fetch_state(tenant.as_ref(), &args.ws.out)?;
     let events = explain::explain(&args.ws.recipes, &args.ws.out, &args.entity, &args.id)?;
     if args.json {
         outln!("{}", serde_json::to_string(&events)?);
@@ -52,6 +54,7 @@ pub fn serve(mut args: ServeArgs) -> anyhow::Result<Exit> {
         for t in crate::config::tenants::load(&args.ws.tenants)?.list {
             sites.push(serve::Site {
                 cluster: super::tenant::cluster_lock(Some(&t))?,
+                remote: super::tenant::remote_state(Some(&t))?,
                 name: t.name,
                 recipes: t.recipes,
                 out: t.out,
@@ -63,6 +66,7 @@ pub fn serve(mut args: ServeArgs) -> anyhow::Result<Exit> {
         vec![serve::Site {
             name: super::tenant::label(tenant.as_ref()).to_string(),
             cluster: super::tenant::cluster_lock(tenant.as_ref())?,
+            remote: super::tenant::remote_state(tenant.as_ref())?,
             recipes: args.ws.recipes,
             out: args.ws.out,
         }]

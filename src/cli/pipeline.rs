@@ -22,6 +22,7 @@ pub fn run(mut args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         progress: !args.json && !quiet,
         stop: Some(stop_flag()?),
         cluster: super::tenant::cluster_lock(tenant.as_ref())?,
+        remote: super::tenant::remote_state(tenant.as_ref())?,
     };
     // Loaded apart from the run, so a run that fails on its recipes still alerts when the
     // alert spec itself reads.
@@ -168,6 +169,7 @@ pub fn plan(mut args: PlanArgs) -> anyhow::Result<Exit> {
         progress: false,
         stop: None,
         cluster: None,
+        remote: None,
     })?;
     if args.json {
         outln!("{}", report.to_json());
@@ -196,11 +198,13 @@ fn outcome(report: &run::RunReport, inbox: &std::path::Path) -> Exit {
 pub fn approve(mut args: ApproveArgs) -> anyhow::Result<Exit> {
     let tenant = args.ws.resolve()?;
     let cluster = super::tenant::cluster_lock(tenant.as_ref())?;
+    let remote = super::tenant::remote_state(tenant.as_ref())?;
     let done = run::approve(
         &args.ws.recipes,
         &args.ws.out,
         &args.run_id,
         cluster.as_ref(),
+        remote.as_ref(),
     )?;
     for (entity, n) in done {
         outln!("{entity}: {n} held delete(s) applied");
@@ -230,6 +234,7 @@ pub fn demo(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
             progress: !quiet,
             stop: None,
             cluster: None,
+            remote: None,
         })?;
         print::run_table(&report);
         if report.status == RunStatus::Held {
@@ -248,6 +253,7 @@ pub fn watch(mut args: WatchArgs) -> anyhow::Result<Exit> {
     let runs = watch::watch(&WatchOptions {
         config: tenant.as_ref().map_or(args.config, |t| t.sources.clone()),
         cluster: super::tenant::cluster_lock(tenant.as_ref())?,
+        remote: super::tenant::remote_state(tenant.as_ref())?,
         folders: tenant.map(|t| watch::DropFolders {
             inbox: t.inbox,
             archive: t.archive,

@@ -5,6 +5,7 @@ use super::args::Workspace;
 use super::exit::Usage;
 use crate::config::tenants::{self, Tenant, TenantError};
 use crate::state::cluster_lock::ClusterLock;
+use crate::state::remote::RemoteState;
 
 impl Workspace {
     /// The tenant `--tenant` names, read from `--tenants`; `None` without `--tenant`.
@@ -27,16 +28,51 @@ impl Workspace {
     }
 }
 
-/// The tenant's cluster-wide lock, when the tenants file has `[lock]`: the URL read from
-/// the variable it names (a secret, never in the file).
+/// The tenant's cluster-wide lock, when the tenants file has `[lock]` (or `[state]`): the
+/// URL read from the variable it names (a secret, never in the file).
 pub fn cluster_lock(tenant: Option<&Tenant>) -> Result<Option<ClusterLock>, Usage> {
     let Some((t, var)) = tenant.and_then(|t| t.lock_url_env.as_ref().map(|v| (t, v))) else {
         return Ok(None);
     };
+    Ok(Some(ClusterLock::new(
+        url_from(var, "lock")?,
+        t.name.clone(),
+    )))
+}
+
+/// Where the tenant's state is published, when the tenants file has `[state]`.
+pub fn remote_state(tenant: Option<&Tenant>) -> Result<Option<RemoteState>, Usage> {
+    let Some((t, var)) = tenant.and_then(|t| t.state_url_env.as_ref().map(|v| (t, v))) else {
+        return Ok(None);
+    };
+    Ok(Some(RemoteState::new(
+        url_from(var, "state")?,
+        t.name.clone(),
+    )))
+}
+
+/// Before a command that reads a workspace (`runs`, `explain`): with `[state]`, this
+/// folder is brought to the published state first, so any worker reads what the tenant's
+/// runs left. A run working in this folder holds its lock and its copy is the newest: then
+/// the folder is read as it is.
+pub fn fetch_state(tenant: Option<&Tenant>, out: &std::path::Path) -> anyhow::Result<()> {
+    let Some(remote) = remote_state(tenant)? else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(out)?;
+    match crate::state::lock::WorkspaceLock::acquire(out) {
+        Ok(_lock) => remote.hydrate(out)?,
+        Err(crate::state::lock::LockError::Busy { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+fn url_from(var: &str, section: &str) -> Result<String, Usage> {
     match std::env::var(var) {
-        Ok(url) if !url.trim().is_empty() => Ok(Some(ClusterLock::new(url, t.name.clone()))),
+        Ok(url) if !url.trim().is_empty() => Ok(url),
         _ => Err(Usage(format!(
-            "environment variable {var} is not set: the tenants file's [lock] postgres_url_env names it for the PostgreSQL URL of the tenants' lock"
+            "environment variable {var} is not set: the tenants file's [{section}] postgres_url_env names it for a PostgreSQL URL"
         ))),
     }
 }

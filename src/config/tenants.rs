@@ -66,11 +66,23 @@ struct LockFile {
     postgres_url_env: Option<String>,
 }
 
+/// `[state]`: where the tenants' state lives when not (only) on the worker's disk.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    /// NAME of the environment variable holding a PostgreSQL URL: each tenant's state is
+    /// published there and fetched by any worker (`state::remote`); it also holds the
+    /// tenants' locks unless `[lock]` names another server.
+    postgres_url_env: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TenantsFile {
     #[serde(default)]
     lock: LockFile,
+    #[serde(default)]
+    state: StateFile,
     #[serde(default)]
     defaults: PlacesFile,
     #[serde(default)]
@@ -88,8 +100,11 @@ pub struct Tenant {
     pub sources: PathBuf,
     pub archive: PathBuf,
     pub quarantine: PathBuf,
-    /// The environment variable with the PostgreSQL URL of the cluster-wide lock, if any.
+    /// The environment variable with the PostgreSQL URL of the cluster-wide lock, if any
+    /// (`[lock]`, else `[state]`'s: a shared state needs one writer at a time).
     pub lock_url_env: Option<String>,
+    /// The environment variable with the PostgreSQL URL the state is published to, if any.
+    pub state_url_env: Option<String>,
 }
 
 /// Every tenant of a tenants file, by name.
@@ -226,7 +241,12 @@ pub fn load(path: &Path) -> Result<Tenants, TenantError> {
                 sources,
                 archive,
                 quarantine,
-                lock_url_env: file.lock.postgres_url_env.clone(),
+                lock_url_env: file
+                    .lock
+                    .postgres_url_env
+                    .clone()
+                    .or_else(|| file.state.postgres_url_env.clone()),
+                state_url_env: file.state.postgres_url_env.clone(),
             },
         ));
     }

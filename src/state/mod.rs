@@ -8,6 +8,7 @@ pub mod cluster_lock;
 mod inputs;
 pub mod journal;
 pub mod lock;
+pub mod remote;
 mod snapshots;
 
 pub use inputs::EntityInputs;
@@ -36,6 +37,9 @@ pub enum StateError {
     CorruptDelta { path: PathBuf, source: PolarsError },
     #[error("run {run_id}'s journal: {message}")]
     Journal { run_id: String, message: String },
+    /// The tenant's state in PostgreSQL could not be fetched or published.
+    #[error("tenant {tenant}'s state in PostgreSQL: {message}")]
+    Remote { tenant: String, message: String },
     #[error("state folder {path}: {source}")]
     Io {
         path: PathBuf,

@@ -477,3 +477,35 @@ pub fn env_num(name: &str, default: u64) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// A PostgreSQL target's CRM schema and the staging schema it also keeps, every row as JSON
+/// without the run-id bookkeeping, in ID order: what two targets must agree on.
+pub fn pg_dump(db: &dropsync_testkit::postgres::TestDb) -> String {
+    let mut c = db.client();
+    let tables: Vec<(String, String)> = c
+        .query(
+            "SELECT table_schema, table_name FROM information_schema.tables \
+             WHERE table_schema IN ('crm', 'staging') ORDER BY 1, 2",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut out = Vec::new();
+    for (schema, t) in tables {
+        out.push(format!("== {schema}.{t}"));
+        for r in c
+            .query(
+                &format!(
+                    "SELECT (to_jsonb(x) - '_created_run' - '_updated_run' - '_deleted_run')::text FROM {schema}.\"{t}\" x ORDER BY id"
+                ),
+                &[],
+            )
+            .unwrap()
+        {
+            out.push(r.get(0));
+        }
+    }
+    out.join("\n")
+}

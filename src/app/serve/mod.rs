@@ -82,6 +82,8 @@ pub struct Site {
     pub out: PathBuf,
     /// The tenant's cluster-wide lock, which Approve takes as `dropsync approve` does.
     pub cluster: Option<crate::state::cluster_lock::ClusterLock>,
+    /// Where the tenant's state is published: Approve fetches and publishes it.
+    pub remote: Option<crate::state::remote::RemoteState>,
 }
 
 /// What every page shares: who may see and act.
@@ -100,6 +102,7 @@ struct App {
     ws: Workspace,
     recipes: PathBuf,
     cluster: Option<crate::state::cluster_lock::ClusterLock>,
+    remote: Option<crate::state::remote::RemoteState>,
     name: String,
     /// Where its pages start (`""` or `/t/NAME`).
     base: String,
@@ -180,6 +183,7 @@ fn apps(shared: &Arc<Shared>, sites: Vec<Site>, all_tenants: bool) -> Vec<Arc<Ap
                 ws: Workspace { out: site.out },
                 recipes: site.recipes,
                 cluster: site.cluster,
+                remote: site.remote,
                 name: site.name,
                 shared: shared.clone(),
             })
@@ -591,9 +595,10 @@ async fn approve(
             .into_response();
     }
     let (recipes, out, id) = (app.recipes.clone(), app.ws.out.clone(), run_id.clone());
-    let cluster = app.cluster.clone();
+    let (cluster, remote) = (app.cluster.clone(), app.remote.clone());
     let done = tokio::task::spawn_blocking(move || {
-        crate::app::run::approve(&recipes, &out, &id, cluster.as_ref()).map_err(|e| e.to_string())
+        crate::app::run::approve(&recipes, &out, &id, cluster.as_ref(), remote.as_ref())
+            .map_err(|e| e.to_string())
     })
     .await;
     match done {

@@ -24,6 +24,7 @@ fn held_workspace() -> (tempfile::TempDir, String) {
             progress: false,
             stop: None,
             cluster: None,
+            remote: None,
         })
         .unwrap()
     };
@@ -61,6 +62,7 @@ fn start(out: &Path, token: Option<&str>) -> Server {
 fn start_with(out: &Path, token: Option<&str>, recipes: &Path) -> Server {
     let site = Site {
         cluster: None,
+        remote: None,
         name: crate::app::metrics::DEFAULT_TENANT.into(),
         recipes: recipes.to_path_buf(),
         out: out.to_path_buf(),
@@ -293,6 +295,7 @@ fn listening_beyond_loopback_requires_a_token() {
         token: None,
         sites: vec![Site {
             cluster: None,
+            remote: None,
             name: "default".into(),
             recipes: repo().join("recipes"),
             out: PathBuf::from("unused"),
@@ -1006,6 +1009,7 @@ fn all_tenants_are_listed_each_under_its_own_path() {
     let fresh = tempfile::tempdir().unwrap();
     let site = |name: &str, out: &Path| Site {
         cluster: None,
+        remote: None,
         name: name.into(),
         recipes: repo().join("recipes"),
         out: out.to_path_buf(),
@@ -1141,6 +1145,7 @@ fn approve_is_refused_while_another_machine_holds_the_tenant() {
     let s = start_sites(
         vec![Site {
             cluster: Some(cluster),
+            remote: None,
             name: "norte".into(),
             recipes: repo().join("recipes"),
             out: out.clone(),

@@ -1,0 +1,327 @@
+//! A tenant's state kept in PostgreSQL, so that any worker, on any machine and a fresh
+//! folder, continues where another left off.
+//!
+//! The workspace's `state/` folder (state.sqlite, the snapshots, the intent journal) stays
+//! the working copy the run's tested protocol acts on; PostgreSQL holds, per tenant, the
+//! folder as it was at the last *publication*, as files (path, BLAKE3, bytes) under one
+//! generation number. A run publishes at exactly two moments: right after its intent journal
+//! commits (the point of no return, before the first CRM write), and when it ends. So the
+//! published state is always one the folder could have been left in by a kill at one of
+//! those moments, and the recovery the kill tests prove (roll the committed journal forward,
+//! or act as if the run never happened) is what a worker that fetches it does. A kill between
+//! the two leaves the first: the next worker completes the journal, as on one disk.
+//!
+//! Before a run, a worker whose folder is not at the published generation fetches it whole
+//! (`hydrate`). One writer at a time is the tenant's advisory lock's job (`[state]` implies
+//! `[lock]` on the same server); the generation is also checked in the publishing
+//! transaction, so a writer that lost its lock cannot overwrite a newer state.
+//!
+//! The CRM must not live on the worker's disk: with this backend the target is PostgreSQL or
+//! a REST CRM. staging.sqlite and the workbook stay local outputs (a fresh worker re-stages
+//! every row on its first run).
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use postgres::{Client, NoTls};
+
+use super::StateError;
+
+/// In `state/`: the generation this folder holds (absent: never fetched nor published).
+const MARKER: &str = "remote.generation";
+/// In `state/`: the consistent copy of state.sqlite made for a publication.
+const COPY: &str = ".publish.sqlite";
+/// Schema versions, applied in order; each runs once per database.
+const MIGRATIONS: [&str; 1] = ["
+CREATE TABLE dropsync_state.heads (
+  tenant TEXT PRIMARY KEY, generation BIGINT NOT NULL, published_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE dropsync_state.files (
+  tenant TEXT NOT NULL, path TEXT NOT NULL, hash TEXT NOT NULL, content BYTEA NOT NULL,
+  PRIMARY KEY (tenant, path));
+"];
+
+/// Where a tenant's state is published. The URL is a secret and never printed.
+#[derive(Clone)]
+pub struct RemoteState {
+    url: String,
+    tenant: String,
+}
+
+impl std::fmt::Debug for RemoteState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteState")
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+fn remote_err(tenant: &str, e: impl std::fmt::Display) -> StateError {
+    StateError::Remote {
+        tenant: tenant.to_string(),
+        message: e.to_string(),
+    }
+}
+
+impl RemoteState {
+    pub fn new(url: String, tenant: String) -> RemoteState {
+        RemoteState { url, tenant }
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> StateError {
+        remote_err(&self.tenant, e)
+    }
+
+    /// A session with the schema migrated to the current version.
+    fn connect(&self) -> Result<Client, StateError> {
+        let mut config = postgres::Config::from_str(&self.url).map_err(|e| self.err(e))?;
+        config.connect_timeout(std::time::Duration::from_secs(10));
+        let mut db = config.connect(NoTls).map_err(|e| self.err(e))?;
+        let mut tx = db.transaction().map_err(|e| self.err(e))?;
+        // One migrator at a time, whatever the tenant.
+        tx.batch_execute(
+            "SELECT pg_advisory_xact_lock(7146382417); \
+             CREATE SCHEMA IF NOT EXISTS dropsync_state; \
+             CREATE TABLE IF NOT EXISTS dropsync_state.migrations ( \
+               version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .map_err(|e| self.err(e))?;
+        let done: i32 = tx
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM dropsync_state.migrations",
+                &[],
+            )
+            .map_err(|e| self.err(e))?
+            .get(0);
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+            tx.batch_execute(sql).map_err(|e| self.err(e))?;
+            tx.execute(
+                "INSERT INTO dropsync_state.migrations (version) VALUES ($1)",
+                &[&(i as i32 + 1)],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(db)
+    }
+
+    /// Brings `out/state` to the published generation, fetched whole when the folder holds
+    /// another (or none). A tenant never published leaves the folder as it is: its first
+    /// publication uploads it (a workspace moving from files to PostgreSQL).
+    pub fn hydrate(&self, out: &Path) -> Result<(), StateError> {
+        let mut db = self.connect()?;
+        let head: Option<i64> = db
+            .query_opt(
+                "SELECT generation FROM dropsync_state.heads WHERE tenant = $1",
+                &[&self.tenant],
+            )
+            .map_err(|e| self.err(e))?
+            .map(|r| r.get(0));
+        let Some(head) = head else { return Ok(()) };
+        let dir = out.join("state");
+        if local_generation(&dir) == Some(head) {
+            return Ok(());
+        }
+        let fresh = out.join("state.fetching");
+        let _ = std::fs::remove_dir_all(&fresh);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StateError::Io { path, source }
+        };
+        // Files and generation read in one snapshot of the database.
+        let mut tx = db
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(|e| self.err(e))?;
+        let head: i64 = tx
+            .query_one(
+                "SELECT generation FROM dropsync_state.heads WHERE tenant = $1",
+                &[&self.tenant],
+            )
+            .map_err(|e| self.err(e))?
+            .get(0);
+        let rows = tx
+            .query(
+                "SELECT path, hash, content FROM dropsync_state.files WHERE tenant = $1",
+                &[&self.tenant],
+            )
+            .map_err(|e| self.err(e))?;
+        for row in rows {
+            let (path, hash, content): (String, String, Vec<u8>) =
+                (row.get(0), row.get(1), row.get(2));
+            if blake3::hash(&content).to_hex().as_str() != hash {
+                return Err(self.err(format!("stored file {path} does not match its hash")));
+            }
+            let target = safe_join(&fresh, &path)
+                .ok_or_else(|| self.err(format!("stored path {path} leaves the state folder")))?;
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            std::fs::write(&target, content).map_err(io(&target))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        std::fs::create_dir_all(fresh.join("snapshots")).map_err(io(&fresh))?;
+        std::fs::write(fresh.join(MARKER), head.to_string()).map_err(io(&fresh))?;
+        let old = out.join("state.replaced");
+        let _ = std::fs::remove_dir_all(&old);
+        if dir.exists() {
+            std::fs::rename(&dir, &old).map_err(io(&dir))?;
+        }
+        std::fs::rename(&fresh, &dir).map_err(io(&fresh))?;
+        let _ = std::fs::remove_dir_all(&old);
+        tracing::info!(tenant = %self.tenant, generation = head, "state fetched from PostgreSQL");
+        Ok(())
+    }
+
+    /// Publishes `out/state` as the tenant's next generation: state.sqlite copied
+    /// consistently from `db` (VACUUM INTO), every other file as it is; only changed files
+    /// are sent. Refused when the published generation is not the one this folder holds.
+    pub fn publish(&self, out: &Path, db: &rusqlite::Connection) -> Result<(), StateError> {
+        let dir = out.join("state");
+        let copy = dir.join(COPY);
+        let _ = std::fs::remove_file(&copy);
+        db.execute("VACUUM INTO ?1", [copy.to_string_lossy()])
+            .map_err(|e| self.err(format!("copying state.sqlite: {e}")))?;
+        let mut files = vec![(
+            "state.sqlite".to_string(),
+            std::fs::read(&copy).map_err(|source| StateError::Io {
+                path: copy.clone(),
+                source,
+            })?,
+        )];
+        let _ = std::fs::remove_file(&copy);
+        collect(&dir, &dir, &mut files)?;
+        let expected = local_generation(&dir).unwrap_or(0);
+        let mut conn = self.connect()?;
+        let mut tx = conn.transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO dropsync_state.heads (tenant, generation, published_at) \
+             VALUES ($1, 0, now()) ON CONFLICT (tenant) DO NOTHING",
+            &[&self.tenant],
+        )
+        .map_err(|e| self.err(e))?;
+        let head: i64 = tx
+            .query_one(
+                "SELECT generation FROM dropsync_state.heads WHERE tenant = $1 FOR UPDATE",
+                &[&self.tenant],
+            )
+            .map_err(|e| self.err(e))?
+            .get(0);
+        if head != expected {
+            return Err(self.err(format!(
+                "the published state is at generation {head}, this folder holds {expected}: another worker published since; nothing was overwritten"
+            )));
+        }
+        let stored: std::collections::HashMap<String, String> = tx
+            .query(
+                "SELECT path, hash FROM dropsync_state.files WHERE tenant = $1",
+                &[&self.tenant],
+            )
+            .map_err(|e| self.err(e))?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let mut sent = 0usize;
+        for (path, content) in &files {
+            let hash = blake3::hash(content).to_hex().to_string();
+            if stored.get(path) == Some(&hash) {
+                continue;
+            }
+            tx.execute(
+                "INSERT INTO dropsync_state.files (tenant, path, hash, content) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, path) \
+                 DO UPDATE SET hash = excluded.hash, content = excluded.content",
+                &[&self.tenant, path, &hash, content],
+            )
+            .map_err(|e| self.err(e))?;
+            sent += 1;
+        }
+        let gone: Vec<&String> = stored
+            .keys()
+            .filter(|p| !files.iter().any(|(f, _)| f == *p))
+            .collect();
+        if !gone.is_empty() {
+            tx.execute(
+                "DELETE FROM dropsync_state.files WHERE tenant = $1 AND path = ANY($2)",
+                &[&self.tenant, &gone],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.execute(
+            "UPDATE dropsync_state.heads SET generation = $2, published_at = now() \
+             WHERE tenant = $1",
+            &[&self.tenant, &(expected + 1)],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        // The marker follows the commit: a kill in between leaves it behind, and the next
+        // run's fetch brings the folder to the published generation (the same content).
+        let marker = dir.join(MARKER);
+        let tmp = dir.join(format!("{MARKER}.tmp"));
+        std::fs::write(&tmp, (expected + 1).to_string())
+            .and_then(|()| std::fs::rename(&tmp, &marker))
+            .map_err(|source| StateError::Io {
+                path: marker,
+                source,
+            })?;
+        tracing::debug!(tenant = %self.tenant, generation = expected + 1, files = files.len(), sent, "state published");
+        Ok(())
+    }
+}
+
+fn local_generation(dir: &Path) -> Option<i64> {
+    std::fs::read_to_string(dir.join(MARKER))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Every file under `dir` but state.sqlite's own files and the marker, as (path relative to
+/// `root` with `/`, bytes).
+fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<(), StateError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StateError::Io { path, source }
+    };
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        if path.is_dir() {
+            collect(root, &path, out)?;
+            continue;
+        }
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if dir == root
+            && (name.starts_with("state.sqlite") || name.starts_with(MARKER) || name == COPY)
+        {
+            continue;
+        }
+        let rel = path
+            .strip_prefix(root)
+            .map(|p| {
+                p.components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .unwrap_or_default();
+        out.push((rel, std::fs::read(&path).map_err(io(&path))?));
+    }
+    Ok(())
+}
+
+/// `root/rel`, unless `rel` is absolute or climbs out of `root`.
+fn safe_join(root: &Path, rel: &str) -> Option<PathBuf> {
+    let mut p = root.to_path_buf();
+    for part in rel.split('/') {
+        if part.is_empty() || part == "." || part == ".." || part.contains('\\') {
+            return None;
+        }
+        p.push(part);
+    }
+    Some(p)
+}
+
+#[cfg(test)]
+mod tests;
