@@ -229,6 +229,20 @@ fn wave(
     (killed, refused)
 }
 
+/// The scheduler's next attempt: one worker per tenant, which finishes what a killed one
+/// left (or finds nothing to do), and must succeed.
+fn converge(names: &[String], spawn: &dyn Fn(&str) -> Command) {
+    for name in names {
+        let o = output(&mut spawn(name));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
 #[test]
 fn workers_started_at_once_and_killed_leave_each_tenant_as_one_worker_would() {
     let n = env_num("DROPSYNC_TENANTS_N", 20) as usize;
@@ -266,17 +280,7 @@ fn workers_started_at_once_and_killed_leave_each_tenant_as_one_worker_would() {
         let (k, r) = wave(&mut rng, &names, 3.0, &|name| site.cmd(name, &["run"]));
         killed += k;
         refused += r;
-        // The scheduler's next attempt: one worker per tenant, which finishes what a killed
-        // one left (or finds nothing to do).
-        for name in &names {
-            let o = output(&mut site.cmd(name, &["run"]));
-            assert_eq!(
-                o.status.code(),
-                Some(0),
-                "{name}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
+        converge(&names, &|name| site.cmd(name, &["run"]));
     }
     eprintln!("{n} tenants x {WORKERS} workers x 3 snapshots: {killed} killed, {refused} refused while another worked");
     assert!(refused > 0, "no two workers of a tenant ever met");
@@ -751,15 +755,7 @@ fn stateless_workers_killed_at_random_leave_each_tenant_as_one_worker_would() {
         let (k, r) = wave(&mut rng, &names, 1.5, &|name| worker(name, &snap_of(name)));
         killed += k;
         refused += r;
-        for name in &names {
-            let o = output(&mut worker(name, &snap_of(name)));
-            assert_eq!(
-                o.status.code(),
-                Some(0),
-                "{name}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
+        converge(&names, &|name| worker(name, &snap_of(name)));
     }
     eprintln!("{n} stateless tenants x {WORKERS} workers x 3 snapshots: {killed} killed, {refused} refused");
     assert!(refused > 0, "no two workers of a tenant ever met");

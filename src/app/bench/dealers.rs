@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::{fail, BenchError};
-use crate::app::gen::{self, ChangeSpec, GenEncoding, GenOptions, Manifest, UnitFormat};
+use crate::app::gen::{GenEncoding, GenOptions, Manifest, UnitFormat};
 
 /// One wave over every tenant.
 pub struct Wave {
@@ -60,17 +60,7 @@ pub fn measure(
             dirty: false,
         };
         let dir = root.join(name);
-        gen::generate(&g, &dir.join("day1")).map_err(fail)?;
-        gen::generate_next(
-            &g,
-            &ChangeSpec {
-                changed: 0.008,
-                added: 0.001,
-                deleted: 0.001,
-            },
-            &dir.join("day2"),
-        )
-        .map_err(fail)?;
+        super::drop_and_next(&g, &dir.join("day1"), &dir.join("day2"))?;
         let m = Manifest::load(&dir.join("day2")).map_err(fail)?;
         expected_changes += m
             .changes

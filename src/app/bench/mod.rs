@@ -82,17 +82,7 @@ pub fn run(opts: &BenchOptions) -> Result<String, BenchError> {
             dirty: false,
         };
         let t = Instant::now();
-        let m = gen::generate(&g, &day1).map_err(fail)?;
-        gen::generate_next(
-            &g,
-            &ChangeSpec {
-                changed: 0.008,
-                added: 0.001,
-                deleted: 0.001,
-            },
-            &day2,
-        )
-        .map_err(fail)?;
+        let m = drop_and_next(&g, &day1, &day2)?;
         tracing::info!(n, seconds = t.elapsed().as_secs_f64(), "generated");
         let rows: usize = m.entities.values().map(|e| e.rows).sum();
         let bytes = dir_bytes(&day1);
@@ -189,6 +179,21 @@ pub fn run(opts: &BenchOptions) -> Result<String, BenchError> {
         std::fs::write(path, &report).map_err(fail)?;
     }
     Ok(report)
+}
+
+/// The night the benchmark measures: 0.8% of rows updated, 0.1% added, 0.1% deleted.
+const ONE_PERCENT: ChangeSpec = ChangeSpec {
+    changed: 0.008,
+    added: 0.001,
+    deleted: 0.001,
+};
+
+/// A seeded drop in `day1` and its next snapshot, [`ONE_PERCENT`] changed, in `day2`; the
+/// first drop's manifest.
+fn drop_and_next(g: &GenOptions, day1: &Path, day2: &Path) -> Result<gen::Manifest, BenchError> {
+    let m = gen::generate(g, day1).map_err(fail)?;
+    gen::generate_next(g, &ONE_PERCENT, day2).map_err(fail)?;
+    Ok(m)
 }
 
 fn f(v: &Value, k: &str) -> f64 {
