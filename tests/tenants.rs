@@ -32,6 +32,18 @@ fn output(c: &mut Command) -> Output {
     c.output().unwrap()
 }
 
+/// The command's output, which must have exited 0 (`what` says which, beside its stderr).
+fn succeed(c: &mut Command, what: &str) -> Output {
+    let o = output(c);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{what}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
 /// A folder of tenants: `tenants.toml` with every dealer's places under `root/NAME/`.
 struct Site {
     dir: tempfile::TempDir,
@@ -233,13 +245,7 @@ fn wave(
 /// left (or finds nothing to do), and must succeed.
 fn converge(names: &[String], spawn: &dyn Fn(&str) -> Command) {
     for name in names {
-        let o = output(&mut spawn(name));
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{name}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        succeed(&mut spawn(name), &format!("{name}: "));
     }
 }
 
@@ -320,21 +326,9 @@ fn every_command_takes_a_tenant() {
     site.drop_into("sur", &sur[0]);
 
     // plan writes nothing; run writes the tenant's workspace only.
-    let o = output(&mut site.cmd("norte", &["plan", "--json"]));
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    succeed(&mut site.cmd("norte", &["plan", "--json"]), "");
     assert!(!site.out("norte").exists(), "plan created the workspace");
-    let o = output(&mut site.cmd("norte", &["run", "--json"]));
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = succeed(&mut site.cmd("norte", &["run", "--json"]), "");
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(site.out("norte").join("crm.sqlite").is_file());
     assert!(!site.out("sur").exists(), "sur's workspace untouched");
@@ -348,12 +342,9 @@ fn every_command_takes_a_tenant() {
         "SELECT id FROM clientes ORDER BY id LIMIT 1",
     )
     .remove(0);
-    let o = output(&mut site.cmd("norte", &["explain", "clientes", &id, "--json"]));
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    let o = succeed(
+        &mut site.cmd("norte", &["explain", "clientes", &id, "--json"]),
+        "",
     );
     let events: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(events[0]["run_id"], report["run_id"]);
@@ -374,13 +365,7 @@ fn every_command_takes_a_tenant() {
     );
     let held: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let run_id = held["run_id"].as_str().unwrap();
-    let o = output(&mut site.cmd("norte", &["approve", run_id]));
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    succeed(&mut site.cmd("norte", &["approve", run_id]), "");
     let live = support::rows_in(
         &site.out("norte").join("crm.sqlite"),
         "SELECT count(*) FROM clientes WHERE _deleted = 0",
@@ -388,13 +373,7 @@ fn every_command_takes_a_tenant() {
     assert_eq!(live, ["5"]);
 
     // check reads the tenant's recipes and sources.
-    let o = output(&mut site.cmd("sur", &["check", "--json"]));
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    succeed(&mut site.cmd("sur", &["check", "--json"]), "");
 
     // watch --once takes the drop from the tenant's inbox and archives it beside it.
     std::fs::write(
@@ -402,13 +381,7 @@ fn every_command_takes_a_tenant() {
         "[watch]\nsettle = \"200ms\"\nquiet = \"400ms\"\nrescan = \"200ms\"\n",
     )
     .unwrap();
-    let o = output(&mut site.cmd("sur", &["watch", "--once"]));
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    succeed(&mut site.cmd("sur", &["watch", "--once"]), "");
     assert!(site.out("sur").join("crm.sqlite").is_file());
     assert!(site.dir.path().join("sur/archive").is_dir());
     assert_eq!(
@@ -583,13 +556,7 @@ fn a_run_that_lost_its_cluster_lock_stops_before_the_crm() {
     }
     drop(state);
 
-    let o = output(&mut site.cmd("norte", &["run", "--json"]));
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = succeed(&mut site.cmd("norte", &["run", "--json"]), "");
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let inserted = report["entities"]["clientes"]["inserted"].as_u64().unwrap();
     assert!(inserted > 0);
@@ -623,13 +590,7 @@ fn a_worker_on_a_fresh_folder_continues_what_another_started() {
     let reference = Site::with(&names, "", &ref_recipes);
     for snap in &snaps {
         reference.drop_into("norte", snap);
-        let o = output(&mut reference.cmd("norte", &["run"]));
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        succeed(&mut reference.cmd("norte", &["run"]), "");
     }
 
     // Machine A: killed once its CRM upserts are in (after its journal was published).
@@ -651,16 +612,23 @@ fn a_worker_on_a_fresh_folder_continues_what_another_started() {
         let fresh = Site::with(&names, &header, &recipes);
         assert!(!fresh.out("norte").exists());
         fresh.drop_into("norte", snap);
-        let o = output(&mut fresh.cmd("norte", &["run", "--json"]));
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "snapshot {i}: {}",
-            String::from_utf8_lossy(&o.stderr)
+        succeed(
+            &mut fresh.cmd("norte", &["run", "--json"]),
+            &format!("snapshot {i}: "),
         );
         assert!(fresh.out("norte").join("state/state.sqlite").is_file());
     }
     assert_eq!(support::pg_dump(&crm_db), support::pg_dump(&ref_db));
+    // One more worker on an empty folder, the same export again: the fetched snapshots are
+    // as their publisher left them (times included), so every entity's last pass stands.
+    let again = Site::with(&names, &header, &recipes);
+    again.drop_into("norte", &snaps[2]);
+    let o = succeed(&mut again.cmd("norte", &["run", "--json"]), "");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["crm_rows_written"], 0);
+    for (entity, e) in report["entities"].as_object().unwrap() {
+        assert!(e["unchanged_since"].is_string(), "{entity} recomputed: {e}");
+    }
     // The runs recorded: A's (completed by B), B's and C's.
     let published: i64 = state_db
         .client()
@@ -723,13 +691,7 @@ fn stateless_workers_killed_at_random_leave_each_tenant_as_one_worker_would() {
     for (name, snaps) in names.iter().zip(&drops) {
         for snap in snaps {
             reference.drop_into(name, snap);
-            let o = output(&mut reference.cmd(name, &["run"]));
-            assert_eq!(
-                o.status.code(),
-                Some(0),
-                "{name}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
+            succeed(&mut reference.cmd(name, &["run"]), &format!("{name}: "));
         }
     }
 
@@ -763,12 +725,9 @@ fn stateless_workers_killed_at_random_leave_each_tenant_as_one_worker_would() {
         // Any worker reads the tenant's runs: a fresh folder fetches them first.
         let site = Site::with(&names, "", &repo().join("recipes"));
         std::fs::write(site.file(), &shared_file).unwrap();
-        let o = output(&mut site.cmd(name, &["runs", "--json", "--limit", "1000"]));
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
+        let o = succeed(
+            &mut site.cmd(name, &["runs", "--json", "--limit", "1000"]),
+            "",
         );
         let mut runs: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
         runs.sort_by(|a, b| a["started_at"].as_str().cmp(&b["started_at"].as_str()));

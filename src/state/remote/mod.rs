@@ -32,13 +32,18 @@ const MARKER: &str = "remote.generation";
 /// In `state/`: the consistent copy of state.sqlite made for a publication.
 const COPY: &str = ".publish.sqlite";
 /// Schema versions, applied in order; each runs once per database.
-const MIGRATIONS: [&str; 1] = ["
+const MIGRATIONS: [&str; 2] = [
+    "
 CREATE TABLE dropsync_state.heads (
   tenant TEXT PRIMARY KEY, generation BIGINT NOT NULL, published_at TIMESTAMPTZ NOT NULL);
 CREATE TABLE dropsync_state.files (
   tenant TEXT NOT NULL, path TEXT NOT NULL, hash TEXT NOT NULL, content BYTEA NOT NULL,
   PRIMARY KEY (tenant, path));
-"];
+",
+    // A snapshot's stamp (what says an entity's last pass still stands) includes its file's
+    // modification time: restored on fetch, a fresh worker reuses unchanged entities.
+    "ALTER TABLE dropsync_state.files ADD COLUMN modified_ns BIGINT;",
+];
 
 /// Where a tenant's state is published. The URL is a secret and never printed.
 #[derive(Clone)]
@@ -143,13 +148,14 @@ impl RemoteState {
             .get(0);
         let rows = tx
             .query(
-                "SELECT path, hash, content FROM dropsync_state.files WHERE tenant = $1",
+                "SELECT path, hash, content, modified_ns FROM dropsync_state.files \
+                 WHERE tenant = $1",
                 &[&self.tenant],
             )
             .map_err(|e| self.err(e))?;
         for row in rows {
-            let (path, hash, content): (String, String, Vec<u8>) =
-                (row.get(0), row.get(1), row.get(2));
+            let (path, hash, content, modified): (String, String, Vec<u8>, Option<i64>) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
             if blake3::hash(&content).to_hex().as_str() != hash {
                 return Err(self.err(format!("stored file {path} does not match its hash")));
             }
@@ -159,6 +165,14 @@ impl RemoteState {
                 std::fs::create_dir_all(parent).map_err(io(parent))?;
             }
             std::fs::write(&target, content).map_err(io(&target))?;
+            if let Some(ns) = modified.and_then(|ns| u64::try_from(ns).ok()) {
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+                std::fs::File::options()
+                    .write(true)
+                    .open(&target)
+                    .and_then(|f| f.set_modified(at))
+                    .map_err(io(&target))?;
+            }
         }
         tx.commit().map_err(|e| self.err(e))?;
         std::fs::create_dir_all(fresh.join("snapshots")).map_err(io(&fresh))?;
@@ -183,13 +197,14 @@ impl RemoteState {
         let _ = std::fs::remove_file(&copy);
         db.execute("VACUUM INTO ?1", [copy.to_string_lossy()])
             .map_err(|e| self.err(format!("copying state.sqlite: {e}")))?;
-        let mut files = vec![(
-            "state.sqlite".to_string(),
-            std::fs::read(&copy).map_err(|source| StateError::Io {
+        let mut files = vec![Local {
+            path: "state.sqlite".to_string(),
+            content: std::fs::read(&copy).map_err(|source| StateError::Io {
                 path: copy.clone(),
                 source,
             })?,
-        )];
+            modified_ns: None,
+        }];
         let _ = std::fs::remove_file(&copy);
         collect(&dir, &dir, &mut files)?;
         let expected = local_generation(&dir).unwrap_or(0);
@@ -213,33 +228,34 @@ impl RemoteState {
                 "the published state is at generation {head}, this folder holds {expected}: another worker published since; nothing was overwritten"
             )));
         }
-        let stored: std::collections::HashMap<String, String> = tx
+        let stored: std::collections::HashMap<String, (String, Option<i64>)> = tx
             .query(
-                "SELECT path, hash FROM dropsync_state.files WHERE tenant = $1",
+                "SELECT path, hash, modified_ns FROM dropsync_state.files WHERE tenant = $1",
                 &[&self.tenant],
             )
             .map_err(|e| self.err(e))?
             .into_iter()
-            .map(|r| (r.get(0), r.get(1)))
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
             .collect();
         let mut sent = 0usize;
-        for (path, content) in &files {
-            let hash = blake3::hash(content).to_hex().to_string();
-            if stored.get(path) == Some(&hash) {
+        for f in &files {
+            let hash = blake3::hash(&f.content).to_hex().to_string();
+            if stored.get(&f.path) == Some(&(hash.clone(), f.modified_ns)) {
                 continue;
             }
             tx.execute(
-                "INSERT INTO dropsync_state.files (tenant, path, hash, content) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, path) \
-                 DO UPDATE SET hash = excluded.hash, content = excluded.content",
-                &[&self.tenant, path, &hash, content],
+                "INSERT INTO dropsync_state.files (tenant, path, hash, content, modified_ns) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, path) \
+                 DO UPDATE SET hash = excluded.hash, content = excluded.content, \
+                 modified_ns = excluded.modified_ns",
+                &[&self.tenant, &f.path, &hash, &f.content, &f.modified_ns],
             )
             .map_err(|e| self.err(e))?;
             sent += 1;
         }
         let gone: Vec<&String> = stored
             .keys()
-            .filter(|p| !files.iter().any(|(f, _)| f == *p))
+            .filter(|p| !files.iter().any(|f| &f.path == *p))
             .collect();
         if !gone.is_empty() {
             tx.execute(
@@ -278,9 +294,18 @@ fn local_generation(dir: &Path) -> Option<i64> {
         .ok()
 }
 
-/// Every file under `dir` but state.sqlite's own files and the marker, as (path relative to
-/// `root` with `/`, bytes).
-fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<(), StateError> {
+/// One file of the state folder as it is published.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Local {
+    /// Relative to `state/`, with `/`.
+    path: String,
+    content: Vec<u8>,
+    /// Its modification time (nanoseconds since 1970), restored on fetch.
+    modified_ns: Option<i64>,
+}
+
+/// Every file under `dir` but state.sqlite's own files and the marker.
+fn collect(root: &Path, dir: &Path, out: &mut Vec<Local>) -> Result<(), StateError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| StateError::Io { path, source }
@@ -306,7 +331,16 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<
                     .join("/")
             })
             .unwrap_or_default();
-        out.push((rel, std::fs::read(&path).map_err(io(&path))?));
+        let modified_ns = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_nanos()).ok());
+        out.push(Local {
+            path: rel,
+            content: std::fs::read(&path).map_err(io(&path))?,
+            modified_ns,
+        });
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ fn remote(db: &TestDb, tenant: &str) -> RemoteState {
 
 /// Every file of a workspace's state folder but the marker, with its bytes, and the runs
 /// state.sqlite records.
-fn contents(out: &Path) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
+fn contents(out: &Path) -> (Vec<Local>, Vec<String>) {
     let dir = out.join("state");
     let mut files = Vec::new();
     collect(&dir, &dir, &mut files).unwrap();
