@@ -65,7 +65,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
         tracing::warn!(file = %u.display(), "no recipe takes this file; left alone");
     }
     // A dry run creates nothing: it reads the workspace if there is one.
-    let (_cluster, _lock, state) = if opts.dry_run {
+    let (cluster_guard, _lock, state) = if opts.dry_run {
         (None, None, State::open_for_plan(&opts.out)?)
     } else {
         // The tenant's cluster-wide lock first: a worker on another machine may hold it
@@ -105,7 +105,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
         &state,
         &run_id,
         started,
-        _cluster.as_ref(),
+        cluster_guard.as_ref(),
     );
     if let Err(e) = &result {
         if !opts.dry_run && !matches!(e, PipelineError::Stopped { .. }) {
