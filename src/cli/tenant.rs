@@ -56,14 +56,8 @@ pub fn remote_state(tenant: Option<&Tenant>) -> Result<Option<RemoteState>, Usag
 /// runs left. A run working in this folder holds its lock and its copy is the newest: then
 /// the folder is read as it is.
 pub fn fetch_state(tenant: Option<&Tenant>, out: &std::path::Path) -> anyhow::Result<()> {
-    let Some(remote) = remote_state(tenant)? else {
-        return Ok(());
-    };
-    std::fs::create_dir_all(out)?;
-    match crate::state::lock::WorkspaceLock::acquire(out) {
-        Ok(_lock) => remote.hydrate(out)?,
-        Err(crate::state::lock::LockError::Busy { .. }) => {}
-        Err(e) => return Err(e.into()),
+    if let Some(remote) = remote_state(tenant)? {
+        remote.fetch_for_reading(out)?;
     }
     Ok(())
 }

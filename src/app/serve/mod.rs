@@ -21,7 +21,9 @@
 //!   constant time, so neither their bytes nor their length show in response times. The
 //!   cookie holds a value derived from the token, not the token itself.
 //! - Every database connection a request opens is read-only; the one request that writes is
-//!   Approve, through `app::approve` and its workspace lock.
+//!   Approve, through `app::approve` and its workspace lock. (With a tenant's state in
+//!   PostgreSQL, a page first brings that tenant's folder to the published state, under the
+//!   same lock: a local copy, not the state itself.)
 
 mod data;
 mod pages;
@@ -112,6 +114,18 @@ struct App {
 }
 
 impl App {
+    /// With the tenant's state in PostgreSQL, its folder is brought to the published state
+    /// before a page reads it (a query when nothing changed, a fetch when a run elsewhere
+    /// published since).
+    fn fetch(&self) -> Result<(), String> {
+        match &self.remote {
+            Some(remote) => remote
+                .fetch_for_reading(&self.ws.out)
+                .map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
     fn nav(&self) -> pages::Nav<'_> {
         pages::Nav {
             base: &self.base,
@@ -409,6 +423,7 @@ async fn blocking<T: Send + 'static>(
 async fn runs(State(app): State<Arc<App>>) -> Response {
     let ws = app.clone();
     let list = blocking(move || {
+        ws.fetch()?;
         if !crate::state::db_path(&ws.ws.out).is_file() {
             return Ok(Vec::new());
         }
@@ -434,6 +449,10 @@ async fn tenants(State(apps): State<Arc<Vec<Arc<App>>>>) -> Response {
                     held_now: 0,
                     error: None,
                 };
+                if let Err(e) = app.fetch() {
+                    row.error = Some(e);
+                    return row;
+                }
                 if crate::state::db_path(&app.ws.out).is_file() {
                     let read = app.ws.runs(1).and_then(|last| {
                         app.ws
@@ -464,6 +483,8 @@ async fn all_metrics(State(apps): State<Arc<Vec<Arc<App>>>>) -> Response {
     let facts = blocking(move || {
         let mut all = Vec::new();
         for app in apps.iter() {
+            app.fetch()
+                .map_err(|e| format!("tenant {}: {e}", app.name))?;
             if crate::state::db_path(&app.ws.out).is_file() {
                 let facts = app
                     .ws
@@ -495,6 +516,7 @@ async fn all_metrics(State(apps): State<Arc<Vec<Arc<App>>>>) -> Response {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let ws = app.clone();
     let facts = blocking(move || {
+        ws.fetch()?;
         if !crate::state::db_path(&ws.ws.out).is_file() {
             return Ok(Default::default());
         }
@@ -541,6 +563,7 @@ async fn run(
     let ws = app.clone();
     let found = blocking(move || {
         let app = ws;
+        app.fetch()?;
         let e = |e: data::DataError| e.to_string();
         let Some(run) = app.ws.run(&run_id).map_err(e)? else {
             return Ok(None);
@@ -649,6 +672,7 @@ async fn search(State(app): State<Arc<App>>, Query(q): Query<SearchQuery>) -> Re
     let ws = app.clone();
     let found = blocking(move || {
         let app = ws;
+        app.fetch()?;
         let recipes = crate::config::load_dir(&app.recipes).map_err(|e| e.to_string());
         let entities: Vec<String> = recipes
             .as_ref()

@@ -1175,3 +1175,56 @@ fn approve_is_refused_while_another_machine_holds_the_tenant() {
     assert_eq!(ok.status(), 303);
     assert!(live_clients(&out) < before);
 }
+
+/// With a tenant's state in PostgreSQL, the status page shows what runs on other machines
+/// published: its own folder starts empty and follows each publication.
+#[test]
+fn pages_follow_the_state_published_by_runs_elsewhere() {
+    let (dir, held_run) = held_workspace();
+    let elsewhere = dir.path().join("out");
+    let db = dropsync_testkit::postgres::TestDb::new("serve_remote_state");
+    let remote =
+        crate::state::remote::RemoteState::new(std::env::var(&db.env_var).unwrap(), "norte".into());
+    {
+        let state = crate::state::State::open(&elsewhere).unwrap();
+        remote.publish(&elsewhere, &state.db).unwrap();
+    }
+    let here = tempfile::tempdir().unwrap();
+    let s = start_sites(
+        vec![Site {
+            cluster: None,
+            remote: Some(remote.clone()),
+            name: "norte".into(),
+            recipes: repo().join("recipes"),
+            out: here.path().join("norte"),
+        }],
+        true,
+        None,
+    );
+    let get = |path: &str| {
+        client()
+            .get(format!("{}{path}", s.base))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    let list = get("/t/norte");
+    assert!(list.contains(&held_run), "{list}");
+    let index = get("/");
+    assert!(
+        index.contains(&format!("/t/norte/runs/{held_run}")),
+        "{index}"
+    );
+    assert!(get("/metrics").contains("dropsync_runs_total{tenant=\"norte\",status=\"held\"} 1"));
+
+    // Approved elsewhere and published: the next page view shows it.
+    crate::app::run::approve(&repo().join("recipes"), &elsewhere, &held_run, None, None).unwrap();
+    {
+        let state = crate::state::State::open(&elsewhere).unwrap();
+        remote.publish(&elsewhere, &state.db).unwrap();
+    }
+    assert!(get("/metrics").contains("dropsync_runs_total{tenant=\"norte\",status=\"approved\"} 1"));
+    let page = get(&format!("/t/norte/runs/{held_run}"));
+    assert!(page.contains("data-status=\"approved\""), "{page}");
+}

@@ -188,6 +188,24 @@ impl RemoteState {
         Ok(())
     }
 
+    /// For a command that only reads the workspace (`runs`, `explain`, the status page):
+    /// brings the folder to the published state under the workspace's lock (one query when
+    /// it already is). A run working in the folder holds that lock and its copy is the
+    /// newest: then the folder is read as it is.
+    pub fn fetch_for_reading(&self, out: &Path) -> Result<(), StateError> {
+        std::fs::create_dir_all(out).map_err(|source| StateError::Io {
+            path: out.to_path_buf(),
+            source,
+        })?;
+        match super::lock::WorkspaceLock::acquire(out) {
+            Ok(_lock) => self.hydrate(out),
+            Err(super::lock::LockError::Io { path, source }) => {
+                Err(StateError::Io { path, source })
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Publishes `out/state` as the tenant's next generation: state.sqlite copied
     /// consistently from `db` (VACUUM INTO), every other file as it is; only changed files
     /// are sent. Refused when the published generation is not the one this folder holds.
