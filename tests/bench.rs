@@ -3,23 +3,18 @@
 
 mod support;
 
+/// `dropsync bench ARGS` into the workspace's `bw/`, its report's text.
+fn bench(w: &support::Workdir, args: &[&str]) -> String {
+    let common = ["--dir", "bw", "--recipes", "recipes", "--report", "r.md"];
+    let o = w.cmd(&[&["-q", "bench"], args, &common[..]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::read_to_string(w.path().join("r.md")).unwrap()
+}
+
 #[test]
 fn bench_prints_three_runs_and_the_baseline_ratio() {
     let w = support::Workdir::new();
-    let o = w.cmd(&[
-        "-q",
-        "bench",
-        "--sizes",
-        "200",
-        "--dir",
-        "bw",
-        "--recipes",
-        "recipes",
-        "--report",
-        "r.md",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let text = std::fs::read_to_string(w.path().join("r.md")).unwrap();
+    let text = bench(&w, &["--sizes", "200"]);
     let row = |label: &str| -> Vec<String> {
         text.lines()
             .find(|l| l.contains(&format!("| {label} |")))
@@ -68,22 +63,7 @@ fn bench_prints_three_runs_and_the_baseline_ratio() {
 #[test]
 fn bench_runs_many_dealers_at_once_and_writes_exactly_their_changes() {
     let w = support::Workdir::new();
-    let o = w.cmd(&[
-        "-q",
-        "bench",
-        "--sizes",
-        "150",
-        "--dealers",
-        "3",
-        "--dir",
-        "bw",
-        "--recipes",
-        "recipes",
-        "--report",
-        "r.md",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let text = std::fs::read_to_string(w.path().join("r.md")).unwrap();
+    let text = bench(&w, &["--sizes", "150", "--dealers", "3"]);
     assert!(
         text.contains("| N clients | tenants | runs at a time |"),
         "{text}"

@@ -3,6 +3,8 @@
 //! server started by the test) and from Drive. The servers come from `dropsync-testkit`
 //! (`tests/testkit/`).
 
+mod support;
+
 mod gdrive {
     //! Polls against the fake Drive (`dropsync_testkit::drive`): real HTTP, real token grant,
     //! real google-drive3 and yup-oauth2 code, no Google endpoint.
@@ -489,14 +491,7 @@ mod watch {
     fn crm(out: &Path) -> Vec<String> {
         let conn = rusqlite::Connection::open(out.join("crm.sqlite")).unwrap();
         let mut rows = Vec::new();
-        for t in [
-            "clientes",
-            "sucursales",
-            "usuarios",
-            "ventas",
-            "unidades",
-            "servicios",
-        ] {
+        for t in super::support::ENTITIES {
             let mut st = conn
                 .prepare(&format!("SELECT * FROM {t} ORDER BY id"))
                 .unwrap();

@@ -121,7 +121,7 @@ impl LineageRun {
 
     /// Sent when the run ended: COMPLETE with what it read and wrote, or FAIL with why.
     pub fn end(&self, e: &Ending) -> Value {
-        let host = hostname();
+        let host = crate::support::host::name();
         let mut run_facets = Map::new();
         let mut own = json!({ "exit_code": e.exit_code });
         if let Some(r) = e.report {
@@ -229,7 +229,7 @@ pub fn crm_place(target: &TargetSpec, out: &Path) -> CrmPlace {
             let db = out.join("crm.sqlite");
             let db = std::path::absolute(&db).unwrap_or(db);
             CrmPlace {
-                namespace: format!("sqlite://{}{}", hostname(), db.display()),
+                namespace: format!("sqlite://{}{}", crate::support::host::name(), db.display()),
                 prefix: String::new(),
             }
         }
@@ -247,14 +247,6 @@ pub fn send(base: &str, api_key: Option<&str>, event: &Value) -> Result<(), Deli
         bearer: api_key,
         body: event.to_string(),
     })
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 #[cfg(test)]

@@ -84,7 +84,7 @@ impl ClusterLock {
             "dropsync {} pid {} on {}",
             self.tenant,
             std::process::id(),
-            hostname()
+            crate::support::host::name()
         );
         config.application_name(truncate(&name, 63));
         // An unreachable server fails the run in seconds, not after the kernel's minutes; a
@@ -135,14 +135,6 @@ impl ClusterLock {
             holder,
         })
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown host".into())
 }
 
 fn truncate(s: &str, max: usize) -> &str {

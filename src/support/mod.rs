@@ -9,6 +9,7 @@ pub mod download;
 pub mod failpoint;
 pub mod frame_rows;
 pub mod google;
+pub mod host;
 pub mod id_index;
 pub mod memory;
 pub mod parquet_file;

@@ -76,11 +76,19 @@ impl RemoteState {
         remote_err(&self.tenant, e)
     }
 
-    /// A session with the schema migrated to the current version.
+    /// A session with the schema migrated to the current version. The migration check runs
+    /// once per server and process: the status page connects on every view.
     fn connect(&self) -> Result<Client, StateError> {
+        static MIGRATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
         let mut config = postgres::Config::from_str(&self.url).map_err(|e| self.err(e))?;
         config.connect_timeout(std::time::Duration::from_secs(10));
         let mut db = config.connect(NoTls).map_err(|e| self.err(e))?;
+        let mut migrated = MIGRATED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if migrated.contains(&self.url) {
+            return Ok(db);
+        }
         let mut tx = db.transaction().map_err(|e| self.err(e))?;
         // One migrator at a time, whatever the tenant.
         tx.batch_execute(
@@ -106,6 +114,7 @@ impl RemoteState {
             .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))?;
+        migrated.push(self.url.clone());
         Ok(db)
     }
 
