@@ -1,6 +1,6 @@
 //! The remote sources against local servers, through dropsync's public API: the Drive
-//! source against a fake Drive API, and `watch` pulling drops over SFTP (a real OpenSSH
-//! server started by the test) and from Drive. The servers come from `dropsync-testkit`
+//! source against a fake Drive API, and `watch` and `run --pull` pulling drops over SFTP (a
+//! real OpenSSH server started by the test) and from Drive. The servers come from `dropsync-testkit`
 //! (`tests/testkit/`).
 
 mod support;
@@ -488,7 +488,7 @@ mod watch {
     use dropsync_testkit::sshd::Sshd;
 
     /// Business columns of every CRM table (bookkeeping run ids differ between runs).
-    fn crm(out: &Path) -> Vec<String> {
+    pub(super) fn crm(out: &Path) -> Vec<String> {
         let conn = rusqlite::Connection::open(out.join("crm.sqlite")).unwrap();
         let mut rows = Vec::new();
         for t in super::support::ENTITIES {
@@ -514,7 +514,7 @@ mod watch {
     }
 
     /// A generated dirty drop in `dir` (no manifest) and what `dropsync run` makes of it.
-    fn drop_and_plain_run(dir: &Path) -> (tempfile::TempDir, Vec<String>) {
+    pub(super) fn drop_and_plain_run(dir: &Path) -> (tempfile::TempDir, Vec<String>) {
         let opts = GenOptions {
             clients: 60,
             seed: 5,
@@ -542,18 +542,23 @@ mod watch {
         (plain, rows)
     }
 
-    fn recipes() -> PathBuf {
+    pub(super) fn recipes() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes")
     }
 
     /// Runs `watch --once` with `sources` appended to a fast local config; returns the CRM.
     fn watch_once(ws: &Path, sources: &str) -> (usize, Vec<String>) {
+        watch_once_on(ws, "every = \"300ms\"", sources)
+    }
+
+    /// `watch_once` with `schedule` as the `[schedule]` table's body.
+    fn watch_once_on(ws: &Path, schedule: &str, sources: &str) -> (usize, Vec<String>) {
         let config = ws.join("sources.toml");
         std::fs::write(
             &config,
             format!(
                 "[watch]\ninbox = {:?}\narchive = {:?}\nquarantine = {:?}\n\
-                 settle = \"200ms\"\nquiet = \"400ms\"\n[schedule]\nevery = \"300ms\"\n{sources}",
+                 settle = \"200ms\"\nquiet = \"400ms\"\n[schedule]\n{schedule}\n{sources}",
                 ws.join("inbox"),
                 ws.join("archive"),
                 ws.join("quarantine"),
@@ -601,6 +606,37 @@ mod watch {
         assert_eq!(processed.len(), 6);
     }
 
+    /// `--once` on a nightly schedule: the second look at the SFTP folder comes `settle` after
+    /// the first, not at the next night's pull (regression: it waited for the schedule).
+    #[test]
+    fn watch_once_on_a_nightly_schedule_looks_again_after_settle() {
+        let sshd = Sshd::start();
+        let remote = tempfile::tempdir().unwrap();
+        let (_plain, want) = drop_and_plain_run(remote.path());
+        let ws = tempfile::tempdir().unwrap();
+        let section = format!(
+            "[[sftp]]\nname = \"dealer\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"root\"\n\
+             remote_dir = {:?}\nkey_file_env = {:?}\nknown_hosts = {:?}\n",
+            sshd.port,
+            remote.path(),
+            sshd.key_env,
+            sshd.known_hosts(),
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = ws.path().to_path_buf();
+        // The schedule's next pull is always about a day away.
+        let now = chrono::Local::now() - chrono::Duration::minutes(1);
+        let cron = format!("cron = \"{} {} * * *\"", now.format("%M"), now.format("%H"));
+        std::thread::spawn(move || {
+            let _ = tx.send(watch_once_on(&dir, &cron, &section));
+        });
+        let (runs, got) = rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("watch --once returned");
+        assert_eq!(runs, 1);
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn a_drive_drop_runs_like_the_same_files_given_to_run() {
         let local = tempfile::tempdir().unwrap();
@@ -638,5 +674,214 @@ mod watch {
             drive.base()
         ));
         assert_eq!(runs, 0);
+    }
+}
+
+mod pull {
+    //! `dropsync run --pull`, the one-shot a scheduler starts: it takes what is new on the
+    //! sources, runs it, and remembers it (SFTP: moves it to `processed/`) only once the run
+    //! ended, so a run killed or failed at any point leaves the files to the next job, and the
+    //! CRM ends as one uninterrupted run leaves it.
+
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output};
+
+    use dropsync_testkit::drive::{FakeDrive, FakeFile, Fault, Route};
+    use dropsync_testkit::google::key_in_env;
+    use dropsync_testkit::sshd::Sshd;
+
+    use super::watch::{crm, drop_and_plain_run, recipes};
+
+    /// A workspace of its own with a sources config of `sources` (settle 300 ms).
+    struct Job {
+        ws: tempfile::TempDir,
+    }
+
+    impl Job {
+        fn new(sources: &str) -> Job {
+            let ws = tempfile::tempdir().unwrap();
+            std::fs::write(
+                ws.path().join("sources.toml"),
+                format!("[watch]\nsettle = \"300ms\"\n{sources}"),
+            )
+            .unwrap();
+            Job { ws }
+        }
+
+        fn out(&self) -> PathBuf {
+            self.ws.path().join("out")
+        }
+
+        fn inbox(&self) -> PathBuf {
+            self.ws.path().join("inbox")
+        }
+
+        /// `dropsync run --pull --json` on this workspace, with `env` set.
+        fn run(&self, env: &[(&str, &str)]) -> Output {
+            Command::new(env!("CARGO_BIN_EXE_dropsync"))
+                .args(["run", "--pull", "--json", "--config"])
+                .arg(self.ws.path().join("sources.toml"))
+                .arg("--recipes")
+                .arg(recipes())
+                .arg("--out")
+                .arg(self.out())
+                .arg("--inbox")
+                .arg(self.inbox())
+                .env("RUST_LOG", "warn")
+                .envs(env.iter().copied())
+                .output()
+                .unwrap()
+        }
+
+        /// Runs the job; it must exit `code`; its JSON.
+        fn expect(&self, code: i32) -> serde_json::Value {
+            let o = self.run(&[]);
+            assert_eq!(
+                o.status.code(),
+                Some(code),
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)
+        }
+
+        fn runs(&self) -> Vec<String> {
+            let db = self.out().join("state/state.sqlite");
+            if !db.exists() {
+                return Vec::new();
+            }
+            super::support::rows_in(&db, "SELECT status FROM runs ORDER BY rowid")
+        }
+
+        fn remembered(&self) -> usize {
+            super::support::rows_in(
+                &self.out().join("state/state.sqlite"),
+                "SELECT count(*) FROM remote_seen",
+            )[0]
+            .parse()
+            .unwrap()
+        }
+    }
+
+    fn sftp_section(sshd: &Sshd, remote: &Path) -> String {
+        format!(
+            "[[sftp]]\nname = \"dealer\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"root\"\n\
+             remote_dir = {:?}\nkey_file_env = {:?}\nknown_hosts = {:?}\n",
+            sshd.port,
+            remote,
+            sshd.key_env,
+            sshd.known_hosts(),
+        )
+    }
+
+    fn exports_in(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter(|e| {
+                    let n = e.as_ref().unwrap().file_name();
+                    let n = n.to_string_lossy().to_lowercase();
+                    n.ends_with(".csv") || n.ends_with(".xml")
+                })
+                .count()
+            })
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_pull_over_sftp_runs_like_the_same_files_and_the_next_finds_nothing_new() {
+        let sshd = Sshd::start();
+        let remote = tempfile::tempdir().unwrap();
+        let (_plain, want) = drop_and_plain_run(remote.path());
+        let job = Job::new(&sftp_section(&sshd, remote.path()));
+
+        let report = job.expect(0);
+        assert_eq!(report["status"], "ok", "{report}");
+        assert_eq!(crm(&job.out()), want);
+        assert_eq!(exports_in(remote.path()), 0, "moved once the run ended");
+        assert_eq!(exports_in(&remote.path().join("processed")), 6);
+
+        // Nothing new: no run at all, exit 0.
+        let again = job.expect(0);
+        assert_eq!(again["status"], "nothing_new");
+        assert_eq!(job.runs(), ["ok"]);
+    }
+
+    /// Killed before its journal commits or after its CRM upserts: nothing remembered, the
+    /// files still on the server; the next job takes them again and the CRM is exact.
+    #[test]
+    fn a_pull_killed_mid_run_leaves_its_files_to_the_next_job() {
+        let sshd = Sshd::start();
+        for point in ["before-journal-commit", "after-upserts"] {
+            let remote = tempfile::tempdir().unwrap();
+            let (_plain, want) = drop_and_plain_run(remote.path());
+            let job = Job::new(&sftp_section(&sshd, remote.path()));
+            let o = job.run(&[("DROPSYNC_FAILPOINT", point)]);
+            assert_eq!(o.status.code(), None, "{point}: aborted");
+            assert_eq!(exports_in(remote.path()), 6, "{point}: left on the server");
+            assert_eq!(job.remembered(), 0, "{point}");
+
+            let report = job.expect(0);
+            assert_eq!(report["status"], "ok", "{point}: {report}");
+            assert_eq!(crm(&job.out()), want, "{point}");
+            assert_eq!(exports_in(&remote.path().join("processed")), 6, "{point}");
+            assert_eq!(job.remembered(), 6, "{point}");
+        }
+    }
+
+    /// A Drive file that cannot be downloaded fails the job (exit 1) with nothing taken from
+    /// any source and no run; the next job, the fault gone, takes all and runs; the one after
+    /// finds nothing new.
+    #[test]
+    fn a_failed_drive_download_takes_nothing_and_the_next_job_does() {
+        let local = tempfile::tempdir().unwrap();
+        let (_plain, want) = drop_and_plain_run(local.path());
+        let mut names: Vec<PathBuf> = std::fs::read_dir(local.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        let files: Vec<FakeFile> = names
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                FakeFile::blob(&format!("id{i}"), &name, &std::fs::read(p).unwrap())
+            })
+            .collect();
+        let email = "dropsync@test.iam.gserviceaccount.com";
+        let drive = FakeDrive::start("folder-p", email, files);
+        let dir = tempfile::tempdir().unwrap();
+        let var = key_in_env(
+            dir.path(),
+            email,
+            &drive.token_uri(),
+            "DROPSYNC_PULL_TEST_KEY",
+        );
+        let job = Job::new(&format!(
+            "[[gdrive]]\nname = \"drive\"\nfolder_id = \"folder-p\"\nkey_file_env = {var:?}\n\
+             api_base = {:?}\nmax_retries = 1\n",
+            drive.base()
+        ));
+        // The last file's two tries are cut short.
+        let last = format!("id{}", names.len() - 1);
+        drive.fault(Route::Media, Some(&last), Fault::Truncate, 2);
+        let o = job.run(&[]);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("source `drive`"), "{err}");
+        assert_eq!(exports_in(&job.inbox()), 0, "nothing taken");
+        assert!(job.runs().is_empty());
+
+        let report = job.expect(0);
+        assert_eq!(report["status"], "ok", "{report}");
+        assert_eq!(crm(&job.out()), want);
+        assert_eq!(job.expect(0)["status"], "nothing_new");
+        assert_eq!(job.runs(), ["ok"]);
     }
 }

@@ -749,3 +749,83 @@ fn stateless_workers_killed_at_random_leave_each_tenant_as_one_worker_would() {
         );
     }
 }
+
+/// `run --pull` on stateless workers (`[state]`, every worker on a fresh folder): what one
+/// took from the tenant's SFTP server is remembered in the published state, so the next
+/// worker finds nothing new although the files stay on the server (`after = "keep"`), and a
+/// worker pulling only the one export that changed continues the tenant: its CRM equals that
+/// of a worker given the whole drop on a disk of its own.
+#[test]
+fn stateless_pulls_take_each_file_once_and_continue_on_a_fresh_folder() {
+    let sshd = dropsync_testkit::sshd::Sshd::start();
+    let state_db = TestDb::new("tenants_pull_state");
+    let crm_db = TestDb::new("tenants_pull_crm");
+    let ref_db = TestDb::new("tenants_pull_ref");
+    let recipes_dir = tempfile::tempdir().unwrap();
+    let recipes = support::recipes_with(
+        &recipes_dir.path().join("shared"),
+        &support::postgres_target(&crm_db.env_var),
+    );
+    let ref_recipes = support::recipes_with(
+        &recipes_dir.path().join("reference"),
+        &support::postgres_target(&ref_db.env_var),
+    );
+    let names = ["norte".to_string()];
+    let header = format!("[state]\npostgres_url_env = \"{}\"\n\n", state_db.env_var);
+    let drops = tempfile::tempdir().unwrap();
+    let snaps = snapshots(drops.path(), 13);
+    let server = tempfile::tempdir().unwrap();
+    copy_dir(&snaps[0], server.path());
+    let worker = || {
+        let site = Site::with(&names, &header, &recipes);
+        std::fs::write(
+            site.dir.path().join("norte/sources.toml"),
+            format!(
+                "[watch]\nsettle = \"300ms\"\n\n[[sftp]]\nname = \"norte\"\nhost = \"127.0.0.1\"\n\
+                 port = {}\nuser = \"root\"\nremote_dir = {:?}\nkey_file_env = {:?}\n\
+                 known_hosts = {:?}\nafter = \"keep\"\n",
+                sshd.port,
+                server.path(),
+                sshd.key_env,
+                sshd.known_hosts()
+            ),
+        )
+        .unwrap();
+        site
+    };
+    let pull = |site: &Site| {
+        let o = succeed(&mut site.cmd("norte", &["run", "--pull", "--json"]), "");
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+
+    let a = worker();
+    assert_eq!(pull(&a)["status"], "ok");
+    let b = worker();
+    assert_eq!(pull(&b)["status"], "nothing_new");
+    assert!(!b.inbox("norte").join("clientes.csv").exists());
+
+    // The dealer's system exports new sales only.
+    let ventas = snaps[1].join("ventas.csv");
+    assert_ne!(
+        std::fs::metadata(&ventas).unwrap().len(),
+        std::fs::metadata(server.path().join("ventas.csv"))
+            .unwrap()
+            .len()
+    );
+    std::fs::copy(&ventas, server.path().join("ventas.csv")).unwrap();
+    let c = worker();
+    let report = pull(&c);
+    assert_eq!(report["status"], "ok", "{report}");
+    let taken: Vec<_> = std::fs::read_dir(c.inbox("norte"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(taken, ["ventas.csv"]);
+
+    let reference = Site::with(&names, "", &ref_recipes);
+    reference.drop_into("norte", &snaps[0]);
+    succeed(&mut reference.cmd("norte", &["run"]), "");
+    std::fs::copy(&ventas, reference.inbox("norte").join("ventas.csv")).unwrap();
+    succeed(&mut reference.cmd("norte", &["run"]), "");
+    assert_eq!(support::pg_dump(&crm_db), support::pg_dump(&ref_db));
+}

@@ -41,6 +41,8 @@ pub enum PipelineError {
         run_id: String,
         error: Box<PipelineError>,
     },
+    #[error("source `{source_name}`: {error}; nothing was taken from any source, the next run tries again")]
+    Pull { source_name: String, error: String },
     #[error("{0}")]
     Io(String),
     #[error("{0}")]

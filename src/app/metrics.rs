@@ -256,7 +256,8 @@ pub fn workspaces_text(tenants: &[(&str, &WorkspaceFacts)]) -> String {
 /// What one run came to, as it pushes it when it ends.
 #[derive(Debug, Clone, Default)]
 pub struct RunOutcome {
-    /// `ok`, `held`, `nothing` (no export found) or `failed`.
+    /// `ok`, `held`, `nothing` (no export found), `nothing_new` (`run --pull` found nothing
+    /// new: no run) or `failed`.
     pub status: String,
     /// The process's exit code (the documented contract: 0, 1, 2, 3, 4).
     pub exit_code: i32,
@@ -276,7 +277,7 @@ pub fn run_text(tenant: &str, run: &RunOutcome) -> String {
         &mut r,
         tenant,
         "dropsync_run_success",
-        "1 when the run reached its end (ok, held, or nothing to read), 0 when it failed",
+        "1 when the run reached its end (ok, held, nothing to read, or nothing new to pull), 0 when it failed",
         if run.status == "failed" { 0.0 } else { 1.0 },
     );
     let status = Family::<Labels, Gauge>::default();

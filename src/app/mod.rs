@@ -4,6 +4,7 @@
 //! journal and the recovery of interrupted runs, shared with `approve`; `reuse` lets an entity
 //! whose inputs did not change stand on its last full pass; `staging` writes what
 //! analysts read; `work` holds the types they hand each other; `error` is what stops a run. `watch` drives runs from drops and a schedule;
+//! `pull` takes what SFTP and Drive sources hold, for `watch` and for `run --pull`;
 //! `alerts` is the one policy both use; `metrics` is what Prometheus scrapes from `serve` and
 //! what a scheduled run pushes to a Pushgateway; `lineage` the OpenLineage events of a run; `explain`, `check`, `serve` and `bench` read or
 //! exercise what runs leave; `gen` makes synthetic drops for tests and benchmarks; `deploy`
@@ -22,6 +23,7 @@ pub mod lineage;
 mod meter;
 pub mod metrics;
 mod prefetch;
+pub mod pull;
 mod quarantine;
 mod records;
 mod reuse;

@@ -58,37 +58,75 @@ fn new_run_id() -> String {
 /// One run of the drop in `opts.inbox`. What interrupted runs had journaled is completed
 /// first, so this run diffs against snapshots that describe the CRM.
 pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
+    let ws = open(opts)?;
+    let result = run_in(opts, &ws);
+    published(opts, &ws, result)
+}
+
+/// A workspace opened for a run: its recipes read, the tenant's cluster lock and the
+/// workspace lock held (a dry run holds none), the state fetched (`[state]`) and open.
+/// Dropping it releases the locks.
+pub struct Opened {
+    recipes: Recipes,
+    cluster: Option<ClusterLockGuard>,
+    _lock: Option<crate::state::lock::WorkspaceLock>,
+    pub state: State,
+    started: Instant,
+}
+
+/// Reads the recipes, takes the locks and opens the state, for [`run_in`].
+pub fn open(opts: &RunOptions) -> Result<Opened, PipelineError> {
     let started = Instant::now();
     let recipes = config::load_dir(&opts.recipes)?;
-    let (files, unmatched) = sources::scan_inbox(&opts.inbox, &recipes)?;
+    // A dry run creates nothing: it reads the workspace if there is one.
+    if opts.dry_run {
+        let state = State::open_for_plan(&opts.out)?;
+        return Ok(Opened {
+            recipes,
+            cluster: None,
+            _lock: None,
+            state,
+            started,
+        });
+    }
+    // The tenant's cluster-wide lock first: a worker on another machine may hold it while
+    // this machine's workspace lock is free.
+    let cluster = opts.cluster.as_ref().map(|c| c.acquire()).transpose()?;
+    std::fs::create_dir_all(&opts.out)
+        .map_err(|e| PipelineError::Io(format!("cannot create {}: {e}", opts.out.display())))?;
+    let lock = crate::state::lock::WorkspaceLock::acquire(&opts.out)?;
+    if let Some(remote) = &opts.remote {
+        if recipes.pipeline.target.kind == crate::config::specs::TargetKind::Sqlite {
+            return Err(PipelineError::Usage("[state] keeps a tenant's state in PostgreSQL, but its CRM would be crm.sqlite on this worker's disk: set [target] to postgres or rest".into()));
+        }
+        remote.hydrate(&opts.out)?;
+    }
+    let state = State::open(&opts.out)?;
+    Ok(Opened {
+        recipes,
+        cluster,
+        _lock: Some(lock),
+        state,
+        started,
+    })
+}
+
+/// The run itself, in an opened workspace: the inbox as it is now, interrupted runs
+/// completed first. A failed run is recorded as failed; nothing is published here (see
+/// [`published`]).
+pub fn run_in(opts: &RunOptions, ws: &Opened) -> Result<RunReport, PipelineError> {
+    let (recipes, state) = (&ws.recipes, &ws.state);
+    let (files, unmatched) = sources::scan_inbox(&opts.inbox, recipes)?;
     for u in &unmatched {
         tracing::warn!(file = %u.display(), "no recipe takes this file; left alone");
     }
-    // A dry run creates nothing: it reads the workspace if there is one.
-    let (cluster_guard, _lock, state) = if opts.dry_run {
-        (None, None, State::open_for_plan(&opts.out)?)
-    } else {
-        // The tenant's cluster-wide lock first: a worker on another machine may hold it
-        // while this machine's workspace lock is free.
-        let cluster = opts.cluster.as_ref().map(|c| c.acquire()).transpose()?;
-        std::fs::create_dir_all(&opts.out)
-            .map_err(|e| PipelineError::Io(format!("cannot create {}: {e}", opts.out.display())))?;
-        let lock = crate::state::lock::WorkspaceLock::acquire(&opts.out)?;
-        if let Some(remote) = &opts.remote {
-            if recipes.pipeline.target.kind == crate::config::specs::TargetKind::Sqlite {
-                return Err(PipelineError::Usage("[state] keeps a tenant's state in PostgreSQL, but its CRM would be crm.sqlite on this worker's disk: set [target] to postgres or rest".into()));
-            }
-            remote.hydrate(&opts.out)?;
-        }
-        (cluster, Some(lock), State::open(&opts.out)?)
-    };
     let run_id = new_run_id();
     if opts.dry_run {
         if !state.pending()?.is_empty() {
             tracing::warn!("an interrupted run left CRM writes to complete; this plan compares with the snapshots before them (the next real run completes them first)");
         }
     } else {
-        recover(&recipes, &state, &opts.out, &run_id)?;
+        recover(recipes, state, &opts.out, &run_id)?;
         let stale = state.begin_run(&run_id, &crate::state::now())?;
         if stale > 0 {
             tracing::warn!(
@@ -100,12 +138,12 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
     tracing::info!(run_id = %run_id, files = files.len(), "run started");
     let result = process(
         opts,
-        &recipes,
+        recipes,
         &files,
-        &state,
+        state,
         &run_id,
-        started,
-        cluster_guard.as_ref(),
+        ws.started,
+        ws.cluster.as_ref(),
     );
     if let Err(e) = &result {
         if !opts.dry_run && !matches!(e, PipelineError::Stopped { .. }) {
@@ -117,8 +155,18 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, PipelineError> {
             }
         }
     }
+    result
+}
+
+/// `result` once the state is published (`[state]`), failed runs included: the run's
+/// record and whatever else the state gained since its journal's publication.
+pub fn published(
+    opts: &RunOptions,
+    ws: &Opened,
+    result: Result<RunReport, PipelineError>,
+) -> Result<RunReport, PipelineError> {
     match (&opts.remote, opts.dry_run) {
-        (Some(remote), false) => match (remote.publish(&opts.out, &state.db), result) {
+        (Some(remote), false) => match (remote.publish(&opts.out, &ws.state.db), result) {
             (Ok(()), result) => result,
             // The journal's publication stands: the next worker completes the run.
             (Err(e), Ok(_)) => Err(e.into()),

@@ -17,11 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::pull::{self, Delivered, Remote};
 use crate::app::run::{self, PipelineError, RunOptions};
 use crate::config::sources::{self as sources_file, ConfigError, SourcesFile};
-use crate::sources::gdrive::GdriveSource;
 use crate::sources::settle::{self, SettleRules, Settler};
-use crate::sources::sftp::{self, SftpSource};
 use crate::state::State;
 
 #[derive(Debug, thiserror::Error)]
@@ -89,17 +88,7 @@ pub fn watch(opts: &WatchOptions) -> Result<usize, WatchError> {
     crate::config::load_dir(&opts.recipes).map_err(PipelineError::from)?;
     let _daemon = crate::state::lock::WorkspaceLock::acquire_named(&opts.out, "watch.lock")
         .map_err(PipelineError::from)?;
-    let mut remotes: Vec<Remote> = Vec::new();
-    for s in &cfg.sftp {
-        let src = SftpSource::new(s.clone())
-            .map_err(|e| WatchError::Source(format!("source `{}`: {e}", s.name)))?;
-        remotes.push(Remote::Sftp(Box::new(src)));
-    }
-    for g in &cfg.gdrive {
-        let src = GdriveSource::new(g.clone())
-            .map_err(|e| WatchError::Source(format!("source `{}`: {e}", g.name)))?;
-        remotes.push(Remote::Gdrive(Box::new(src)));
-    }
+    let mut remotes = pull::remotes(&cfg).map_err(WatchError::Source)?;
     let (tx, rx) = std::sync::mpsc::channel();
     let mut debouncer =
         notify_debouncer_full::new_debouncer(Duration::from_millis(300), None, move |_res| {
@@ -118,7 +107,7 @@ pub fn watch(opts: &WatchOptions) -> Result<usize, WatchError> {
     };
     let mut settler = Settler::default();
     let mut runs = 0;
-    let mut pending_acks: BTreeMap<String, Pulled> = BTreeMap::new();
+    let mut pending_acks: BTreeMap<String, Delivered> = BTreeMap::new();
     let mut next_pull = chrono::Local::now();
     let mut retry_at: Option<Instant> = None;
     let mut failures = 0u32;
@@ -151,10 +140,16 @@ pub fn watch(opts: &WatchOptions) -> Result<usize, WatchError> {
         if chrono::Local::now() >= next_pull && !remotes.is_empty() {
             pull_remotes(opts, &cfg, &mut remotes, &mut pending_acks);
             pulls += 1;
-            next_pull = cfg
-                .schedule
-                .next_after(chrono::Local::now())
-                .unwrap_or_else(|| chrono::Local::now() + chrono::Duration::seconds(60));
+            // `--once` looks again after `settle` (an SFTP file is taken at its second look),
+            // not at the next scheduled pull, which may be tomorrow night.
+            let settle = chrono::Duration::from_std(w.settle).unwrap_or_default();
+            next_pull = match opts.once {
+                true => chrono::Local::now() + settle,
+                false => cfg
+                    .schedule
+                    .next_after(chrono::Local::now())
+                    .unwrap_or_else(|| chrono::Local::now() + chrono::Duration::seconds(60)),
+            };
         }
         let now = Instant::now();
         let event = rx.recv_timeout(Duration::from_millis(200)).is_ok();
@@ -221,7 +216,7 @@ fn resume_pending(
     opts: &WatchOptions,
     cfg: &SourcesFile,
     runs: &mut usize,
-    acks: &mut BTreeMap<String, Pulled>,
+    acks: &mut BTreeMap<String, Delivered>,
     remotes: &mut [Remote],
 ) -> Result<(), WatchError> {
     for batch in pending_batches(cfg)? {
@@ -376,103 +371,24 @@ fn move_all(from: &Path, to: &Path) -> Result<(), WatchError> {
     Ok(())
 }
 
-/// A remote place drops come from, pulled into the inbox on the schedule.
-enum Remote {
-    Sftp(Box<SftpSource>),
-    Gdrive(Box<GdriveSource>),
-}
-
-/// A file a remote delivered into the inbox, until its run is done.
-struct Pulled {
-    source: usize,
-    sftp: Option<sftp::Fetched>,
-}
-
-impl Remote {
-    fn name(&self) -> &str {
-        match self {
-            Remote::Sftp(s) => &s.config().name,
-            Remote::Gdrive(g) => &g.config().name,
-        }
-    }
-
-    /// Downloads what is new; returns (local name, key remembered so it is not taken twice,
-    /// what acknowledging needs).
-    fn pull(
-        &mut self,
-        into: &Path,
-        state: &State,
-    ) -> Result<Vec<(String, String, Option<sftp::Fetched>)>, String> {
-        let name = self.name().to_string();
-        match self {
-            Remote::Sftp(s) => {
-                let remembered = |file: &str, size: u64, mtime: u64| {
-                    state.remote_seen(&name, &format!("{file}|{size}|{mtime}"))
-                };
-                s.poll(into, &remembered)
-                    .map_err(|e| e.to_string())
-                    .map(|v| {
-                        v.into_iter()
-                            .map(|f| {
-                                (
-                                    f.name.clone(),
-                                    format!("{}|{}|{}", f.name, f.size, f.mtime),
-                                    Some(f),
-                                )
-                            })
-                            .collect()
-                    })
-            }
-            Remote::Gdrive(g) => {
-                let remembered =
-                    |id: &str, version: &str| state.remote_seen(&name, &format!("{id}|{version}"));
-                g.poll(into, &remembered)
-                    .map_err(|e| e.to_string())
-                    .map(|v| {
-                        v.into_iter()
-                            .map(|f| {
-                                (
-                                    f.name.clone(),
-                                    format!("{}|{}", f.file_id, f.version()),
-                                    None,
-                                )
-                            })
-                            .collect()
-                    })
-            }
-        }
-    }
-
-    /// After the file's run: SFTP moves it to `processed/` (or keeps it, remembered); Drive
-    /// files are remembered by id and md5.
-    fn acknowledge(&mut self, pulled: &Pulled) -> Result<(), String> {
-        match (self, &pulled.sftp) {
-            (Remote::Sftp(s), Some(f)) => s
-                .acknowledge(std::slice::from_ref(f))
-                .map_err(|e| e.to_string()),
-            _ => Ok(()),
-        }
-    }
-}
-
 /// Pulls every remote source into the inbox. A failing source is logged and retried on the
 /// next schedule; it never stops the others.
 fn pull_remotes(
     opts: &WatchOptions,
     cfg: &SourcesFile,
     remotes: &mut [Remote],
-    acks: &mut BTreeMap<String, Pulled>,
+    acks: &mut BTreeMap<String, Delivered>,
 ) {
     let Ok(state) = State::open(&opts.out) else {
         return;
     };
     for (i, src) in remotes.iter_mut().enumerate() {
-        match src.pull(&cfg.watch.inbox, &state) {
+        match src.pull(i, &cfg.watch.inbox, &state, false) {
             Ok(pulled) => {
-                for (file, key, sftp) in pulled {
-                    let _ = state.mark_remote_seen(src.name(), &key, "pulled");
-                    tracing::info!(source = %src.name(), file = %file, "pulled");
-                    acks.insert(file, Pulled { source: i, sftp });
+                for d in pulled {
+                    let _ = state.mark_remote_seen(src.name(), &d.key, "pulled");
+                    tracing::info!(source = %src.name(), file = %d.name, "pulled");
+                    acks.insert(d.name.clone(), d);
                 }
             }
             Err(e) => {

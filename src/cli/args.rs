@@ -105,6 +105,19 @@ pub struct RunArgs {
     /// Plan only: counts and a sample of changes; nothing is written.
     #[arg(long)]
     pub dry_run: bool,
+    /// First take what the sources config's SFTP and Drive sources hold that is new into the
+    /// inbox (an SFTP file once unchanged over `settle`), then run; remembered and moved to
+    /// `processed/` only once the run ended. Nothing new: no run, exit 0. For schedulers.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub pull: bool,
+    /// Sources config that --pull reads (its [[sftp]], [[gdrive]] and [watch] settle).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "watch/sources.toml",
+        conflicts_with = "tenant"
+    )]
+    pub config: PathBuf,
     /// Recompute every entity, even one whose file, recipe and parents are those of its last
     /// pass (which otherwise stands).
     #[arg(long)]

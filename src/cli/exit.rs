@@ -127,6 +127,7 @@ impl ExitCode for DeployError {
     fn exit_code(&self) -> Exit {
         match self {
             DeployError::Tenants(e) => e.exit_code(),
+            DeployError::Sources(e) => e.exit_code(),
             DeployError::Invalid(_) => Exit::Config,
         }
     }
@@ -147,9 +148,11 @@ impl ExitCode for PipelineError {
             // The CRM and snapshots committed; whatever failed after that is not the
             // operator's configuration, whatever the inner error was.
             PipelineError::StagingAfterCommit { .. } => Exit::Failure,
-            PipelineError::Stopped { .. } | PipelineError::Frame { .. } | PipelineError::Io(_) => {
-                Exit::Failure
-            }
+            // A source down or a download broken: the next job may find it well.
+            PipelineError::Pull { .. }
+            | PipelineError::Stopped { .. }
+            | PipelineError::Frame { .. }
+            | PipelineError::Io(_) => Exit::Failure,
         }
     }
 }

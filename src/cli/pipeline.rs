@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::args::{ApproveArgs, DemoArgs, PlanArgs, RunArgs, WatchArgs};
 use super::exit::Exit;
 use super::print;
+use crate::app::pull::{self, PullRun};
 use crate::app::run::{self, RunOptions, RunStatus};
 use crate::app::watch::{self, WatchOptions};
 use crate::app::{lineage, metrics};
@@ -33,9 +34,40 @@ pub fn run(mut args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         .openlineage
         .as_deref()
         .filter(|u| !u.is_empty() && !args.dry_run)
-        .and_then(|url| Lineage::start(url, label, &opts.inbox));
+        .and_then(|url| Lineage::new(url, label, &opts.inbox));
+    let begin = || {
+        if let Some(l) = &lineage {
+            l.begin();
+        }
+    };
     let started = std::time::SystemTime::now();
-    let result = run::run(&opts);
+    // With --pull, an empty inbox is no missing export when nothing was taken (the run only
+    // completed an interrupted one); and a look that found nothing new makes no run at all,
+    // so a collector hears of runs, not of every empty look.
+    let (result, expect_files) = if args.pull {
+        let config = tenant.as_ref().map_or(args.config, |t| t.sources.clone());
+        let sources = crate::config::sources::load(&config)?;
+        match pull::run_pulled(&opts, &sources, &begin) {
+            Ok(PullRun { report: None, .. }) => {
+                if args.json {
+                    outln!("{}", serde_json::json!({"status": "nothing_new"}));
+                } else {
+                    outln!("nothing new from the sources; no run");
+                }
+                let pushed = run_outcome(None, Exit::Ok, started);
+                push(args.pushgateway.as_deref(), label, &pushed);
+                return Ok(Exit::Ok);
+            }
+            Ok(PullRun {
+                report: Some(r),
+                taken,
+            }) => (Ok(r), taken > 0),
+            Err(e) => (Err(e), true),
+        }
+    } else {
+        begin();
+        (run::run(&opts), true)
+    };
     if let Some(r) = &recipes {
         crate::app::alerts::after_run(&r.pipeline.alerts, result.as_ref());
     }
@@ -51,12 +83,12 @@ pub fn run(mut args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
     };
     let (exit, pushed) = match result {
         Ok(report) => {
-            if args.json {
-                outln!("{}", report.to_json());
+            print_report(&report, args.json);
+            let exit = if expect_files {
+                outcome(&report, &opts.inbox)
             } else {
-                print::run_table(&report);
-            }
-            let exit = outcome(&report, &opts.inbox);
+                report.status.into()
+            };
             if let Some(l) = &lineage {
                 l.end(&ending(Some(&report), exit, None));
             }
@@ -74,16 +106,32 @@ pub fn run(mut args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
             (Err(e), run_outcome(None, exit, started))
         }
     };
-    let gateway = args.pushgateway.as_deref().filter(|u| !u.is_empty());
-    if let Some(url) = gateway.filter(|_| !args.dry_run) {
-        if let Err(e) = metrics::push(url, label, &pushed) {
-            tracing::warn!(error = %e, "run metrics not pushed");
-        }
+    if !args.dry_run {
+        push(args.pushgateway.as_deref(), label, &pushed);
     }
     exit
 }
 
-/// A run's OpenLineage events: START sent when made, the end event when the run ended. A
+/// Pushes what a run came to, when a Pushgateway is configured; a push that fails is a
+/// warning, never the run's outcome.
+fn push(gateway: Option<&str>, label: &str, pushed: &metrics::RunOutcome) {
+    if let Some(url) = gateway.filter(|u| !u.is_empty()) {
+        if let Err(e) = metrics::push(url, label, pushed) {
+            tracing::warn!(error = %e, "run metrics not pushed");
+        }
+    }
+}
+
+/// The run's JSON object, or its table for a person.
+fn print_report(report: &run::RunReport, json: bool) {
+    if json {
+        outln!("{}", report.to_json());
+    } else {
+        print::run_table(report);
+    }
+}
+
+/// A run's OpenLineage events: START when the run begins, the end event when it ended. A
 /// collector that cannot be reached is a warning, never the run's outcome.
 struct Lineage {
     run: lineage::LineageRun,
@@ -93,7 +141,7 @@ struct Lineage {
 }
 
 impl Lineage {
-    fn start(url: &str, job: &str, inbox: &std::path::Path) -> Option<Lineage> {
+    fn new(url: &str, job: &str, inbox: &std::path::Path) -> Option<Lineage> {
         let run = match lineage::LineageRun::new(job, inbox) {
             Ok(run) => run,
             Err(e) => {
@@ -108,8 +156,12 @@ impl Lineage {
                 .ok()
                 .filter(|k| !k.is_empty()),
         };
-        l.send(&l.run.start());
         Some(l)
+    }
+
+    /// START, sent as the run begins.
+    fn begin(&self) {
+        self.send(&self.run.start());
     }
 
     fn end(&self, ending: &lineage::Ending) {
@@ -142,6 +194,7 @@ fn run_outcome(
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     let status = match (report, exit) {
+        (None, Exit::Ok) => "nothing_new",
         (None, _) => "failed",
         (Some(_), Exit::NothingFound) => "nothing",
         (Some(r), _) => r.status.as_str(),
