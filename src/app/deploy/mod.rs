@@ -16,7 +16,11 @@
 //! The image is built from `src/app/deploy/Dockerfile` (multi-stage, non-root, no secret
 //! inside). Secrets never appear in the manifests: each pod takes its environment from the
 //! Secrets `dropsync-env` (shared) and `dropsync-<tenant>`, both optional, which hold the
-//! variables the recipes and sources config already name (`url_env`, `token_env`, ...).
+//! variables the recipes and sources config already name (`url_env`, `token_env`, ...), and
+//! files from the optional Secret `dropsync-<tenant>-files` at `/var/run/secrets/dropsync`
+//! (an SFTP key, Drive credentials: their `key_file_env` variable holds the path). A tenant
+//! whose sources config names SFTP or Drive sources runs `run --pull`: each job takes what is
+//! new there, so a pod needs nothing on the volume but the workspace.
 
 use std::path::PathBuf;
 
@@ -39,6 +43,8 @@ pub const DOCKERFILE: &str = include_str!("Dockerfile");
 pub enum DeployError {
     #[error(transparent)]
     Tenants(#[from] TenantError),
+    #[error(transparent)]
+    Sources(#[from] crate::config::sources::ConfigError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -102,7 +108,9 @@ pub fn manifests(opts: &DeployOptions) -> Result<Vec<Value>, DeployError> {
             },
         }),
     ];
-    docs.extend(tenants.list.iter().map(|t| cron_job(opts, t)));
+    for t in &tenants.list {
+        docs.push(cron_job(opts, t, &run_args(t)?));
+    }
     Ok(docs)
 }
 
@@ -182,6 +190,29 @@ fn container_security() -> Value {
     })
 }
 
+/// The run's mounts plus the tenant's secret files, read-only.
+fn with_secret_files(mut mounts: Value) -> Value {
+    if let Some(list) = mounts.as_array_mut() {
+        list.push(
+            json!({ "name": "secret-files", "mountPath": SECRET_FILES_DIR, "readOnly": true }),
+        );
+    }
+    mounts
+}
+
+/// The volumes plus the Secret `dropsync-<tenant>-files` (optional: a tenant with no key
+/// file has none), readable by the run's user only.
+fn with_secret_volume(mut volumes: Value, tenant: &str) -> Value {
+    if let Some(list) = volumes.as_array_mut() {
+        list.push(json!({ "name": "secret-files", "secret": {
+            "secretName": format!("dropsync-{tenant}-files"),
+            "optional": true,
+            "defaultMode": 0o400,
+        } }));
+    }
+    volumes
+}
+
 fn volumes(opts: &DeployOptions) -> Value {
     json!([
         { "name": "data", "persistentVolumeClaim": { "claimName": opts.claim } },
@@ -196,7 +227,23 @@ fn mounts() -> Value {
     ])
 }
 
-fn cron_job(opts: &DeployOptions, t: &Tenant) -> Value {
+/// The tenant's nightly command: with SFTP or Drive sources in its sources config, the run
+/// pulls from them first (`run --pull`: a pod has no watcher that could have).
+fn run_args(t: &Tenant) -> Result<Vec<String>, DeployError> {
+    let sources = crate::config::sources::load(&t.sources)?;
+    let mut args = vec!["run".to_string(), "--tenant".into(), t.name.clone()];
+    if !sources.sftp.is_empty() || !sources.gdrive.is_empty() {
+        args.push("--pull".into());
+    }
+    args.push("--quiet".into());
+    Ok(args)
+}
+
+/// Where each pod finds the files its Secrets' variables point to (SFTP keys, Drive
+/// credentials: `key_file_env` names a variable holding a path).
+pub const SECRET_FILES_DIR: &str = "/var/run/secrets/dropsync";
+
+fn cron_job(opts: &DeployOptions, t: &Tenant, args: &[String]) -> Value {
     let name = format!("dropsync-{}", t.name);
     let mut env = vec![json!({ "name": "DROPSYNC_TENANTS", "value": TENANTS_IN_POD })];
     if let Some(url) = &opts.pushgateway {
@@ -231,7 +278,7 @@ fn cron_job(opts: &DeployOptions, t: &Tenant) -> Value {
                         "containers": [{
                             "name": "dropsync",
                             "image": opts.image,
-                            "args": ["run", "--tenant", t.name, "--quiet"],
+                            "args": args,
                             "env": env,
                             "envFrom": env_from(Some(&t.name)),
                             "resources": {
@@ -239,9 +286,9 @@ fn cron_job(opts: &DeployOptions, t: &Tenant) -> Value {
                                 "limits": { "memory": opts.memory_limit },
                             },
                             "securityContext": container_security(),
-                            "volumeMounts": mounts(),
+                            "volumeMounts": with_secret_files(mounts()),
                         }],
-                        "volumes": volumes(opts),
+                        "volumes": with_secret_volume(volumes(opts), &t.name),
                     },
                 },
             },

@@ -199,3 +199,55 @@ fn the_image_is_multi_stage_non_root_and_holds_no_secret() {
         }
     }
 }
+
+#[test]
+fn a_tenant_with_remote_sources_pulls_from_them_with_its_key_files_mounted() {
+    let (dir, path) = tenants_file(&["norte", "sur"]);
+    // norte's drops come over SFTP; sur's land in its folder.
+    std::fs::create_dir_all(dir.path().join("norte")).unwrap();
+    std::fs::write(
+        dir.path().join("norte/sources.toml"),
+        "[[sftp]]\nname = \"norte\"\nhost = \"sftp.norte.example\"\nuser = \"dropsync\"\n\
+         remote_dir = \"/exports\"\nkey_file_env = \"NORTE_SFTP_KEY\"\n\
+         fingerprint = \"SHA256:7YbZ0yq3p9tT0rA9m3x1c3uGq6m2k8w0Jr2e7qQm0hA\"\n",
+    )
+    .unwrap();
+    let docs = manifests(&options(path.clone())).unwrap();
+    let jobs = of_kind(&docs, "CronJob");
+    let pod = |i: usize| &jobs[i]["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(
+        pod(0)["containers"][0]["args"],
+        json!(["run", "--tenant", "norte", "--pull", "--quiet"])
+    );
+    assert_eq!(
+        pod(1)["containers"][0]["args"],
+        json!(["run", "--tenant", "sur", "--quiet"])
+    );
+    for (i, tenant) in ["norte", "sur"].iter().enumerate() {
+        let volume = pod(i)["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "secret-files")
+            .unwrap();
+        assert_eq!(
+            volume["secret"]["secretName"],
+            format!("dropsync-{tenant}-files")
+        );
+        assert_eq!(volume["secret"]["optional"], true);
+        let mount = pod(i)["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "secret-files")
+            .unwrap()
+            .clone();
+        assert_eq!(mount["mountPath"], SECRET_FILES_DIR);
+        assert_eq!(mount["readOnly"], true);
+    }
+    // A broken sources config is the operator's to fix, named with its line.
+    std::fs::create_dir_all(dir.path().join("sur")).unwrap();
+    std::fs::write(dir.path().join("sur/sources.toml"), "[[sftp]]\nnmae = 1\n").unwrap();
+    let err = manifests(&options(path)).unwrap_err().to_string();
+    assert!(err.contains("sources.toml:2"), "{err}");
+}
