@@ -829,3 +829,95 @@ fn stateless_pulls_take_each_file_once_and_continue_on_a_fresh_folder() {
     succeed(&mut reference.cmd("norte", &["run"]), "");
     assert_eq!(support::pg_dump(&crm_db), support::pg_dump(&ref_db));
 }
+
+/// With `[state]` the change log lives in PostgreSQL: a worker killed right after its first
+/// publication (its rows in PostgreSQL, still in its folder too), then workers continuing on
+/// a fresh folder and on the killed one's, leave a log with every change exactly once: as
+/// many rows as one disk's log, and `explain` on yet another empty folder tells each row's
+/// history as the single-disk workspace does.
+#[test]
+fn the_published_change_log_explains_rows_as_one_disk_does() {
+    let state_db = TestDb::new("tenants_log_state");
+    let crm_db = TestDb::new("tenants_log_crm");
+    let ref_db = TestDb::new("tenants_log_ref");
+    let recipes_dir = tempfile::tempdir().unwrap();
+    let recipes = support::recipes_with(
+        &recipes_dir.path().join("shared"),
+        &support::postgres_target(&crm_db.env_var),
+    );
+    let ref_recipes = support::recipes_with(
+        &recipes_dir.path().join("reference"),
+        &support::postgres_target(&ref_db.env_var),
+    );
+    let names = ["norte".to_string()];
+    let header = format!("[state]\npostgres_url_env = \"{}\"\n\n", state_db.env_var);
+    let drops = tempfile::tempdir().unwrap();
+    let snaps = snapshots(drops.path(), 21);
+
+    let reference = Site::with(&names, "", &ref_recipes);
+    for snap in &snaps {
+        reference.drop_into("norte", snap);
+        succeed(&mut reference.cmd("norte", &["run"]), "");
+    }
+
+    let a = Site::with(&names, &header, &recipes);
+    a.drop_into("norte", &snaps[0]);
+    let o = output(
+        a.cmd("norte", &["run"])
+            .env("DROPSYNC_FAILPOINT", "state-published"),
+    );
+    assert_eq!(
+        o.status.code(),
+        None,
+        "aborted: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let b = Site::with(&names, &header, &recipes);
+    b.drop_into("norte", &snaps[1]);
+    succeed(&mut b.cmd("norte", &["run"]), "");
+    a.drop_into("norte", &snaps[2]);
+    succeed(&mut a.cmd("norte", &["run"]), "");
+    assert_eq!(support::pg_dump(&crm_db), support::pg_dump(&ref_db));
+
+    let logged: i64 = state_db
+        .client()
+        .query_one(
+            "SELECT count(*) FROM dropsync_state.changes WHERE tenant = 'norte'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let one_disk = support::rows_in(
+        &reference.out("norte").join("state/state.sqlite"),
+        "SELECT count(*) FROM changes",
+    );
+    assert_eq!(logged.to_string(), one_disk[0]);
+
+    // Each row's story, without the run ids and times (the two sides ran at other moments).
+    let story = |site: &Site, id: &str| {
+        let o = succeed(
+            &mut site.cmd("norte", &["explain", "clientes", id, "--json"]),
+            "",
+        );
+        let events: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+        events
+            .iter()
+            .map(|e| format!("{} {} {} {}", e["what"], e["detail"], e["file"], e["line"]))
+            .collect::<Vec<_>>()
+    };
+    let d = Site::with(&names, &header, &recipes);
+    let ids = support::rows_in(
+        &reference.out("norte").join("state/state.sqlite"),
+        "SELECT DISTINCT id FROM changes WHERE entity = 'clientes' ORDER BY id LIMIT 40",
+    );
+    let mut told = 0;
+    for id in &ids {
+        let want = story(&reference, id);
+        assert_eq!(story(&d, id), want, "client {id}");
+        told += want.len();
+    }
+    assert!(
+        told > ids.len(),
+        "some rows have more than one event: {told}"
+    );
+}

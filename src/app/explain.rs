@@ -1,16 +1,17 @@
 //! `dropsync explain ENTITY ID`: why a row is what it is in the CRM. Gathers, per run, what
 //! happened to the ID: inserted or updated (with the changed fields and the source line),
 //! deleted, held, or rejected/skipped/warned (rule, file, line, reason), from `state.sqlite`
-//! and the staged `rejects`.
+//! (and, with `[state]`, the change log published in PostgreSQL) and the staged `rejects`.
 
 use std::path::Path;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::config::diagnostic::suggest;
 use crate::config::{self, RecipeError, Recipes};
 use crate::model::HoldState;
+use crate::state::remote::{PublishedChange, RemoteState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExplainError {
@@ -93,16 +94,19 @@ fn db(path: &Path) -> Result<Option<Connection>, ExplainError> {
 pub fn explain(
     recipes_dir: &Path,
     out: &Path,
+    remote: Option<&RemoteState>,
     entity: &str,
     id: &str,
 ) -> Result<Vec<Event>, ExplainError> {
-    history(&config::load_dir(recipes_dir)?, out, entity, id)
+    history(&config::load_dir(recipes_dir)?, out, remote, entity, id)
 }
 
-/// [`explain`] with recipes already compiled (the status page has them for its entity list).
+/// [`explain`] with recipes already compiled (the status page has them for its entity list),
+/// reading the change log published in PostgreSQL too when the tenant has `[state]`.
 pub fn history(
     recipes: &Recipes,
     out: &Path,
+    remote: Option<&RemoteState>,
     entity: &str,
     id: &str,
 ) -> Result<Vec<Event>, ExplainError> {
@@ -123,34 +127,58 @@ pub fn history(
         source,
     };
     if let Some(conn) = db(&state_path)? {
+        // With `[state]` the published log is in PostgreSQL; what the folder still holds is
+        // what no publication has taken yet (all of it without `[state]`).
+        let mut changes = match remote {
+            Some(remote) => remote.changes_of(entity, &key)?,
+            None => Vec::new(),
+        };
         let mut st = conn
             .prepare(
-                "SELECT c.run_id, coalesce(r.started_at, ''), c.change, coalesce(c.fields, ''), c.line,
-                        (SELECT file FROM run_files f WHERE f.run_id = c.run_id AND f.entity = c.entity LIMIT 1)
-                 FROM changes c LEFT JOIN runs r ON r.run_id = c.run_id
-                 WHERE c.entity = ?1 AND c.id = ?2",
+                "SELECT run_id, change, fields, line FROM changes
+                 WHERE entity = ?1 AND id = ?2 ORDER BY rowid",
             )
             .map_err(e)?;
-        let rows = st
+        let local = st
             .query_map(params![entity, key], |row| {
-                let change: String = row.get(2)?;
-                let fields: String = row.get(3)?;
-                Ok(Event {
+                Ok(PublishedChange {
                     run_id: row.get(0)?,
-                    started_at: row.get(1)?,
-                    detail: match change.as_str() {
-                        "updated" => format!("changed: {fields}"),
-                        "inserted" => "new in the CRM".into(),
-                        _ => "gone from the export; deleted per the recipe's policy".into(),
-                    },
-                    what: change,
-                    line: row.get(4)?,
-                    file: row.get(5)?,
+                    change: row.get(1)?,
+                    fields: row.get(2)?,
+                    line: row.get(3)?,
                 })
             })
             .map_err(e)?;
-        for row in rows {
-            events.push(row.map_err(e)?);
+        for row in local {
+            changes.push(row.map_err(e)?);
+        }
+        let mut started = conn
+            .prepare("SELECT started_at FROM runs WHERE run_id = ?1")
+            .map_err(e)?;
+        let mut file = conn
+            .prepare("SELECT file FROM run_files WHERE run_id = ?1 AND entity = ?2 LIMIT 1")
+            .map_err(e)?;
+        for c in changes {
+            let started_at: Option<String> = started
+                .query_row(params![c.run_id], |r| r.get(0))
+                .optional()
+                .map_err(e)?;
+            let file: Option<String> = file
+                .query_row(params![c.run_id, entity], |r| r.get(0))
+                .optional()
+                .map_err(e)?;
+            events.push(Event {
+                started_at: started_at.unwrap_or_default(),
+                detail: match c.change.as_str() {
+                    "updated" => format!("changed: {}", c.fields.unwrap_or_default()),
+                    "inserted" => "new in the CRM".into(),
+                    _ => "gone from the export; deleted per the recipe's policy".into(),
+                },
+                what: c.change,
+                line: c.line.and_then(|l| u32::try_from(l).ok()),
+                file,
+                run_id: c.run_id,
+            });
         }
         let mut st = conn
             .prepare(

@@ -25,7 +25,14 @@ pub fn runs(mut args: RunsArgs) -> anyhow::Result<Exit> {
 pub fn explain(mut args: ExplainArgs) -> anyhow::Result<Exit> {
     let tenant = args.ws.resolve()?;
     super::tenant::fetch_state(tenant.as_ref(), &args.ws.out)?;
-    let events = explain::explain(&args.ws.recipes, &args.ws.out, &args.entity, &args.id)?;
+    let remote = super::tenant::remote_state(tenant.as_ref())?;
+    let events = explain::explain(
+        &args.ws.recipes,
+        &args.ws.out,
+        remote.as_ref(),
+        &args.entity,
+        &args.id,
+    )?;
     if args.json {
         outln!("{}", serde_json::to_string(&events)?);
     } else {

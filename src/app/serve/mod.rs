@@ -687,7 +687,7 @@ async fn search(State(app): State<Arc<App>>, Query(q): Query<SearchQuery>) -> Re
         // `explain` opens the workspace's databases read-only, like every page.
         let result = (!id.trim().is_empty()).then(|| {
             recipes.as_ref().map_err(Clone::clone).and_then(|r| {
-                crate::app::explain::history(r, &app.ws.out, &entity, &id)
+                crate::app::explain::history(r, &app.ws.out, app.remote.as_ref(), &entity, &id)
                     .map_err(|e| e.to_string())
             })
         });

@@ -16,6 +16,10 @@
 //! `[lock]` on the same server); the generation is also checked in the publishing
 //! transaction, so a writer that lost its lock cannot overwrite a newer state.
 //!
+//! The change log is the one part that grows with every run: its rows move to
+//! `dropsync_state.changes` when published and are read from there (`explain`), so the
+//! published state.sqlite stays the size of the tenant's bookkeeping, not of its history.
+//!
 //! The CRM must not live on the worker's disk: with this backend the target is PostgreSQL or
 //! a REST CRM. staging.sqlite and the workbook stay local outputs (a fresh worker re-stages
 //! every row on its first run).
@@ -32,7 +36,7 @@ const MARKER: &str = "remote.generation";
 /// In `state/`: the consistent copy of state.sqlite made for a publication.
 const COPY: &str = ".publish.sqlite";
 /// Schema versions, applied in order; each runs once per database.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     "
 CREATE TABLE dropsync_state.heads (
   tenant TEXT PRIMARY KEY, generation BIGINT NOT NULL, published_at TIMESTAMPTZ NOT NULL);
@@ -43,7 +47,35 @@ CREATE TABLE dropsync_state.files (
     // A snapshot's stamp (what says an entity's last pass still stands) includes its file's
     // modification time: restored on fetch, a fresh worker reuses unchanged entities.
     "ALTER TABLE dropsync_state.files ADD COLUMN modified_ns BIGINT;",
+    // The change log lives here, not in the published state.sqlite: it grows with every run,
+    // and a copy of it in every publication cost what exists, not what changed.
+    "
+CREATE TABLE dropsync_state.changes (
+  tenant TEXT NOT NULL, seq BIGSERIAL, run_id TEXT NOT NULL, entity TEXT NOT NULL,
+  id TEXT NOT NULL, change TEXT NOT NULL, fields TEXT, line INTEGER);
+CREATE INDEX changes_by_row ON dropsync_state.changes (tenant, entity, id);
+",
 ];
+
+/// One row of a tenant's change log as published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedChange {
+    pub run_id: String,
+    /// `inserted`, `updated` or `deleted`.
+    pub change: String,
+    pub fields: Option<String>,
+    pub line: Option<i64>,
+}
+
+/// A change-log row of the local copy, on its way to PostgreSQL.
+struct LocalChange {
+    run_id: String,
+    entity: String,
+    id: String,
+    change: String,
+    fields: Option<String>,
+    line: Option<i32>,
+}
 
 /// Where a tenant's state is published. The URL is a secret and never printed.
 #[derive(Clone)]
@@ -215,15 +247,41 @@ impl RemoteState {
         }
     }
 
+    /// A row's published change log (`explain`), oldest first.
+    pub fn changes_of(&self, entity: &str, id: &str) -> Result<Vec<PublishedChange>, StateError> {
+        let mut db = self.connect()?;
+        let rows = db
+            .query(
+                "SELECT run_id, change, fields, line FROM dropsync_state.changes \
+                 WHERE tenant = $1 AND entity = $2 AND id = $3 ORDER BY seq",
+                &[&self.tenant, &entity, &id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PublishedChange {
+                run_id: r.get(0),
+                change: r.get(1),
+                fields: r.get(2),
+                line: r.get::<_, Option<i32>>(3).map(i64::from),
+            })
+            .collect())
+    }
+
     /// Publishes `out/state` as the tenant's next generation: state.sqlite copied
     /// consistently from `db` (VACUUM INTO), every other file as it is; only changed files
-    /// are sent. Refused when the published generation is not the one this folder holds.
+    /// are sent. The change log's rows move to `dropsync_state.changes` in the same
+    /// transaction (so the copy holds none) and leave the local table once it committed: a
+    /// publication costs the rows of the runs since the last one, not the whole log.
+    /// Refused when the published generation is not the one this folder holds.
     pub fn publish(&self, out: &Path, db: &rusqlite::Connection) -> Result<(), StateError> {
+        let started = std::time::Instant::now();
         let dir = out.join("state");
         let copy = dir.join(COPY);
         let _ = std::fs::remove_file(&copy);
         db.execute("VACUUM INTO ?1", [copy.to_string_lossy()])
             .map_err(|e| self.err(format!("copying state.sqlite: {e}")))?;
+        let (changes, last_change) = self.take_changes(&copy)?;
         let mut files = vec![Local {
             path: "state.sqlite".to_string(),
             content: std::fs::read(&copy).map_err(|source| StateError::Io {
@@ -291,6 +349,7 @@ impl RemoteState {
             )
             .map_err(|e| self.err(e))?;
         }
+        self.send_changes(&mut tx, &changes)?;
         tx.execute(
             "UPDATE dropsync_state.heads SET generation = $2, published_at = now() \
              WHERE tenant = $1",
@@ -298,6 +357,26 @@ impl RemoteState {
         )
         .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
+        crate::support::failpoint::failpoint("state-published");
+        // Published rows leave the working copy. A kill before this (or before the marker)
+        // leaves the marker behind: the next run fetches the published copy, which holds
+        // none of them, so no row is ever sent twice.
+        if let Some(last) = last_change {
+            let clear = |e: rusqlite::Error| self.err(format!("clearing published changes: {e}"));
+            let newest: Option<i64> = db
+                .query_row("SELECT max(rowid) FROM changes", [], |r| r.get(0))
+                .map_err(clear)?;
+            // Without a WHERE, SQLite drops the table's pages at once (3x faster at 570k).
+            let sql = match newest == Some(last) {
+                true => "DELETE FROM changes",
+                false => "DELETE FROM changes WHERE rowid <= ?1",
+            };
+            let params: &[&dyn rusqlite::ToSql] = match newest == Some(last) {
+                true => &[],
+                false => &[&last],
+            };
+            db.execute(sql, params).map_err(clear)?;
+        }
         // The marker follows the commit: a kill in between leaves it behind, and the next
         // run's fetch brings the folder to the published generation (the same content).
         let marker = dir.join(MARKER);
@@ -308,7 +387,93 @@ impl RemoteState {
                 path: marker,
                 source,
             })?;
-        tracing::debug!(tenant = %self.tenant, generation = expected + 1, files = files.len(), sent, "state published");
+        tracing::debug!(tenant = %self.tenant, generation = expected + 1, files = files.len(), sent, changes = changes.len(), elapsed_ms = started.elapsed().as_millis() as u64, "state published");
+        Ok(())
+    }
+
+    /// The change-log rows of the copy at `copy`, removed from it (and the copy compacted),
+    /// with the highest rowid taken: the local rows to clear once published.
+    fn take_changes(&self, copy: &Path) -> Result<(Vec<LocalChange>, Option<i64>), StateError> {
+        let e = |e: rusqlite::Error| self.err(format!("reading the change log: {e}"));
+        let conn = rusqlite::Connection::open(copy).map_err(e)?;
+        let last: Option<i64> = conn
+            .query_row("SELECT max(rowid) FROM changes", [], |r| r.get(0))
+            .map_err(e)?;
+        if last.is_none() {
+            return Ok((Vec::new(), None));
+        }
+        let mut st = conn
+            // In the index's order (a row's changes oldest first): PostgreSQL's index on
+            // (tenant, entity, id) then grows at its edge, not at random pages (a first
+            // load's COPY of 570k rows: 1.05 s instead of 1.7 s).
+            .prepare(
+                "SELECT run_id, entity, id, change, fields, line FROM changes \
+                 ORDER BY entity, id, rowid",
+            )
+            .map_err(e)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(LocalChange {
+                    run_id: r.get(0)?,
+                    entity: r.get(1)?,
+                    id: r.get(2)?,
+                    change: r.get(3)?,
+                    fields: r.get(4)?,
+                    line: r.get(5)?,
+                })
+            })
+            .map_err(e)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(e)?;
+        drop(st);
+        conn.execute_batch("DELETE FROM changes; VACUUM;")
+            .map_err(e)?;
+        Ok((rows, last))
+    }
+
+    /// The rows into `dropsync_state.changes`, in one binary COPY.
+    fn send_changes(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        changes: &[LocalChange],
+    ) -> Result<(), StateError> {
+        use postgres::binary_copy::BinaryCopyInWriter;
+        use postgres::types::Type;
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let sink = tx
+            .copy_in(
+                "COPY dropsync_state.changes (tenant, run_id, entity, id, change, fields, line) \
+                 FROM STDIN BINARY",
+            )
+            .map_err(|e| self.err(e))?;
+        let text = Type::TEXT;
+        let mut w = BinaryCopyInWriter::new(
+            sink,
+            &[
+                text.clone(),
+                text.clone(),
+                text.clone(),
+                text.clone(),
+                text.clone(),
+                text,
+                Type::INT4,
+            ],
+        );
+        for c in changes {
+            w.write(&[
+                &self.tenant,
+                &c.run_id,
+                &c.entity,
+                &c.id,
+                &c.change,
+                &c.fields,
+                &c.line,
+            ])
+            .map_err(|e| self.err(e))?;
+        }
+        w.finish().map_err(|e| self.err(e))?;
         Ok(())
     }
 }

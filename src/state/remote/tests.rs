@@ -92,3 +92,75 @@ fn stored_paths_never_leave_the_state_folder() {
         assert_eq!(safe_join(root, bad), None, "{bad}");
     }
 }
+
+fn local_changes(out: &Path) -> i64 {
+    let state = State::open(out).unwrap();
+    state
+        .db
+        .query_row("SELECT count(*) FROM changes", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn log_change(state: &State, run_id: &str, id: &str, change: &str) {
+    state
+        .db
+        .execute(
+            "INSERT INTO changes (run_id, entity, id, change, fields, line) \
+             VALUES (?1, 'clientes', ?2, ?3, 'email', 7)",
+            rusqlite::params![run_id, id, change],
+        )
+        .unwrap();
+}
+
+/// The change log leaves every publication's copy for `dropsync_state.changes`: each row is
+/// sent once, a fresh folder fetches none of it, and `changes_of` reads it back in order.
+#[test]
+fn the_change_log_moves_to_postgres_and_each_row_is_sent_once() {
+    let db = TestDb::new("remote_state_changes");
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let norte = remote(&db, "norte");
+    let state = write_run(a.path(), "r1", b"base");
+    log_change(&state, "r1", "7", "inserted");
+    log_change(&state, "r1", "8", "inserted");
+    norte.publish(a.path(), &state.db).unwrap();
+    assert_eq!(
+        local_changes(a.path()),
+        0,
+        "published rows leave the folder"
+    );
+    norte.hydrate(b.path()).unwrap();
+    assert_eq!(local_changes(b.path()), 0, "a fetch brings none");
+
+    log_change(&state, "r2", "7", "updated");
+    norte.publish(a.path(), &state.db).unwrap();
+    let seven: Vec<(String, String)> = norte
+        .changes_of("clientes", "7")
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.run_id, c.change))
+        .collect();
+    assert_eq!(
+        seven,
+        [
+            ("r1".into(), "inserted".into()),
+            ("r2".into(), "updated".into())
+        ]
+    );
+    assert_eq!(norte.changes_of("clientes", "8").unwrap().len(), 1);
+    assert!(remote(&db, "sur")
+        .changes_of("clientes", "7")
+        .unwrap()
+        .is_empty());
+
+    // A kill after the commit, before the rows left the folder and the marker moved: the
+    // folder still holds them, at the old generation. The next run's fetch replaces it, and
+    // its publication sends nothing twice.
+    log_change(&state, "r2", "7", "updated");
+    std::fs::write(a.path().join("state").join(MARKER), "1").unwrap();
+    drop(state);
+    norte.hydrate(a.path()).unwrap();
+    assert_eq!(local_changes(a.path()), 0);
+    let state = State::open(a.path()).unwrap();
+    norte.publish(a.path(), &state.db).unwrap();
+    assert_eq!(norte.changes_of("clientes", "7").unwrap().len(), 2);
+}
