@@ -167,7 +167,7 @@ pub fn published(
 ) -> Result<RunReport, PipelineError> {
     match (&opts.remote, opts.dry_run) {
         (Some(remote), false) => match (remote.publish(&opts.out, &ws.state.db), result) {
-            (Ok(()), result) => result,
+            (Ok(_), result) => result,
             // The journal's publication stands: the next worker completes the run.
             (Err(e), Ok(_)) => Err(e.into()),
             (Err(e), Err(first)) => {

@@ -3,8 +3,8 @@
 //!
 //! The workspace's `state/` folder (state.sqlite, the snapshots, the intent journal) stays
 //! the working copy the run's tested protocol acts on; PostgreSQL holds, per tenant, the
-//! folder as it was at the last *publication*, as files (path, BLAKE3, bytes) under one
-//! generation number. A run publishes at exactly two moments: right after its intent journal
+//! folder as it was at the last *publication*, as files (path, BLAKE3, modification time)
+//! whose contents are stored once by hash, under one generation number. A run publishes at exactly two moments: right after its intent journal
 //! commits (the point of no return, before the first CRM write), and when it ends. So the
 //! published state is always one the folder could have been left in by a kill at one of
 //! those moments, and the recovery the kill tests prove (roll the committed journal forward,
@@ -36,7 +36,7 @@ const MARKER: &str = "remote.generation";
 /// In `state/`: the consistent copy of state.sqlite made for a publication.
 const COPY: &str = ".publish.sqlite";
 /// Schema versions, applied in order; each runs once per database.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     "
 CREATE TABLE dropsync_state.heads (
   tenant TEXT PRIMARY KEY, generation BIGINT NOT NULL, published_at TIMESTAMPTZ NOT NULL);
@@ -55,7 +55,26 @@ CREATE TABLE dropsync_state.changes (
   id TEXT NOT NULL, change TEXT NOT NULL, fields TEXT, line INTEGER);
 CREATE INDEX changes_by_row ON dropsync_state.changes (tenant, entity, id);
 ",
+    // Contents stored once per tenant by hash: a snapshot promoted from the journal by a
+    // rename is the same bytes under another path, and is not sent twice.
+    "
+CREATE TABLE dropsync_state.blobs (
+  tenant TEXT NOT NULL, hash TEXT NOT NULL, content BYTEA NOT NULL, PRIMARY KEY (tenant, hash));
+INSERT INTO dropsync_state.blobs (tenant, hash, content)
+  SELECT DISTINCT ON (tenant, hash) tenant, hash, content FROM dropsync_state.files;
+ALTER TABLE dropsync_state.files DROP COLUMN content;
+",
 ];
+
+/// What one publication sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// File contents the database did not hold yet, and their bytes.
+    pub contents: usize,
+    pub bytes: usize,
+    /// Change-log rows moved.
+    pub changes: usize,
+}
 
 /// One row of a tenant's change log as published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,8 +208,8 @@ impl RemoteState {
             .get(0);
         let rows = tx
             .query(
-                "SELECT path, hash, content, modified_ns FROM dropsync_state.files \
-                 WHERE tenant = $1",
+                "SELECT f.path, f.hash, b.content, f.modified_ns FROM dropsync_state.files f \
+                 JOIN dropsync_state.blobs b USING (tenant, hash) WHERE f.tenant = $1",
                 &[&self.tenant],
             )
             .map_err(|e| self.err(e))?;
@@ -274,7 +293,7 @@ impl RemoteState {
     /// transaction (so the copy holds none) and leave the local table once it committed: a
     /// publication costs the rows of the runs since the last one, not the whole log.
     /// Refused when the published generation is not the one this folder holds.
-    pub fn publish(&self, out: &Path, db: &rusqlite::Connection) -> Result<(), StateError> {
+    pub fn publish(&self, out: &Path, db: &rusqlite::Connection) -> Result<Published, StateError> {
         let started = std::time::Instant::now();
         let dir = out.join("state");
         let copy = dir.join(COPY);
@@ -322,21 +341,40 @@ impl RemoteState {
             .into_iter()
             .map(|r| (r.get(0), (r.get(1), r.get(2))))
             .collect();
-        let mut sent = 0usize;
-        for f in &files {
-            let hash = blake3::hash(&f.content).to_hex().to_string();
+        let hashes: Vec<String> = files
+            .iter()
+            .map(|f| blake3::hash(&f.content).to_hex().to_string())
+            .collect();
+        let mut held: std::collections::HashSet<String> = tx
+            .query(
+                "SELECT hash FROM dropsync_state.blobs WHERE tenant = $1 AND hash = ANY($2)",
+                &[&self.tenant, &hashes],
+            )
+            .map_err(|e| self.err(e))?
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect();
+        let (mut sent, mut bytes) = (0usize, 0usize);
+        for (f, hash) in files.iter().zip(&hashes) {
             if stored.get(&f.path) == Some(&(hash.clone(), f.modified_ns)) {
                 continue;
             }
+            if held.insert(hash.clone()) {
+                tx.execute(
+                    "INSERT INTO dropsync_state.blobs (tenant, hash, content) VALUES ($1, $2, $3)",
+                    &[&self.tenant, hash, &f.content],
+                )
+                .map_err(|e| self.err(e))?;
+                sent += 1;
+                bytes += f.content.len();
+            }
             tx.execute(
-                "INSERT INTO dropsync_state.files (tenant, path, hash, content, modified_ns) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, path) \
-                 DO UPDATE SET hash = excluded.hash, content = excluded.content, \
-                 modified_ns = excluded.modified_ns",
-                &[&self.tenant, &f.path, &hash, &f.content, &f.modified_ns],
+                "INSERT INTO dropsync_state.files (tenant, path, hash, modified_ns) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, path) \
+                 DO UPDATE SET hash = excluded.hash, modified_ns = excluded.modified_ns",
+                &[&self.tenant, &f.path, hash, &f.modified_ns],
             )
             .map_err(|e| self.err(e))?;
-            sent += 1;
         }
         let gone: Vec<&String> = stored
             .keys()
@@ -349,6 +387,13 @@ impl RemoteState {
             )
             .map_err(|e| self.err(e))?;
         }
+        // Contents no path points to any more (a journal done, a snapshot replaced).
+        tx.execute(
+            "DELETE FROM dropsync_state.blobs b WHERE b.tenant = $1 AND NOT EXISTS \
+             (SELECT 1 FROM dropsync_state.files f WHERE f.tenant = b.tenant AND f.hash = b.hash)",
+            &[&self.tenant],
+        )
+        .map_err(|e| self.err(e))?;
         self.send_changes(&mut tx, &changes)?;
         tx.execute(
             "UPDATE dropsync_state.heads SET generation = $2, published_at = now() \
@@ -387,8 +432,12 @@ impl RemoteState {
                 path: marker,
                 source,
             })?;
-        tracing::debug!(tenant = %self.tenant, generation = expected + 1, files = files.len(), sent, changes = changes.len(), elapsed_ms = started.elapsed().as_millis() as u64, "state published");
-        Ok(())
+        tracing::debug!(tenant = %self.tenant, generation = expected + 1, files = files.len(), sent, bytes, changes = changes.len(), elapsed_ms = started.elapsed().as_millis() as u64, "state published");
+        Ok(Published {
+            contents: sent,
+            bytes,
+            changes: changes.len(),
+        })
     }
 
     /// The change-log rows of the copy at `copy`, removed from it (and the copy compacted),

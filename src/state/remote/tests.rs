@@ -164,3 +164,99 @@ fn the_change_log_moves_to_postgres_and_each_row_is_sent_once() {
     norte.publish(a.path(), &state.db).unwrap();
     assert_eq!(norte.changes_of("clientes", "7").unwrap().len(), 2);
 }
+
+/// A snapshot promoted from the journal by a rename is the same bytes under another path:
+/// the next publication sends no content, and contents nothing points to are dropped.
+#[test]
+fn a_content_is_sent_once_whatever_its_path() {
+    let db = TestDb::new("remote_state_blobs");
+    let a = tempfile::tempdir().unwrap();
+    let norte = remote(&db, "norte");
+    let state = write_run(a.path(), "r1", b"base");
+    let journaled = a.path().join("state/pending/r1/clientes.snapshot.parquet");
+    std::fs::write(&journaled, b"the new snapshot").unwrap();
+    let first = norte.publish(a.path(), &state.db).unwrap();
+    assert!(first.bytes >= b"the new snapshot".len());
+    // The run ends: the journal's snapshot becomes the entity's, the journal goes.
+    std::fs::rename(
+        &journaled,
+        a.path().join("state/snapshots/clientes.parquet"),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(a.path().join("state/pending")).unwrap();
+    let second = norte.publish(a.path(), &state.db).unwrap();
+    // Only state.sqlite's copy changed (the run's record is in it).
+    assert!(second.contents <= 1, "{second:?}");
+    assert!(second.bytes < first.bytes, "{first:?} then {second:?}");
+    let mut client = db.client();
+    let orphans: i64 = client
+        .query_one(
+            "SELECT count(*) FROM dropsync_state.blobs b WHERE tenant = 'norte' AND NOT EXISTS \
+             (SELECT 1 FROM dropsync_state.files f WHERE f.tenant = b.tenant AND f.hash = b.hash)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(orphans, 0);
+    let b = tempfile::tempdir().unwrap();
+    norte.hydrate(b.path()).unwrap();
+    assert_eq!(contents(b.path()), contents(a.path()));
+}
+
+/// A database published by an earlier version (contents inline in `files`, schema version
+/// 3) is migrated in place: the next fetch gets the same files.
+#[test]
+fn state_published_before_contents_were_shared_is_migrated() {
+    let db = TestDb::new("remote_state_v3");
+    let mut client = db.client();
+    client
+        .batch_execute(
+            "CREATE SCHEMA dropsync_state; \
+             CREATE TABLE dropsync_state.migrations (version INT PRIMARY KEY, \
+               applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
+        )
+        .unwrap();
+    for (i, sql) in MIGRATIONS.iter().take(3).enumerate() {
+        client.batch_execute(sql).unwrap();
+        client
+            .execute(
+                "INSERT INTO dropsync_state.migrations (version) VALUES ($1)",
+                &[&(i as i32 + 1)],
+            )
+            .unwrap();
+    }
+    let a = tempfile::tempdir().unwrap();
+    let state = write_run(a.path(), "r1", b"base");
+    drop(state);
+    let copy = a.path().join("state/state.sqlite");
+    let mut files = vec![Local {
+        path: "state.sqlite".into(),
+        content: std::fs::read(&copy).unwrap(),
+        modified_ns: None,
+    }];
+    collect(&a.path().join("state"), &a.path().join("state"), &mut files).unwrap();
+    for f in &files {
+        let hash = blake3::hash(&f.content).to_hex().to_string();
+        client
+            .execute(
+                "INSERT INTO dropsync_state.files (tenant, path, hash, content, modified_ns) \
+                 VALUES ('norte', $1, $2, $3, $4)",
+                &[&f.path, &hash, &f.content, &f.modified_ns],
+            )
+            .unwrap();
+    }
+    client
+        .execute(
+            "INSERT INTO dropsync_state.heads VALUES ('norte', 1, now())",
+            &[],
+        )
+        .unwrap();
+    let b = tempfile::tempdir().unwrap();
+    remote(&db, "norte").hydrate(b.path()).unwrap();
+    assert_eq!(contents(b.path()), contents(a.path()));
+    let version: i32 = client
+        .query_one("SELECT max(version) FROM dropsync_state.migrations", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version as usize, MIGRATIONS.len());
+}
