@@ -212,6 +212,8 @@ fn run_outcome(
 
 pub fn plan(mut args: PlanArgs) -> anyhow::Result<Exit> {
     let tenant = args.ws.resolve()?;
+    // Compared with the tenant's published state, not whatever this folder last held.
+    super::tenant::fetch_state(tenant.as_ref(), &args.ws.out)?;
     let inbox = tenant.map_or(args.inbox, |t| t.inbox);
     let report = run::run(&RunOptions {
         recipes: args.ws.recipes,
