@@ -148,6 +148,7 @@ fn run(recipes: &Path, inbox: &Path, out: &Path) -> RunReport {
         stop: None,
         cluster: None,
         remote: None,
+        outputs: None,
     })
     .unwrap()
 }

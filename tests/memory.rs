@@ -86,6 +86,7 @@ fn peak_of_first_load(w: &Workdir) -> usize {
         stop: None,
         cluster: None,
         remote: None,
+        outputs: None,
     };
     let before = HELD.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);

@@ -535,6 +535,7 @@ mod watch {
             stop: None,
             cluster: None,
             remote: None,
+            outputs: None,
         })
         .unwrap();
         assert_eq!(report.status.as_str(), "ok");
@@ -571,6 +572,7 @@ mod watch {
             folders: None,
             cluster: None,
             remote: None,
+            outputs: None,
             recipes: recipes(),
             out: out.clone(),
             once: true,

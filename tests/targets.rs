@@ -48,6 +48,7 @@ mod samples {
             stop: None,
             cluster: None,
             remote: None,
+            outputs: None,
         })
         .unwrap()
     }

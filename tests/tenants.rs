@@ -65,10 +65,15 @@ impl Site {
     /// A tenants file starting with `header` (e.g. `[lock]`, `[state]`), every tenant on
     /// `recipes`.
     fn with(names: &[String], header: &str, recipes: &Path) -> Site {
+        Site::with_defaults(names, header, recipes, "")
+    }
+
+    /// [`Site::with`], `defaults` added to the `[defaults]` table.
+    fn with_defaults(names: &[String], header: &str, recipes: &Path, defaults: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let mut toml = header.to_string();
         toml.push_str(&format!(
-            "[defaults]\nrecipes = \"{}\"\ninbox = \"{{tenant}}/inbox\"\nout = \"{{tenant}}/out\"\n",
+            "[defaults]\nrecipes = \"{}\"\ninbox = \"{{tenant}}/inbox\"\nout = \"{{tenant}}/out\"\n{defaults}",
             recipes.display()
         ));
         for n in names {
@@ -934,4 +939,88 @@ fn the_published_change_log_explains_rows_as_one_disk_does() {
             "{entity}: {s}"
         );
     }
+}
+
+/// `outputs = "s3://…"`: each run stores the workbook, its report and the exports it
+/// quarantined in the bucket (moto's S3 server, `dropsync_testkit::s3`), under the tenant's
+/// prefix; a store that is down fails the run with exit 1 after the CRM committed, and the
+/// next run stores the workbook again.
+#[test]
+fn runs_store_their_files_in_the_tenants_bucket() {
+    let mut s3 = dropsync_testkit::s3::S3::start("dealers");
+    let names = ["norte".to_string(), "sur".to_string()];
+    let site = Site::with_defaults(
+        &names,
+        "",
+        &repo().join("recipes"),
+        "outputs = \"s3://dealers/exports/{tenant}\"\n",
+    );
+    let drops = tempfile::tempdir().unwrap();
+    let snaps = snapshots(drops.path(), 31);
+    site.drop_into("norte", &snaps[0]);
+    // An export the reader cannot take: quarantined, and stored for the dealer to see.
+    std::fs::write(site.inbox("norte").join("ventas.csv"), "foo;bar\n1;2\n").unwrap();
+    let run = |s3: &dropsync_testkit::s3::S3| {
+        let mut c = site.cmd("norte", &["run", "--json"]);
+        c.envs(s3.env());
+        output(&mut c)
+    };
+    let o = run(&s3);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let run_id = report["run_id"].as_str().unwrap();
+    assert_eq!(report["entities"]["ventas"]["status"], "quarantined");
+    assert_eq!(
+        s3.keys("exports/"),
+        [
+            format!("exports/norte/quarantine/{run_id}/ventas.csv"),
+            format!("exports/norte/quarantine/{run_id}/ventas.csv.reason.txt"),
+            format!("exports/norte/runs/{run_id}/report.json"),
+            "exports/norte/staging.xlsx".to_string(),
+        ]
+    );
+    assert_eq!(
+        s3.get("exports/norte/staging.xlsx").unwrap(),
+        std::fs::read(site.out("norte").join("staging.xlsx")).unwrap()
+    );
+    let stored: serde_json::Value = serde_json::from_slice(
+        &s3.get(&format!("exports/norte/runs/{run_id}/report.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stored["run_id"], run_id);
+    assert_eq!(
+        s3.get(&format!("exports/norte/quarantine/{run_id}/ventas.csv"))
+            .unwrap(),
+        b"foo;bar\n1;2\n"
+    );
+
+    // The store is down: the run commits, then says its files were not stored (exit 1).
+    s3.stop();
+    site.drop_into("norte", &snaps[1]);
+    let o = run(&s3);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("could not be stored"), "{err}");
+    let runs = runs(&site.out("norte"));
+    assert_eq!(runs.last().unwrap().3, "ok", "{runs:?}");
+
+    // Back up (a new server, empty): the next run stores the workbook again.
+    let s3 = dropsync_testkit::s3::S3::start("dealers");
+    let o = run(&s3);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        s3.get("exports/norte/staging.xlsx").unwrap(),
+        std::fs::read(site.out("norte").join("staging.xlsx")).unwrap()
+    );
 }

@@ -289,6 +289,7 @@ mod tests {
             stop: None,
             cluster: None,
             remote: None,
+            outputs: None,
         };
         let mut csv = String::from("Nro Cliente;Razón Social / Nombre\n");
         for i in 1..=20 {

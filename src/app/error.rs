@@ -43,6 +43,11 @@ pub enum PipelineError {
     },
     #[error("source `{source_name}`: {error}; nothing was taken from any source, the next run tries again")]
     Pull { source_name: String, error: String },
+    #[error("run {run_id}: the CRM and the state are committed, but its files could not be stored: {error}; the next run stores the workbook again")]
+    Outputs {
+        run_id: String,
+        error: crate::stage::store::StoreError,
+    },
     #[error("{0}")]
     Io(String),
     #[error("{0}")]

@@ -145,8 +145,25 @@ pub fn run_in(opts: &RunOptions, ws: &Opened) -> Result<RunReport, PipelineError
         ws.started,
         ws.cluster.as_ref(),
     );
+    // The run's files beyond the workspace, once it ended (held runs too: analysts look at
+    // what waits for approval).
+    let result = match (result, &opts.outputs) {
+        (Ok(report), Some(store)) if !opts.dry_run => store
+            .store_run(&opts.out, &report.run_id, &report.to_json().to_string())
+            .map(|_| report)
+            .map_err(|error| PipelineError::Outputs {
+                run_id: run_id.clone(),
+                error,
+            }),
+        (result, _) => result,
+    };
     if let Err(e) = &result {
-        if !opts.dry_run && !matches!(e, PipelineError::Stopped { .. }) {
+        if !opts.dry_run
+            && !matches!(
+                e,
+                PipelineError::Stopped { .. } | PipelineError::Outputs { .. }
+            )
+        {
             // The status page and `runs` must say why; the next run redoes the work anyway.
             if let Err(db) =
                 state.finish_run(&run_id, RunState::Failed, &json!({"error": e.to_string()}))

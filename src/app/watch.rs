@@ -57,6 +57,8 @@ pub struct WatchOptions {
     pub cluster: Option<crate::state::cluster_lock::ClusterLock>,
     /// Where the tenant's state is published, fetched and published by each run.
     pub remote: Option<crate::state::remote::RemoteState>,
+    /// Where each run stores its files beyond the workspace.
+    pub outputs: Option<crate::stage::store::OutputStore>,
     pub recipes: PathBuf,
     pub out: PathBuf,
     /// Process what is ready now (waiting for it to settle) and return instead of watching.
@@ -318,6 +320,7 @@ fn process_batch(
         stop: Some(opts.stop.clone()),
         cluster: opts.cluster.clone(),
         remote: opts.remote.clone(),
+        outputs: opts.outputs.clone(),
     });
     // The same policy as `dropsync run`: failed runs alert too (each failed attempt; the
     // retries back off).

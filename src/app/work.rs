@@ -29,6 +29,9 @@ pub struct RunOptions {
     /// Where the tenant's state is published (`[state]`): fetched before the run, published
     /// when its journal commits and when it ends.
     pub remote: Option<crate::state::remote::RemoteState>,
+    /// Where a run that ended stores its files (workbook, report, quarantined exports)
+    /// beyond the workspace (the tenants file's `outputs`).
+    pub outputs: Option<crate::stage::store::OutputStore>,
 }
 
 /// Everything one entity carries from the diff to the journal and staging.

@@ -19,6 +19,7 @@ use crate::config::RecipeError;
 use crate::model::RunStatus;
 use crate::sinks::SinkError;
 use crate::sources::SourceError;
+use crate::stage::store::StoreError;
 use crate::stage::StageError;
 use crate::state::lock::LockError;
 use crate::state::StateError;
@@ -96,6 +97,7 @@ fn known(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
         SourceError,
         StateError,
         StageError,
+        StoreError,
         LockError,
         SinkError,
     );
@@ -111,6 +113,17 @@ pub struct Usage(pub String);
 impl ExitCode for Usage {
     fn exit_code(&self) -> Exit {
         Exit::Config
+    }
+}
+
+/// An output location that cannot be opened is the tenants file's to fix; a store that
+/// refused a write may take the next.
+impl ExitCode for StoreError {
+    fn exit_code(&self) -> Exit {
+        match self {
+            StoreError::Config { .. } => Exit::Config,
+            StoreError::Put { .. } | StoreError::Read { .. } => Exit::Failure,
+        }
     }
 }
 
@@ -147,7 +160,9 @@ impl ExitCode for PipelineError {
             PipelineError::Usage(_) => Exit::Config,
             // The CRM and snapshots committed; whatever failed after that is not the
             // operator's configuration, whatever the inner error was.
-            PipelineError::StagingAfterCommit { .. } => Exit::Failure,
+            PipelineError::StagingAfterCommit { .. } | PipelineError::Outputs { .. } => {
+                Exit::Failure
+            }
             // A source down or a download broken: the next job may find it well.
             PipelineError::Pull { .. }
             | PipelineError::Stopped { .. }

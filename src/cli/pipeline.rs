@@ -24,6 +24,7 @@ pub fn run(mut args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
         stop: Some(stop_flag()?),
         cluster: super::tenant::cluster_lock(tenant.as_ref())?,
         remote: super::tenant::remote_state(tenant.as_ref())?,
+        outputs: super::tenant::outputs(tenant.as_ref())?,
     };
     // Loaded apart from the run, so a run that fails on its recipes still alerts when the
     // alert spec itself reads.
@@ -225,6 +226,7 @@ pub fn plan(mut args: PlanArgs) -> anyhow::Result<Exit> {
         stop: None,
         cluster: None,
         remote: None,
+        outputs: None,
     })?;
     if args.json {
         outln!("{}", report.to_json());
@@ -290,6 +292,7 @@ pub fn demo(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
             stop: None,
             cluster: None,
             remote: None,
+            outputs: None,
         })?;
         print::run_table(&report);
         if report.status == RunStatus::Held {
@@ -309,6 +312,7 @@ pub fn watch(mut args: WatchArgs) -> anyhow::Result<Exit> {
         config: tenant.as_ref().map_or(args.config, |t| t.sources.clone()),
         cluster: super::tenant::cluster_lock(tenant.as_ref())?,
         remote: super::tenant::remote_state(tenant.as_ref())?,
+        outputs: super::tenant::outputs(tenant.as_ref())?,
         folders: tenant.map(|t| watch::DropFolders {
             inbox: t.inbox,
             archive: t.archive,

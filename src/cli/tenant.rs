@@ -55,6 +55,16 @@ pub fn remote_state(tenant: Option<&Tenant>) -> Result<Option<RemoteState>, Usag
 /// folder is brought to the published state first, so any worker reads what the tenant's
 /// runs left. A run working in this folder holds its lock and its copy is the newest: then
 /// the folder is read as it is.
+/// Where the tenant's runs store their files, when the tenants file says.
+pub fn outputs(
+    tenant: Option<&Tenant>,
+) -> anyhow::Result<Option<crate::stage::store::OutputStore>> {
+    Ok(tenant
+        .and_then(|t| t.outputs.as_deref())
+        .map(crate::stage::store::OutputStore::open)
+        .transpose()?)
+}
+
 pub fn fetch_state(tenant: Option<&Tenant>, out: &std::path::Path) -> anyhow::Result<()> {
     if let Some(remote) = remote_state(tenant)? {
         remote.fetch_for_reading(out)?;

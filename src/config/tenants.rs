@@ -55,6 +55,9 @@ struct PlacesFile {
     archive: Option<Spanned<String>>,
     /// Where `watch` moves unreadable files. Default: `quarantine` beside the inbox.
     quarantine: Option<Spanned<String>>,
+    /// Where each run stores its files (workbook, report, quarantined exports) beyond the
+    /// workspace: `s3://bucket/prefix` or a folder. None by default.
+    outputs: Option<Spanned<String>>,
 }
 
 /// `[lock]`: how one tenant's runs exclude each other across machines.
@@ -105,6 +108,8 @@ pub struct Tenant {
     pub lock_url_env: Option<String>,
     /// The environment variable with the PostgreSQL URL the state is published to, if any.
     pub state_url_env: Option<String>,
+    /// Where each run stores its files (`s3://bucket/prefix`, or a folder made absolute).
+    pub outputs: Option<String>,
 }
 
 /// Every tenant of a tenants file, by name.
@@ -183,6 +188,11 @@ pub fn load(path: &Path) -> Result<Tenants, TenantError> {
     };
     let base = path.parent().unwrap_or(Path::new(""));
     let mut diags = Vec::new();
+    if let Some(v) = &file.defaults.outputs {
+        if let Err(message) = output_location(v.get_ref(), NAME_PLACEHOLDER, base) {
+            diags.push(map.at(v.span(), Some("defaults.outputs"), message));
+        }
+    }
     let mut list = Vec::new();
     for (name, own) in &file.tenants {
         let at = |key: &str, message: String| {
@@ -231,6 +241,18 @@ pub fn load(path: &Path) -> Result<Tenants, TenantError> {
             pick(&own.quarantine, &d.quarantine).unwrap_or_else(|| beside_inbox("quarantine"));
         let sources =
             pick(&own.sources, &d.sources).unwrap_or_else(|| beside_inbox("sources.toml"));
+        // A bad default is reported once, before the tenants (see below).
+        let outputs = match (&own.outputs, &d.outputs) {
+            (Some(v), _) => match output_location(v.get_ref(), name_str, base) {
+                Ok(o) => Some(o),
+                Err(message) => {
+                    diags.push(at(".outputs", message));
+                    continue;
+                }
+            },
+            (None, Some(v)) => output_location(v.get_ref(), name_str, base).ok(),
+            (None, None) => None,
+        };
         list.push((
             name.span(),
             Tenant {
@@ -247,6 +269,7 @@ pub fn load(path: &Path) -> Result<Tenants, TenantError> {
                     .clone()
                     .or_else(|| file.state.postgres_url_env.clone()),
                 state_url_env: file.state.postgres_url_env.clone(),
+                outputs,
             },
         ));
     }
@@ -263,6 +286,22 @@ pub fn load(path: &Path) -> Result<Tenants, TenantError> {
         file: path.to_path_buf(),
         list,
     })
+}
+
+/// An `outputs` value for tenant `name`: `s3://bucket/prefix` as it is, a folder (or a
+/// `file://` URL) made absolute against the tenants file's folder.
+fn output_location(text: &str, name: &str, base: &Path) -> Result<String, String> {
+    let text = text.replace(NAME_PLACEHOLDER, name);
+    if text.starts_with("s3://") {
+        Ok(text)
+    } else if text.contains("://") && !text.starts_with("file://") {
+        Err(format!(
+            "`{text}`: outputs go to s3://bucket/prefix or to a folder (a shared volume)"
+        ))
+    } else {
+        let dir = base.join(text.trim_start_matches("file://"));
+        Ok(dir.to_string_lossy().into_owned())
+    }
 }
 
 /// Two tenants with one workspace or one drop folder: each would read or overwrite the
@@ -288,6 +327,26 @@ fn shared_places(map: &SourceMap, list: &[(std::ops::Range<usize>, Tenant)]) -> 
                 ));
             } else {
                 seen.insert(key, &t.name);
+            }
+        }
+    }
+    // One place per tenant for its outputs too: a workbook would replace another's.
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for (span, t) in list {
+        let Some(o) = t.outputs.as_deref() else {
+            continue;
+        };
+        match seen.get(o) {
+            Some(first) => diags.push(map.at(
+                span.clone(),
+                Some(&format!("tenants.{}.outputs", t.name)),
+                format!(
+                    "tenants `{first}` and `{}` store their outputs at the same place ({o}): each needs its own (put {NAME_PLACEHOLDER} in it)",
+                    t.name
+                ),
+            )),
+            None => {
+                seen.insert(o, &t.name);
             }
         }
     }
@@ -401,6 +460,36 @@ mod tests {
                 "7:tenants.Sur `Sur` cannot be a tenant's name: lowercase letters, digits and `-` (not first or last), at most 40",
                 "9:tenants.este.out tenants `norte` and `este` have the same out (o): each needs its own",
                 "11:tenants.oeste tenant `oeste` has no `out`, and [defaults] gives none",
+            ]
+        );
+    }
+
+    #[test]
+    fn outputs_are_s3_or_a_folder_and_each_tenants_own() {
+        let (dir, path) = write(
+            "[defaults]\nrecipes = \"r\"\ninbox = \"{tenant}/in\"\nout = \"{tenant}/out\"\n\
+             outputs = \"s3://dealers/exports/{tenant}\"\n[tenants.norte]\n\
+             [tenants.sur]\noutputs = \"shared/sur\"\n",
+        );
+        let t = load(&path).unwrap();
+        assert_eq!(
+            t.get("norte").unwrap().outputs.as_deref(),
+            Some("s3://dealers/exports/norte")
+        );
+        assert_eq!(
+            t.get("sur").unwrap().outputs,
+            Some(dir.path().join("shared/sur").to_string_lossy().into_owned())
+        );
+        let got = problems(
+            "[defaults]\nrecipes = \"r\"\ninbox = \"{tenant}/in\"\nout = \"{tenant}/out\"\n\
+             outputs = \"gs://b/{tenant}\"\n[tenants.norte]\n[tenants.sur]\n\
+             [tenants.este]\noutputs = \"s3://b/x\"\n[tenants.oeste]\noutputs = \"s3://b/x\"\n",
+        );
+        assert_eq!(
+            got,
+            [
+                "5:defaults.outputs `gs://b/{tenant}`: outputs go to s3://bucket/prefix or to a folder (a shared volume)",
+                "10:tenants.oeste.outputs tenants `este` and `oeste` store their outputs at the same place (s3://b/x): each needs its own (put {tenant} in it)",
             ]
         );
     }

@@ -25,6 +25,7 @@ fn held_workspace() -> (tempfile::TempDir, String) {
             stop: None,
             cluster: None,
             remote: None,
+            outputs: None,
         })
         .unwrap()
     };

@@ -7,7 +7,7 @@
 //!   account keys the Google fakes share), [`drive`] (Drive v3), [`sheets`] (Sheets v4) and
 //!   [`crm`] (a HubSpot-style bulk CRM API).
 //! - Harnesses around real servers: [`postgres`] (a throwaway cluster, a database per test)
-//!   and [`sshd`] (a throwaway OpenSSH server for SFTP).
+//!   [`sshd`] (a throwaway OpenSSH server for SFTP) and [`s3`] (moto's S3 server).
 //! - [`drops`]: an independent reader and validator of generated dealer drops, to check the
 //!   generator's manifest against the bytes it wrote.
 //!
@@ -20,5 +20,6 @@ pub mod drive;
 pub mod drops;
 pub mod google;
 pub mod postgres;
+pub mod s3;
 pub mod sheets;
 pub mod sshd;
