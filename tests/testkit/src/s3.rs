@@ -21,43 +21,57 @@ pub struct S3 {
 }
 
 impl S3 {
-    /// Starts the server and creates `bucket`; panics with a hint when moto is missing.
+    /// Starts the server and creates `bucket`; panics with moto's output when it cannot.
+    /// A server that exits at once (its port taken meanwhile) is started again on another.
     pub fn start(bucket: &str) -> S3 {
-        let port = free_port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start python3 -m moto.server (pip install \"moto[s3]\" flask flask-cors)");
-        let s3 = S3 {
-            child,
-            port,
-            bucket: bucket.to_string(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some((200, _)) = s3.request("GET", "/") {
-                break;
+        let log = tempfile::NamedTempFile::new().expect("a log file for moto");
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new("python3")
+                .args([
+                    "-m",
+                    "moto.server",
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                ])
+                .stdout(Stdio::null())
+                .stderr(log.reopen().expect("moto's log"))
+                .spawn()
+                .expect("start python3 -m moto.server (pip install \"moto[s3]\" flask flask-cors)");
+            let mut s3 = S3 {
+                child,
+                port,
+                bucket: bucket.to_string(),
+            };
+            // Importing moto takes seconds, more on a loaded machine.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut up = false;
+            while Instant::now() < deadline {
+                if let Some((200, _)) = s3.request("GET", "/") {
+                    up = true;
+                    break;
+                }
+                if s3.child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
-            assert!(
-                Instant::now() < deadline,
-                "moto's S3 server did not answer on port {port} (is `moto[s3]` installed?)"
-            );
-            std::thread::sleep(Duration::from_millis(100));
+            if !up {
+                s3.stop();
+                continue;
+            }
+            let (status, body) = s3
+                .request("PUT", &format!("/{bucket}"))
+                .expect("create the bucket");
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            return s3;
         }
-        let (status, body) = s3
-            .request("PUT", &format!("/{bucket}"))
-            .expect("create the bucket");
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-        s3
+        panic!(
+            "moto's S3 server did not start (is `moto[s3]` installed?): {}",
+            std::fs::read_to_string(log.path()).unwrap_or_default()
+        );
     }
 
     /// The endpoint URL a client is given (`AWS_ENDPOINT_URL`).
