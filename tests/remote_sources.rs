@@ -547,6 +547,23 @@ mod watch {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes")
     }
 
+    /// The files of `dir` as Drive files `id0`, `id1`, ... in name order.
+    pub(super) fn drive_files(dir: &Path) -> Vec<FakeFile> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        paths.sort();
+        paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                FakeFile::blob(&format!("id{i}"), &name, &std::fs::read(p).unwrap())
+            })
+            .collect()
+    }
+
     /// Runs `watch --once` with `sources` appended to a fast local config; returns the CRM.
     fn watch_once(ws: &Path, sources: &str) -> (usize, Vec<String>) {
         watch_once_on(ws, "every = \"300ms\"", sources)
@@ -643,15 +660,7 @@ mod watch {
     fn a_drive_drop_runs_like_the_same_files_given_to_run() {
         let local = tempfile::tempdir().unwrap();
         let (_plain, want) = drop_and_plain_run(local.path());
-        let files: Vec<FakeFile> = std::fs::read_dir(local.path())
-            .unwrap()
-            .enumerate()
-            .map(|(i, e)| {
-                let p = e.unwrap().path();
-                let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                FakeFile::blob(&format!("id{i}"), &name, &std::fs::read(&p).unwrap())
-            })
-            .collect();
+        let files = drive_files(local.path());
         let email = "dropsync@test.iam.gserviceaccount.com";
         let drive = FakeDrive::start("folder-x", email, files);
         let ws = tempfile::tempdir().unwrap();
@@ -688,11 +697,11 @@ mod pull {
     use std::path::{Path, PathBuf};
     use std::process::{Command, Output};
 
-    use dropsync_testkit::drive::{FakeDrive, FakeFile, Fault, Route};
+    use dropsync_testkit::drive::{FakeDrive, Fault, Route};
     use dropsync_testkit::google::key_in_env;
     use dropsync_testkit::sshd::Sshd;
 
-    use super::watch::{crm, drop_and_plain_run, recipes};
+    use super::watch::{crm, drive_files, drop_and_plain_run, recipes};
 
     /// A workspace of its own with a sources config of `sources` (settle 300 ms).
     struct Job {
@@ -838,19 +847,8 @@ mod pull {
     fn a_failed_drive_download_takes_nothing_and_the_next_job_does() {
         let local = tempfile::tempdir().unwrap();
         let (_plain, want) = drop_and_plain_run(local.path());
-        let mut names: Vec<PathBuf> = std::fs::read_dir(local.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        names.sort();
-        let files: Vec<FakeFile> = names
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                FakeFile::blob(&format!("id{i}"), &name, &std::fs::read(p).unwrap())
-            })
-            .collect();
+        let files = drive_files(local.path());
+        let last = format!("id{}", files.len() - 1);
         let email = "dropsync@test.iam.gserviceaccount.com";
         let drive = FakeDrive::start("folder-p", email, files);
         let dir = tempfile::tempdir().unwrap();
@@ -866,7 +864,6 @@ mod pull {
             drive.base()
         ));
         // The last file's two tries are cut short.
-        let last = format!("id{}", names.len() - 1);
         drive.fault(Route::Media, Some(&last), Fault::Truncate, 2);
         let o = job.run(&[]);
         assert_eq!(

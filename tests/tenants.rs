@@ -569,26 +569,62 @@ fn a_run_that_lost_its_cluster_lock_stops_before_the_crm() {
     assert_eq!(n, [inserted.to_string()]);
 }
 
+/// One dealer with `[state]`: the state database, its CRM, and a reference CRM for one
+/// uninterrupted worker on a disk of its own, with recipes writing to each.
+struct StateSite {
+    state_db: TestDb,
+    crm_db: TestDb,
+    ref_db: TestDb,
+    _recipes_dir: tempfile::TempDir,
+    recipes: PathBuf,
+    ref_recipes: PathBuf,
+    /// The tenants file's `[state]` table.
+    header: String,
+}
+
+impl StateSite {
+    fn new(prefix: &str) -> StateSite {
+        let state_db = TestDb::new(&format!("{prefix}_state"));
+        let crm_db = TestDb::new(&format!("{prefix}_crm"));
+        let ref_db = TestDb::new(&format!("{prefix}_ref"));
+        let recipes_dir = tempfile::tempdir().unwrap();
+        let recipes = support::recipes_with(
+            &recipes_dir.path().join("shared"),
+            &support::postgres_target(&crm_db.env_var),
+        );
+        let ref_recipes = support::recipes_with(
+            &recipes_dir.path().join("reference"),
+            &support::postgres_target(&ref_db.env_var),
+        );
+        let header = format!("[state]\npostgres_url_env = \"{}\"\n\n", state_db.env_var);
+        StateSite {
+            state_db,
+            crm_db,
+            ref_db,
+            _recipes_dir: recipes_dir,
+            recipes,
+            ref_recipes,
+            header,
+        }
+    }
+}
+
 /// With `[state]`, a worker on a fresh folder (nothing on its disk) continues a tenant that
 /// another worker started: the first is killed right after its CRM upserts, a second on
 /// another folder runs the next drop, a third on yet another folder the one after; the CRM
 /// (PostgreSQL) equals that of one uninterrupted worker.
 #[test]
 fn a_worker_on_a_fresh_folder_continues_what_another_started() {
-    let state_db = TestDb::new("tenants_state");
-    let crm_db = TestDb::new("tenants_state_crm");
-    let ref_db = TestDb::new("tenants_state_ref");
-    let recipes_dir = tempfile::tempdir().unwrap();
-    let recipes = support::recipes_with(
-        &recipes_dir.path().join("shared"),
-        &support::postgres_target(&crm_db.env_var),
-    );
-    let ref_recipes = support::recipes_with(
-        &recipes_dir.path().join("reference"),
-        &support::postgres_target(&ref_db.env_var),
-    );
+    let StateSite {
+        state_db,
+        crm_db,
+        ref_db,
+        recipes,
+        ref_recipes,
+        header,
+        _recipes_dir: _recipes,
+    } = StateSite::new("tenants_state");
     let names = ["norte".to_string()];
-    let header = format!("[state]\npostgres_url_env = \"{}\"\n\n", state_db.env_var);
     let drops = tempfile::tempdir().unwrap();
     let snaps = snapshots(drops.path(), 9);
 
@@ -763,20 +799,16 @@ fn stateless_workers_killed_at_random_leave_each_tenant_as_one_worker_would() {
 #[test]
 fn stateless_pulls_take_each_file_once_and_continue_on_a_fresh_folder() {
     let sshd = dropsync_testkit::sshd::Sshd::start();
-    let state_db = TestDb::new("tenants_pull_state");
-    let crm_db = TestDb::new("tenants_pull_crm");
-    let ref_db = TestDb::new("tenants_pull_ref");
-    let recipes_dir = tempfile::tempdir().unwrap();
-    let recipes = support::recipes_with(
-        &recipes_dir.path().join("shared"),
-        &support::postgres_target(&crm_db.env_var),
-    );
-    let ref_recipes = support::recipes_with(
-        &recipes_dir.path().join("reference"),
-        &support::postgres_target(&ref_db.env_var),
-    );
+    let StateSite {
+        state_db: _state_db,
+        crm_db,
+        ref_db,
+        recipes,
+        ref_recipes,
+        header,
+        _recipes_dir: _recipes,
+    } = StateSite::new("tenants_pull");
     let names = ["norte".to_string()];
-    let header = format!("[state]\npostgres_url_env = \"{}\"\n\n", state_db.env_var);
     let drops = tempfile::tempdir().unwrap();
     let snaps = snapshots(drops.path(), 13);
     let server = tempfile::tempdir().unwrap();
@@ -842,20 +874,16 @@ fn stateless_pulls_take_each_file_once_and_continue_on_a_fresh_folder() {
 /// history as the single-disk workspace does.
 #[test]
 fn the_published_change_log_explains_rows_as_one_disk_does() {
-    let state_db = TestDb::new("tenants_log_state");
-    let crm_db = TestDb::new("tenants_log_crm");
-    let ref_db = TestDb::new("tenants_log_ref");
-    let recipes_dir = tempfile::tempdir().unwrap();
-    let recipes = support::recipes_with(
-        &recipes_dir.path().join("shared"),
-        &support::postgres_target(&crm_db.env_var),
-    );
-    let ref_recipes = support::recipes_with(
-        &recipes_dir.path().join("reference"),
-        &support::postgres_target(&ref_db.env_var),
-    );
+    let StateSite {
+        state_db,
+        crm_db,
+        ref_db,
+        recipes,
+        ref_recipes,
+        header,
+        _recipes_dir: _recipes,
+    } = StateSite::new("tenants_log");
     let names = ["norte".to_string()];
-    let header = format!("[state]\npostgres_url_env = \"{}\"\n\n", state_db.env_var);
     let drops = tempfile::tempdir().unwrap();
     let snaps = snapshots(drops.path(), 21);
 

@@ -90,6 +90,20 @@ pub struct Workspace {
     pub tenants: PathBuf,
 }
 
+/// The sources config, for `watch` and `run --pull` (a tenant's comes from the tenants file).
+#[derive(Args, Debug)]
+pub struct SourcesArg {
+    /// Sources config: drop folder, settle rules, schedule, SFTP and Drive sources (`run`
+    /// reads it with --pull only).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "watch/sources.toml",
+        conflicts_with = "tenant"
+    )]
+    pub config: PathBuf,
+}
+
 #[derive(Args, Debug)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -110,14 +124,8 @@ pub struct RunArgs {
     /// `processed/` only once the run ended. Nothing new: no run, exit 0. For schedulers.
     #[arg(long, conflicts_with = "dry_run")]
     pub pull: bool,
-    /// Sources config that --pull reads (its [[sftp]], [[gdrive]] and [watch] settle).
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "watch/sources.toml",
-        conflicts_with = "tenant"
-    )]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub sources: SourcesArg,
     /// Recompute every entity, even one whose file, recipe and parents are those of its last
     /// pass (which otherwise stands).
     #[arg(long)]
@@ -150,14 +158,8 @@ pub struct RunArgs {
 pub struct WatchArgs {
     #[command(flatten)]
     pub ws: Workspace,
-    /// Sources config (drop folder, settle rules, schedule, SFTP).
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "watch/sources.toml",
-        conflicts_with = "tenant"
-    )]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub sources: SourcesArg,
     /// Process what is in the folder once it settles, then exit.
     #[arg(long)]
     pub once: bool,

@@ -46,7 +46,9 @@ pub fn run(mut args: RunArgs, quiet: bool) -> anyhow::Result<Exit> {
     // completed an interrupted one); and a look that found nothing new makes no run at all,
     // so a collector hears of runs, not of every empty look.
     let (result, expect_files) = if args.pull {
-        let config = tenant.as_ref().map_or(args.config, |t| t.sources.clone());
+        let config = tenant
+            .as_ref()
+            .map_or(args.sources.config, |t| t.sources.clone());
         let sources = crate::config::sources::load(&config)?;
         match pull::run_pulled(&opts, &sources, &begin) {
             Ok(PullRun { report: None, .. }) => {
@@ -309,7 +311,9 @@ pub fn demo(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
 pub fn watch(mut args: WatchArgs) -> anyhow::Result<Exit> {
     let tenant = args.ws.resolve()?;
     let runs = watch::watch(&WatchOptions {
-        config: tenant.as_ref().map_or(args.config, |t| t.sources.clone()),
+        config: tenant
+            .as_ref()
+            .map_or(args.sources.config, |t| t.sources.clone()),
         cluster: super::tenant::cluster_lock(tenant.as_ref())?,
         remote: super::tenant::remote_state(tenant.as_ref())?,
         outputs: super::tenant::outputs(tenant.as_ref())?,
