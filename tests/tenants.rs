@@ -582,6 +582,28 @@ struct StateSite {
     header: String,
 }
 
+/// One uninterrupted worker's site for `norte`, every snapshot run in turn.
+fn reference_of(recipes: &Path, snaps: &[PathBuf]) -> Site {
+    let reference = Site::with(&["norte".to_string()], "", recipes);
+    for snap in snaps {
+        reference.drop_into("norte", snap);
+        succeed(&mut reference.cmd("norte", &["run"]), "");
+    }
+    reference
+}
+
+/// Runs `snap` for `norte` at `site`, aborted at failpoint `point` (as a kill would).
+fn killed_at(site: &Site, snap: &Path, point: &str) {
+    site.drop_into("norte", snap);
+    let o = output(site.cmd("norte", &["run"]).env("DROPSYNC_FAILPOINT", point));
+    assert_eq!(
+        o.status.code(),
+        None,
+        "aborted at {point}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 impl StateSite {
     fn new(prefix: &str) -> StateSite {
         let state_db = TestDb::new(&format!("{prefix}_state"));
@@ -628,25 +650,11 @@ fn a_worker_on_a_fresh_folder_continues_what_another_started() {
     let drops = tempfile::tempdir().unwrap();
     let snaps = snapshots(drops.path(), 9);
 
-    let reference = Site::with(&names, "", &ref_recipes);
-    for snap in &snaps {
-        reference.drop_into("norte", snap);
-        succeed(&mut reference.cmd("norte", &["run"]), "");
-    }
+    let _reference = reference_of(&ref_recipes, &snaps);
 
     // Machine A: killed once its CRM upserts are in (after its journal was published).
     let a = Site::with(&names, &header, &recipes);
-    a.drop_into("norte", &snaps[0]);
-    let o = output(
-        a.cmd("norte", &["run"])
-            .env("DROPSYNC_FAILPOINT", "after-upserts"),
-    );
-    assert_eq!(
-        o.status.code(),
-        None,
-        "aborted: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    killed_at(&a, &snaps[0], "after-upserts");
 
     // Machines B and C: fresh folders.
     for (i, snap) in snaps.iter().enumerate().skip(1) {
@@ -887,24 +895,10 @@ fn the_published_change_log_explains_rows_as_one_disk_does() {
     let drops = tempfile::tempdir().unwrap();
     let snaps = snapshots(drops.path(), 21);
 
-    let reference = Site::with(&names, "", &ref_recipes);
-    for snap in &snaps {
-        reference.drop_into("norte", snap);
-        succeed(&mut reference.cmd("norte", &["run"]), "");
-    }
+    let reference = reference_of(&ref_recipes, &snaps);
 
     let a = Site::with(&names, &header, &recipes);
-    a.drop_into("norte", &snaps[0]);
-    let o = output(
-        a.cmd("norte", &["run"])
-            .env("DROPSYNC_FAILPOINT", "state-published"),
-    );
-    assert_eq!(
-        o.status.code(),
-        None,
-        "aborted: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    killed_at(&a, &snaps[0], "state-published");
     let b = Site::with(&names, &header, &recipes);
     b.drop_into("norte", &snaps[1]);
     succeed(&mut b.cmd("norte", &["run"]), "");
