@@ -124,6 +124,73 @@ pub struct EntitySummary {
     /// diffed like every other row.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reused_records: usize,
+    /// How the file's columns differ from what the recipe reads, when they do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<Drift>,
+}
+
+/// An export whose columns no longer match its recipe: the night a dealer's system is
+/// upgraded. Names are as the recipe and the file spell them.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Drift {
+    /// Columns the recipe reads that the file lacks, with no likely new name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    /// Columns of the file that no field reads and no missing column was matched to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<String>,
+    /// Missing columns matched by name to a column the file has instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renamed: Vec<Renamed>,
+    /// The recipe change that follows the renames, as a unified diff, when one was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+}
+
+impl Drift {
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.added.is_empty() && self.renamed.is_empty()
+    }
+}
+
+/// One line: `renamed "Nro Cliente" -> "Nro. de Cliente" (0.83); missing "Localidad";
+/// added "Fecha Alta"`.
+impl std::fmt::Display for Drift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let quoted = |v: &[String]| {
+            v.iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut parts = Vec::new();
+        if !self.renamed.is_empty() {
+            let r: Vec<String> = self
+                .renamed
+                .iter()
+                .map(|r| format!("{:?} -> {:?} ({:.2})", r.recipe, r.file, r.similarity))
+                .collect();
+            parts.push(format!("renamed {}", r.join(", ")));
+        }
+        if !self.missing.is_empty() {
+            parts.push(format!("missing {}", quoted(&self.missing)));
+        }
+        if !self.added.is_empty() {
+            parts.push(format!("added {}", quoted(&self.added)));
+        }
+        write!(f, "{}", parts.join("; "))
+    }
+}
+
+/// A recipe column found in the file under another name.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Renamed {
+    /// As the recipe names it.
+    pub recipe: String,
+    /// As the file now names it.
+    pub file: String,
+    /// How alike the two names are, 0 to 1 (normalized Levenshtein on letters and digits).
+    pub similarity: f64,
 }
 
 fn is_zero(n: &usize) -> bool {

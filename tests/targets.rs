@@ -263,7 +263,7 @@ mod samples {
         );
         let out = tmp.path().join("out");
         // `dropsync check` reads the spreadsheet first, writing nothing.
-        let verdicts = check(&recipes, &tmp.path().join("sources.toml"), &out);
+        let verdicts = check(&recipes, &tmp.path().join("sources.toml"), &out, None);
         let probe = verdicts
             .iter()
             .find(|v| v.item == "staging google sheets")

@@ -33,7 +33,7 @@ fn verdict(item: impl Into<String>, r: Result<String, String>) -> Verdict {
     }
 }
 
-pub fn check(recipes_dir: &Path, sources: &Path, out: &Path) -> Vec<Verdict> {
+pub fn check(recipes_dir: &Path, sources: &Path, out: &Path, inbox: Option<&Path>) -> Vec<Verdict> {
     let mut v = Vec::new();
     let recipes = crate::config::load_dir(recipes_dir);
     v.push(verdict(
@@ -107,6 +107,60 @@ pub fn check(recipes_dir: &Path, sources: &Path, out: &Path) -> Vec<Verdict> {
                 crate::stage::gsheets::probe(spec).map_err(|e| e.to_string()),
             ));
         }
+        if let Some(dir) = inbox {
+            v.extend(inbox_drift(r, dir));
+        }
+    }
+    v
+}
+
+/// `check --inbox DIR`: each waiting export's columns against its recipe, before any run.
+/// A file with drift fails its verdict, which says what changed and the recipe patch.
+fn inbox_drift(recipes: &crate::config::Recipes, dir: &Path) -> Vec<Verdict> {
+    let files = match crate::sources::scan_inbox(dir, recipes) {
+        Ok((files, _)) => files,
+        Err(e) => {
+            return vec![verdict(
+                format!("inbox {}", dir.display()),
+                Err(e.to_string()),
+            )]
+        }
+    };
+    if files.is_empty() {
+        return vec![verdict(
+            format!("inbox {}", dir.display()),
+            Err("no file there matches a recipe's [source] files".into()),
+        )];
+    }
+    let mut v = Vec::new();
+    for f in files {
+        let Some(recipe) = recipes.entities.iter().find(|r| r.entity == f.entity) else {
+            continue;
+        };
+        let name = f.path.file_name().unwrap_or_default().to_string_lossy();
+        let told = |d: crate::model::Drift| {
+            let mut text = d.to_string();
+            if let Some(p) = &d.patch {
+                text.push_str(&format!(
+                    "\nproposed recipe patch (save it and apply with `patch -p0 < FILE`):\n{p}"
+                ));
+            }
+            text
+        };
+        let r = match crate::read::read_file(&f.path, recipe) {
+            Ok(raw) => match super::drift::drift_of(recipe, &raw.header, raw.header_complete) {
+                None => Ok(format!(
+                    "{} column(s), as the recipe reads them",
+                    raw.header.len()
+                )),
+                Some(d) => Err(told(d)),
+            },
+            Err(e) => Err(match super::drift::drift_of_error(recipe, &e) {
+                Some(d) => told(d),
+                None => e.to_string(),
+            }),
+        };
+        v.push(verdict(format!("drift {name} ({})", f.entity), r));
     }
     v
 }

@@ -5,7 +5,7 @@
 //! whose inputs did not change stand on its last full pass; `staging` writes what
 //! analysts read; `work` holds the types they hand each other; `error` is what stops a run. `watch` drives runs from drops and a schedule;
 //! `pull` takes what SFTP and Drive sources hold, for `watch` and for `run --pull`;
-//! `alerts` is the one policy both use; `metrics` is what Prometheus scrapes from `serve` and
+//! `alerts` is the one policy both use; `drift` tells an export's columns from its recipe's; `metrics` is what Prometheus scrapes from `serve` and
 //! what a scheduled run pushes to a Pushgateway; `lineage` the OpenLineage events of a run; `explain`, `check`, `serve` and `bench` read or
 //! exercise what runs leave; `gen` makes synthetic drops for tests and benchmarks; `deploy`
 //! writes the Kubernetes manifests that schedule every tenant's runs.
@@ -16,6 +16,7 @@ mod approve;
 pub mod bench;
 pub mod check;
 pub mod deploy;
+mod drift;
 mod error;
 pub mod explain;
 pub mod gen;

@@ -258,7 +258,7 @@ fn process(
                 ),
                 Fetched::Parsed { hash, bytes, raw } => (hash, bytes, Source::Parsed(raw)),
                 Fetched::Loaded(Err(e)) => {
-                    so_far.quarantined(state, opts, run_id, entity, &file.path, &e)?;
+                    so_far.quarantined(state, opts, run_id, recipe, &file.path, &e)?;
                     continue;
                 }
             };
@@ -269,6 +269,7 @@ fn process(
                 file_hash,
                 recipe_key: reuse::recipe_key(recipes, recipe),
                 parents_key: reuse::parents_key(recipe, &so_far.fingerprints),
+                drift: None,
             };
             let reused = if opts.full {
                 None
@@ -314,12 +315,13 @@ fn process(
             }) {
                 Ok(raw) => raw,
                 Err(e) => {
-                    so_far.quarantined(state, opts, run_id, entity, &file.path, &e)?;
+                    so_far.quarantined(state, opts, run_id, recipe, &file.path, &e)?;
                     continue;
                 }
             };
             record_read(opts, state, run_id, entity, &name, &raw)?;
             inputs.encoding = raw.encoding;
+            inputs.drift = super::drift::drift_of(recipe, &raw.header, raw.header_complete);
             // A full recomputation types every record; otherwise those of clean snapshot rows
             // are taken from the snapshot (see `records`).
             let last = prev.as_ref().filter(|_| !opts.full);
@@ -493,6 +495,8 @@ struct Inputs {
     file_hash: String,
     recipe_key: String,
     parents_key: String,
+    /// How the file's columns differ from the recipe's, known once it is read.
+    drift: Option<crate::model::Drift>,
 }
 
 impl SoFar {
@@ -550,19 +554,23 @@ impl SoFar {
         Ok(())
     }
 
-    /// An entity whose file cannot be read: the file is quarantined with its reason and the
-    /// entity keeps its last accepted state.
+    /// An entity whose file cannot be read: the file is quarantined with its reason (and
+    /// its drift, when its columns are why) and the entity keeps its last accepted state.
     fn quarantined(
         &mut self,
         state: &State,
         opts: &RunOptions,
         run_id: &str,
-        entity: &str,
+        recipe: &Recipe,
         path: &std::path::Path,
         e: &ReadError,
     ) -> Result<(), PipelineError> {
+        let entity = recipe.entity.as_str();
         let (summary, issue) = quarantine(state, opts, run_id, entity, path, e)?;
         self.report.issues.push(issue);
+        // A file set aside for its columns says which changed and how to fix the recipe.
+        let drift = super::drift::drift_of_error(recipe, e);
+        let summary = EntitySummary { drift, ..summary };
         self.keep_last_state(state, entity, summary, run_id)
     }
 
@@ -631,6 +639,7 @@ impl SoFar {
         self.refs.insert(entity.clone(), ref_ids);
         let summary = EntitySummary {
             reused_records,
+            drift: inputs.drift,
             ..summary_of(&file_name, encoding, &valid.counts, &diffed)
         };
         self.inputs.push((
@@ -869,6 +878,7 @@ fn summary_of(file_name: &str, encoding: &str, counts: &Counts, d: &Diffed) -> E
         deleted: d.verdict.deletes.len(),
         held_deletes: d.verdict.held.len(),
         crm_refused: 0,
+        drift: None,
         reason: None,
         unchanged_since: None,
         reused_records: 0,

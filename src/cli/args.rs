@@ -61,7 +61,8 @@ pub enum Command {
     /// a row's history. Listens on 127.0.0.1 unless told otherwise (then a token is required).
     Serve(ServeArgs),
     /// Check recipes and sources config, test each SFTP and Drive source (connect, host key,
-    /// list; nothing taken), the target and the Google Sheets spreadsheet; writes nothing.
+    /// list; nothing taken), the target and the Google Sheets spreadsheet, and with --inbox
+    /// each waiting export's columns against its recipe; writes nothing.
     Check(CheckArgs),
     /// Kubernetes manifests for the tenants file: a CronJob per dealer, the status page, the
     /// shared volume (image: src/app/deploy/Dockerfile).
@@ -340,13 +341,12 @@ pub struct ServeArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub ws: Workspace,
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "watch/sources.toml",
-        conflicts_with = "tenant"
-    )]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub sources: SourcesArg,
+    /// Also compare each export waiting in this folder with its recipe (columns missing,
+    /// added or renamed, and the recipe patch a rename calls for), before any run.
+    #[arg(long, value_name = "DIR")]
+    pub inbox: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }

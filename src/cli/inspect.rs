@@ -42,8 +42,16 @@ pub fn explain(mut args: ExplainArgs) -> anyhow::Result<Exit> {
 }
 
 pub fn check(mut args: CheckArgs) -> anyhow::Result<Exit> {
-    let config = args.ws.resolve()?.map_or(args.config, |t| t.sources);
-    let verdicts = check::check(&args.ws.recipes, &config, &args.ws.out);
+    let config = args
+        .ws
+        .resolve()?
+        .map_or(args.sources.config, |t| t.sources);
+    let verdicts = check::check(
+        &args.ws.recipes,
+        &config,
+        &args.ws.out,
+        args.inbox.as_deref(),
+    );
     if args.json {
         outln!("{}", serde_json::to_string(&verdicts)?);
     } else {

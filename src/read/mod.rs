@@ -131,6 +131,11 @@ pub struct RawTable {
     pub frame: DataFrame,
     /// Recipe columns the file does not have (optional ones only; their fields stay empty).
     pub missing_columns: Vec<String>,
+    /// The file's header as written (CSV), or the recipe's columns the reader found (XML,
+    /// streamed for those only): what drift is told from.
+    pub header: Vec<String>,
+    /// `header` is the file's whole header.
+    pub header_complete: bool,
 }
 
 /// Why a file cannot be read as its entity. Every message is bounded: lists of names come
@@ -152,6 +157,9 @@ pub enum ReadError {
         path: PathBuf,
         missing: Vec<String>,
         found: Vec<String>,
+        /// The whole header, uncut (see [`RawTable::header`]), for drift.
+        header: Vec<String>,
+        header_complete: bool,
     },
     #[error("{path}:{line}: broken CSV: {message}")]
     Csv {
@@ -268,8 +276,11 @@ fn read_file_inner(path: &Path, loaded: Loaded, recipe: &Recipe) -> Result<RawTa
             path: path.to_path_buf(),
             missing: listed(&missing_required),
             found: listed(&columns.header),
+            header: columns.header.clone(),
+            header_complete: !is_xml,
         });
     }
+    let header = columns.header.clone();
     let frame = columns.finish().map_err(|source| ReadError::Frame {
         path: path.to_path_buf(),
         source,
@@ -281,6 +292,8 @@ fn read_file_inner(path: &Path, loaded: Loaded, recipe: &Recipe) -> Result<RawTa
         encoding: utf16.unwrap_or(encoding),
         frame,
         missing_columns,
+        header,
+        header_complete: !is_xml,
     })
 }
 

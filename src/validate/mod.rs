@@ -15,6 +15,8 @@
 //!
 //! Warnings are reported only for rows that end accepted.
 
+pub mod drift;
+
 use std::collections::BTreeMap;
 
 // IDs are hashed millions of times per run; FxHash is several times faster than SipHash

@@ -1,0 +1,145 @@
+//! Drift: an export whose columns changed under its recipe (a dealer's system upgraded
+//! overnight) is told, before any run by `check --inbox` and in every run's JSON, with the
+//! recipe patch a rename calls for; applying that patch makes the next run converge.
+
+mod support;
+
+use serde_json::Value;
+use support::{sample_drop, Workdir};
+
+/// Replaces `from` by `to` in the header line of `file` (bytes: the sample is Windows-1252).
+fn rename_in_header(w: &Workdir, file: &str, from: &str, to: &str) {
+    let p = w.inbox().join(file);
+    let bytes = std::fs::read(&p).unwrap();
+    let eol = bytes.iter().position(|b| *b == b'\n').unwrap();
+    let (head, rest) = bytes.split_at(eol);
+    let at = head
+        .windows(from.len())
+        .position(|x| x == from.as_bytes())
+        .unwrap_or_else(|| panic!("{from} in the header of {file}"));
+    let mut out = head[..at].to_vec();
+    out.extend_from_slice(to.as_bytes());
+    out.extend_from_slice(&head[at + from.len()..]);
+    out.extend_from_slice(rest);
+    std::fs::write(&p, out).unwrap();
+}
+
+/// Appends a column `name` (value `value` on every row) to `file`.
+fn add_column(w: &Workdir, file: &str, name: &str, value: &str) {
+    let p = w.inbox().join(file);
+    let bytes = std::fs::read(&p).unwrap();
+    let mut out = Vec::new();
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let (body, cr) = match line.strip_suffix(b"\r") {
+            Some(b) => (b, true),
+            None => (line, false),
+        };
+        out.extend_from_slice(body);
+        out.push(b';');
+        out.extend_from_slice(if i == 0 { name } else { value }.as_bytes());
+        if cr {
+            out.push(b'\r');
+        }
+        out.push(b'\n');
+    }
+    std::fs::write(&p, out).unwrap();
+}
+
+/// `check --inbox in --json`: the exit code and the verdict on `file`.
+fn check_inbox(w: &Workdir, file: &str) -> (i32, Value) {
+    let o = w.ws_cmd(&["check", "--inbox", "in", "--json"]);
+    let verdicts: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let v = verdicts
+        .into_iter()
+        .find(|v| {
+            v["item"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("drift {file}"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "a verdict on {file}: {}",
+                String::from_utf8_lossy(&o.stdout)
+            )
+        });
+    (o.status.code().unwrap(), v)
+}
+
+fn crm_rows(w: &Workdir) -> Vec<String> {
+    w.rows("crm.sqlite", "SELECT * FROM clientes ORDER BY id")
+}
+
+#[test]
+fn a_renamed_id_column_is_set_aside_with_the_patch_that_fixes_it() {
+    let w = Workdir::new();
+    sample_drop(&w);
+    assert_eq!(w.run().code, 0);
+    let crm = crm_rows(&w);
+    rename_in_header(&w, "clientes.csv", "Nro Cliente", "Nro. de Cliente");
+
+    // Before any run.
+    let (code, v) = check_inbox(&w, "clientes.csv");
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["ok"], false);
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(r#"renamed "Nro Cliente" -> "Nro. de Cliente""#),
+        "{detail}"
+    );
+    assert!(detail.contains("+column = \"Nro. de Cliente\""), "{detail}");
+    let (_, ventas) = check_inbox(&w, "ventas.csv");
+    assert_eq!(ventas["ok"], true, "{ventas}");
+
+    // The run sets the file aside (its ID column is gone) and says why and how to fix it.
+    let r = w.run();
+    let clientes = &r.json["entities"]["clientes"];
+    assert_eq!(clientes["status"], "quarantined", "{}", r.json);
+    let drift = &clientes["drift"];
+    assert_eq!(drift["renamed"][0]["recipe"], "Nro Cliente");
+    assert_eq!(drift["renamed"][0]["file"], "Nro. de Cliente");
+    assert_eq!(crm_rows(&w), crm, "the CRM is as it was");
+
+    // The proposed patch, applied as it is, makes the next run converge.
+    std::fs::write(w.path().join("fix.diff"), drift["patch"].as_str().unwrap()).unwrap();
+    let st = std::process::Command::new("patch")
+        .current_dir(w.path())
+        .args(["-p0", "-i", "fix.diff"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(check_inbox(&w, "clientes.csv").1["ok"], true);
+    let r = w.run();
+    let clientes = &r.json["entities"]["clientes"];
+    assert_eq!(clientes["status"], "ok", "{}", r.json);
+    assert!(clientes.get("drift").is_none(), "{clientes}");
+    assert_eq!(
+        (&clientes["inserted"], &clientes["updated"]),
+        (&0.into(), &0.into())
+    );
+    assert_eq!(crm_rows(&w), crm);
+}
+
+#[test]
+fn optional_columns_renamed_and_added_are_reported_in_the_run() {
+    let w = Workdir::new();
+    sample_drop(&w);
+    rename_in_header(&w, "clientes.csv", "Email", "E-mail");
+    add_column(&w, "clientes.csv", "Nro Socio", "7");
+    let r = w.run();
+    let drift = &r.json["entities"]["clientes"]["drift"];
+    assert_eq!(drift["renamed"][0]["recipe"], "Email", "{}", r.json);
+    assert_eq!(drift["renamed"][0]["file"], "E-mail");
+    assert_eq!(drift["renamed"][0]["similarity"], 1.0);
+    assert_eq!(drift["added"], serde_json::json!(["Nro Socio"]));
+    assert!(drift.get("missing").is_none(), "{drift}");
+    assert!(drift["patch"]
+        .as_str()
+        .unwrap()
+        .contains("+from = \"E-mail\""));
+    // Entities whose files match their recipes say nothing.
+    assert!(r.json["entities"]["ventas"].get("drift").is_none());
+}
