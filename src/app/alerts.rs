@@ -51,6 +51,17 @@ pub fn reason(spec: &AlertSpec, report: &RunReport) -> Option<String> {
     if report.status == RunStatus::Held {
         return Some("deletes held by the guard: approve or fix the export".into());
     }
+    // A column gone or renamed empties fields or sets the file aside: someone must look.
+    // A column only added changes nothing the recipe reads.
+    let drifted = report.entities.iter().find_map(|(e, s)| {
+        s.drift
+            .as_ref()
+            .filter(|d| !d.missing.is_empty() || !d.renamed.is_empty())
+            .map(|d| format!("{e}: the export's columns changed: {d}"))
+    });
+    if drifted.is_some() {
+        return drifted;
+    }
     report
         .entities
         .iter()
@@ -435,6 +446,48 @@ mod tests {
         assert!(text.contains("&lt;!channel&gt;"), "{text}");
         assert!(text.chars().count() < 400, "bounded: {} chars", text.len());
         assert!(!bounded("a\r\nBcc: x@evil", 50).contains(['\r', '\n']));
+    }
+
+    #[test]
+    fn a_column_gone_or_renamed_alerts_one_only_added_does_not() {
+        let spec = AlertSpec::default();
+        let with = |drift: crate::model::Drift| RunReport {
+            run_id: "r1".into(),
+            status: RunStatus::Ok,
+            dry_run: false,
+            entities: vec![(
+                "clientes".into(),
+                crate::model::EntitySummary {
+                    read: 10,
+                    accepted: 10,
+                    drift: Some(drift),
+                    ..Default::default()
+                },
+            )],
+            samples: Vec::new(),
+            issues: Vec::new(),
+            timings: Default::default(),
+            crm_rows_written: 0,
+            peak_rss_mb: 0.0,
+            gsheets: None,
+        };
+        let added = crate::model::Drift {
+            added: vec!["Nro Socio".into()],
+            ..Default::default()
+        };
+        assert_eq!(reason(&spec, &with(added)), None);
+        let renamed = crate::model::Drift {
+            renamed: vec![crate::model::Renamed {
+                recipe: "Email".into(),
+                file: "E-mail".into(),
+                similarity: 1.0,
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            reason(&spec, &with(renamed)).unwrap(),
+            r#"clientes: the export's columns changed: renamed "Email" -> "E-mail" (1.00)"#
+        );
     }
 
     #[test]

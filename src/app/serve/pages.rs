@@ -300,7 +300,15 @@ pub fn run(p: &RunPage) -> Markup {
                 @for (name, e) in &r.entities {
                     tr data-entity=(name) {
                         td { b { (name) } }
-                        td { (status(e.status.as_str())) @if let Some(why) = &e.reason { br; small { (why) } } }
+                        td {
+                            (status(e.status.as_str())) @if let Some(why) = &e.reason { br; small { (why) } }
+                            @if let Some(d) = &e.drift {
+                                br; small.drift { "columns changed: " (bounded(&d.to_string())) }
+                                @if let Some(p) = &d.patch {
+                                    details.patch { summary { "recipe patch" } pre { (bounded(p)) } }
+                                }
+                            }
+                        }
                         td.n.read { (e.read) } td.n.accepted { (e.accepted) } td.n.rejected { (e.rejected) }
                         td.n.skipped { (e.skipped) } td.n.warnings { (e.warnings) } td.n.inserted { (e.inserted) }
                         td.n.updated { (e.updated) } td.n.unchanged { (e.unchanged) } td.n.deleted { (e.deleted) }

@@ -646,6 +646,62 @@ fn reject_rows(page: &str) -> Vec<(String, String)> {
 }
 
 #[test]
+fn the_run_page_shows_an_exports_drift_and_the_recipe_patch() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("in");
+    std::fs::create_dir_all(&inbox).unwrap();
+    for e in std::fs::read_dir(repo().join("samples/2026-11-20")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "csv" || x == "xml") {
+            std::fs::copy(&p, inbox.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    // `Email` renamed in the header (ASCII bytes in a Windows-1252 file).
+    let clientes = inbox.join("clientes.csv");
+    let bytes = std::fs::read(&clientes).unwrap();
+    let at = bytes.windows(7).position(|w| w == b";Email;").unwrap();
+    let mut renamed = bytes[..at].to_vec();
+    renamed.extend_from_slice(b";E-mail;");
+    renamed.extend_from_slice(&bytes[at + 7..]);
+    std::fs::write(&clientes, renamed).unwrap();
+    let out = dir.path().join("out");
+    let report = crate::app::run::run(&crate::app::run::RunOptions {
+        recipes: repo().join("recipes"),
+        inbox,
+        out: out.clone(),
+        dry_run: false,
+        full: false,
+        progress: false,
+        stop: None,
+        cluster: None,
+        remote: None,
+        outputs: None,
+    })
+    .unwrap();
+    let s = start(&out, None);
+    let page = client()
+        .get(format!("{}/runs/{}", s.base, report.run_id))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let row = &page[at_str(&page, "<tr data-entity=\"clientes\">")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains("columns changed: renamed &quot;Email&quot; -&gt; &quot;E-mail&quot;"),
+        "{row}"
+    );
+    assert!(row.contains("+from = &quot;E-mail&quot;"), "{row}");
+    let ventas = &page[at_str(&page, "<tr data-entity=\"ventas\">")..];
+    assert!(!ventas[..ventas.find("</tr>").unwrap()].contains("columns changed"));
+}
+
+fn at_str(page: &str, needle: &str) -> usize {
+    page.find(needle)
+        .unwrap_or_else(|| panic!("{needle} in the page"))
+}
+
+#[test]
 fn the_run_page_counts_rejects_by_rule_each_linking_to_its_rows() {
     let (dir, _) = held_workspace();
     let out = dir.path().join("out");
