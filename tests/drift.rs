@@ -143,3 +143,53 @@ fn optional_columns_renamed_and_added_are_reported_in_the_run() {
     // Entities whose files match their recipes say nothing.
     assert!(r.json["entities"]["ventas"].get("drift").is_none());
 }
+
+/// `[source] on_drift = "quarantine"`: a renamed optional column sets the file aside instead
+/// of emptying the field in every row; the CRM keeps every email; the patch converges.
+#[test]
+fn on_drift_quarantine_keeps_the_crm_until_the_recipe_is_fixed() {
+    let w = Workdir::new();
+    let recipe = w.recipes().join("clientes.toml");
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    assert_eq!(text.matches("[source]\n").count(), 1);
+    std::fs::write(
+        &recipe,
+        text.replace("[source]\n", "[source]\non_drift = \"quarantine\"\n"),
+    )
+    .unwrap();
+    sample_drop(&w);
+    assert_eq!(w.run().code, 0);
+    let crm = crm_rows(&w);
+    rename_in_header(&w, "clientes.csv", "Email", "E-mail");
+
+    let r = w.run();
+    let clientes = &r.json["entities"]["clientes"];
+    assert_eq!(clientes["status"], "quarantined", "{}", r.json);
+    let reason = clientes["reason"].as_str().unwrap();
+    assert!(reason.contains("on_drift"), "{reason}");
+    assert_eq!(clientes["drift"]["renamed"][0]["file"], "E-mail");
+    assert_eq!(crm_rows(&w), crm, "no email emptied");
+    assert!(w
+        .path()
+        .join("out/quarantine")
+        .read_dir()
+        .unwrap()
+        .any(|run| run.unwrap().path().join("clientes.csv").is_file()));
+
+    std::fs::write(
+        w.path().join("fix.diff"),
+        clientes["drift"]["patch"].as_str().unwrap(),
+    )
+    .unwrap();
+    let st = std::process::Command::new("patch")
+        .current_dir(w.path())
+        .args(["-p0", "-i", "fix.diff"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let r = w.run();
+    let clientes = &r.json["entities"]["clientes"];
+    assert_eq!(clientes["status"], "ok", "{}", r.json);
+    assert_eq!(clientes["updated"], 0);
+    assert_eq!(crm_rows(&w), crm);
+}

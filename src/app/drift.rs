@@ -1,6 +1,9 @@
 //! The drift of one export, as runs and `check --inbox` report it: the file's columns
 //! against its recipe (`validate::drift`), with the recipe patch its renames call for.
 
+use std::path::Path;
+
+use crate::config::files::OnDrift;
 use crate::config::Recipe;
 use crate::model::Drift;
 use crate::read::ReadError;
@@ -34,4 +37,15 @@ pub(super) fn drift_of_error(recipe: &Recipe, e: &ReadError) -> Option<Drift> {
         } => drift_of(recipe, header, *header_complete),
         _ => None,
     }
+}
+
+/// Whether `drift` stops the file under its recipe's `on_drift`: a column it reads missing or
+/// renamed, with `quarantine`, sets the file aside (as a read error, so it goes the way of
+/// every unreadable export). A column only added never does.
+pub(super) fn stops(recipe: &Recipe, path: &Path, drift: Option<&Drift>) -> Option<ReadError> {
+    let d = drift.filter(|d| !d.missing.is_empty() || !d.renamed.is_empty())?;
+    (recipe.source.on_drift == OnDrift::Quarantine).then(|| ReadError::Drifted {
+        path: path.to_path_buf(),
+        drift: d.to_string(),
+    })
 }

@@ -319,9 +319,16 @@ fn process(
                     continue;
                 }
             };
+            inputs.drift = super::drift::drift_of(recipe, &raw.header, raw.header_complete);
+            if let Some(e) = super::drift::stops(recipe, &file.path, inputs.drift.as_ref()) {
+                so_far.quarantined(state, opts, run_id, recipe, &file.path, &e)?;
+                if let Some(summary) = so_far.last_summary(entity) {
+                    summary.drift = inputs.drift;
+                }
+                continue;
+            }
             record_read(opts, state, run_id, entity, &name, &raw)?;
             inputs.encoding = raw.encoding;
-            inputs.drift = super::drift::drift_of(recipe, &raw.header, raw.header_complete);
             // A full recomputation types every record; otherwise those of clean snapshot rows
             // are taken from the snapshot (see `records`).
             let last = prev.as_ref().filter(|_| !opts.full);
@@ -572,6 +579,16 @@ impl SoFar {
         let drift = super::drift::drift_of_error(recipe, e);
         let summary = EntitySummary { drift, ..summary };
         self.keep_last_state(state, entity, summary, run_id)
+    }
+
+    /// The summary line of `entity` added last, to complete it.
+    fn last_summary(&mut self, entity: &str) -> Option<&mut EntitySummary> {
+        self.report
+            .entities
+            .iter_mut()
+            .rev()
+            .find(|(e, _)| e == entity)
+            .map(|(_, s)| s)
     }
 
     /// An entity whose last full pass stands (see `reuse`): its line, its rejects, its IDs.

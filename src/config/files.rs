@@ -42,6 +42,20 @@ pub struct SourceSpec {
     pub delimiter: String,
     /// How to find records in an XML export; required when a file ends in `.xml`.
     pub xml: Option<XmlSpec>,
+    /// What a run does with a file whose columns drifted from this recipe (a column it reads
+    /// missing or renamed): `warn` (default: report it, read what is there) or `quarantine`
+    /// (set the file aside: the entity keeps its last state until the recipe is fixed).
+    #[serde(default)]
+    pub on_drift: OnDrift,
+}
+
+/// See [`SourceSpec::on_drift`]. A column only added never stops a file.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDrift {
+    #[default]
+    Warn,
+    Quarantine,
 }
 
 fn auto() -> String {

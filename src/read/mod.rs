@@ -161,6 +161,9 @@ pub enum ReadError {
         header: Vec<String>,
         header_complete: bool,
     },
+    /// Read, but its columns drifted from the recipe and the recipe says to set it aside.
+    #[error("{path}: its columns changed ({drift}); the recipe's [source] on_drift = \"quarantine\" sets it aside: apply the proposed patch (the run's drift) or fix the export")]
+    Drifted { path: PathBuf, drift: String },
     #[error("{path}:{line}: broken CSV: {message}")]
     Csv {
         path: PathBuf,
