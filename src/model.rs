@@ -4,6 +4,8 @@
 //! nothing of the crate, so any stage, the app and the status page can use it without
 //! depending on each other.
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Map, Value};
 
 /// Column holding the physical start line of each record (header = line 1).
@@ -127,6 +129,24 @@ pub struct EntitySummary {
     /// How the file's columns differ from what the recipe reads, when they do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<Drift>,
+    /// Per field, the rows whose value of it changed (an update counts once per field it
+    /// changed): a column swapped shows as one field changed in nearly every row.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub field_changes: BTreeMap<String, usize>,
+}
+
+impl EntitySummary {
+    /// Up to `n` fields that changed in the most rows, most first (ties by name).
+    pub fn top_field_changes(&self, n: usize) -> Vec<(&str, usize)> {
+        let mut v: Vec<(&str, usize)> = self
+            .field_changes
+            .iter()
+            .map(|(f, c)| (f.as_str(), *c))
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v.truncate(n);
+        v
+    }
 }
 
 /// An export whose columns no longer match its recipe: the night a dealer's system is

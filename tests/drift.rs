@@ -193,3 +193,69 @@ fn on_drift_quarantine_keeps_the_crm_until_the_recipe_is_fixed() {
     assert_eq!(clientes["updated"], 0);
     assert_eq!(crm_rows(&w), crm);
 }
+
+/// Columns swapped under unchanged headers (the case: `Email` and `Celular`): no
+/// drift, but one field changed in nearly every row. The run says so per field, and the
+/// alert names the mass update and the fields.
+#[test]
+fn swapped_columns_are_counted_per_field_and_alerted() {
+    let w = Workdir::new();
+    let pipeline = w.recipes().join("pipeline.toml");
+    let mut text = std::fs::read_to_string(&pipeline).unwrap();
+    text.push_str("\n[alerts]\nwebhook_env = \"DROPSYNC_TEST_MASS_HOOK\"\n");
+    std::fs::write(&pipeline, text).unwrap();
+    sample_drop(&w);
+    let (url, got) = support::receiver(vec![200; 8]);
+    assert_eq!(w.run_with_env(&[("DROPSYNC_TEST_MASS_HOOK", &url)]).code, 0);
+    while got.try_recv().is_ok() {}
+
+    // Email and Celular values swapped, the header as it was.
+    let path = w.inbox().join("clientes.csv");
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .has_headers(false)
+        .from_path(&path)
+        .unwrap();
+    let rows: Vec<csv::ByteRecord> = reader.byte_records().map(|r| r.unwrap()).collect();
+    let header = &rows[0];
+    let col = |name: &[u8]| header.iter().position(|h| h == name).unwrap();
+    let (email, celular) = (col(b"Email"), col(b"Celular"));
+    let mut writer = csv::WriterBuilder::new()
+        .delimiter(b';')
+        .from_path(&path)
+        .unwrap();
+    for (i, r) in rows.iter().enumerate() {
+        let mut fields: Vec<&[u8]> = r.iter().collect();
+        if i > 0 {
+            fields.swap(email, celular);
+        }
+        writer.write_record(&fields).unwrap();
+    }
+    writer.flush().unwrap();
+
+    let r = w.run_with_env(&[("DROPSYNC_TEST_MASS_HOOK", &url)]);
+    let clientes = &r.json["entities"]["clientes"];
+    assert!(clientes.get("drift").is_none(), "{clientes}");
+    let updated = clientes["updated"].as_u64().unwrap();
+    let accepted = clientes["accepted"].as_u64().unwrap();
+    assert!(updated * 10 > accepted * 3, "{clientes}");
+    let changes = &clientes["field_changes"];
+    let email_changed = changes["email"].as_u64().unwrap();
+    assert!(email_changed * 2 > updated, "{changes}");
+    assert!(changes["celular"].as_u64().unwrap() > 0, "{changes}");
+    let alert = got
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("an alert");
+    let body: Value = serde_json::from_str(&alert.body).unwrap();
+    let reason = body["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "clientes: {updated} of {accepted} rows updated (over 30%)"
+        )),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(&format!("email in {email_changed}")),
+        "{reason}"
+    );
+}

@@ -46,6 +46,9 @@ pub enum AlertError {
     Send(String),
 }
 
+/// Below this many rows a share says little (3 of 8 is not a mass change).
+const MIN_ROWS_FOR_SHARE: usize = 20;
+
 /// Why a finished run deserves an alert, if it does.
 pub fn reason(spec: &AlertSpec, report: &RunReport) -> Option<String> {
     if report.status == RunStatus::Held {
@@ -61,6 +64,31 @@ pub fn reason(spec: &AlertSpec, report: &RunReport) -> Option<String> {
     });
     if drifted.is_some() {
         return drifted;
+    }
+    let massive = report
+        .entities
+        .iter()
+        .find(|(_, s)| {
+            spec.update_share > 0.0
+                && s.accepted >= MIN_ROWS_FOR_SHARE
+                && s.updated as f64 > spec.update_share * s.accepted as f64
+        })
+        .map(|(e, s)| {
+            let top: Vec<String> = s
+                .top_field_changes(3)
+                .iter()
+                .map(|(f, n)| format!("{f} in {n}"))
+                .collect();
+            format!(
+                "{e}: {} of {} rows updated (over {:.0}%): {}; columns swapped or mis-mapped?",
+                s.updated,
+                s.accepted,
+                spec.update_share * 100.0,
+                top.join(", ")
+            )
+        });
+    if massive.is_some() {
+        return massive;
     }
     report
         .entities
@@ -317,6 +345,7 @@ mod tests {
         let spec = AlertSpec {
             webhook_env: Some(format!("DROPSYNC_TEST_HOOK_{}", std::process::id())),
             reject_share: 0.05,
+            update_share: 0.3,
             run_link: Some("http://127.0.0.1:8080/runs/{run_id}".into()),
             email: None,
         };
@@ -488,6 +517,53 @@ mod tests {
             reason(&spec, &with(renamed)).unwrap(),
             r#"clientes: the export's columns changed: renamed "Email" -> "E-mail" (1.00)"#
         );
+    }
+
+    #[test]
+    fn an_entity_updating_most_of_its_rows_alerts_with_its_fields() {
+        let spec = AlertSpec {
+            update_share: 0.3,
+            ..AlertSpec::default()
+        };
+        let with = |accepted: usize, updated: usize| {
+            let mut s = crate::model::EntitySummary {
+                read: accepted,
+                accepted,
+                updated,
+                ..Default::default()
+            };
+            s.field_changes.insert("email".into(), updated);
+            s.field_changes.insert("celular".into(), updated / 2);
+            s.field_changes.insert("ciudad".into(), 1);
+            s.field_changes.insert("cp".into(), 1);
+            RunReport {
+                run_id: "r1".into(),
+                status: RunStatus::Ok,
+                dry_run: false,
+                entities: vec![("clientes".into(), s)],
+                samples: Vec::new(),
+                issues: Vec::new(),
+                timings: Default::default(),
+                crm_rows_written: 0,
+                peak_rss_mb: 0.0,
+                gsheets: None,
+            }
+        };
+        assert_eq!(
+            reason(&spec, &with(100, 30)),
+            None,
+            "exactly the share passes"
+        );
+        assert_eq!(
+            reason(&spec, &with(100, 31)).unwrap(),
+            "clientes: 31 of 100 rows updated (over 30%): email in 31, celular in 15, ciudad in 1; columns swapped or mis-mapped?"
+        );
+        assert_eq!(reason(&spec, &with(19, 19)), None, "too few rows to tell");
+        let off = AlertSpec {
+            update_share: 0.0,
+            ..AlertSpec::default()
+        };
+        assert_eq!(reason(&off, &with(100, 100)), None);
     }
 
     #[test]

@@ -874,6 +874,17 @@ fn validate(
     validate::validate(recipe, file_name, &typed, &raw.frame, refs)
 }
 
+/// Per field, the updated rows that changed it.
+fn field_changes(changes: &ChangeSet) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for (_, fields) in &changes.updated {
+        for f in fields {
+            *counts.entry(f.clone()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
 /// The entity's line in the run's summary.
 fn summary_of(file_name: &str, encoding: &str, counts: &Counts, d: &Diffed) -> EntitySummary {
     EntitySummary {
@@ -896,6 +907,7 @@ fn summary_of(file_name: &str, encoding: &str, counts: &Counts, d: &Diffed) -> E
         held_deletes: d.verdict.held.len(),
         crm_refused: 0,
         drift: None,
+        field_changes: field_changes(&d.changes),
         reason: None,
         unchanged_since: None,
         reused_records: 0,

@@ -153,6 +153,11 @@ pub struct AlertSpec {
     /// Alert when an entity rejects more than this share of the rows it read.
     #[serde(default = "share")]
     pub reject_share: f64,
+    /// Alert when an entity updates more than this share of its rows (at least 20 of them):
+    /// columns swapped or mis-mapped under unchanged headers rewrite every row with wrong
+    /// values. 0 turns it off.
+    #[serde(default = "update_share")]
+    pub update_share: f64,
     /// Link to the run page; `{run_id}` is replaced.
     pub run_link: Option<String>,
     /// Email the alert too.
@@ -185,6 +190,12 @@ fn yes() -> bool {
 
 fn share() -> f64 {
     0.05
+}
+
+/// A night changes about 1% of a dealer's rows; a third of them at once is an export gone
+/// wrong more often than a real mass change.
+fn update_share() -> f64 {
+    0.3
 }
 
 /// `[staging.gsheets]` in recipes/pipeline.toml: publish staging to a Google spreadsheet.
