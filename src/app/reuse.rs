@@ -160,6 +160,8 @@ fn unchanged(last: &EntityInputs) -> EntitySummary {
         crm_refused: 0,
         unchanged: s.accepted,
         unchanged_since: Some(last.run_id.clone()),
+        // Nothing changed this run (the file's drift, a property of the file, still holds).
+        field_changes: Default::default(),
         ..s.clone()
     }
 }

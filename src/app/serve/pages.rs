@@ -302,6 +302,15 @@ pub fn run(p: &RunPage) -> Markup {
                         td { b { (name) } }
                         td {
                             (status(e.status.as_str())) @if let Some(why) = &e.reason { br; small { (why) } }
+                            @let top = e.top_field_changes(3);
+                            @if !top.is_empty() {
+                                br; small.fields title="updated rows that changed each field" {
+                                    "fields updated: "
+                                    @for (i, (f, n)) in top.iter().enumerate() {
+                                        @if i > 0 { " · " } (f) " " (n)
+                                    }
+                                }
+                            }
                             @if let Some(d) = &e.drift {
                                 br; small.drift { "columns changed: " (bounded(&d.to_string())) }
                                 @if let Some(p) = &d.patch {
@@ -311,18 +320,7 @@ pub fn run(p: &RunPage) -> Markup {
                         }
                         td.n.read { (e.read) } td.n.accepted { (e.accepted) } td.n.rejected { (e.rejected) }
                         td.n.skipped { (e.skipped) } td.n.warnings { (e.warnings) } td.n.inserted { (e.inserted) }
-                        td.n.updated {
-                            (e.updated)
-                            @let top = e.top_field_changes(3);
-                            @if !top.is_empty() {
-                                br; small.fields title="rows that changed each field" {
-                                    @for (i, (f, n)) in top.iter().enumerate() {
-                                        @if i > 0 { " · " } (f) " " (n)
-                                    }
-                                }
-                            }
-                        }
-                        td.n.unchanged { (e.unchanged) } td.n.deleted { (e.deleted) }
+                        td.n.updated { (e.updated) } td.n.unchanged { (e.unchanged) } td.n.deleted { (e.deleted) }
                         td.n.held { (e.held_deletes) } td.n.refused { (e.crm_refused) }
                     }
                 }

@@ -646,7 +646,7 @@ fn reject_rows(page: &str) -> Vec<(String, String)> {
 }
 
 #[test]
-fn the_run_page_shows_an_exports_drift_and_the_recipe_patch() {
+fn the_run_page_shows_an_exports_drift_the_recipe_patch_and_the_fields_updated() {
     let dir = tempfile::tempdir().unwrap();
     let inbox = dir.path().join("in");
     std::fs::create_dir_all(&inbox).unwrap();
@@ -656,6 +656,23 @@ fn the_run_page_shows_an_exports_drift_and_the_recipe_patch() {
             std::fs::copy(&p, inbox.join(p.file_name().unwrap())).unwrap();
         }
     }
+    let out = dir.path().join("out");
+    let run = || {
+        crate::app::run::run(&crate::app::run::RunOptions {
+            recipes: repo().join("recipes"),
+            inbox: inbox.clone(),
+            out: out.clone(),
+            dry_run: false,
+            full: false,
+            progress: false,
+            stop: None,
+            cluster: None,
+            remote: None,
+            outputs: None,
+        })
+        .unwrap()
+    };
+    run();
     // `Email` renamed in the header (ASCII bytes in a Windows-1252 file).
     let clientes = inbox.join("clientes.csv");
     let bytes = std::fs::read(&clientes).unwrap();
@@ -664,20 +681,7 @@ fn the_run_page_shows_an_exports_drift_and_the_recipe_patch() {
     renamed.extend_from_slice(b";E-mail;");
     renamed.extend_from_slice(&bytes[at + 7..]);
     std::fs::write(&clientes, renamed).unwrap();
-    let out = dir.path().join("out");
-    let report = crate::app::run::run(&crate::app::run::RunOptions {
-        recipes: repo().join("recipes"),
-        inbox,
-        out: out.clone(),
-        dry_run: false,
-        full: false,
-        progress: false,
-        stop: None,
-        cluster: None,
-        remote: None,
-        outputs: None,
-    })
-    .unwrap();
+    let report = run();
     let s = start(&out, None);
     let page = client()
         .get(format!("{}/runs/{}", s.base, report.run_id))
@@ -692,6 +696,8 @@ fn the_run_page_shows_an_exports_drift_and_the_recipe_patch() {
         "{row}"
     );
     assert!(row.contains("+from = &quot;E-mail&quot;"), "{row}");
+    // Every email the file had is gone from the field: the most changed field, first.
+    assert!(row.contains("fields updated: email "), "{row}");
     let ventas = &page[at_str(&page, "<tr data-entity=\"ventas\">")..];
     assert!(!ventas[..ventas.find("</tr>").unwrap()].contains("columns changed"));
 }
