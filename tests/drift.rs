@@ -69,6 +69,17 @@ fn check_inbox(w: &Workdir, file: &str) -> (i32, Value) {
     (o.status.code().unwrap(), v)
 }
 
+/// Applies a proposed recipe patch as an operator would: `patch -p0` where dropsync ran.
+fn apply_patch(w: &Workdir, patch: &Value) {
+    std::fs::write(w.path().join("fix.diff"), patch.as_str().unwrap()).unwrap();
+    let st = std::process::Command::new("patch")
+        .current_dir(w.path())
+        .args(["-p0", "-i", "fix.diff"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
 fn crm_rows(w: &Workdir) -> Vec<String> {
     w.rows("crm.sqlite", "SELECT * FROM clientes ORDER BY id")
 }
@@ -104,13 +115,7 @@ fn a_renamed_id_column_is_set_aside_with_the_patch_that_fixes_it() {
     assert_eq!(crm_rows(&w), crm, "the CRM is as it was");
 
     // The proposed patch, applied as it is, makes the next run converge.
-    std::fs::write(w.path().join("fix.diff"), drift["patch"].as_str().unwrap()).unwrap();
-    let st = std::process::Command::new("patch")
-        .current_dir(w.path())
-        .args(["-p0", "-i", "fix.diff"])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    apply_patch(&w, &drift["patch"]);
     assert_eq!(check_inbox(&w, "clientes.csv").1["ok"], true);
     let r = w.run();
     let clientes = &r.json["entities"]["clientes"];
@@ -176,17 +181,7 @@ fn on_drift_quarantine_keeps_the_crm_until_the_recipe_is_fixed() {
         .unwrap()
         .any(|run| run.unwrap().path().join("clientes.csv").is_file()));
 
-    std::fs::write(
-        w.path().join("fix.diff"),
-        clientes["drift"]["patch"].as_str().unwrap(),
-    )
-    .unwrap();
-    let st = std::process::Command::new("patch")
-        .current_dir(w.path())
-        .args(["-p0", "-i", "fix.diff"])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    apply_patch(&w, &clientes["drift"]["patch"]);
     let r = w.run();
     let clientes = &r.json["entities"]["clientes"];
     assert_eq!(clientes["status"], "ok", "{}", r.json);

@@ -138,18 +138,11 @@ fn large_amounts_drop(dir: &Path) -> Drop {
 }
 
 fn run(recipes: &Path, inbox: &Path, out: &Path) -> RunReport {
-    run::run(&RunOptions {
-        recipes: recipes.to_path_buf(),
-        inbox: inbox.to_path_buf(),
-        out: out.to_path_buf(),
-        dry_run: false,
-        full: false,
-        progress: false,
-        stop: None,
-        cluster: None,
-        remote: None,
-        outputs: None,
-    })
+    run::run(&RunOptions::new(
+        recipes.to_path_buf(),
+        inbox.to_path_buf(),
+        out.to_path_buf(),
+    ))
     .unwrap()
 }
 

@@ -76,18 +76,7 @@ fn workspace(copies: usize, rows: usize) -> Workdir {
 
 /// The most bytes held at once during a first load of `w`, above what was held before it.
 fn peak_of_first_load(w: &Workdir) -> usize {
-    let opts = RunOptions {
-        recipes: w.recipes(),
-        inbox: w.inbox(),
-        out: w.out(),
-        dry_run: false,
-        full: false,
-        progress: false,
-        stop: None,
-        cluster: None,
-        remote: None,
-        outputs: None,
-    };
+    let opts = RunOptions::new(w.recipes(), w.inbox(), w.out());
     let before = HELD.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
     let report = run(&opts).expect("the run");

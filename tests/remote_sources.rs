@@ -525,18 +525,11 @@ mod watch {
         gen::generate(&opts, dir).unwrap();
         std::fs::remove_file(dir.join("manifest.json")).unwrap();
         let plain = tempfile::tempdir().unwrap();
-        let report = run::run(&RunOptions {
-            recipes: recipes(),
-            inbox: dir.to_path_buf(),
-            out: plain.path().to_path_buf(),
-            dry_run: false,
-            full: false,
-            progress: false,
-            stop: None,
-            cluster: None,
-            remote: None,
-            outputs: None,
-        })
+        let report = run::run(&RunOptions::new(
+            recipes(),
+            dir.to_path_buf(),
+            plain.path().to_path_buf(),
+        ))
         .unwrap();
         assert_eq!(report.status.as_str(), "ok");
         let rows = crm(plain.path());

@@ -38,18 +38,11 @@ mod samples {
                 std::fs::copy(&p, inbox.join(p.file_name().unwrap())).unwrap();
             }
         }
-        run::run(&RunOptions {
-            recipes: recipes.to_path_buf(),
+        run::run(&RunOptions::new(
+            recipes.to_path_buf(),
             inbox,
-            out: out.to_path_buf(),
-            dry_run: false,
-            full: false,
-            progress: false,
-            stop: None,
-            cluster: None,
-            remote: None,
-            outputs: None,
-        })
+            out.to_path_buf(),
+        ))
         .unwrap()
     }
 

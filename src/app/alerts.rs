@@ -318,17 +318,12 @@ mod tests {
         };
         std::fs::create_dir_all(dir.path().join("in")).unwrap();
         let recipes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
-        let opts = |inbox: &str| crate::app::run::RunOptions {
-            recipes: recipes.clone(),
-            inbox: dir.path().join(inbox),
-            out: dir.path().join("out"),
-            dry_run: false,
-            full: false,
-            progress: false,
-            stop: None,
-            cluster: None,
-            remote: None,
-            outputs: None,
+        let opts = |inbox: &str| {
+            crate::app::run::RunOptions::new(
+                recipes.clone(),
+                dir.path().join(inbox),
+                dir.path().join("out"),
+            )
         };
         let mut csv = String::from("Nro Cliente;Razón Social / Nombre\n");
         for i in 1..=20 {
@@ -477,28 +472,32 @@ mod tests {
         assert!(!bounded("a\r\nBcc: x@evil", 50).contains(['\r', '\n']));
     }
 
-    #[test]
-    fn a_column_gone_or_renamed_alerts_one_only_added_does_not() {
-        let spec = AlertSpec::default();
-        let with = |drift: crate::model::Drift| RunReport {
+    /// A finished run whose one entity, `clientes`, ended as `summary`.
+    fn clientes_run(summary: crate::model::EntitySummary) -> RunReport {
+        RunReport {
             run_id: "r1".into(),
             status: RunStatus::Ok,
             dry_run: false,
-            entities: vec![(
-                "clientes".into(),
-                crate::model::EntitySummary {
-                    read: 10,
-                    accepted: 10,
-                    drift: Some(drift),
-                    ..Default::default()
-                },
-            )],
+            entities: vec![("clientes".into(), summary)],
             samples: Vec::new(),
             issues: Vec::new(),
             timings: Default::default(),
             crm_rows_written: 0,
             peak_rss_mb: 0.0,
             gsheets: None,
+        }
+    }
+
+    #[test]
+    fn a_column_gone_or_renamed_alerts_one_only_added_does_not() {
+        let spec = AlertSpec::default();
+        let with = |drift: crate::model::Drift| {
+            clientes_run(crate::model::EntitySummary {
+                read: 10,
+                accepted: 10,
+                drift: Some(drift),
+                ..Default::default()
+            })
         };
         let added = crate::model::Drift {
             added: vec!["Nro Socio".into()],
@@ -536,18 +535,7 @@ mod tests {
             s.field_changes.insert("celular".into(), updated / 2);
             s.field_changes.insert("ciudad".into(), 1);
             s.field_changes.insert("cp".into(), 1);
-            RunReport {
-                run_id: "r1".into(),
-                status: RunStatus::Ok,
-                dry_run: false,
-                entities: vec![("clientes".into(), s)],
-                samples: Vec::new(),
-                issues: Vec::new(),
-                timings: Default::default(),
-                crm_rows_written: 0,
-                peak_rss_mb: 0.0,
-                gsheets: None,
-            }
+            clientes_run(s)
         };
         assert_eq!(
             reason(&spec, &with(100, 30)),

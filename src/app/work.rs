@@ -34,6 +34,25 @@ pub struct RunOptions {
     pub outputs: Option<crate::stage::store::OutputStore>,
 }
 
+impl RunOptions {
+    /// A plain run of `inbox` into workspace `out`: written, not forced, quiet, unstoppable,
+    /// on this machine only. Callers set what differs.
+    pub fn new(recipes: PathBuf, inbox: PathBuf, out: PathBuf) -> RunOptions {
+        RunOptions {
+            recipes,
+            inbox,
+            out,
+            dry_run: false,
+            full: false,
+            progress: false,
+            stop: None,
+            cluster: None,
+            remote: None,
+            outputs: None,
+        }
+    }
+}
+
 /// Everything one entity carries from the diff to the journal and staging.
 pub(super) struct EntityWork<'r> {
     pub(super) recipe: &'r Recipe,

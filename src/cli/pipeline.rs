@@ -219,16 +219,8 @@ pub fn plan(mut args: PlanArgs) -> anyhow::Result<Exit> {
     super::tenant::fetch_state(tenant.as_ref(), &args.ws.out)?;
     let inbox = tenant.map_or(args.inbox, |t| t.inbox);
     let report = run::run(&RunOptions {
-        recipes: args.ws.recipes,
-        inbox: inbox.clone(),
-        out: args.ws.out,
         dry_run: true,
-        full: false,
-        progress: false,
-        stop: None,
-        cluster: None,
-        remote: None,
-        outputs: None,
+        ..RunOptions::new(args.ws.recipes, inbox.clone(), args.ws.out)
     })?;
     if args.json {
         outln!("{}", report.to_json());
@@ -285,16 +277,8 @@ pub fn demo(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
     for inbox in drops {
         outln!("\n== drop {}", inbox.display());
         let report = run::run(&RunOptions {
-            recipes: args.recipes.clone(),
-            inbox,
-            out: args.out.clone(),
-            dry_run: false,
-            full: false,
             progress: !quiet,
-            stop: None,
-            cluster: None,
-            remote: None,
-            outputs: None,
+            ..RunOptions::new(args.recipes.clone(), inbox, args.out.clone())
         })?;
         print::run_table(&report);
         if report.status == RunStatus::Held {

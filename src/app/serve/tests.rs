@@ -10,25 +10,21 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A run of the shipped recipes on `inbox` into workspace `out`.
+fn run_into(inbox: &Path, out: &Path) -> crate::app::run::RunReport {
+    crate::app::run::run(&crate::app::run::RunOptions::new(
+        repo().join("recipes"),
+        inbox.to_path_buf(),
+        out.to_path_buf(),
+    ))
+    .unwrap()
+}
+
 /// Runs the pipeline on the first sample drop, then on a `clientes.csv` cut to its first 60
 /// rows, which the guard holds. Returns (workspace, held run id).
 fn held_workspace() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
-    let run = |inbox: &Path| {
-        crate::app::run::run(&crate::app::run::RunOptions {
-            recipes: repo().join("recipes"),
-            inbox: inbox.to_path_buf(),
-            out: dir.path().join("out"),
-            dry_run: false,
-            full: false,
-            progress: false,
-            stop: None,
-            cluster: None,
-            remote: None,
-            outputs: None,
-        })
-        .unwrap()
-    };
+    let run = |inbox: &Path| run_into(inbox, &dir.path().join("out"));
     let day1 = repo().join("samples/2026-11-20");
     let inbox = dir.path().join("in1");
     std::fs::create_dir_all(&inbox).unwrap();
@@ -657,21 +653,7 @@ fn the_run_page_shows_an_exports_drift_the_recipe_patch_and_the_fields_updated()
         }
     }
     let out = dir.path().join("out");
-    let run = || {
-        crate::app::run::run(&crate::app::run::RunOptions {
-            recipes: repo().join("recipes"),
-            inbox: inbox.clone(),
-            out: out.clone(),
-            dry_run: false,
-            full: false,
-            progress: false,
-            stop: None,
-            cluster: None,
-            remote: None,
-            outputs: None,
-        })
-        .unwrap()
-    };
+    let run = || run_into(&inbox, &out);
     run();
     // `Email` renamed in the header (ASCII bytes in a Windows-1252 file).
     let clientes = inbox.join("clientes.csv");
