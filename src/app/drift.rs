@@ -1,5 +1,6 @@
 //! The drift of one export, as runs and `check --inbox` report it: the file's columns
-//! against its recipe (`validate::drift`), with the recipe patch its renames call for.
+//! against its recipe (`validate::drift`), with the recipe patch its renames call for, and
+//! whether the recipe's `on_drift` stops the file.
 
 use std::path::Path;
 
@@ -11,23 +12,20 @@ use crate::read::ReadError;
 /// How the columns `header` (whole when `complete`) differ from what `recipe` reads, with
 /// the patch to the recipe's file for renames; `None` when they do not.
 pub(super) fn drift_of(recipe: &Recipe, header: &[String], complete: bool) -> Option<Drift> {
-    if crate::validate::drift::detect(recipe, header, complete).is_empty() {
+    let mut drift = crate::validate::drift::detect(recipe, header, complete);
+    if drift.is_empty() {
         return None;
     }
-    // Read only when there is something to patch: the recipe as the operator will edit it.
-    let text = std::fs::read_to_string(&recipe.file).ok();
-    let drift =
-        crate::validate::drift::detect_with_patch(recipe, text.as_deref(), header, complete)?;
-    tracing::warn!(
-        entity = %recipe.entity,
-        recipe = %recipe.file.display(),
-        drift = %drift,
-        "the export's columns differ from what the recipe reads"
-    );
+    // The recipe is read only when there is something to patch, as the operator will edit it.
+    if !drift.renamed.is_empty() {
+        if let Ok(text) = std::fs::read_to_string(&recipe.file) {
+            drift.patch = crate::validate::drift::propose(&recipe.file, &text, &drift.renamed);
+        }
+    }
     Some(drift)
 }
 
-/// The drift behind a file that could not be read for its columns, if that is why.
+/// The drift behind a file that could not be taken for its columns, if that is why.
 pub(super) fn drift_of_error(recipe: &Recipe, e: &ReadError) -> Option<Drift> {
     match e {
         ReadError::MissingColumns {
@@ -35,6 +33,7 @@ pub(super) fn drift_of_error(recipe: &Recipe, e: &ReadError) -> Option<Drift> {
             header_complete,
             ..
         } => drift_of(recipe, header, *header_complete),
+        ReadError::Drifted { drift, .. } => Some((**drift).clone()),
         _ => None,
     }
 }
@@ -46,6 +45,6 @@ pub(super) fn stops(recipe: &Recipe, path: &Path, drift: Option<&Drift>) -> Opti
     let d = drift.filter(|d| !d.missing.is_empty() || !d.renamed.is_empty())?;
     (recipe.source.on_drift == OnDrift::Quarantine).then(|| ReadError::Drifted {
         path: path.to_path_buf(),
-        drift: d.to_string(),
+        drift: Box::new(d.clone()),
     })
 }

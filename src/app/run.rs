@@ -320,11 +320,11 @@ fn process(
                 }
             };
             inputs.drift = super::drift::drift_of(recipe, &raw.header, raw.header_complete);
+            if let Some(d) = &inputs.drift {
+                tracing::warn!(entity, recipe = %recipe.file.display(), drift = %d, "the export's columns differ from what the recipe reads");
+            }
             if let Some(e) = super::drift::stops(recipe, &file.path, inputs.drift.as_ref()) {
                 so_far.quarantined(state, opts, run_id, recipe, &file.path, &e)?;
-                if let Some(summary) = so_far.last_summary(entity) {
-                    summary.drift = inputs.drift;
-                }
                 continue;
             }
             record_read(opts, state, run_id, entity, &name, &raw)?;
@@ -579,16 +579,6 @@ impl SoFar {
         let drift = super::drift::drift_of_error(recipe, e);
         let summary = EntitySummary { drift, ..summary };
         self.keep_last_state(state, entity, summary, run_id)
-    }
-
-    /// The summary line of `entity` added last, to complete it.
-    fn last_summary(&mut self, entity: &str) -> Option<&mut EntitySummary> {
-        self.report
-            .entities
-            .iter_mut()
-            .rev()
-            .find(|(e, _)| e == entity)
-            .map(|(_, s)| s)
     }
 
     /// An entity whose last full pass stands (see `reuse`): its line, its rejects, its IDs.

@@ -163,7 +163,10 @@ pub enum ReadError {
     },
     /// Read, but its columns drifted from the recipe and the recipe says to set it aside.
     #[error("{path}: its columns changed ({drift}); the recipe's [source] on_drift = \"quarantine\" sets it aside: apply the proposed patch (the run's drift) or fix the export")]
-    Drifted { path: PathBuf, drift: String },
+    Drifted {
+        path: PathBuf,
+        drift: Box<crate::model::Drift>,
+    },
     #[error("{path}:{line}: broken CSV: {message}")]
     Csv {
         path: PathBuf,

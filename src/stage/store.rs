@@ -109,10 +109,6 @@ impl OutputStore {
         })
     }
 
-    pub fn location(&self) -> &str {
-        &self.location
-    }
-
     /// Stores run `run_id`'s files from workspace `out`: the workbook (if the run keeps one),
     /// `report` as `runs/<run_id>/report.json`, and `out/quarantine/<run_id>/`.
     pub fn store_run(&self, out: &Path, run_id: &str, report: &str) -> Result<Stored, StoreError> {

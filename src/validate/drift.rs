@@ -129,24 +129,6 @@ fn toml_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// [`detect`], with the patch to `recipe_text` (the recipe file as read by the caller) when
-/// there are renames; `None` without drift.
-pub fn detect_with_patch(
-    recipe: &Recipe,
-    recipe_text: Option<&str>,
-    header: &[String],
-    complete: bool,
-) -> Option<Drift> {
-    let mut drift = detect(recipe, header, complete);
-    if drift.is_empty() {
-        return None;
-    }
-    if let Some(text) = recipe_text.filter(|_| !drift.renamed.is_empty()) {
-        drift.patch = propose(&recipe.file, text, &drift.renamed);
-    }
-    Some(drift)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,8 +189,8 @@ mod tests {
         let (dir, r) = recipe();
         let h = header(&["Nro. de Cliente", "Email", "Celular 1", "Localidad"]);
         let text = std::fs::read_to_string(&r.file).unwrap();
-        let d = detect_with_patch(&r, Some(&text), &h, true).unwrap();
-        let patch = d.patch.unwrap();
+        let d = detect(&r, &h, true);
+        let patch = propose(&r.file, &text, &d.renamed).unwrap();
         assert!(patch.contains("-column = \"Nro Cliente\""), "{patch}");
         assert!(patch.contains("+column = \"Nro. de Cliente\""), "{patch}");
         assert!(

@@ -232,23 +232,14 @@ fn measure_run(
     out: &Path,
     label: &'static str,
 ) -> Result<Measure, BenchError> {
-    let t = Instant::now();
-    let o = Command::new(exe)
-        .args(["-q", "run", "--json", "--recipes"])
+    let mut cmd = Command::new(exe);
+    cmd.args(["-q", "run", "--json", "--recipes"])
         .arg(recipes)
         .arg("--inbox")
         .arg(inbox)
         .arg("--out")
-        .arg(out)
-        .output()
-        .map_err(fail)?;
-    let seconds = t.elapsed().as_secs_f64();
-    let json: Value = serde_json::from_slice(&o.stdout).map_err(|e| {
-        fail(format!(
-            "{label}: no JSON ({e}); stderr: {}",
-            String::from_utf8_lossy(&o.stderr)
-        ))
-    })?;
+        .arg(out);
+    let (seconds, json) = timed_json(cmd, label)?;
     tracing::info!(label, seconds, "measured");
     Ok(Measure {
         label,
@@ -259,22 +250,27 @@ fn measure_run(
 
 /// (seconds, peak RSS MB) of the baseline in a child process.
 fn measure_baseline(exe: &Path, recipes: &Path, inbox: &Path) -> Result<(f64, f64), BenchError> {
-    let t = Instant::now();
-    let o = Command::new(exe)
-        .args(["-q", "bench-baseline", "--recipes"])
+    let mut cmd = Command::new(exe);
+    cmd.args(["-q", "bench-baseline", "--recipes"])
         .arg(recipes)
         .arg("--inbox")
-        .arg(inbox)
-        .output()
-        .map_err(fail)?;
+        .arg(inbox);
+    let (seconds, json) = timed_json(cmd, "baseline")?;
+    Ok((seconds, json["peak_rss_mb"].as_f64().unwrap_or(0.0)))
+}
+
+/// Runs a child that prints one JSON object; (its wall seconds, the object).
+fn timed_json(mut cmd: Command, label: &str) -> Result<(f64, Value), BenchError> {
+    let t = Instant::now();
+    let o = cmd.output().map_err(fail)?;
     let seconds = t.elapsed().as_secs_f64();
     let json: Value = serde_json::from_slice(&o.stdout).map_err(|e| {
         fail(format!(
-            "baseline: {e}: {}",
+            "{label}: no JSON ({e}); stderr: {}",
             String::from_utf8_lossy(&o.stderr)
         ))
     })?;
-    Ok((seconds, json["peak_rss_mb"].as_f64().unwrap_or(0.0)))
+    Ok((seconds, json))
 }
 
 /// The baseline itself: polars' CSV reader on every CSV of the drop, `;` separated, then the

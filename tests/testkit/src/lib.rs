@@ -23,3 +23,11 @@ pub mod postgres;
 pub mod s3;
 pub mod sheets;
 pub mod sshd;
+
+/// A port on 127.0.0.1 nothing listens on right now, for a server a harness starts.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("find a free port on 127.0.0.1")
+}

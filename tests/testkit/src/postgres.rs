@@ -8,6 +8,7 @@
 //! user and the server commands go through `su postgres -c`. A watchdog shell stops the
 //! server and removes the dir if the test process dies without running destructors.
 
+use crate::free_port;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -263,13 +264,6 @@ fn find_bin() -> PathBuf {
              package (apt-get install -y postgresql) or set {BIN_ENV} to the directory holding them"
         ),
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("find a free port on 127.0.0.1")
 }
 
 /// Single-quotes a word for `sh`.

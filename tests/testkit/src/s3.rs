@@ -4,6 +4,7 @@
 //! HTTP (moto does not check request signatures), so what a test sees is what the server
 //! stored, not what a client library says it sent.
 
+use crate::free_port;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -176,11 +177,4 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
         body = &body[start + size + 2..];
     }
     out
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("find a free port on 127.0.0.1")
 }

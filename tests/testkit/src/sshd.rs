@@ -4,9 +4,10 @@
 //! `remote_dir`. It must run as root (sshd's privilege separation); a missing
 //! `/usr/sbin/sshd` fails the test, since CI installs it.
 
+use crate::free_port;
 use std::fs;
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -248,13 +249,6 @@ fn fingerprint_of(pubkey: &Path) -> String {
         .find(|w| w.starts_with("SHA256:"))
         .unwrap_or_else(|| panic!("no fingerprint in ssh-keygen output: {text}"))
         .to_string()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("find a free port")
 }
 
 /// All processes below `root`, from /proc.
